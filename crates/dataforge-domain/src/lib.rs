@@ -1,0 +1,14 @@
+//! The dataforge domain: dataset schemas, values and their validation, the query model and the
+//! storage ports. No web framework or database appears here; adapters depend on this crate, never
+//! the other way round.
+
+pub mod identifier;
+pub mod ports;
+pub mod query;
+pub mod records;
+pub mod schema;
+pub mod validate;
+pub mod value;
+
+#[cfg(test)]
+pub(crate) mod testing;

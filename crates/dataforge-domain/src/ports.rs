@@ -1,0 +1,91 @@
+//! The ports: what the application needs from storage, as traits. Adapters (embedded DuckDB now,
+//! PostgreSQL later) implement them; nothing above this line knows which one is wired in.
+//!
+//! The methods return boxed futures so adapters decide where blocking work runs (the DuckDB
+//! adapter runs it on its own threads, never on the async executor) and so the composition root
+//! can pick an adapter at run time.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use serde::Serialize;
+
+use crate::query::{Filter, RecordQuery};
+use crate::schema::{Catalog, DatasetSchema};
+use crate::value::Value;
+
+/// A future a port returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Creates and checks the storage for every dataset at start.
+pub trait DatasetStorage: Send + Sync {
+    /// Creates what is missing; does nothing for datasets already stored as declared; fails with
+    /// [`StoreError::SchemaMismatch`] naming every difference otherwise.
+    fn prepare(&self, catalog: &Catalog) -> Result<(), StoreError>;
+}
+
+/// The write side.
+pub trait RecordWriter: Send + Sync {
+    /// Stores every row of `batch` (shaped as the dataset's Arrow schema, already validated), or
+    /// none: a key that exists, or repeats within the batch, fails with [`StoreError::Conflict`].
+    /// Returns the number of rows stored, once they are durable.
+    fn insert(&self, dataset: Arc<DatasetSchema>, batch: RecordBatch) -> BoxFuture<'_, Result<u64, StoreError>>;
+}
+
+/// The read side.
+pub trait RecordReader: Send + Sync {
+    /// The record with this primary key (values in key order), all fields.
+    fn get(&self, dataset: Arc<DatasetSchema>, key: Vec<Value>) -> BoxFuture<'_, Result<Option<RecordBatch>, StoreError>>;
+
+    /// Up to `query.limit` matching rows in order, with the columns of [`RecordQuery::fetched_fields`].
+    fn query(&self, dataset: Arc<DatasetSchema>, query: RecordQuery) -> BoxFuture<'_, Result<Vec<RecordBatch>, StoreError>>;
+
+    /// How many rows match every filter.
+    fn count(&self, dataset: Arc<DatasetSchema>, filters: Vec<Filter>) -> BoxFuture<'_, Result<u64, StoreError>>;
+}
+
+/// Why a key conflicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictReason {
+    /// A stored record already has this key.
+    Exists,
+    /// The key appears more than once in the request.
+    Repeated,
+}
+
+/// One conflicting key, values in key order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConflictingKey {
+    pub key: Vec<Value>,
+    pub reason: ConflictReason,
+}
+
+/// What storage can fail with.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{total} primary key(s) already exist or repeat in the request")]
+    Conflict {
+        /// The first conflicting keys (at most 100).
+        keys: Vec<ConflictingKey>,
+        total: u64,
+    },
+    #[error("stored table `{dataset}` differs from its schema: {}", differences.join("; "))]
+    SchemaMismatch { dataset: String, differences: Vec<String> },
+    #[error("storage is not accepting work: {0}")]
+    Unavailable(String),
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+impl RecordQuery {
+    /// The fields a storage answer carries: the selected ones, then sort-key fields not selected
+    /// (needed to make the next cursor).
+    pub fn fetched_fields(&self) -> Vec<usize> {
+        let mut fields = self.select.clone();
+        fields.extend(self.order.iter().map(|k| k.field).filter(|f| !self.select.contains(f)));
+        fields
+    }
+}

@@ -1,0 +1,362 @@
+//! Parsing the read API's URL parameters (`field=op.value`, `select`, `order`, `limit`, `cursor`)
+//! and primary-key path segments into the query model.
+
+use super::cursor::Cursor;
+use super::{Comparison, Condition, Filter, QueryError, RecordQuery, SortKey};
+use crate::identifier::RESERVED_PARAMETERS;
+use crate::schema::DatasetSchema;
+use crate::value::{FieldType, Value};
+
+/// Page-size bounds, from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryLimits {
+    pub default_limit: usize,
+    pub max_limit: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits { default_limit: 100, max_limit: 10_000 }
+    }
+}
+
+const OPERATORS: &str = "eq, ne, gt, gte, lt, lte, in, like, ilike, is";
+
+/// Parses the parameters of a records listing.
+pub fn parse_list_params(
+    schema: &DatasetSchema,
+    params: &[(String, String)],
+    limits: QueryLimits,
+) -> Result<RecordQuery, QueryError> {
+    let mut filters = Vec::new();
+    let (mut select, mut order, mut limit, mut cursor) = (None, None, None, None);
+    for (name, raw) in params {
+        let slot = match name.as_str() {
+            "select" => &mut select,
+            "order" => &mut order,
+            "limit" => &mut limit,
+            "cursor" => &mut cursor,
+            _ => {
+                filters.push(parse_filter(schema, name, raw)?);
+                continue;
+            }
+        };
+        if slot.replace(raw.as_str()).is_some() {
+            return Err(QueryError::new(name, "given more than once"));
+        }
+    }
+    let select = match select {
+        Some(raw) => parse_select(schema, raw)?,
+        None => (0..schema.fields.len()).collect(),
+    };
+    let order = parse_order(schema, order.unwrap_or(""))?;
+    let limit = match limit {
+        None => limits.default_limit,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=limits.max_limit).contains(&n) => n,
+            _ => return Err(QueryError::new("limit", format!("must be an integer from 1 to {}, found `{raw}`", limits.max_limit))),
+        },
+    };
+    let after = cursor.map(|token| Cursor::decode(schema, &order, token)).transpose()?.map(|c| c.values);
+    Ok(RecordQuery { filters, select, order, limit, after })
+}
+
+/// Parses the parameters of a count: filters only.
+pub fn parse_count_params(schema: &DatasetSchema, params: &[(String, String)]) -> Result<Vec<Filter>, QueryError> {
+    params
+        .iter()
+        .map(|(name, raw)| {
+            if RESERVED_PARAMETERS.contains(&name.as_str()) {
+                Err(QueryError::new(name, "does not apply to a count; only filters do"))
+            } else {
+                parse_filter(schema, name, raw)
+            }
+        })
+        .collect()
+}
+
+/// Parses primary-key path segments, in key order.
+pub fn parse_key(schema: &DatasetSchema, segments: &[&str]) -> Result<Vec<Value>, QueryError> {
+    let names = || schema.key_fields().map(|f| f.name.as_str()).collect::<Vec<_>>().join("/");
+    if segments.len() != schema.primary_key.len() {
+        return Err(QueryError::new(
+            "key",
+            format!("{} has a key of {} part(s) ({}), but the path gives {}", schema.name, schema.primary_key.len(), names(), segments.len()),
+        ));
+    }
+    schema
+        .key_fields()
+        .zip(segments)
+        .map(|(field, segment)| {
+            Value::parse_text(field.field_type, segment)
+                .map_err(|e| QueryError::new("key", format!("key field `{}`: {}", field.name, e.message)))
+        })
+        .collect()
+}
+
+fn parse_filter(schema: &DatasetSchema, name: &str, raw: &str) -> Result<Filter, QueryError> {
+    let Some(field_index) = schema.field_index(name) else {
+        return Err(QueryError::new(
+            name,
+            format!("unknown field or parameter `{name}`; {} has fields: {}", schema.name, schema.field_names()),
+        ));
+    };
+    let field = &schema.fields[field_index];
+    let ty = field.field_type;
+    let (op, operand) = raw.split_once('.').ok_or_else(|| {
+        QueryError::new(name, format!("expected `operator.value` (e.g. `eq.42`), found `{raw}`; operators: {OPERATORS}"))
+    })?;
+    let value = |text: &str| {
+        Value::parse_text(ty, text).map_err(|e| QueryError::new(name, format!("`{text}` is not a valid {ty}: {}", e.message)))
+    };
+    let refuse = |why: &str| Err(QueryError::new(name, format!("operator `{op}` {why} (field `{name}` is {ty})")));
+    let condition = match op {
+        "is" => match operand {
+            "null" => Condition::IsNull,
+            "notnull" => Condition::IsNotNull,
+            _ => return Err(QueryError::new(name, format!("`is` takes `null` or `notnull`, found `{operand}`"))),
+        },
+        _ if ty == FieldType::Json => return refuse("does not apply to json fields; only `is` does"),
+        "eq" | "ne" | "gt" | "gte" | "lt" | "lte" => {
+            let comparison = match op {
+                "eq" => Comparison::Eq,
+                "ne" => Comparison::Ne,
+                "gt" => Comparison::Gt,
+                "gte" => Comparison::Gte,
+                "lt" => Comparison::Lt,
+                _ => Comparison::Lte,
+            };
+            if ty == FieldType::Boolean && !matches!(comparison, Comparison::Eq | Comparison::Ne) {
+                return refuse("does not apply to booleans; use eq or ne");
+            }
+            Condition::Compare(comparison, value(operand)?)
+        }
+        "in" => {
+            let inner = operand
+                .strip_prefix('(')
+                .and_then(|s| s.strip_suffix(')'))
+                .ok_or_else(|| QueryError::new(name, format!("`in` takes a list in parentheses, e.g. `in.(1,2,3)`, found `{operand}`")))?;
+            let items = split_list(inner).map_err(|why| QueryError::new(name, why))?;
+            if items.is_empty() {
+                return Err(QueryError::new(name, "`in` needs at least one value"));
+            }
+            Condition::In(items.iter().map(|item| value(item)).collect::<Result<_, _>>()?)
+        }
+        "like" | "ilike" => {
+            if !ty.is_text() {
+                return refuse("applies to string fields only");
+            }
+            let pattern = operand.replace('*', "%");
+            if op == "like" { Condition::Like(pattern) } else { Condition::ILike(pattern) }
+        }
+        _ => return Err(QueryError::new(name, format!("unknown operator `{op}`; operators: {OPERATORS}"))),
+    };
+    Ok(Filter { field: field_index, condition })
+}
+
+/// Splits `a,b,"c,d"` into items; double quotes protect commas, `\"` is a quote inside quotes.
+fn split_list(text: &str) -> Result<Vec<String>, String> {
+    let mut items = Vec::new();
+    if text.is_empty() {
+        return Ok(items);
+    }
+    let mut chars = text.chars().peekable();
+    loop {
+        let mut item = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('\\') => item.extend(chars.next()),
+                    Some('"') => break,
+                    Some(c) => item.push(c),
+                    None => return Err("unterminated quote in `in` list".to_owned()),
+                }
+            }
+            match chars.next() {
+                None => {
+                    items.push(item);
+                    return Ok(items);
+                }
+                Some(',') => {}
+                Some(c) => return Err(format!("unexpected `{c}` after a quoted item in `in` list")),
+            }
+        } else {
+            loop {
+                match chars.next() {
+                    Some(',') => break,
+                    Some(c) => item.push(c),
+                    None => {
+                        items.push(item);
+                        return Ok(items);
+                    }
+                }
+            }
+        }
+        items.push(item);
+    }
+}
+
+fn parse_select(schema: &DatasetSchema, raw: &str) -> Result<Vec<usize>, QueryError> {
+    let mut select = Vec::new();
+    for name in raw.split(',').map(str::trim) {
+        let index = schema.field_index(name).ok_or_else(|| {
+            QueryError::new("select", format!("unknown field `{name}`; {} has fields: {}", schema.name, schema.field_names()))
+        })?;
+        if select.contains(&index) {
+            return Err(QueryError::new("select", format!("field `{name}` is listed twice")));
+        }
+        select.push(index);
+    }
+    Ok(select)
+}
+
+fn parse_order(schema: &DatasetSchema, raw: &str) -> Result<Vec<SortKey>, QueryError> {
+    let mut order: Vec<SortKey> = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, direction) = item.split_once('.').unwrap_or((item, "asc"));
+        let descending = match direction {
+            "asc" => false,
+            "desc" => true,
+            _ => return Err(QueryError::new("order", format!("direction must be `asc` or `desc`, found `{direction}` in `{item}`"))),
+        };
+        let field = schema.field_index(name).ok_or_else(|| {
+            QueryError::new("order", format!("unknown field `{name}`; {} has fields: {}", schema.name, schema.field_names()))
+        })?;
+        if schema.fields[field].field_type == FieldType::Json {
+            return Err(QueryError::new("order", format!("field `{name}` is json and cannot be sorted")));
+        }
+        if order.iter().any(|k| k.field == field) {
+            return Err(QueryError::new("order", format!("field `{name}` is listed twice")));
+        }
+        order.push(SortKey { field, descending });
+    }
+    for &field in &schema.primary_key {
+        if !order.iter().any(|k| k.field == field) {
+            order.push(SortKey { field, descending: false });
+        }
+    }
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::wells;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn parses_every_operator() {
+        let s = wells();
+        let q = parse_list_params(
+            &s,
+            &params(&[
+                ("well_code", "eq.7"),
+                ("field_code", "in.(1,2,3)"),
+                ("oil", "gte.1.5"),
+                ("name", "ilike.*north*"),
+                ("period", "lt.2020-01-01"),
+                ("note", "is.null"),
+                ("name", "like.A_%"),
+                ("well_code", "ne.8"),
+            ]),
+            QueryLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(q.filters.len(), 8);
+        assert_eq!(q.filters[0].condition, Condition::Compare(Comparison::Eq, Value::Integer(7)));
+        assert_eq!(q.filters[1].condition, Condition::In(vec![Value::Integer(1), Value::Integer(2), Value::Integer(3)]));
+        assert_eq!(q.filters[3].condition, Condition::ILike("%north%".into()));
+        assert_eq!(q.filters[4].condition, Condition::Compare(Comparison::Lt, Value::Timestamp(1_577_836_800_000_000)));
+        assert_eq!(q.filters[5].condition, Condition::IsNull);
+        assert_eq!(q.limit, 100);
+    }
+
+    #[test]
+    fn filter_errors_name_the_parameter() {
+        let s = wells();
+        let cases = [
+            ("nope", "eq.1", "unknown field or parameter `nope`"),
+            ("well_code", "7", "expected `operator.value`"),
+            ("well_code", "eq.seven", "`seven` is not a valid integer"),
+            ("well_code", "near.7", "unknown operator `near`"),
+            ("well_code", "like.7", "applies to string fields only"),
+            ("well_code", "in.1,2", "`in` takes a list in parentheses"),
+            ("well_code", "in.()", "at least one value"),
+            ("note", "is.empty", "`is` takes `null` or `notnull`"),
+            ("active", "gt.true", "does not apply to booleans"),
+            ("extra", "eq.{}", "does not apply to json fields"),
+        ];
+        for (name, raw, expected) in cases {
+            let err = parse_list_params(&s, &params(&[(name, raw)]), QueryLimits::default()).unwrap_err();
+            assert_eq!(err.parameter, name, "{name}={raw}");
+            assert!(err.message.contains(expected), "{name}={raw}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn in_lists_accept_quoted_items() {
+        assert_eq!(split_list(r#"a,"b,c",d"#).unwrap(), vec!["a", "b,c", "d"]);
+        assert_eq!(split_list(r#""say \"hi\"""#).unwrap(), vec![r#"say "hi""#]);
+        assert!(split_list(r#""open"#).is_err());
+    }
+
+    #[test]
+    fn order_appends_the_primary_key() {
+        let s = wells();
+        let q = parse_list_params(&s, &params(&[("order", "period.desc,name")]), QueryLimits::default()).unwrap();
+        let names: Vec<_> = q.order.iter().map(|k| (s.fields[k.field].name.as_str(), k.descending)).collect();
+        assert_eq!(names, vec![("period", true), ("name", false), ("well_code", false)]);
+        for (raw, expected) in [("period.up", "direction must be"), ("nope", "unknown field"), ("name,name", "twice"), ("extra", "cannot be sorted")] {
+            let err = parse_list_params(&s, &params(&[("order", raw)]), QueryLimits::default()).unwrap_err();
+            assert_eq!(err.parameter, "order");
+            assert!(err.message.contains(expected), "{raw}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn select_and_limit_are_checked() {
+        let s = wells();
+        let q = parse_list_params(&s, &params(&[("select", "name,well_code"), ("limit", "10")]), QueryLimits::default()).unwrap();
+        assert_eq!(q.select, vec![s.field_index("name").unwrap(), 0]);
+        assert_eq!(q.limit, 10);
+        for (param, raw) in [("select", "name,ghost"), ("select", "name,name"), ("limit", "0"), ("limit", "10001"), ("limit", "ten")] {
+            let err = parse_list_params(&s, &params(&[(param, raw)]), QueryLimits::default()).unwrap_err();
+            assert_eq!(err.parameter, param, "{param}={raw}");
+        }
+        let twice = parse_list_params(&s, &params(&[("limit", "1"), ("limit", "2")]), QueryLimits::default()).unwrap_err();
+        assert_eq!(twice.message, "given more than once");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_are_checked() {
+        let s = wells();
+        let order = parse_order(&s, "period.desc").unwrap();
+        let values = vec![Value::Timestamp(1_000_000), Value::Integer(5)];
+        let token = Cursor::encode(&s, &order, &values);
+        let q = parse_list_params(&s, &params(&[("order", "period.desc"), ("cursor", &token)]), QueryLimits::default()).unwrap();
+        assert_eq!(q.after, Some(values));
+        let other_order = parse_list_params(&s, &params(&[("cursor", &token)]), QueryLimits::default()).unwrap_err();
+        assert!(other_order.message.contains("made for order"), "{}", other_order.message);
+        let garbage = parse_list_params(&s, &params(&[("cursor", "%%%")]), QueryLimits::default()).unwrap_err();
+        assert_eq!(garbage.parameter, "cursor");
+    }
+
+    #[test]
+    fn count_takes_filters_only() {
+        let s = wells();
+        assert_eq!(parse_count_params(&s, &params(&[("well_code", "gt.1")])).unwrap().len(), 1);
+        assert_eq!(parse_count_params(&s, &params(&[("limit", "1")])).unwrap_err().parameter, "limit");
+    }
+
+    #[test]
+    fn keys_parse_in_key_order() {
+        let s = wells();
+        assert_eq!(parse_key(&s, &["42"]).unwrap(), vec![Value::Integer(42)]);
+        assert!(parse_key(&s, &["42", "1"]).unwrap_err().message.contains("key of 1 part"));
+        assert!(parse_key(&s, &["x"]).unwrap_err().message.contains("key field `well_code`"));
+    }
+}

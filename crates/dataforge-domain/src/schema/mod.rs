@@ -1,0 +1,128 @@
+//! Dataset schemas: the declared shape of each dataset, from which tables, validation and the API
+//! are all derived.
+
+mod build;
+mod draft;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_schema::{Field, Schema, SchemaRef};
+use regex::Regex;
+
+pub use build::{build_catalog, SchemaProblem};
+pub use draft::{DatasetDraft, FieldDraft, Located};
+
+use crate::value::{FieldType, Value};
+
+/// A dataset as declared, checked and ready to use.
+#[derive(Debug, Clone)]
+pub struct DatasetSchema {
+    pub name: String,
+    pub description: String,
+    pub fields: Vec<FieldSchema>,
+    /// Positions in `fields` of the primary-key fields, in key order.
+    pub primary_key: Vec<usize>,
+    /// Secondary indexes, each as positions in `fields`.
+    pub indexes: Vec<Vec<usize>>,
+    arrow: SchemaRef,
+}
+
+/// One declared field.
+#[derive(Debug, Clone)]
+pub struct FieldSchema {
+    pub name: String,
+    pub field_type: FieldType,
+    /// Whether null is refused (always true for primary-key fields).
+    pub required: bool,
+    /// Used when a record omits the field.
+    pub default: Option<Value>,
+    pub description: String,
+    pub constraints: Constraints,
+}
+
+/// Rules a non-null value must follow.
+#[derive(Debug, Clone, Default)]
+pub struct Constraints {
+    pub min: Option<Value>,
+    pub max: Option<Value>,
+    pub one_of: Option<Vec<Value>>,
+    pub pattern: Option<Pattern>,
+    /// Maximum length in characters.
+    pub max_length: Option<u64>,
+}
+
+/// A compiled regular expression with its source kept for display.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub source: String,
+    pub regex: Regex,
+}
+
+impl DatasetSchema {
+    pub(crate) fn new(
+        name: String,
+        description: String,
+        fields: Vec<FieldSchema>,
+        primary_key: Vec<usize>,
+        indexes: Vec<Vec<usize>>,
+    ) -> Self {
+        let arrow = Arc::new(Schema::new(
+            fields
+                .iter()
+                .map(|f| Field::new(&f.name, f.field_type.arrow_type(), true))
+                .collect::<Vec<_>>(),
+        ));
+        DatasetSchema { name, description, fields, primary_key, indexes, arrow }
+    }
+
+    /// The Arrow schema of this dataset's record batches, fields in declared order. Every column is
+    /// nullable here: `required` is enforced by validation, so a batch with a missing value can still
+    /// be built and its row reported.
+    pub fn arrow_schema(&self) -> &SchemaRef {
+        &self.arrow
+    }
+
+    /// Position of a field by name.
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+
+    pub fn field(&self, name: &str) -> Option<&FieldSchema> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    pub fn key_fields(&self) -> impl Iterator<Item = &FieldSchema> {
+        self.primary_key.iter().map(|&i| &self.fields[i])
+    }
+
+    /// Names of the fields, comma separated, for error messages.
+    pub fn field_names(&self) -> String {
+        self.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Every dataset the server knows, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    datasets: BTreeMap<String, Arc<DatasetSchema>>,
+}
+
+impl Catalog {
+    pub fn get(&self, name: &str) -> Option<&Arc<DatasetSchema>> {
+        self.datasets.get(name)
+    }
+
+    /// Datasets in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<DatasetSchema>> {
+        self.datasets.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.datasets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.datasets.is_empty()
+    }
+}

@@ -1,0 +1,360 @@
+//! Validation of records against their schema, column by column over Arrow arrays, collecting
+//! every violation with its row and field so a client can fix a whole request at once.
+
+use std::collections::HashSet;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{ArrowPrimitiveType, Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use serde::Serialize;
+
+use crate::schema::{Constraints, DatasetSchema};
+use crate::value::{FieldType, Value};
+
+/// At most this many violations are listed in one answer; the total is always counted.
+pub const MAX_LISTED_VIOLATIONS: usize = 100;
+
+/// One problem with one value (or one row) of a request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Violation {
+    /// 1-based position of the record within the request.
+    pub row: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Stable machine-readable reason: `required`, `type`, `overflow`, `min`, `max`, `one_of`,
+    /// `pattern`, `max_length`, `unknown_field`, `not_an_object`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Violations found in a request: the first [`MAX_LISTED_VIOLATIONS`] in row order, and the total.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Violations {
+    items: Vec<Violation>,
+    total: u64,
+}
+
+impl Violations {
+    pub fn push(&mut self, violation: Violation) {
+        self.total += 1;
+        self.items.push(violation);
+        if self.items.len() > 4 * MAX_LISTED_VIOLATIONS {
+            self.trim();
+        }
+    }
+
+    /// Keeps the earliest rows only.
+    fn trim(&mut self) {
+        self.items.sort_by_key(|v| v.row);
+        self.items.truncate(MAX_LISTED_VIOLATIONS);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The listed violations, in row order, at most [`MAX_LISTED_VIOLATIONS`].
+    pub fn into_listed(mut self) -> Vec<Violation> {
+        self.trim();
+        self.items
+    }
+}
+
+/// A failed rule for one value, without its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleBreak {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Checks one non-null value against a field's constraints (used for schema defaults).
+pub fn check_value(value: &Value, rules: &Constraints) -> Result<(), RuleBreak> {
+    use std::cmp::Ordering::{Greater, Less};
+    if value.is_null() {
+        return Ok(());
+    }
+    if let Some(min) = &rules.min
+        && value.compare(min) == Some(Less)
+    {
+        return Err(RuleBreak { code: "min", message: format!("{value} is less than the minimum {min}") });
+    }
+    if let Some(max) = &rules.max
+        && value.compare(max) == Some(Greater)
+    {
+        return Err(RuleBreak { code: "max", message: format!("{value} is greater than the maximum {max}") });
+    }
+    if let Some(allowed) = &rules.one_of
+        && !allowed.contains(value)
+    {
+        return Err(RuleBreak { code: "one_of", message: format!("{value} is not one of {}", list(allowed)) });
+    }
+    if let Value::String(text) = value {
+        if let Some(pattern) = &rules.pattern
+            && !pattern.regex.is_match(text)
+        {
+            return Err(RuleBreak { code: "pattern", message: format!("`{text}` does not match the pattern `{}`", pattern.source) });
+        }
+        if let Some(max) = rules.max_length {
+            let len = text.chars().count() as u64;
+            if len > max {
+                return Err(RuleBreak { code: "max_length", message: format!("is {len} characters long, more than the maximum {max}") });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn list(values: &[Value]) -> String {
+    let items: Vec<String> = values.iter().map(|v| v.to_json().to_string()).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Cells already reported by the decoder (bad type, overflow), so validation does not report them
+/// again as missing.
+#[derive(Debug, Clone, Default)]
+pub struct RejectedCells {
+    columns: Vec<Option<HashSet<usize>>>,
+}
+
+impl RejectedCells {
+    pub fn mark(&mut self, column: usize, row: usize) {
+        if self.columns.len() <= column {
+            self.columns.resize(column + 1, None);
+        }
+        self.columns[column].get_or_insert_with(HashSet::new).insert(row);
+    }
+
+    fn contains(&self, column: usize, row: usize) -> bool {
+        self.columns.get(column).and_then(Option::as_ref).is_some_and(|rows| rows.contains(&row))
+    }
+}
+
+/// Checks every column of `batch` (shaped as `schema`) against the field rules. `first_row` is the
+/// 1-based request position of the batch's first row.
+pub fn validate_batch(
+    schema: &DatasetSchema,
+    batch: &RecordBatch,
+    first_row: u64,
+    rejected: &RejectedCells,
+    out: &mut Violations,
+) {
+    for (col, field) in schema.fields.iter().enumerate() {
+        let array = batch.column(col);
+        let mut report = |row: usize, code: &'static str, message: String| {
+            if !rejected.contains(col, row) {
+                out.push(Violation { row: first_row + row as u64, field: Some(field.name.clone()), code, message });
+            }
+        };
+        if field.required && array.null_count() > 0 {
+            for row in (0..array.len()).filter(|&r| array.is_null(r)) {
+                report(row, "required", "a value is required".to_owned());
+            }
+        }
+        let rules = &field.constraints;
+        match field.field_type {
+            FieldType::Integer => check_primitive::<Int64Type>(field.field_type, array, rules, &mut report),
+            FieldType::Float => check_primitive::<Float64Type>(field.field_type, array, rules, &mut report),
+            FieldType::Date => check_primitive::<Date32Type>(field.field_type, array, rules, &mut report),
+            FieldType::Timestamp => check_primitive::<TimestampMicrosecondType>(field.field_type, array, rules, &mut report),
+            FieldType::String => check_strings(array, rules, &mut report),
+            FieldType::Boolean | FieldType::Json => check_generic(field.field_type, array, rules, &mut report),
+        }
+    }
+}
+
+/// Converts a bound to the column's native representation, so rows compare without allocation.
+trait Native: ArrowPrimitiveType {
+    fn native(value: &Value) -> Option<Self::Native>;
+}
+impl Native for Int64Type {
+    fn native(value: &Value) -> Option<i64> {
+        if let Value::Integer(v) = value { Some(*v) } else { None }
+    }
+}
+impl Native for Float64Type {
+    fn native(value: &Value) -> Option<f64> {
+        if let Value::Float(v) = value { Some(*v) } else { None }
+    }
+}
+impl Native for Date32Type {
+    fn native(value: &Value) -> Option<i32> {
+        if let Value::Date(v) = value { Some(*v) } else { None }
+    }
+}
+impl Native for TimestampMicrosecondType {
+    fn native(value: &Value) -> Option<i64> {
+        if let Value::Timestamp(v) = value { Some(*v) } else { None }
+    }
+}
+
+fn check_primitive<T: Native>(
+    ty: FieldType,
+    array: &ArrayRef,
+    rules: &Constraints,
+    report: &mut impl FnMut(usize, &'static str, String),
+) where
+    T::Native: PartialOrd,
+{
+    let min = rules.min.as_ref().and_then(T::native);
+    let max = rules.max.as_ref().and_then(T::native);
+    let allowed: Option<Vec<T::Native>> = rules.one_of.as_ref().map(|vs| vs.iter().filter_map(T::native).collect());
+    if min.is_none() && max.is_none() && allowed.is_none() {
+        return;
+    }
+    let Some(values) = array.as_primitive_opt::<T>() else { return };
+    for (row, value) in values.iter().enumerate() {
+        let Some(value) = value else { continue };
+        let shown = || Value::from_array(ty, array, row);
+        if min.is_some_and(|m| value < m) {
+            report(row, "min", format!("{} is less than the minimum {}", shown(), rules.min.as_ref().map(ToString::to_string).unwrap_or_default()));
+        } else if max.is_some_and(|m| value > m) {
+            report(row, "max", format!("{} is greater than the maximum {}", shown(), rules.max.as_ref().map(ToString::to_string).unwrap_or_default()));
+        } else if let Some(allowed) = &allowed
+            && !allowed.contains(&value)
+        {
+            report(row, "one_of", format!("{} is not one of {}", shown(), list(rules.one_of.as_deref().unwrap_or_default())));
+        }
+    }
+}
+
+fn check_strings(array: &ArrayRef, rules: &Constraints, report: &mut impl FnMut(usize, &'static str, String)) {
+    if rules.pattern.is_none() && rules.max_length.is_none() && rules.one_of.is_none() {
+        return;
+    }
+    let Some(values) = array.as_string_opt::<i32>() else { return };
+    let allowed: Option<HashSet<&str>> = rules.one_of.as_ref().map(|vs| {
+        vs.iter().filter_map(|v| if let Value::String(s) = v { Some(s.as_str()) } else { None }).collect()
+    });
+    for (row, text) in values.iter().enumerate() {
+        let Some(text) = text else { continue };
+        if let Some(allowed) = &allowed
+            && !allowed.contains(text)
+        {
+            report(row, "one_of", format!("`{text}` is not one of {}", list(rules.one_of.as_deref().unwrap_or_default())));
+            continue;
+        }
+        if let Some(max) = rules.max_length
+            && text.len() as u64 > max
+        {
+            let len = text.chars().count() as u64;
+            if len > max {
+                report(row, "max_length", format!("is {len} characters long, more than the maximum {max}"));
+                continue;
+            }
+        }
+        if let Some(pattern) = &rules.pattern
+            && !pattern.regex.is_match(text)
+        {
+            report(row, "pattern", format!("`{text}` does not match the pattern `{}`", pattern.source));
+        }
+    }
+}
+
+fn check_generic(ty: FieldType, array: &ArrayRef, rules: &Constraints, report: &mut impl FnMut(usize, &'static str, String)) {
+    if rules.one_of.is_none() {
+        return;
+    }
+    for row in (0..array.len()).filter(|&r| array.is_valid(r)) {
+        if let Err(broken) = check_value(&Value::from_array(ty, array, row), rules) {
+            report(row, broken.code, broken.message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::records::decode_json_rows;
+    use crate::schema::{build_catalog, Located};
+    use crate::testing::{dataset, field, wells};
+
+    fn codes(rows: serde_json::Value) -> Vec<(u64, Option<String>, &'static str)> {
+        codes_for(&wells(), rows)
+    }
+
+    fn codes_for(schema: &crate::schema::DatasetSchema, rows: serde_json::Value) -> Vec<(u64, Option<String>, &'static str)> {
+        let rows = rows.as_array().unwrap().clone();
+        let mut decoded = decode_json_rows(schema, &rows, 1).unwrap();
+        super::validate_batch(schema, &decoded.batch, 1, &decoded.rejected, &mut decoded.violations);
+        decoded.violations.into_listed().into_iter().map(|v| (v.row, v.field, v.code)).collect()
+    }
+
+    #[test]
+    fn valid_rows_pass() {
+        assert!(codes(json!([{"well_code": 1, "oil": 2.5, "period": "2020-01-01", "extra": {"a": 1}}])).is_empty());
+    }
+
+    #[test]
+    fn each_violation_names_row_field_and_code() {
+        let found = codes(json!([
+            {"well_code": 1},
+            {"well_code": "x"},
+            {"oil": -1},
+            {"well_code": 4, "ghost": 1},
+            [1, 2],
+            {"well_code": 6, "active": "yes", "period": "soon"}
+        ]));
+        let f = |s: &str| Some(s.to_string());
+        assert_eq!(
+            found,
+            vec![
+                (2, f("well_code"), "type"),
+                (3, f("well_code"), "required"),
+                (3, f("oil"), "min"),
+                (4, f("ghost"), "unknown_field"),
+                (5, None, "not_an_object"),
+                (6, f("active"), "type"),
+                (6, f("period"), "type"),
+            ]
+        );
+    }
+
+    #[test]
+    fn string_rules_and_defaults() {
+        let mut code = field("code", "string");
+        code.pattern = Some(Located::new("^[A-Z]{3}$".into(), None));
+        code.max_length = Some(Located::new(4, None));
+        let mut kind = field("kind", "string");
+        kind.one_of = Some(Located::new(vec![json!("oil"), json!("gas")], None));
+        kind.default = Some(Located::new(json!("oil"), None));
+        let mut days = field("days", "integer");
+        days.min = Some(Located::new(json!(0), None));
+        days.max = Some(Located::new(json!(31), None));
+        let catalog = build_catalog(&[dataset("t", vec![field("id", "integer"), code, kind, days], &["id"])]).unwrap();
+        let schema = catalog.get("t").unwrap();
+        let found = codes_for(
+            schema,
+            json!([
+                {"id": 1, "code": "ABC", "days": 31},
+                {"id": 2, "code": "abc"},
+                {"id": 3, "code": "ABCDE"},
+                {"id": 4, "kind": "water"},
+                {"id": 5, "days": 32},
+                {"id": 6, "days": 1e20}
+            ]),
+        );
+        let f = |s: &str| Some(s.to_string());
+        assert_eq!(
+            found,
+            vec![(2, f("code"), "pattern"), (3, f("code"), "max_length"), (4, f("kind"), "one_of"), (5, f("days"), "max"), (6, f("days"), "overflow")]
+        );
+    }
+
+    #[test]
+    fn listing_is_capped_but_total_counted() {
+        let rows: Vec<_> = (0..250).map(|i| json!({"well_code": i, "oil": -1})).collect();
+        let schema = wells();
+        let mut decoded = decode_json_rows(&schema, &rows, 1).unwrap();
+        super::validate_batch(&schema, &decoded.batch, 1, &decoded.rejected, &mut decoded.violations);
+        assert_eq!(decoded.violations.total(), 250);
+        let listed = decoded.violations.into_listed();
+        assert_eq!(listed.len(), super::MAX_LISTED_VIOLATIONS);
+        assert_eq!(listed[0].row, 1);
+        assert_eq!(listed[99].row, 100);
+    }
+}
