@@ -1,1 +1,41 @@
+//! The dataforge use cases. Commands change data ([`ingest`]); queries read it ([`read`]). Both
+//! work on any storage that implements the domain ports, and know nothing of HTTP.
 
+mod error;
+pub mod ingest;
+pub mod read;
+
+use std::sync::Arc;
+
+use dataforge_domain::ports::{RecordReader, RecordWriter};
+use dataforge_domain::query::QueryLimits;
+use dataforge_domain::schema::{Catalog, DatasetSchema};
+
+pub use error::AppError;
+
+/// What the use cases run against, given once by the composition root.
+#[derive(Clone)]
+pub struct App {
+    catalog: Arc<Catalog>,
+    writer: Arc<dyn RecordWriter>,
+    reader: Arc<dyn RecordReader>,
+    limits: QueryLimits,
+}
+
+impl App {
+    pub fn new(catalog: Arc<Catalog>, writer: Arc<dyn RecordWriter>, reader: Arc<dyn RecordReader>, limits: QueryLimits) -> Self {
+        App { catalog, writer, reader, limits }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// A dataset by name, or [`AppError::UnknownDataset`].
+    pub fn dataset(&self, name: &str) -> Result<Arc<DatasetSchema>, AppError> {
+        self.catalog.get(name).cloned().ok_or_else(|| AppError::UnknownDataset {
+            name: name.to_owned(),
+            known: self.catalog.iter().map(|d| d.name.clone()).collect(),
+        })
+    }
+}

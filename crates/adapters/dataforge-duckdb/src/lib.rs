@@ -1,1 +1,176 @@
+//! The embedded DuckDB adapter: implements dataforge's storage ports on one database file, with a
+//! single writer thread and a pool of read connections.
 
+mod config;
+mod read_pool;
+mod select;
+mod sql;
+mod tables;
+mod writer;
+
+use std::sync::{Arc, Mutex};
+
+use arrow_array::RecordBatch;
+use dataforge_domain::ports::{BoxFuture, DatasetStorage, RecordReader, RecordWriter, StoreError};
+use dataforge_domain::query::{Filter, RecordQuery};
+use dataforge_domain::schema::{Catalog, DatasetSchema};
+use dataforge_domain::value::Value;
+use duckdb::Connection;
+use tokio::sync::oneshot;
+
+pub use config::DuckDbConfig;
+
+use read_pool::ReadPool;
+use writer::{InsertJob, Writer};
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create directory {path}: {source}")]
+    Directory { path: String, source: std::io::Error },
+    #[error("invalid database setting `{setting}` = `{value}`: {message}")]
+    Setting { setting: &'static str, value: String, message: String },
+    #[error("cannot open database {path}: {message}")]
+    Open { path: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub(crate) fn store_error(e: duckdb::Error) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+/// The database: one file, one writer, a pool of readers.
+pub struct DuckDbStore {
+    setup: Mutex<Connection>,
+    readers: Arc<ReadPool>,
+    writer: Mutex<Option<Writer>>,
+}
+
+impl DuckDbStore {
+    /// Opens (or creates) the database file with every setting of `config` applied.
+    pub fn open(config: &DuckDbConfig) -> Result<Self, OpenError> {
+        let temp_directory = config.effective_temp_directory();
+        for dir in [config.path.parent(), Some(temp_directory.as_path())].into_iter().flatten() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory { path: dir.display().to_string(), source })?;
+            }
+        }
+        let setting = |setting: &'static str, value: String| {
+            move |e: duckdb::Error| OpenError::Setting { setting, value, message: e.to_string() }
+        };
+        let temp = temp_directory.display().to_string();
+        let settings = duckdb::Config::default()
+            .max_memory(&config.memory_limit)
+            .map_err(setting("memory_limit", config.memory_limit.clone()))?
+            .threads(i64::from(config.effective_threads()))
+            .map_err(setting("threads", config.threads.to_string()))?
+            .with("temp_directory", &temp)
+            .map_err(setting("temp_directory", temp.clone()))?
+            .with("preserve_insertion_order", config.preserve_insertion_order.to_string())
+            .map_err(setting("preserve_insertion_order", config.preserve_insertion_order.to_string()))?
+            .with("checkpoint_threshold", &config.checkpoint_threshold)
+            .map_err(setting("checkpoint_threshold", config.checkpoint_threshold.clone()))?;
+        let conn = Connection::open_with_flags(&config.path, settings)
+            .map_err(|e| OpenError::Open { path: config.path.display().to_string(), message: e.to_string() })?;
+        let readers = Arc::new(ReadPool::new(&conn, config.read_connections as usize)?);
+        let writer = writer::start(conn.try_clone().map_err(store_error)?, config.write_queue as usize)?;
+        tracing::info!(
+            path = %config.path.display(),
+            memory_limit = %config.memory_limit,
+            threads = config.effective_threads(),
+            temp_directory = %temp,
+            preserve_insertion_order = config.preserve_insertion_order,
+            checkpoint_threshold = %config.checkpoint_threshold,
+            read_connections = config.read_connections,
+            write_queue = config.write_queue,
+            "opened DuckDB database"
+        );
+        Ok(DuckDbStore { setup: Mutex::new(conn), readers, writer: Mutex::new(Some(writer)) })
+    }
+
+    /// Finishes queued writes, checkpoints and stops the writer. Later writes fail as unavailable.
+    pub fn close(&self) {
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(Writer { queue, thread }) = writer {
+            drop(queue);
+            if thread.join().is_err() {
+                tracing::error!("the writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for DuckDbStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl DatasetStorage for DuckDbStore {
+    fn prepare(&self, catalog: &Catalog) -> Result<(), StoreError> {
+        let conn = self.setup.lock().map_err(|_| StoreError::Internal("setup lock poisoned".into()))?;
+        let mut mismatches = Vec::new();
+        for schema in catalog.iter() {
+            match tables::prepare(&conn, schema) {
+                Err(StoreError::SchemaMismatch { dataset, differences }) => {
+                    mismatches.extend(differences.into_iter().map(|d| format!("{dataset}: {d}")))
+                }
+                other => other?,
+            }
+        }
+        if mismatches.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::SchemaMismatch { dataset: "(several)".into(), differences: mismatches })
+        }
+    }
+}
+
+impl RecordWriter for DuckDbStore {
+    fn insert(&self, dataset: Arc<DatasetSchema>, batch: RecordBatch) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let queue = self
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Internal("writer lock poisoned".into()))?
+                .as_ref()
+                .map(|w| w.queue.clone())
+                .ok_or_else(|| StoreError::Unavailable("the database is closing".into()))?;
+            let (reply, answer) = oneshot::channel();
+            queue
+                .send(InsertJob { dataset, batch, reply })
+                .await
+                .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+            answer.await.map_err(|_| StoreError::Internal("the writer dropped a request".into()))?
+        })
+    }
+}
+
+/// Runs a statement on a read connection and collects its batches.
+fn fetch(conn: &Connection, statement: select::Statement) -> Result<Vec<RecordBatch>, StoreError> {
+    let mut prepared = conn.prepare(&statement.sql).map_err(store_error)?;
+    let batches = prepared.query_arrow(duckdb::params_from_iter(statement.params.iter())).map_err(store_error)?;
+    Ok(batches.collect())
+}
+
+impl RecordReader for DuckDbStore {
+    fn get(&self, dataset: Arc<DatasetSchema>, key: Vec<Value>) -> BoxFuture<'_, Result<Option<RecordBatch>, StoreError>> {
+        Box::pin(self.readers.run(move |conn| {
+            let batches = fetch(conn, select::by_key(&dataset, &key))?;
+            Ok(batches.into_iter().find(|b| b.num_rows() > 0))
+        }))
+    }
+
+    fn query(&self, dataset: Arc<DatasetSchema>, query: RecordQuery) -> BoxFuture<'_, Result<Vec<RecordBatch>, StoreError>> {
+        Box::pin(self.readers.run(move |conn| fetch(conn, select::page(&dataset, &query))))
+    }
+
+    fn count(&self, dataset: Arc<DatasetSchema>, filters: Vec<Filter>) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.readers.run(move |conn| {
+            let statement = select::count(&dataset, &filters);
+            conn.query_row(&statement.sql, duckdb::params_from_iter(statement.params.iter()), |row| row.get::<_, u64>(0))
+                .map_err(store_error)
+        }))
+    }
+}

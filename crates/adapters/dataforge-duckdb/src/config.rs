@@ -1,0 +1,62 @@
+//! Every DuckDB setting in one place, applied once when the database opens.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The embedded database's settings. Defaults suit a small machine (2 cores, a few GiB).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DuckDbConfig {
+    /// Database file; its directory is created if missing.
+    pub path: PathBuf,
+    /// Memory DuckDB may use before spilling to `temp_directory` (e.g. `1GiB`, `512MB`).
+    pub memory_limit: String,
+    /// Worker threads per query; 0 means one per CPU core.
+    pub threads: u32,
+    /// Where queries spill; empty means `<path>.tmp` beside the database file.
+    pub temp_directory: Option<PathBuf>,
+    /// Keep insertion order in unordered results. Every API read is ordered, so off saves memory.
+    pub preserve_insertion_order: bool,
+    /// WAL size that triggers a checkpoint into the database file (e.g. `64MiB`).
+    pub checkpoint_threshold: String,
+    /// Connections kept for reads, so reads run in parallel with each other and the writer.
+    pub read_connections: u32,
+    /// Requests that may wait for the writer before new ones are refused with 503.
+    pub write_queue: u32,
+}
+
+impl Default for DuckDbConfig {
+    fn default() -> Self {
+        DuckDbConfig {
+            path: PathBuf::from("./data/dataforge.duckdb"),
+            memory_limit: "1GiB".into(),
+            threads: 0,
+            temp_directory: None,
+            preserve_insertion_order: false,
+            checkpoint_threshold: "64MiB".into(),
+            read_connections: 4,
+            write_queue: 256,
+        }
+    }
+}
+
+impl DuckDbConfig {
+    /// The spill directory actually used.
+    pub fn effective_temp_directory(&self) -> PathBuf {
+        self.temp_directory.clone().unwrap_or_else(|| {
+            let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            name.push(".tmp");
+            self.path.with_file_name(name)
+        })
+    }
+
+    /// The thread count actually used.
+    pub fn effective_threads(&self) -> u32 {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+        }
+    }
+}

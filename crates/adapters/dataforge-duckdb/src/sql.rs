@@ -1,0 +1,70 @@
+//! SQL text for datasets: quoting, column types and value binding. Names come from checked schemas
+//! and are always quoted; values are always bound as parameters.
+
+use dataforge_domain::schema::DatasetSchema;
+use dataforge_domain::value::{FieldType, Value};
+use duckdb::types::{TimeUnit, Value as DuckValue};
+
+/// Quotes an identifier. Schema names are already restricted to `[a-z0-9_]`, so this never needs
+/// to escape, but quoting keeps any name from being read as a keyword.
+pub(crate) fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The DuckDB column type storing a field type.
+pub(crate) fn column_type(ty: FieldType) -> &'static str {
+    match ty {
+        FieldType::String | FieldType::Json => "VARCHAR",
+        FieldType::Integer => "BIGINT",
+        FieldType::Float => "DOUBLE",
+        FieldType::Boolean => "BOOLEAN",
+        FieldType::Date => "DATE",
+        FieldType::Timestamp => "TIMESTAMP",
+    }
+}
+
+/// `CREATE TABLE` for a dataset. No key constraint: the single writer enforces key uniqueness,
+/// which keeps DuckDB's bulk appends free of index maintenance.
+pub(crate) fn create_table(schema: &DatasetSchema) -> String {
+    let columns: Vec<String> = schema
+        .fields
+        .iter()
+        .map(|f| {
+            let not_null = if f.required { " NOT NULL" } else { "" };
+            format!("{} {}{}", quote(&f.name), column_type(f.field_type), not_null)
+        })
+        .collect();
+    format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(&schema.name), columns.join(", "))
+}
+
+/// `CREATE INDEX` statements for the declared secondary indexes.
+pub(crate) fn create_indexes(schema: &DatasetSchema) -> Vec<String> {
+    schema
+        .indexes
+        .iter()
+        .map(|fields| {
+            let names: Vec<&str> = fields.iter().map(|&i| schema.fields[i].name.as_str()).collect();
+            let index_name = format!("{}__{}", schema.name, names.join("__"));
+            let columns: Vec<String> = names.iter().map(|n| quote(n)).collect();
+            format!("CREATE INDEX IF NOT EXISTS {} ON {} ({})", quote(&index_name), quote(&schema.name), columns.join(", "))
+        })
+        .collect()
+}
+
+/// A comma-separated list of quoted column names.
+pub(crate) fn column_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    names.into_iter().map(quote).collect::<Vec<_>>().join(", ")
+}
+
+/// A domain value as a DuckDB parameter.
+pub(crate) fn bind(value: &Value) -> DuckValue {
+    match value {
+        Value::Null => DuckValue::Null,
+        Value::Boolean(b) => DuckValue::Boolean(*b),
+        Value::Integer(i) => DuckValue::BigInt(*i),
+        Value::Float(f) => DuckValue::Double(*f),
+        Value::String(s) | Value::Json(s) => DuckValue::Text(s.clone()),
+        Value::Date(d) => DuckValue::Date32(*d),
+        Value::Timestamp(t) => DuckValue::Timestamp(TimeUnit::Microsecond, *t),
+    }
+}

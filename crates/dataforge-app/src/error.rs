@@ -1,0 +1,35 @@
+//! What a use case can fail with. The HTTP adapter maps each variant to a status once.
+
+use dataforge_domain::ports::{ConflictingKey, StoreError};
+use dataforge_domain::query::QueryError;
+use dataforge_domain::validate::Violation;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("no dataset named `{name}`")]
+    UnknownDataset { name: String, known: Vec<String> },
+    #[error("no record of {dataset} has the key {key}")]
+    RecordNotFound { dataset: String, key: String },
+    #[error(transparent)]
+    BadParameter(#[from] QueryError),
+    #[error("the request body is malformed: {0}")]
+    MalformedBody(String),
+    #[error("{total} validation error(s) in the request; nothing was written")]
+    Invalid { violations: Vec<Violation>, total: u64 },
+    #[error("{total} primary key(s) already exist or repeat in the request; nothing was written")]
+    Conflict { keys: Vec<ConflictingKey>, total: u64 },
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { keys, total } => AppError::Conflict { keys, total },
+            StoreError::Unavailable(why) => AppError::Unavailable(why),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}

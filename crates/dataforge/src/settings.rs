@@ -1,0 +1,108 @@
+//! Configuration: defaults, then `dataforge.toml`, then `DATAFORGE_*` environment variables (which
+//! win), then command-line flags. Every setting has one home here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use dataforge_domain::query::QueryLimits;
+use dataforge_duckdb::DuckDbConfig;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// All settings of a dataforge server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub query: QuerySettings,
+    pub database: DuckDbConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub listen: String,
+    /// Directory of schema files.
+    pub schemas: PathBuf,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings { listen: "127.0.0.1:8000".into(), schemas: PathBuf::from("./schemas"), max_body_bytes: 64 * 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuerySettings {
+    /// Page size when a listing gives no `limit`.
+    pub default_limit: usize,
+    /// Largest `limit` a listing may ask for.
+    pub max_limit: usize,
+}
+
+impl Default for QuerySettings {
+    fn default() -> Self {
+        let limits = QueryLimits::default();
+        QuerySettings { default_limit: limits.default_limit, max_limit: limits.max_limit }
+    }
+}
+
+/// The default configuration file, read when present.
+pub const DEFAULT_CONFIG_FILE: &str = "dataforge.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Rule(String),
+}
+
+impl Settings {
+    /// Loads settings from defaults, the configuration file and the environment.
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, SettingsError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match config_file {
+            Some(path) if !path.exists() => return Err(SettingsError::MissingFile(path.display().to_string())),
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE)),
+            None => {}
+        }
+        let settings: Settings = figment
+            .merge(Env::prefixed("DATAFORGE_").split("__"))
+            .extract()
+            .map_err(|e| SettingsError::Invalid(Box::new(e)))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        let q = &self.query;
+        if q.max_limit == 0 || q.default_limit == 0 || q.default_limit > q.max_limit {
+            return Err(SettingsError::Rule(format!(
+                "query.default_limit ({}) must be between 1 and query.max_limit ({})",
+                q.default_limit, q.max_limit
+            )));
+        }
+        self.listen_address()?;
+        Ok(())
+    }
+
+    pub fn listen_address(&self) -> Result<SocketAddr, SettingsError> {
+        self.server
+            .listen
+            .parse()
+            .map_err(|_| SettingsError::Rule(format!("server.listen `{}` is not an address like 127.0.0.1:8000", self.server.listen)))
+    }
+
+    pub fn limits(&self) -> QueryLimits {
+        QueryLimits { default_limit: self.query.default_limit, max_limit: self.query.max_limit }
+    }
+}
