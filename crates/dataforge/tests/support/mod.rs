@@ -1,0 +1,162 @@
+//! Starts the real `dataforge` binary on an ephemeral loopback port with a DuckDB file in a
+//! temporary directory, and talks to it over real HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The schemas shipped in the repository.
+pub fn shipped_schemas() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_dataforge")
+}
+
+/// A running server.
+pub struct Server {
+    pub base: String,
+    child: Child,
+    log: mpsc::Receiver<String>,
+}
+
+/// An HTTP answer: status, content type and parsed JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Server {
+    /// Starts a server on `db` with `schemas`, plus extra environment variables.
+    pub fn start_with(db: &Path, schemas: &Path, env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(binary());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .arg("--schemas")
+            .arg(schemas)
+            .current_dir(db.ancestors().find(|p| p.is_dir()).expect("db has an existing ancestor"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start dataforge");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (lines, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            match log.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let address = rest.split_whitespace().next().expect("address follows");
+                        return Server { base: format!("http://{address}"), child, log };
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("server did not start; its log:\n{}", seen.join("\n"));
+                }
+            }
+        }
+    }
+
+    pub fn start(db: &Path) -> Server {
+        Server::start_with(db, &shipped_schemas(), &[])
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        answer(ureq::get(&format!("{}{}", self.base, path)).call())
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> Answer {
+        self.post_raw(path, "application/json", body.to_string().as_bytes())
+    }
+
+    pub fn post_raw(&self, path: &str, content_type: &str, body: &[u8]) -> Answer {
+        answer(ureq::post(&format!("{}{}", self.base, path)).set("Content-Type", content_type).send_bytes(body))
+    }
+
+    /// Stops the server with SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().expect("wait for dataforge");
+        assert!(status.success(), "dataforge exited with {status}");
+    }
+
+    /// Log lines printed since start.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn answer(result: Result<ureq::Response, ureq::Error>) -> Answer {
+    let response = match result {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let status = response.status();
+    let content_type = response.header("content-type").unwrap_or_default().to_owned();
+    let text = response.into_string().expect("read body");
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    Answer { status, content_type, body }
+}
+
+/// Runs the binary to completion, returning exit code, stdout and stderr.
+pub fn run(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let output = Command::new(binary()).args(args).current_dir(dir).output().expect("run dataforge");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A `well_production` record; `i` makes the key unique.
+pub fn production(i: i64) -> Value {
+    let well = 100_000 + i / 12;
+    let month = i % 12 + 1;
+    serde_json::json!({
+        "field_code": 1 + well % 7,
+        "field_name": format!("FIELD-{}", 1 + well % 7),
+        "well_code": well,
+        "well_reference": format!("REF-{well}"),
+        "well_name": format!("WELL-{well}"),
+        "production_period": format!("2020-{month:02}-01T00:00:00Z"),
+        "days_on_production": 1 + i % 31,
+        "oil_production_kbd": (i % 100) as f64 / 10.0,
+        "gas_production_mmcfd": 1.5,
+        "liquids_production_kbd": 0.25,
+        "water_production_kbd": 2.0,
+        "data_source": "ANP",
+        "source_data": "{\"src\":\"anp\"}",
+        "partition_0": format!("p{}", i % 10)
+    })
+}
