@@ -1,16 +1,16 @@
 # Sourced by the other scripts: links against the prebuilt DuckDB library instead of compiling DuckDB
 # (about an hour on two cores), and keeps cargo's target directory outside the clone so builds are reused.
-# Set DATAFORGE_DUCKDB=bundled to compile DuckDB from source instead.
+# Set DUCKDB_FROM_SOURCE=1 to compile DuckDB from source instead (the `bundled` feature).
 
-DATAFORGE_CACHE="${DATAFORGE_CACHE:-$HOME/.cache/dataforge}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DATAFORGE_CACHE/target}"
+cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/dataforge"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache_root/target}"
 DATAFORGE_CARGO_FEATURES=()
 
-if [ "${DATAFORGE_DUCKDB:-prebuilt}" = bundled ]; then
-  DATAFORGE_CARGO_FEATURES=(--features bundled)
+if [ "${DUCKDB_FROM_SOURCE:-0}" = 1 ]; then
+  DATAFORGE_CARGO_FEATURES=(--features dataforge/bundled)
 else
   duckdb_npm_version="1.5.6-r.1"
-  duckdb_dir="$DATAFORGE_CACHE/duckdb-$duckdb_npm_version"
+  duckdb_dir="$cache_root/duckdb-$duckdb_npm_version"
   if [ ! -f "$duckdb_dir/libduckdb.so" ]; then
     echo "fetching the prebuilt DuckDB library (npm @duckdb/node-bindings-linux-x64@$duckdb_npm_version)" >&2
     mkdir -p "$duckdb_dir"

@@ -15,9 +15,15 @@ pub enum AppError {
     #[error("the request body is malformed: {0}")]
     MalformedBody(String),
     #[error("{total} validation error(s) in the request; nothing was written")]
-    Invalid { violations: Vec<Violation>, total: u64 },
+    Invalid {
+        violations: Vec<Violation>,
+        total: u64,
+    },
     #[error("{total} primary key(s) already exist or repeat in the request; nothing was written")]
-    Conflict { keys: Vec<ConflictingKey>, total: u64 },
+    Conflict {
+        keys: Vec<ConflictingKey>,
+        total: u64,
+    },
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]

@@ -23,8 +23,18 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(catalog: Arc<Catalog>, writer: Arc<dyn RecordWriter>, reader: Arc<dyn RecordReader>, limits: QueryLimits) -> Self {
-        App { catalog, writer, reader, limits }
+    pub fn new(
+        catalog: Arc<Catalog>,
+        writer: Arc<dyn RecordWriter>,
+        reader: Arc<dyn RecordReader>,
+        limits: QueryLimits,
+    ) -> Self {
+        App {
+            catalog,
+            writer,
+            reader,
+            limits,
+        }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -33,9 +43,12 @@ impl App {
 
     /// A dataset by name, or [`AppError::UnknownDataset`].
     pub fn dataset(&self, name: &str) -> Result<Arc<DatasetSchema>, AppError> {
-        self.catalog.get(name).cloned().ok_or_else(|| AppError::UnknownDataset {
-            name: name.to_owned(),
-            known: self.catalog.iter().map(|d| d.name.clone()).collect(),
-        })
+        self.catalog
+            .get(name)
+            .cloned()
+            .ok_or_else(|| AppError::UnknownDataset {
+                name: name.to_owned(),
+                known: self.catalog.iter().map(|d| d.name.clone()).collect(),
+            })
     }
 }

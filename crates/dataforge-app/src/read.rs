@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use dataforge_domain::query::{parse_count_params, parse_key, parse_list_params, Cursor};
+use dataforge_domain::query::{Cursor, parse_count_params, parse_key, parse_list_params};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::Value;
 
@@ -31,14 +31,25 @@ impl App {
         let key = parse_key(&schema, segments)?;
         let shown_key = segments.join("/");
         match self.reader.get(Arc::clone(&schema), key).await? {
-            Some(batch) => Ok(Rows { fields: (0..schema.fields.len()).collect(), schema, batches: vec![batch] }),
-            None => Err(AppError::RecordNotFound { dataset: schema.name.clone(), key: shown_key }),
+            Some(batch) => Ok(Rows {
+                fields: (0..schema.fields.len()).collect(),
+                schema,
+                batches: vec![batch],
+            }),
+            None => Err(AppError::RecordNotFound {
+                dataset: schema.name.clone(),
+                key: shown_key,
+            }),
         }
     }
 
     /// A page of records matching the listing parameters (`field=op.value`, `select`, `order`,
     /// `limit`, `cursor`).
-    pub async fn list_records(&self, dataset: &str, params: &[(String, String)]) -> Result<Page, AppError> {
+    pub async fn list_records(
+        &self,
+        dataset: &str,
+        params: &[(String, String)],
+    ) -> Result<Page, AppError> {
         let schema = self.dataset(dataset)?;
         let mut query = parse_list_params(&schema, params, self.limits)?;
         let limit = query.limit;
@@ -46,7 +57,15 @@ impl App {
         let order = query.order.clone();
         let order_columns: Vec<usize> = {
             let fetched = query.fetched_fields();
-            order.iter().map(|k| fetched.iter().position(|&f| f == k.field).unwrap_or_default()).collect()
+            order
+                .iter()
+                .map(|k| {
+                    fetched
+                        .iter()
+                        .position(|&f| f == k.field)
+                        .unwrap_or_default()
+                })
+                .collect()
         };
         query.limit = limit + 1; // one more row tells whether another page exists
         let batches = self.reader.query(Arc::clone(&schema), query).await?;
@@ -69,7 +88,13 @@ impl App {
                 let values: Vec<Value> = order
                     .iter()
                     .zip(&order_columns)
-                    .map(|(key, &col)| Value::from_array(schema.fields[key.field].field_type, last.column(col), row))
+                    .map(|(key, &col)| {
+                        Value::from_array(
+                            schema.fields[key.field].field_type,
+                            last.column(col),
+                            row,
+                        )
+                    })
                     .collect();
                 Some(Cursor::encode(&schema, &order, &values))
             }
@@ -78,16 +103,27 @@ impl App {
         let shown: Vec<usize> = (0..select.len()).collect();
         let batches = kept
             .into_iter()
-            .map(|b| b.project(&shown).map_err(|e| AppError::Internal(e.to_string())))
+            .map(|b| {
+                b.project(&shown)
+                    .map_err(|e| AppError::Internal(e.to_string()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page {
-            rows: Rows { schema, fields: select, batches },
+            rows: Rows {
+                schema,
+                fields: select,
+                batches,
+            },
             next_cursor,
         })
     }
 
     /// How many records match the filters.
-    pub async fn count_records(&self, dataset: &str, params: &[(String, String)]) -> Result<u64, AppError> {
+    pub async fn count_records(
+        &self,
+        dataset: &str,
+        params: &[(String, String)],
+    ) -> Result<u64, AppError> {
         let schema = self.dataset(dataset)?;
         let filters = parse_count_params(&schema, params)?;
         Ok(self.reader.count(schema, filters).await?)

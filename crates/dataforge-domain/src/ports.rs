@@ -31,19 +31,35 @@ pub trait RecordWriter: Send + Sync {
     /// Stores every row of `batch` (shaped as the dataset's Arrow schema, already validated), or
     /// none: a key that exists, or repeats within the batch, fails with [`StoreError::Conflict`].
     /// Returns the number of rows stored, once they are durable.
-    fn insert(&self, dataset: Arc<DatasetSchema>, batch: RecordBatch) -> BoxFuture<'_, Result<u64, StoreError>>;
+    fn insert(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        batch: RecordBatch,
+    ) -> BoxFuture<'_, Result<u64, StoreError>>;
 }
 
 /// The read side.
 pub trait RecordReader: Send + Sync {
     /// The record with this primary key (values in key order), all fields.
-    fn get(&self, dataset: Arc<DatasetSchema>, key: Vec<Value>) -> BoxFuture<'_, Result<Option<RecordBatch>, StoreError>>;
+    fn get(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        key: Vec<Value>,
+    ) -> BoxFuture<'_, Result<Option<RecordBatch>, StoreError>>;
 
     /// Up to `query.limit` matching rows in order, with the columns of [`RecordQuery::fetched_fields`].
-    fn query(&self, dataset: Arc<DatasetSchema>, query: RecordQuery) -> BoxFuture<'_, Result<Vec<RecordBatch>, StoreError>>;
+    fn query(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        query: RecordQuery,
+    ) -> BoxFuture<'_, Result<Vec<RecordBatch>, StoreError>>;
 
     /// How many rows match every filter.
-    fn count(&self, dataset: Arc<DatasetSchema>, filters: Vec<Filter>) -> BoxFuture<'_, Result<u64, StoreError>>;
+    fn count(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        filters: Vec<Filter>,
+    ) -> BoxFuture<'_, Result<u64, StoreError>>;
 }
 
 /// Why a key conflicted.
@@ -73,7 +89,10 @@ pub enum StoreError {
         total: u64,
     },
     #[error("stored table `{dataset}` differs from its schema: {}", differences.join("; "))]
-    SchemaMismatch { dataset: String, differences: Vec<String> },
+    SchemaMismatch {
+        dataset: String,
+        differences: Vec<String>,
+    },
     #[error("storage is not accepting work: {0}")]
     Unavailable(String),
     #[error("storage failure: {0}")]
@@ -85,7 +104,12 @@ impl RecordQuery {
     /// (needed to make the next cursor).
     pub fn fetched_fields(&self) -> Vec<usize> {
         let mut fields = self.select.clone();
-        fields.extend(self.order.iter().map(|k| k.field).filter(|f| !self.select.contains(f)));
+        fields.extend(
+            self.order
+                .iter()
+                .map(|k| k.field)
+                .filter(|f| !self.select.contains(f)),
+        );
         fields
     }
 }

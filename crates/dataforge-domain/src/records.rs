@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 
@@ -29,9 +30,13 @@ impl ColumnBuilder {
             FieldType::Boolean => ColumnBuilder::Boolean(BooleanBuilder::with_capacity(capacity)),
             FieldType::Integer => ColumnBuilder::Integer(Int64Builder::with_capacity(capacity)),
             FieldType::Float => ColumnBuilder::Float(Float64Builder::with_capacity(capacity)),
-            FieldType::String | FieldType::Json => ColumnBuilder::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
+            FieldType::String | FieldType::Json => {
+                ColumnBuilder::Text(StringBuilder::with_capacity(capacity, capacity * 16))
+            }
             FieldType::Date => ColumnBuilder::Date(Date32Builder::with_capacity(capacity)),
-            FieldType::Timestamp => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity)),
+            FieldType::Timestamp => {
+                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity))
+            }
         }
     }
 
@@ -62,7 +67,9 @@ impl ColumnBuilder {
     fn append_json(&mut self, ty: FieldType, json: &serde_json::Value) -> Result<(), ValueError> {
         match (&mut *self, json) {
             (_, serde_json::Value::Null) => self.append_null(),
-            (ColumnBuilder::Text(b), serde_json::Value::String(s)) if ty == FieldType::String => b.append_value(s),
+            (ColumnBuilder::Text(b), serde_json::Value::String(s)) if ty == FieldType::String => {
+                b.append_value(s)
+            }
             (ColumnBuilder::Integer(b), serde_json::Value::Number(n)) if n.as_i64().is_some() => {
                 b.append_value(n.as_i64().unwrap_or_default())
             }
@@ -104,8 +111,11 @@ pub fn decode_json_rows(
     rows: &[serde_json::Value],
     first_row: u64,
 ) -> Result<DecodedBatch, arrow_schema::ArrowError> {
-    let mut columns: Vec<ColumnBuilder> =
-        schema.fields.iter().map(|f| ColumnBuilder::new(f.field_type, rows.len())).collect();
+    let mut columns: Vec<ColumnBuilder> = schema
+        .fields
+        .iter()
+        .map(|f| ColumnBuilder::new(f.field_type, rows.len()))
+        .collect();
     let mut violations = Violations::default();
     let mut rejected = RejectedCells::default();
     let mut present = vec![false; schema.fields.len()];
@@ -119,7 +129,11 @@ pub fn decode_json_rows(
                         row: row_number,
                         field: Some(key.clone()),
                         code: "unknown_field",
-                        message: format!("`{key}` is not a field of {}; fields are: {}", schema.name, schema.field_names()),
+                        message: format!(
+                            "`{key}` is not a field of {}; fields are: {}",
+                            schema.name,
+                            schema.field_names()
+                        ),
                     });
                     continue;
                 };
@@ -127,7 +141,12 @@ pub fn decode_json_rows(
                 let field = &schema.fields[col];
                 if let Err(e) = columns[col].append_json(field.field_type, json) {
                     rejected.mark(col, i);
-                    violations.push(Violation { row: row_number, field: Some(field.name.clone()), code: e.code, message: e.message });
+                    violations.push(Violation {
+                        row: row_number,
+                        field: Some(field.name.clone()),
+                        code: e.code,
+                        message: e.message,
+                    });
                 }
             }
         } else {
@@ -141,7 +160,12 @@ pub fn decode_json_rows(
                 rejected.mark(col, i);
             }
         }
-        for (col, field) in schema.fields.iter().enumerate().filter(|&(col, _)| !present[col]) {
+        for (col, field) in schema
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|&(col, _)| !present[col])
+        {
             match &field.default {
                 Some(default) => columns[col].append(default),
                 None => columns[col].append_null(),
@@ -150,5 +174,9 @@ pub fn decode_json_rows(
     }
     let arrays: Vec<ArrayRef> = columns.iter_mut().map(ColumnBuilder::finish).collect();
     let batch = RecordBatch::try_new(Arc::clone(schema.arrow_schema()), arrays)?;
-    Ok(DecodedBatch { batch, violations, rejected })
+    Ok(DecodedBatch {
+        batch,
+        violations,
+        rejected,
+    })
 }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::schema::{build_catalog, DatasetDraft, DatasetSchema, FieldDraft, Located};
+use crate::schema::{DatasetDraft, DatasetSchema, FieldDraft, Located, build_catalog};
 
 pub(crate) fn field(name: &str, ty: &str) -> FieldDraft {
     FieldDraft {
@@ -19,7 +19,10 @@ pub(crate) fn dataset(name: &str, fields: Vec<FieldDraft>, key: &[&str]) -> Data
         name: Some(Located::new(name.into(), Some(1))),
         description: None,
         fields,
-        primary_key: Some(Located::new(key.iter().map(|k| k.to_string()).collect(), Some(1))),
+        primary_key: Some(Located::new(
+            key.iter().map(|k| k.to_string()).collect(),
+            Some(1),
+        )),
         indexes: vec![],
     }
 }
@@ -39,6 +42,7 @@ pub(crate) fn wells() -> std::sync::Arc<DatasetSchema> {
         field("active", "boolean"),
         field("extra", "json"),
     ];
-    let catalog = build_catalog(&[dataset("wells", fields, &["well_code"])]).expect("test schema is valid");
+    let catalog =
+        build_catalog(&[dataset("wells", fields, &["well_code"])]).expect("test schema is valid");
     catalog.get("wells").expect("built").clone()
 }

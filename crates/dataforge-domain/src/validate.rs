@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{ArrowPrimitiveType, Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::types::{
+    ArrowPrimitiveType, Date32Type, Float64Type, Int64Type, TimestampMicrosecondType,
+};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use serde::Serialize;
 
@@ -80,28 +82,43 @@ pub fn check_value(value: &Value, rules: &Constraints) -> Result<(), RuleBreak> 
     if let Some(min) = &rules.min
         && value.compare(min) == Some(Less)
     {
-        return Err(RuleBreak { code: "min", message: format!("{value} is less than the minimum {min}") });
+        return Err(RuleBreak {
+            code: "min",
+            message: format!("{value} is less than the minimum {min}"),
+        });
     }
     if let Some(max) = &rules.max
         && value.compare(max) == Some(Greater)
     {
-        return Err(RuleBreak { code: "max", message: format!("{value} is greater than the maximum {max}") });
+        return Err(RuleBreak {
+            code: "max",
+            message: format!("{value} is greater than the maximum {max}"),
+        });
     }
     if let Some(allowed) = &rules.one_of
         && !allowed.contains(value)
     {
-        return Err(RuleBreak { code: "one_of", message: format!("{value} is not one of {}", list(allowed)) });
+        return Err(RuleBreak {
+            code: "one_of",
+            message: format!("{value} is not one of {}", list(allowed)),
+        });
     }
     if let Value::String(text) = value {
         if let Some(pattern) = &rules.pattern
             && !pattern.regex.is_match(text)
         {
-            return Err(RuleBreak { code: "pattern", message: format!("`{text}` does not match the pattern `{}`", pattern.source) });
+            return Err(RuleBreak {
+                code: "pattern",
+                message: format!("`{text}` does not match the pattern `{}`", pattern.source),
+            });
         }
         if let Some(max) = rules.max_length {
             let len = text.chars().count() as u64;
             if len > max {
-                return Err(RuleBreak { code: "max_length", message: format!("is {len} characters long, more than the maximum {max}") });
+                return Err(RuleBreak {
+                    code: "max_length",
+                    message: format!("is {len} characters long, more than the maximum {max}"),
+                });
             }
         }
     }
@@ -125,11 +142,16 @@ impl RejectedCells {
         if self.columns.len() <= column {
             self.columns.resize(column + 1, None);
         }
-        self.columns[column].get_or_insert_with(HashSet::new).insert(row);
+        self.columns[column]
+            .get_or_insert_with(HashSet::new)
+            .insert(row);
     }
 
     fn contains(&self, column: usize, row: usize) -> bool {
-        self.columns.get(column).and_then(Option::as_ref).is_some_and(|rows| rows.contains(&row))
+        self.columns
+            .get(column)
+            .and_then(Option::as_ref)
+            .is_some_and(|rows| rows.contains(&row))
     }
 }
 
@@ -146,7 +168,12 @@ pub fn validate_batch(
         let array = batch.column(col);
         let mut report = |row: usize, code: &'static str, message: String| {
             if !rejected.contains(col, row) {
-                out.push(Violation { row: first_row + row as u64, field: Some(field.name.clone()), code, message });
+                out.push(Violation {
+                    row: first_row + row as u64,
+                    field: Some(field.name.clone()),
+                    code,
+                    message,
+                });
             }
         };
         if field.required && array.null_count() > 0 {
@@ -156,12 +183,25 @@ pub fn validate_batch(
         }
         let rules = &field.constraints;
         match field.field_type {
-            FieldType::Integer => check_primitive::<Int64Type>(field.field_type, array, rules, &mut report),
-            FieldType::Float => check_primitive::<Float64Type>(field.field_type, array, rules, &mut report),
-            FieldType::Date => check_primitive::<Date32Type>(field.field_type, array, rules, &mut report),
-            FieldType::Timestamp => check_primitive::<TimestampMicrosecondType>(field.field_type, array, rules, &mut report),
+            FieldType::Integer => {
+                check_primitive::<Int64Type>(field.field_type, array, rules, &mut report)
+            }
+            FieldType::Float => {
+                check_primitive::<Float64Type>(field.field_type, array, rules, &mut report)
+            }
+            FieldType::Date => {
+                check_primitive::<Date32Type>(field.field_type, array, rules, &mut report)
+            }
+            FieldType::Timestamp => check_primitive::<TimestampMicrosecondType>(
+                field.field_type,
+                array,
+                rules,
+                &mut report,
+            ),
             FieldType::String => check_strings(array, rules, &mut report),
-            FieldType::Boolean | FieldType::Json => check_generic(field.field_type, array, rules, &mut report),
+            FieldType::Boolean | FieldType::Json => {
+                check_generic(field.field_type, array, rules, &mut report)
+            }
         }
     }
 }
@@ -172,22 +212,38 @@ trait Native: ArrowPrimitiveType {
 }
 impl Native for Int64Type {
     fn native(value: &Value) -> Option<i64> {
-        if let Value::Integer(v) = value { Some(*v) } else { None }
+        if let Value::Integer(v) = value {
+            Some(*v)
+        } else {
+            None
+        }
     }
 }
 impl Native for Float64Type {
     fn native(value: &Value) -> Option<f64> {
-        if let Value::Float(v) = value { Some(*v) } else { None }
+        if let Value::Float(v) = value {
+            Some(*v)
+        } else {
+            None
+        }
     }
 }
 impl Native for Date32Type {
     fn native(value: &Value) -> Option<i32> {
-        if let Value::Date(v) = value { Some(*v) } else { None }
+        if let Value::Date(v) = value {
+            Some(*v)
+        } else {
+            None
+        }
     }
 }
 impl Native for TimestampMicrosecondType {
     fn native(value: &Value) -> Option<i64> {
-        if let Value::Timestamp(v) = value { Some(*v) } else { None }
+        if let Value::Timestamp(v) = value {
+            Some(*v)
+        } else {
+            None
+        }
     }
 }
 
@@ -201,40 +257,98 @@ fn check_primitive<T: Native>(
 {
     let min = rules.min.as_ref().and_then(T::native);
     let max = rules.max.as_ref().and_then(T::native);
-    let allowed: Option<Vec<T::Native>> = rules.one_of.as_ref().map(|vs| vs.iter().filter_map(T::native).collect());
+    let allowed: Option<Vec<T::Native>> = rules
+        .one_of
+        .as_ref()
+        .map(|vs| vs.iter().filter_map(T::native).collect());
     if min.is_none() && max.is_none() && allowed.is_none() {
         return;
     }
-    let Some(values) = array.as_primitive_opt::<T>() else { return };
+    let Some(values) = array.as_primitive_opt::<T>() else {
+        return;
+    };
     for (row, value) in values.iter().enumerate() {
         let Some(value) = value else { continue };
         let shown = || Value::from_array(ty, array, row);
         if min.is_some_and(|m| value < m) {
-            report(row, "min", format!("{} is less than the minimum {}", shown(), rules.min.as_ref().map(ToString::to_string).unwrap_or_default()));
+            report(
+                row,
+                "min",
+                format!(
+                    "{} is less than the minimum {}",
+                    shown(),
+                    rules
+                        .min
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                ),
+            );
         } else if max.is_some_and(|m| value > m) {
-            report(row, "max", format!("{} is greater than the maximum {}", shown(), rules.max.as_ref().map(ToString::to_string).unwrap_or_default()));
+            report(
+                row,
+                "max",
+                format!(
+                    "{} is greater than the maximum {}",
+                    shown(),
+                    rules
+                        .max
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                ),
+            );
         } else if let Some(allowed) = &allowed
             && !allowed.contains(&value)
         {
-            report(row, "one_of", format!("{} is not one of {}", shown(), list(rules.one_of.as_deref().unwrap_or_default())));
+            report(
+                row,
+                "one_of",
+                format!(
+                    "{} is not one of {}",
+                    shown(),
+                    list(rules.one_of.as_deref().unwrap_or_default())
+                ),
+            );
         }
     }
 }
 
-fn check_strings(array: &ArrayRef, rules: &Constraints, report: &mut impl FnMut(usize, &'static str, String)) {
+fn check_strings(
+    array: &ArrayRef,
+    rules: &Constraints,
+    report: &mut impl FnMut(usize, &'static str, String),
+) {
     if rules.pattern.is_none() && rules.max_length.is_none() && rules.one_of.is_none() {
         return;
     }
-    let Some(values) = array.as_string_opt::<i32>() else { return };
+    let Some(values) = array.as_string_opt::<i32>() else {
+        return;
+    };
     let allowed: Option<HashSet<&str>> = rules.one_of.as_ref().map(|vs| {
-        vs.iter().filter_map(|v| if let Value::String(s) = v { Some(s.as_str()) } else { None }).collect()
+        vs.iter()
+            .filter_map(|v| {
+                if let Value::String(s) = v {
+                    Some(s.as_str())
+                } else {
+                    None
+                }
+            })
+            .collect()
     });
     for (row, text) in values.iter().enumerate() {
         let Some(text) = text else { continue };
         if let Some(allowed) = &allowed
             && !allowed.contains(text)
         {
-            report(row, "one_of", format!("`{text}` is not one of {}", list(rules.one_of.as_deref().unwrap_or_default())));
+            report(
+                row,
+                "one_of",
+                format!(
+                    "`{text}` is not one of {}",
+                    list(rules.one_of.as_deref().unwrap_or_default())
+                ),
+            );
             continue;
         }
         if let Some(max) = rules.max_length
@@ -242,19 +356,32 @@ fn check_strings(array: &ArrayRef, rules: &Constraints, report: &mut impl FnMut(
         {
             let len = text.chars().count() as u64;
             if len > max {
-                report(row, "max_length", format!("is {len} characters long, more than the maximum {max}"));
+                report(
+                    row,
+                    "max_length",
+                    format!("is {len} characters long, more than the maximum {max}"),
+                );
                 continue;
             }
         }
         if let Some(pattern) = &rules.pattern
             && !pattern.regex.is_match(text)
         {
-            report(row, "pattern", format!("`{text}` does not match the pattern `{}`", pattern.source));
+            report(
+                row,
+                "pattern",
+                format!("`{text}` does not match the pattern `{}`", pattern.source),
+            );
         }
     }
 }
 
-fn check_generic(ty: FieldType, array: &ArrayRef, rules: &Constraints, report: &mut impl FnMut(usize, &'static str, String)) {
+fn check_generic(
+    ty: FieldType,
+    array: &ArrayRef,
+    rules: &Constraints,
+    report: &mut impl FnMut(usize, &'static str, String),
+) {
     if rules.one_of.is_none() {
         return;
     }
@@ -270,23 +397,40 @@ mod tests {
     use serde_json::json;
 
     use crate::records::decode_json_rows;
-    use crate::schema::{build_catalog, Located};
+    use crate::schema::{Located, build_catalog};
     use crate::testing::{dataset, field, wells};
 
     fn codes(rows: serde_json::Value) -> Vec<(u64, Option<String>, &'static str)> {
         codes_for(&wells(), rows)
     }
 
-    fn codes_for(schema: &crate::schema::DatasetSchema, rows: serde_json::Value) -> Vec<(u64, Option<String>, &'static str)> {
+    fn codes_for(
+        schema: &crate::schema::DatasetSchema,
+        rows: serde_json::Value,
+    ) -> Vec<(u64, Option<String>, &'static str)> {
         let rows = rows.as_array().unwrap().clone();
         let mut decoded = decode_json_rows(schema, &rows, 1).unwrap();
-        super::validate_batch(schema, &decoded.batch, 1, &decoded.rejected, &mut decoded.violations);
-        decoded.violations.into_listed().into_iter().map(|v| (v.row, v.field, v.code)).collect()
+        super::validate_batch(
+            schema,
+            &decoded.batch,
+            1,
+            &decoded.rejected,
+            &mut decoded.violations,
+        );
+        decoded
+            .violations
+            .into_listed()
+            .into_iter()
+            .map(|v| (v.row, v.field, v.code))
+            .collect()
     }
 
     #[test]
     fn valid_rows_pass() {
-        assert!(codes(json!([{"well_code": 1, "oil": 2.5, "period": "2020-01-01", "extra": {"a": 1}}])).is_empty());
+        assert!(
+            codes(json!([{"well_code": 1, "oil": 2.5, "period": "2020-01-01", "extra": {"a": 1}}]))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -325,7 +469,12 @@ mod tests {
         let mut days = field("days", "integer");
         days.min = Some(Located::new(json!(0), None));
         days.max = Some(Located::new(json!(31), None));
-        let catalog = build_catalog(&[dataset("t", vec![field("id", "integer"), code, kind, days], &["id"])]).unwrap();
+        let catalog = build_catalog(&[dataset(
+            "t",
+            vec![field("id", "integer"), code, kind, days],
+            &["id"],
+        )])
+        .unwrap();
         let schema = catalog.get("t").unwrap();
         let found = codes_for(
             schema,
@@ -341,16 +490,30 @@ mod tests {
         let f = |s: &str| Some(s.to_string());
         assert_eq!(
             found,
-            vec![(2, f("code"), "pattern"), (3, f("code"), "max_length"), (4, f("kind"), "one_of"), (5, f("days"), "max"), (6, f("days"), "overflow")]
+            vec![
+                (2, f("code"), "pattern"),
+                (3, f("code"), "max_length"),
+                (4, f("kind"), "one_of"),
+                (5, f("days"), "max"),
+                (6, f("days"), "overflow")
+            ]
         );
     }
 
     #[test]
     fn listing_is_capped_but_total_counted() {
-        let rows: Vec<_> = (0..250).map(|i| json!({"well_code": i, "oil": -1})).collect();
+        let rows: Vec<_> = (0..250)
+            .map(|i| json!({"well_code": i, "oil": -1}))
+            .collect();
         let schema = wells();
         let mut decoded = decode_json_rows(&schema, &rows, 1).unwrap();
-        super::validate_batch(&schema, &decoded.batch, 1, &decoded.rejected, &mut decoded.violations);
+        super::validate_batch(
+            &schema,
+            &decoded.batch,
+            1,
+            &decoded.rejected,
+            &mut decoded.violations,
+        );
         assert_eq!(decoded.violations.total(), 250);
         let listed = decoded.violations.into_listed();
         assert_eq!(listed.len(), super::MAX_LISTED_VIOLATIONS);

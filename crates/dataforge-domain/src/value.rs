@@ -4,8 +4,10 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray};
 use arrow_array::TimestampMicrosecondArray;
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray,
+};
 use arrow_schema::{DataType, TimeUnit};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat};
 
@@ -110,7 +112,10 @@ pub struct ValueError {
 
 impl ValueError {
     fn new(code: &'static str, message: impl Into<String>) -> Self {
-        ValueError { code, message: message.into() }
+        ValueError {
+            code,
+            message: message.into(),
+        }
     }
 
     fn expected(ty: FieldType, found: impl fmt::Display) -> Self {
@@ -200,7 +205,9 @@ impl Value {
                 .as_f64()
                 .filter(|f| f.is_finite())
                 .map(Value::Float)
-                .ok_or_else(|| ValueError::new("overflow", format!("{n} does not fit in a 64-bit float"))),
+                .ok_or_else(|| {
+                    ValueError::new("overflow", format!("{n} does not fit in a 64-bit float"))
+                }),
             (FieldType::Date | FieldType::Timestamp, J::String(s)) => Value::parse_text(ty, s),
             (_, other) => Err(ValueError::expected(ty, json_kind(other))),
         }
@@ -212,8 +219,14 @@ impl Value {
         match ty {
             FieldType::String => Ok(Value::String(text.to_owned())),
             FieldType::Integer => text.parse::<i64>().map(Value::Integer).map_err(|e| {
-                if matches!(e.kind(), std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow) {
-                    ValueError::new("overflow", format!("{} does not fit in a 64-bit integer", quoted()))
+                if matches!(
+                    e.kind(),
+                    std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow
+                ) {
+                    ValueError::new(
+                        "overflow",
+                        format!("{} does not fit in a 64-bit integer", quoted()),
+                    )
                 } else {
                     ValueError::expected(ty, quoted())
                 }
@@ -227,10 +240,12 @@ impl Value {
                 "false" => Ok(Value::Boolean(false)),
                 _ => Err(ValueError::expected(ty, quoted())),
             },
-            FieldType::Date => parse_date(text).map(Value::Date).ok_or_else(|| ValueError::expected(ty, quoted())),
-            FieldType::Timestamp => {
-                parse_timestamp(text).map(Value::Timestamp).ok_or_else(|| ValueError::expected(ty, quoted()))
-            }
+            FieldType::Date => parse_date(text)
+                .map(Value::Date)
+                .ok_or_else(|| ValueError::expected(ty, quoted())),
+            FieldType::Timestamp => parse_timestamp(text)
+                .map(Value::Timestamp)
+                .ok_or_else(|| ValueError::expected(ty, quoted())),
             FieldType::Json => serde_json::from_str::<serde_json::Value>(text)
                 .map(|v| Value::Json(v.to_string()))
                 .map_err(|e| ValueError::new("type", format!("invalid JSON: {e}"))),
@@ -244,11 +259,15 @@ impl Value {
             Value::Null => J::Null,
             Value::Boolean(b) => J::Bool(*b),
             Value::Integer(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             Value::String(s) => J::String(s.clone()),
             Value::Date(d) => J::String(format_date(*d)),
             Value::Timestamp(t) => J::String(format_timestamp(*t)),
-            Value::Json(text) => serde_json::from_str(text).unwrap_or_else(|_| J::String(text.clone())),
+            Value::Json(text) => {
+                serde_json::from_str(text).unwrap_or_else(|_| J::String(text.clone()))
+            }
         }
     }
 
@@ -258,7 +277,9 @@ impl Value {
             (Value::Boolean(a), Value::Boolean(b)) => Some(a.cmp(b)),
             (Value::Integer(a), Value::Integer(b)) => Some(a.cmp(b)),
             (Value::Float(a), Value::Float(b)) => a.partial_cmp(b),
-            (Value::String(a), Value::String(b)) | (Value::Json(a), Value::Json(b)) => Some(a.cmp(b)),
+            (Value::String(a), Value::String(b)) | (Value::Json(a), Value::Json(b)) => {
+                Some(a.cmp(b))
+            }
             (Value::Date(a), Value::Date(b)) => Some(a.cmp(b)),
             (Value::Timestamp(a), Value::Timestamp(b)) => Some(a.cmp(b)),
             _ => None,
@@ -277,11 +298,17 @@ impl Value {
         let any = array.as_any();
         let read = || -> Option<Value> {
             Some(match ty {
-                FieldType::String => Value::String(any.downcast_ref::<StringArray>()?.value(row).to_owned()),
-                FieldType::Json => Value::Json(any.downcast_ref::<StringArray>()?.value(row).to_owned()),
+                FieldType::String => {
+                    Value::String(any.downcast_ref::<StringArray>()?.value(row).to_owned())
+                }
+                FieldType::Json => {
+                    Value::Json(any.downcast_ref::<StringArray>()?.value(row).to_owned())
+                }
                 FieldType::Integer => Value::Integer(any.downcast_ref::<Int64Array>()?.value(row)),
                 FieldType::Float => Value::Float(any.downcast_ref::<Float64Array>()?.value(row)),
-                FieldType::Boolean => Value::Boolean(any.downcast_ref::<BooleanArray>()?.value(row)),
+                FieldType::Boolean => {
+                    Value::Boolean(any.downcast_ref::<BooleanArray>()?.value(row))
+                }
                 FieldType::Date => Value::Date(any.downcast_ref::<Date32Array>()?.value(row)),
                 FieldType::Timestamp => {
                     Value::Timestamp(any.downcast_ref::<TimestampMicrosecondArray>()?.value(row))
@@ -309,18 +336,50 @@ mod tests {
 
     #[test]
     fn integers_are_strict() {
-        assert_eq!(Value::from_json(FieldType::Integer, &json!(42)), Ok(Value::Integer(42)));
-        assert_eq!(Value::from_json(FieldType::Integer, &json!(1.5)).unwrap_err().code, "type");
-        assert_eq!(Value::from_json(FieldType::Integer, &json!("42")).unwrap_err().code, "type");
-        assert_eq!(Value::from_json(FieldType::Integer, &json!(u64::MAX)).unwrap_err().code, "overflow");
-        assert_eq!(Value::parse_text(FieldType::Integer, "99999999999999999999").unwrap_err().code, "overflow");
-        assert_eq!(Value::parse_text(FieldType::Integer, "-7"), Ok(Value::Integer(-7)));
+        assert_eq!(
+            Value::from_json(FieldType::Integer, &json!(42)),
+            Ok(Value::Integer(42))
+        );
+        assert_eq!(
+            Value::from_json(FieldType::Integer, &json!(1.5))
+                .unwrap_err()
+                .code,
+            "type"
+        );
+        assert_eq!(
+            Value::from_json(FieldType::Integer, &json!("42"))
+                .unwrap_err()
+                .code,
+            "type"
+        );
+        assert_eq!(
+            Value::from_json(FieldType::Integer, &json!(u64::MAX))
+                .unwrap_err()
+                .code,
+            "overflow"
+        );
+        assert_eq!(
+            Value::parse_text(FieldType::Integer, "99999999999999999999")
+                .unwrap_err()
+                .code,
+            "overflow"
+        );
+        assert_eq!(
+            Value::parse_text(FieldType::Integer, "-7"),
+            Ok(Value::Integer(-7))
+        );
     }
 
     #[test]
     fn floats_accept_integers() {
-        assert_eq!(Value::from_json(FieldType::Float, &json!(3)), Ok(Value::Float(3.0)));
-        assert_eq!(Value::parse_text(FieldType::Float, "inf").unwrap_err().code, "type");
+        assert_eq!(
+            Value::from_json(FieldType::Float, &json!(3)),
+            Ok(Value::Float(3.0))
+        );
+        assert_eq!(
+            Value::parse_text(FieldType::Float, "inf").unwrap_err().code,
+            "type"
+        );
     }
 
     #[test]
@@ -332,8 +391,14 @@ mod tests {
         assert_eq!(midnight, offset);
         assert_eq!(midnight, Value::Timestamp(1_577_923_200_000_000));
         assert!(Value::parse_text(FieldType::Timestamp, "2020-01-02 10:00").is_err());
-        assert_eq!(format_timestamp(1_577_923_200_000_000), "2020-01-02T00:00:00Z");
-        assert_eq!(format_timestamp(1_577_923_200_000_001), "2020-01-02T00:00:00.000001Z");
+        assert_eq!(
+            format_timestamp(1_577_923_200_000_000),
+            "2020-01-02T00:00:00Z"
+        );
+        assert_eq!(
+            format_timestamp(1_577_923_200_000_001),
+            "2020-01-02T00:00:00.000001Z"
+        );
     }
 
     #[test]
@@ -347,7 +412,10 @@ mod tests {
     fn json_values_keep_their_text() {
         let v = Value::from_json(FieldType::Json, &json!({"a": [1, 2]})).unwrap();
         assert_eq!(v.to_json(), json!({"a": [1, 2]}));
-        assert_eq!(Value::from_json(FieldType::Json, &json!(null)), Ok(Value::Null));
+        assert_eq!(
+            Value::from_json(FieldType::Json, &json!(null)),
+            Ok(Value::Null)
+        );
     }
 
     #[test]

@@ -18,7 +18,11 @@ use settings::Settings;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "dataforge", version, about = "A schema-driven HTTP data API on embedded DuckDB")]
+#[command(
+    name = "dataforge",
+    version,
+    about = "A schema-driven HTTP data API on embedded DuckDB"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +58,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
@@ -66,7 +72,12 @@ fn main() -> ExitCode {
             };
             check(&dir.unwrap_or(settings.server.schemas))
         }
-        Command::Serve { config, schemas, db, listen } => {
+        Command::Serve {
+            config,
+            schemas,
+            db,
+            listen,
+        } => {
             let mut settings = match Settings::load(config.as_deref()) {
                 Ok(settings) => settings,
                 Err(e) => return fail(&e.to_string()),
@@ -80,7 +91,10 @@ fn main() -> ExitCode {
             if let Some(listen) = listen {
                 settings.server.listen = listen;
             }
-            match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(runtime) => runtime.block_on(serve(settings)),
                 Err(e) => fail(&format!("cannot start the async runtime: {e}")),
             }
@@ -104,7 +118,12 @@ fn check(dir: &std::path::Path) -> ExitCode {
     match dataforge_schema_toml::load_catalog(dir) {
         Ok(catalog) => {
             let names: Vec<&str> = catalog.iter().map(|d| d.name.as_str()).collect();
-            println!("ok: {} dataset(s) in {}: {}", catalog.len(), dir.display(), names.join(", "));
+            println!(
+                "ok: {} dataset(s) in {}: {}",
+                catalog.len(),
+                dir.display(),
+                names.join(", ")
+            );
             ExitCode::SUCCESS
         }
         Err(problems) => {
@@ -139,8 +158,18 @@ async fn serve(settings: Settings) -> ExitCode {
         Ok(Err(message)) => return fail(&message),
         Err(e) => return fail(&format!("opening the database failed: {e}")),
     };
-    let app = App::new(Arc::clone(&catalog), store.clone(), store.clone(), settings.limits());
-    let router = dataforge_http::router(app, HttpSettings { max_body_bytes: settings.server.max_body_bytes });
+    let app = App::new(
+        Arc::clone(&catalog),
+        store.clone(),
+        store.clone(),
+        settings.limits(),
+    );
+    let router = dataforge_http::router(
+        app,
+        HttpSettings {
+            max_body_bytes: settings.server.max_body_bytes,
+        },
+    );
 
     let address = match settings.listen_address() {
         Ok(address) => address,
@@ -150,11 +179,16 @@ async fn serve(settings: Settings) -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(&format!("cannot listen on {address}: {e}")),
     };
-    let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| address.to_string());
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| address.to_string());
     let names: Vec<&str> = catalog.iter().map(|d| d.name.as_str()).collect();
     tracing::info!(datasets = %names.join(","), "listening on http://{bound}");
 
-    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await;
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
     tracing::info!("shutting down: finishing queued writes");
     let closing = Arc::clone(&store);
     let _ = tokio::task::spawn_blocking(move || closing.close()).await;

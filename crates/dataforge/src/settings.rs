@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use dataforge_domain::query::QueryLimits;
 use dataforge_duckdb::DuckDbConfig;
-use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// All settings of a dataforge server.
@@ -32,7 +32,11 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings { listen: "127.0.0.1:8000".into(), schemas: PathBuf::from("./schemas"), max_body_bytes: 64 * 1024 * 1024 }
+        ServerSettings {
+            listen: "127.0.0.1:8000".into(),
+            schemas: PathBuf::from("./schemas"),
+            max_body_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -48,7 +52,10 @@ pub struct QuerySettings {
 impl Default for QuerySettings {
     fn default() -> Self {
         let limits = QueryLimits::default();
-        QuerySettings { default_limit: limits.default_limit, max_limit: limits.max_limit }
+        QuerySettings {
+            default_limit: limits.default_limit,
+            max_limit: limits.max_limit,
+        }
     }
 }
 
@@ -70,9 +77,13 @@ impl Settings {
     pub fn load(config_file: Option<&Path>) -> Result<Settings, SettingsError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         match config_file {
-            Some(path) if !path.exists() => return Err(SettingsError::MissingFile(path.display().to_string())),
+            Some(path) if !path.exists() => {
+                return Err(SettingsError::MissingFile(path.display().to_string()));
+            }
             Some(path) => figment = figment.merge(Toml::file_exact(path)),
-            None if Path::new(DEFAULT_CONFIG_FILE).exists() => figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE))
+            }
             None => {}
         }
         let settings: Settings = figment
@@ -96,13 +107,18 @@ impl Settings {
     }
 
     pub fn listen_address(&self) -> Result<SocketAddr, SettingsError> {
-        self.server
-            .listen
-            .parse()
-            .map_err(|_| SettingsError::Rule(format!("server.listen `{}` is not an address like 127.0.0.1:8000", self.server.listen)))
+        self.server.listen.parse().map_err(|_| {
+            SettingsError::Rule(format!(
+                "server.listen `{}` is not an address like 127.0.0.1:8000",
+                self.server.listen
+            ))
+        })
     }
 
     pub fn limits(&self) -> QueryLimits {
-        QueryLimits { default_limit: self.query.default_limit, max_limit: self.query.max_limit }
+        QueryLimits {
+            default_limit: self.query.default_limit,
+            max_limit: self.query.max_limit,
+        }
     }
 }

@@ -4,8 +4,8 @@ mod support;
 
 use std::collections::HashSet;
 
-use serde_json::{json, Value};
-use support::{production, Server};
+use serde_json::{Value, json};
+use support::{Server, production};
 
 fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -15,10 +15,16 @@ fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
 
 fn assert_problem(answer: &support::Answer, status: u16, detail_contains: &str) {
     assert_eq!(answer.status, status, "{answer:?}");
-    assert_eq!(answer.content_type, "application/problem+json", "{answer:?}");
+    assert_eq!(
+        answer.content_type, "application/problem+json",
+        "{answer:?}"
+    );
     assert_eq!(answer.body["status"], json!(status), "{answer:?}");
     let detail = answer.body["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains(detail_contains), "detail `{detail}` lacks `{detail_contains}`");
+    assert!(
+        detail.contains(detail_contains),
+        "detail `{detail}` lacks `{detail_contains}`"
+    );
 }
 
 const WP: &str = "/v1/datasets/well_production";
@@ -28,29 +34,59 @@ fn health_and_schemas() {
     let (_dir, db) = temp_db();
     let server = Server::start(&db);
     let health = server.get("/health");
-    assert_eq!((health.status, health.body.clone()), (200, json!({"status": "ok"})));
+    assert_eq!(
+        (health.status, health.body.clone()),
+        (200, json!({"status": "ok"}))
+    );
 
     let list = server.get("/v1/datasets");
     assert_eq!(list.status, 200);
-    let names: Vec<&str> = list.body["datasets"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list.body["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["well_production", "well_registry"]);
 
     let one = server.get(WP);
     assert_eq!(one.status, 200);
-    assert_eq!(one.body["primary_key"], json!(["field_code", "well_code", "production_period"]));
+    assert_eq!(
+        one.body["primary_key"],
+        json!(["field_code", "well_code", "production_period"])
+    );
     let days = &one.body["fields"].as_array().unwrap()[6];
     assert_eq!(days["name"], "days_on_production");
-    assert_eq!((days["min"].clone(), days["max"].clone()), (json!(0), json!(31)));
+    assert_eq!(
+        (days["min"].clone(), days["max"].clone()),
+        (json!(0), json!(31))
+    );
     let key_field = &one.body["fields"].as_array().unwrap()[0];
     assert_eq!(key_field["required"], json!(true));
 
-    for path in ["/v1/datasets/nope", "/v1/datasets/nope/records", "/v1/datasets/nope/count", "/v1/datasets/nope/records/1"] {
+    for path in [
+        "/v1/datasets/nope",
+        "/v1/datasets/nope/records",
+        "/v1/datasets/nope/count",
+        "/v1/datasets/nope/records/1",
+    ] {
         let answer = server.get(path);
         assert_problem(&answer, 404, "no dataset named `nope`");
-        assert_eq!(answer.body["datasets"], json!(["well_production", "well_registry"]));
+        assert_eq!(
+            answer.body["datasets"],
+            json!(["well_production", "well_registry"])
+        );
     }
-    assert_problem(&server.post_json("/v1/datasets/nope/records", &json!({})), 404, "no dataset named `nope`");
-    assert_problem(&server.get("/v2/anything"), 404, "no endpoint at `/v2/anything`");
+    assert_problem(
+        &server.post_json("/v1/datasets/nope/records", &json!({})),
+        404,
+        "no dataset named `nope`",
+    );
+    assert_problem(
+        &server.get("/v2/anything"),
+        404,
+        "no endpoint at `/v2/anything`",
+    );
 }
 
 #[test]
@@ -58,25 +94,56 @@ fn insert_one_or_many_and_read_back_by_key() {
     let (_dir, db) = temp_db();
     let server = Server::start(&db);
     let one = server.post_json(&format!("{WP}/records"), &production(0));
-    assert_eq!((one.status, one.body.clone()), (201, json!({"inserted": 1})));
-    let many = server.post_json(&format!("{WP}/records"), &json!([production(1), production(2), production(3)]));
-    assert_eq!((many.status, many.body.clone()), (201, json!({"inserted": 3})));
+    assert_eq!(
+        (one.status, one.body.clone()),
+        (201, json!({"inserted": 1}))
+    );
+    let many = server.post_json(
+        &format!("{WP}/records"),
+        &json!([production(1), production(2), production(3)]),
+    );
+    assert_eq!(
+        (many.status, many.body.clone()),
+        (201, json!({"inserted": 3}))
+    );
 
     let record = production(2);
-    let path = format!("{WP}/records/{}/{}/2020-03-01T00:00:00Z", record["field_code"], record["well_code"]);
+    let path = format!(
+        "{WP}/records/{}/{}/2020-03-01T00:00:00Z",
+        record["field_code"], record["well_code"]
+    );
     let got = server.get(&path);
     assert_eq!(got.status, 200, "{got:?}");
     assert_eq!(got.body, record);
     // a plain date is midnight UTC, in keys as in bodies
-    let by_date = server.get(&format!("{WP}/records/{}/{}/2020-03-01", record["field_code"], record["well_code"]));
+    let by_date = server.get(&format!(
+        "{WP}/records/{}/{}/2020-03-01",
+        record["field_code"], record["well_code"]
+    ));
     assert_eq!(by_date.body, record);
 
-    assert_problem(&server.get(&format!("{WP}/records/1/1/2020-03-01")), 404, "no record of well_production");
+    assert_problem(
+        &server.get(&format!("{WP}/records/1/1/2020-03-01")),
+        404,
+        "no record of well_production",
+    );
     let short = server.get(&format!("{WP}/records/1/2"));
-    assert_problem(&short, 400, "has a key of 3 part(s) (field_code/well_code/production_period), but the path gives 2");
+    assert_problem(
+        &short,
+        400,
+        "has a key of 3 part(s) (field_code/well_code/production_period), but the path gives 2",
+    );
     assert_eq!(short.body["parameter"], "key");
-    assert_problem(&server.get(&format!("{WP}/records/x/1/2020-03-01")), 400, "key field `field_code`");
-    assert_problem(&server.get(&format!("{WP}/records/1/1/March")), 400, "key field `production_period`");
+    assert_problem(
+        &server.get(&format!("{WP}/records/x/1/2020-03-01")),
+        400,
+        "key field `field_code`",
+    );
+    assert_problem(
+        &server.get(&format!("{WP}/records/1/1/March")),
+        400,
+        "key field `production_period`",
+    );
     assert_eq!(server.get(&format!("{WP}/count")).body, json!({"count": 4}));
 }
 
@@ -97,14 +164,29 @@ fn validation_errors_list_every_problem_and_write_nothing() {
     negative["water_production_kbd"] = json!(-0.5);
     let mut overflow = production(6);
     overflow["field_code"] = json!(1e20);
-    let body = json!([production(0), bad_days, bad_types, missing_key, unknown, negative, overflow, 7]);
+    let body = json!([
+        production(0),
+        bad_days,
+        bad_types,
+        missing_key,
+        unknown,
+        negative,
+        overflow,
+        7
+    ]);
     let answer = server.post_json(&format!("{WP}/records"), &body);
     assert_problem(&answer, 422, "8 validation error(s)");
     let errors: Vec<(u64, String, String)> = answer.body["errors"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["row"].as_u64().unwrap(), e["field"].as_str().unwrap_or("").to_owned(), e["code"].as_str().unwrap().to_owned()))
+        .map(|e| {
+            (
+                e["row"].as_u64().unwrap(),
+                e["field"].as_str().unwrap_or("").to_owned(),
+                e["code"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let expected = [
         (2, "days_on_production", "max"),
@@ -117,17 +199,22 @@ fn validation_errors_list_every_problem_and_write_nothing() {
         (8, "", "not_an_object"),
     ];
     for (row, field, code) in expected {
-        assert!(errors.contains(&(row, field.to_owned(), code.to_owned())), "missing {row}/{field}/{code} in {errors:?}");
+        assert!(
+            errors.contains(&(row, field.to_owned(), code.to_owned())),
+            "missing {row}/{field}/{code} in {errors:?}"
+        );
     }
     assert_eq!(answer.body["total_errors"], json!(8));
     assert_eq!(server.get(&format!("{WP}/count")).body, json!({"count": 0}));
 
     // the list is capped at 100, the total is not
-    let many: Vec<Value> = (0..150).map(|i| {
-        let mut r = production(i);
-        r["days_on_production"] = json!(-1);
-        r
-    }).collect();
+    let many: Vec<Value> = (0..150)
+        .map(|i| {
+            let mut r = production(i);
+            r["days_on_production"] = json!(-1);
+            r
+        })
+        .collect();
     let capped = server.post_json(&format!("{WP}/records"), &Value::Array(many));
     assert_eq!(capped.status, 422);
     assert_eq!(capped.body["errors"].as_array().unwrap().len(), 100);
@@ -139,9 +226,20 @@ fn validation_errors_list_every_problem_and_write_nothing() {
 fn key_conflicts_write_nothing() {
     let (_dir, db) = temp_db();
     let server = Server::start(&db);
-    assert_eq!(server.post_json(&format!("{WP}/records"), &json!([production(0), production(1)])).status, 201);
+    assert_eq!(
+        server
+            .post_json(
+                &format!("{WP}/records"),
+                &json!([production(0), production(1)])
+            )
+            .status,
+        201
+    );
 
-    let existing = server.post_json(&format!("{WP}/records"), &json!([production(5), production(1)]));
+    let existing = server.post_json(
+        &format!("{WP}/records"),
+        &json!([production(5), production(1)]),
+    );
     assert_problem(&existing, 409, "1 primary key(s)");
     let record = production(1);
     assert_eq!(
@@ -149,7 +247,10 @@ fn key_conflicts_write_nothing() {
         json!([{"key": {"field_code": record["field_code"], "well_code": record["well_code"], "production_period": "2020-02-01T00:00:00Z"}, "reason": "exists"}])
     );
 
-    let repeated = server.post_json(&format!("{WP}/records"), &json!([production(7), production(8), production(7)]));
+    let repeated = server.post_json(
+        &format!("{WP}/records"),
+        &json!([production(7), production(8), production(7)]),
+    );
     assert_problem(&repeated, 409, "1 primary key(s)");
     assert_eq!(repeated.body["conflicts"][0]["reason"], "repeated");
     assert_eq!(repeated.body["total_conflicts"], json!(1));
@@ -159,13 +260,37 @@ fn key_conflicts_write_nothing() {
 #[test]
 fn malformed_bodies_are_client_errors() {
     let (_dir, db) = temp_db();
-    let server = Server::start_with(&db, &support::shipped_schemas(), &[("DATAFORGE_SERVER__MAX_BODY_BYTES", "2048")]);
+    let server = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[("DATAFORGE_SERVER__MAX_BODY_BYTES", "2048")],
+    );
     let path = format!("{WP}/records");
-    assert_problem(&server.post_raw(&path, "application/json", b"{\"field_code\": "), 400, "not valid JSON");
-    assert_problem(&server.post_raw(&path, "application/json", b"[1, 2"), 400, "not valid JSON");
-    assert_problem(&server.post_raw(&path, "application/json", b"\"text\""), 400, "a JSON object or an array of objects");
-    assert_problem(&server.post_raw(&path, "application/json", b"[]"), 400, "holds no records");
-    assert_problem(&server.post_raw(&path, "application/json", b"[{\"a\": \"\xff\"}]"), 400, "not valid JSON");
+    assert_problem(
+        &server.post_raw(&path, "application/json", b"{\"field_code\": "),
+        400,
+        "not valid JSON",
+    );
+    assert_problem(
+        &server.post_raw(&path, "application/json", b"[1, 2"),
+        400,
+        "not valid JSON",
+    );
+    assert_problem(
+        &server.post_raw(&path, "application/json", b"\"text\""),
+        400,
+        "a JSON object or an array of objects",
+    );
+    assert_problem(
+        &server.post_raw(&path, "application/json", b"[]"),
+        400,
+        "holds no records",
+    );
+    assert_problem(
+        &server.post_raw(&path, "application/json", b"[{\"a\": \"\xff\"}]"),
+        400,
+        "not valid JSON",
+    );
     let unsupported = server.post_raw(&path, "application/xml", b"<a/>");
     assert_problem(&unsupported, 415, "supported: application/json");
     let big: Vec<Value> = (0..40).map(production).collect();
@@ -190,11 +315,21 @@ fn filters_select_order_and_count() {
         registry(4, 20, "south d", "abandoned", Some(500.0)),
         registry(5, 30, "East E", "drilling", Some(3000.0)),
     ]);
-    assert_eq!(server.post_json("/v1/datasets/well_registry/records", &rows).status, 201);
+    assert_eq!(
+        server
+            .post_json("/v1/datasets/well_registry/records", &rows)
+            .status,
+        201
+    );
     let codes = |query: &str| -> Vec<i64> {
         let answer = server.get(&format!("/v1/datasets/well_registry/records?{query}"));
         assert_eq!(answer.status, 200, "{query}: {answer:?}");
-        answer.body["items"].as_array().unwrap().iter().map(|r| r["well_code"].as_i64().unwrap()).collect()
+        answer.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["well_code"].as_i64().unwrap())
+            .collect()
     };
     assert_eq!(codes("field_code=eq.10"), vec![1, 2]);
     assert_eq!(codes("field_code=ne.10"), vec![3, 4, 5]);
@@ -203,39 +338,97 @@ fn filters_select_order_and_count() {
     assert_eq!(codes("depth_m=lt.1000"), vec![4]);
     assert_eq!(codes("depth_m=lte.1000"), vec![1, 4]);
     assert_eq!(codes("status=in.(shut_in,drilling)"), vec![2, 5]);
-    assert_eq!(codes("well_name=in.(%22South,%20C%22,East%20E)"), vec![3, 5]);
+    assert_eq!(
+        codes("well_name=in.(%22South,%20C%22,East%20E)"),
+        vec![3, 5]
+    );
     assert_eq!(codes("well_name=like.North*"), vec![1, 2]);
     assert_eq!(codes("well_name=like.South%25"), vec![3]);
     assert_eq!(codes("well_name=ilike.south*"), vec![3, 4]);
     assert_eq!(codes("depth_m=is.null"), vec![3]);
     assert_eq!(codes("depth_m=is.notnull&field_code=eq.20"), vec![4]);
-    assert_eq!(codes("spud_date=gte.2001-01-04&spud_date=lt.2001-01-06"), vec![3, 4]);
+    assert_eq!(
+        codes("spud_date=gte.2001-01-04&spud_date=lt.2001-01-06"),
+        vec![3, 4]
+    );
     assert_eq!(codes("onshore=eq.true"), vec![2, 4]);
-    assert_eq!(codes("metadata=is.notnull&order=field_code.desc,well_code.desc"), vec![5, 4, 3, 2, 1]);
+    assert_eq!(
+        codes("metadata=is.notnull&order=field_code.desc,well_code.desc"),
+        vec![5, 4, 3, 2, 1]
+    );
     assert_eq!(codes("order=depth_m.desc"), vec![5, 2, 1, 4, 3]);
     assert_eq!(codes("order=depth_m"), vec![4, 1, 2, 5, 3]);
 
-    let projected = server.get("/v1/datasets/well_registry/records?select=well_name,well_code&well_code=eq.3");
-    assert_eq!(projected.body, json!({"items": [{"well_name": "South, C", "well_code": 3}], "next_cursor": null}));
-    let json_field = server.get("/v1/datasets/well_registry/records?select=metadata&well_code=eq.2");
+    let projected =
+        server.get("/v1/datasets/well_registry/records?select=well_name,well_code&well_code=eq.3");
+    assert_eq!(
+        projected.body,
+        json!({"items": [{"well_name": "South, C", "well_code": 3}], "next_cursor": null})
+    );
+    let json_field =
+        server.get("/v1/datasets/well_registry/records?select=metadata&well_code=eq.2");
     assert_eq!(json_field.body["items"], json!([{"metadata": {"n": 2}}]));
 
-    assert_eq!(server.get("/v1/datasets/well_registry/count").body, json!({"count": 5}));
-    assert_eq!(server.get("/v1/datasets/well_registry/count?field_code=gte.20&status=ne.abandoned").body, json!({"count": 2}));
+    assert_eq!(
+        server.get("/v1/datasets/well_registry/count").body,
+        json!({"count": 5})
+    );
+    assert_eq!(
+        server
+            .get("/v1/datasets/well_registry/count?field_code=gte.20&status=ne.abandoned")
+            .body,
+        json!({"count": 2})
+    );
 
     let bad = [
-        ("records?colour=eq.red", "colour", "unknown field or parameter `colour`"),
-        ("records?field_code=about.10", "field_code", "unknown operator `about`"),
-        ("records?field_code=eq.ten", "field_code", "`ten` is not a valid integer"),
-        ("records?spud_date=gt.yesterday", "spud_date", "`yesterday` is not a valid date"),
-        ("records?field_code=like.1*", "field_code", "applies to string fields only"),
+        (
+            "records?colour=eq.red",
+            "colour",
+            "unknown field or parameter `colour`",
+        ),
+        (
+            "records?field_code=about.10",
+            "field_code",
+            "unknown operator `about`",
+        ),
+        (
+            "records?field_code=eq.ten",
+            "field_code",
+            "`ten` is not a valid integer",
+        ),
+        (
+            "records?spud_date=gt.yesterday",
+            "spud_date",
+            "`yesterday` is not a valid date",
+        ),
+        (
+            "records?field_code=like.1*",
+            "field_code",
+            "applies to string fields only",
+        ),
         ("records?select=ghost", "select", "unknown field `ghost`"),
-        ("records?order=depth_m.sideways", "order", "direction must be `asc` or `desc`"),
-        ("records?limit=0", "limit", "must be an integer from 1 to 10000"),
-        ("records?limit=10001", "limit", "must be an integer from 1 to 10000"),
+        (
+            "records?order=depth_m.sideways",
+            "order",
+            "direction must be `asc` or `desc`",
+        ),
+        (
+            "records?limit=0",
+            "limit",
+            "must be an integer from 1 to 10000",
+        ),
+        (
+            "records?limit=10001",
+            "limit",
+            "must be an integer from 1 to 10000",
+        ),
         ("records?cursor=garbage", "cursor", "invalid cursor"),
         ("count?limit=5", "limit", "does not apply to a count"),
-        ("count?depth_m=gt.deep", "depth_m", "`deep` is not a valid float"),
+        (
+            "count?depth_m=gt.deep",
+            "depth_m",
+            "`deep` is not a valid float",
+        ),
     ];
     for (query, parameter, detail) in bad {
         let answer = server.get(&format!("/v1/datasets/well_registry/{query}"));
@@ -277,9 +470,16 @@ fn keyset_pagination_returns_each_row_exactly_once() {
     let server = Server::start(&db);
     for chunk in (0..2500).collect::<Vec<i64>>().chunks(500) {
         let body = Value::Array(chunk.iter().map(|&i| production(i)).collect());
-        assert_eq!(server.post_json(&format!("{WP}/records"), &body).status, 201);
+        assert_eq!(
+            server.post_json(&format!("{WP}/records"), &body).status,
+            201
+        );
     }
-    for order in ["order=well_code", "order=oil_production_kbd.desc,partition_0", "order=production_period.desc"] {
+    for order in [
+        "order=well_code",
+        "order=oil_production_kbd.desc,partition_0",
+        "order=production_period.desc",
+    ] {
         let (keys, pages) = read_all_pages(&server, order);
         assert_eq!(keys.len(), 2500, "{order}");
         assert_eq!(pages, 25, "{order}");
@@ -298,19 +498,51 @@ fn keyset_pagination_returns_each_row_exactly_once() {
 fn data_survives_a_restart_and_two_datasets_live_side_by_side() {
     let (_dir, db) = temp_db();
     let server = Server::start(&db);
-    assert_eq!(server.post_json(&format!("{WP}/records"), &json!([production(0), production(1)])).status, 201);
-    assert_eq!(server.post_json("/v1/datasets/well_registry/records", &registry(7, 1, "Solo", "producing", None)).status, 201);
+    assert_eq!(
+        server
+            .post_json(
+                &format!("{WP}/records"),
+                &json!([production(0), production(1)])
+            )
+            .status,
+        201
+    );
+    assert_eq!(
+        server
+            .post_json(
+                "/v1/datasets/well_registry/records",
+                &registry(7, 1, "Solo", "producing", None)
+            )
+            .status,
+        201
+    );
     server.stop();
 
     let again = Server::start(&db);
     assert_eq!(again.get(&format!("{WP}/count")).body, json!({"count": 2}));
-    assert_eq!(again.get("/v1/datasets/well_registry/count").body, json!({"count": 1}));
+    assert_eq!(
+        again.get("/v1/datasets/well_registry/count").body,
+        json!({"count": 1})
+    );
     let solo = again.get("/v1/datasets/well_registry/records/7");
     assert_eq!(solo.body["well_name"], "Solo");
     assert_eq!(solo.body["status"], "producing");
     // keys are per dataset
-    assert_eq!(again.post_json("/v1/datasets/well_registry/records", &registry(8, 1, "Other", "producing", None)).status, 201);
-    assert_eq!(again.post_json(&format!("{WP}/records"), &production(0)).status, 409);
+    assert_eq!(
+        again
+            .post_json(
+                "/v1/datasets/well_registry/records",
+                &registry(8, 1, "Other", "producing", None)
+            )
+            .status,
+        201
+    );
+    assert_eq!(
+        again
+            .post_json(&format!("{WP}/records"), &production(0))
+            .status,
+        409
+    );
     again.stop();
 }
 
@@ -322,20 +554,37 @@ fn a_table_that_differs_from_its_schema_stops_the_start() {
     std::fs::create_dir(&schemas).unwrap();
     let changed = std::fs::read_to_string(support::shipped_schemas().join("well_registry.toml"))
         .unwrap()
-        .replace("name = \"depth_m\"\ntype = \"float\"", "name = \"depth_m\"\ntype = \"integer\"");
+        .replace(
+            "name = \"depth_m\"\ntype = \"float\"",
+            "name = \"depth_m\"\ntype = \"integer\"",
+        );
     std::fs::write(schemas.join("well_registry.toml"), changed).unwrap();
     let (code, _, stderr) = support::run(
-        &["serve", "--listen", "127.0.0.1:0", "--db", db.to_str().unwrap(), "--schemas", schemas.to_str().unwrap()],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db.to_str().unwrap(),
+            "--schemas",
+            schemas.to_str().unwrap(),
+        ],
         dir.path(),
     );
     assert_ne!(code, 0);
-    assert!(stderr.contains("column `depth_m` is DOUBLE but the schema declares integer (BIGINT)"), "{stderr}");
+    assert!(
+        stderr.contains("column `depth_m` is DOUBLE but the schema declares integer (BIGINT)"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn check_reports_every_schema_problem_and_serve_refuses_them() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, stdout, _) = support::run(&["check", support::shipped_schemas().to_str().unwrap()], dir.path());
+    let (code, stdout, _) = support::run(
+        &["check", support::shipped_schemas().to_str().unwrap()],
+        dir.path(),
+    );
     assert_eq!(code, 0);
     assert!(stdout.contains("2 dataset(s)"), "{stdout}");
 
@@ -348,34 +597,85 @@ fn check_reports_every_schema_problem_and_serve_refuses_them() {
     .unwrap();
     let (code, _, stderr) = support::run(&["check", bad.to_str().unwrap()], dir.path());
     assert_eq!(code, 1);
-    assert!(stderr.contains("broken.toml:2: bad dataset name: name `Bad Name` is not lowercase snake_case"), "{stderr}");
-    assert!(stderr.contains("broken.toml:7: field `id` has unknown type `uuid`"), "{stderr}");
-    assert!(stderr.contains("hint: one of: string, integer, float, boolean, date, timestamp, json"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "broken.toml:2: bad dataset name: name `Bad Name` is not lowercase snake_case"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("broken.toml:7: field `id` has unknown type `uuid`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: one of: string, integer, float, boolean, date, timestamp, json"),
+        "{stderr}"
+    );
 
     let db = dir.path().join("db.duckdb");
     let (code, _, stderr) = support::run(
-        &["serve", "--listen", "127.0.0.1:0", "--db", db.to_str().unwrap(), "--schemas", bad.to_str().unwrap()],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db.to_str().unwrap(),
+            "--schemas",
+            bad.to_str().unwrap(),
+        ],
         dir.path(),
     );
     assert_eq!(code, 1);
-    assert!(stderr.contains("refusing to start on invalid schemas"), "{stderr}");
+    assert!(
+        stderr.contains("refusing to start on invalid schemas"),
+        "{stderr}"
+    );
     assert!(stderr.contains("unknown type `uuid`"), "{stderr}");
 }
 
 #[test]
 fn settings_come_from_file_and_environment() {
     let (dir, db) = temp_db();
-    std::fs::write(dir.path().join("dataforge.toml"), "[query]\ndefault_limit = 2\nmax_limit = 3\n").unwrap();
-    let server = Server::start_with(&db, &support::shipped_schemas(), &[("DATAFORGE_QUERY__MAX_LIMIT", "4")]);
+    std::fs::write(
+        dir.path().join("dataforge.toml"),
+        "[query]\ndefault_limit = 2\nmax_limit = 3\n",
+    )
+    .unwrap();
+    let server = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[("DATAFORGE_QUERY__MAX_LIMIT", "4")],
+    );
     let rows: Vec<Value> = (0..5).map(production).collect();
-    assert_eq!(server.post_json(&format!("{WP}/records"), &Value::Array(rows)).status, 201);
+    assert_eq!(
+        server
+            .post_json(&format!("{WP}/records"), &Value::Array(rows))
+            .status,
+        201
+    );
     let page = server.get(&format!("{WP}/records"));
-    assert_eq!(page.body["items"].as_array().unwrap().len(), 2, "default_limit from the file");
-    assert_eq!(server.get(&format!("{WP}/records?limit=4")).status, 200, "max_limit from the environment wins");
-    assert_problem(&server.get(&format!("{WP}/records?limit=5")), 400, "from 1 to 4");
+    assert_eq!(
+        page.body["items"].as_array().unwrap().len(),
+        2,
+        "default_limit from the file"
+    );
+    assert_eq!(
+        server.get(&format!("{WP}/records?limit=4")).status,
+        200,
+        "max_limit from the environment wins"
+    );
+    assert_problem(
+        &server.get(&format!("{WP}/records?limit=5")),
+        400,
+        "from 1 to 4",
+    );
     drop(server);
 
-    std::fs::write(dir.path().join("dataforge.toml"), "[database]\nmemory_limt = \"1GB\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("dataforge.toml"),
+        "[database]\nmemory_limt = \"1GB\"\n",
+    )
+    .unwrap();
     let (code, _, stderr) = support::run(&["serve", "--db", db.to_str().unwrap()], dir.path());
     assert_eq!(code, 2);
     assert!(stderr.contains("memory_limt"), "{stderr}");

@@ -45,7 +45,11 @@ impl DuckDbConfig {
     /// The spill directory actually used.
     pub fn effective_temp_directory(&self) -> PathBuf {
         self.temp_directory.clone().unwrap_or_else(|| {
-            let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            let mut name = self
+                .path
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
             name.push(".tmp");
             self.path.with_file_name(name)
         })
@@ -56,7 +60,9 @@ impl DuckDbConfig {
         if self.threads > 0 {
             self.threads
         } else {
-            std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1)
         }
     }
 }

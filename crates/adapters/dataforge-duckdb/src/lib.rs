@@ -27,9 +27,16 @@ use writer::{InsertJob, Writer};
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("cannot create directory {path}: {source}")]
-    Directory { path: String, source: std::io::Error },
+    Directory {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid database setting `{setting}` = `{value}`: {message}")]
-    Setting { setting: &'static str, value: String, message: String },
+    Setting {
+        setting: &'static str,
+        value: String,
+        message: String,
+    },
     #[error("cannot open database {path}: {message}")]
     Open { path: String, message: String },
     #[error(transparent)]
@@ -51,13 +58,23 @@ impl DuckDbStore {
     /// Opens (or creates) the database file with every setting of `config` applied.
     pub fn open(config: &DuckDbConfig) -> Result<Self, OpenError> {
         let temp_directory = config.effective_temp_directory();
-        for dir in [config.path.parent(), Some(temp_directory.as_path())].into_iter().flatten() {
+        for dir in [config.path.parent(), Some(temp_directory.as_path())]
+            .into_iter()
+            .flatten()
+        {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory { path: dir.display().to_string(), source })?;
+                std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
             }
         }
         let setting = |setting: &'static str, value: String| {
-            move |e: duckdb::Error| OpenError::Setting { setting, value, message: e.to_string() }
+            move |e: duckdb::Error| OpenError::Setting {
+                setting,
+                value,
+                message: e.to_string(),
+            }
         };
         let temp = temp_directory.display().to_string();
         let settings = duckdb::Config::default()
@@ -67,14 +84,29 @@ impl DuckDbStore {
             .map_err(setting("threads", config.threads.to_string()))?
             .with("temp_directory", &temp)
             .map_err(setting("temp_directory", temp.clone()))?
-            .with("preserve_insertion_order", config.preserve_insertion_order.to_string())
-            .map_err(setting("preserve_insertion_order", config.preserve_insertion_order.to_string()))?
+            .with(
+                "preserve_insertion_order",
+                config.preserve_insertion_order.to_string(),
+            )
+            .map_err(setting(
+                "preserve_insertion_order",
+                config.preserve_insertion_order.to_string(),
+            ))?
             .with("checkpoint_threshold", &config.checkpoint_threshold)
-            .map_err(setting("checkpoint_threshold", config.checkpoint_threshold.clone()))?;
-        let conn = Connection::open_with_flags(&config.path, settings)
-            .map_err(|e| OpenError::Open { path: config.path.display().to_string(), message: e.to_string() })?;
+            .map_err(setting(
+                "checkpoint_threshold",
+                config.checkpoint_threshold.clone(),
+            ))?;
+        let conn =
+            Connection::open_with_flags(&config.path, settings).map_err(|e| OpenError::Open {
+                path: config.path.display().to_string(),
+                message: e.to_string(),
+            })?;
         let readers = Arc::new(ReadPool::new(&conn, config.read_connections as usize)?);
-        let writer = writer::start(conn.try_clone().map_err(store_error)?, config.write_queue as usize)?;
+        let writer = writer::start(
+            conn.try_clone().map_err(store_error)?,
+            config.write_queue as usize,
+        )?;
         tracing::info!(
             path = %config.path.display(),
             memory_limit = %config.memory_limit,
@@ -86,7 +118,11 @@ impl DuckDbStore {
             write_queue = config.write_queue,
             "opened DuckDB database"
         );
-        Ok(DuckDbStore { setup: Mutex::new(conn), readers, writer: Mutex::new(Some(writer)) })
+        Ok(DuckDbStore {
+            setup: Mutex::new(conn),
+            readers,
+            writer: Mutex::new(Some(writer)),
+        })
     }
 
     /// Finishes queued writes, checkpoints and stops the writer. Later writes fail as unavailable.
@@ -109,26 +145,37 @@ impl Drop for DuckDbStore {
 
 impl DatasetStorage for DuckDbStore {
     fn prepare(&self, catalog: &Catalog) -> Result<(), StoreError> {
-        let conn = self.setup.lock().map_err(|_| StoreError::Internal("setup lock poisoned".into()))?;
+        let conn = self
+            .setup
+            .lock()
+            .map_err(|_| StoreError::Internal("setup lock poisoned".into()))?;
         let mut mismatches = Vec::new();
         for schema in catalog.iter() {
             match tables::prepare(&conn, schema) {
-                Err(StoreError::SchemaMismatch { dataset, differences }) => {
-                    mismatches.extend(differences.into_iter().map(|d| format!("{dataset}: {d}")))
-                }
+                Err(StoreError::SchemaMismatch {
+                    dataset,
+                    differences,
+                }) => mismatches.extend(differences.into_iter().map(|d| format!("{dataset}: {d}"))),
                 other => other?,
             }
         }
         if mismatches.is_empty() {
             Ok(())
         } else {
-            Err(StoreError::SchemaMismatch { dataset: "(several)".into(), differences: mismatches })
+            Err(StoreError::SchemaMismatch {
+                dataset: "(several)".into(),
+                differences: mismatches,
+            })
         }
     }
 }
 
 impl RecordWriter for DuckDbStore {
-    fn insert(&self, dataset: Arc<DatasetSchema>, batch: RecordBatch) -> BoxFuture<'_, Result<u64, StoreError>> {
+    fn insert(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        batch: RecordBatch,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
             let queue = self
                 .writer
@@ -139,10 +186,16 @@ impl RecordWriter for DuckDbStore {
                 .ok_or_else(|| StoreError::Unavailable("the database is closing".into()))?;
             let (reply, answer) = oneshot::channel();
             queue
-                .send(InsertJob { dataset, batch, reply })
+                .send(InsertJob {
+                    dataset,
+                    batch,
+                    reply,
+                })
                 .await
                 .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-            answer.await.map_err(|_| StoreError::Internal("the writer dropped a request".into()))?
+            answer
+                .await
+                .map_err(|_| StoreError::Internal("the writer dropped a request".into()))?
         })
     }
 }
@@ -150,27 +203,48 @@ impl RecordWriter for DuckDbStore {
 /// Runs a statement on a read connection and collects its batches.
 fn fetch(conn: &Connection, statement: select::Statement) -> Result<Vec<RecordBatch>, StoreError> {
     let mut prepared = conn.prepare(&statement.sql).map_err(store_error)?;
-    let batches = prepared.query_arrow(duckdb::params_from_iter(statement.params.iter())).map_err(store_error)?;
+    let batches = prepared
+        .query_arrow(duckdb::params_from_iter(statement.params.iter()))
+        .map_err(store_error)?;
     Ok(batches.collect())
 }
 
 impl RecordReader for DuckDbStore {
-    fn get(&self, dataset: Arc<DatasetSchema>, key: Vec<Value>) -> BoxFuture<'_, Result<Option<RecordBatch>, StoreError>> {
+    fn get(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        key: Vec<Value>,
+    ) -> BoxFuture<'_, Result<Option<RecordBatch>, StoreError>> {
         Box::pin(self.readers.run(move |conn| {
             let batches = fetch(conn, select::by_key(&dataset, &key))?;
             Ok(batches.into_iter().find(|b| b.num_rows() > 0))
         }))
     }
 
-    fn query(&self, dataset: Arc<DatasetSchema>, query: RecordQuery) -> BoxFuture<'_, Result<Vec<RecordBatch>, StoreError>> {
-        Box::pin(self.readers.run(move |conn| fetch(conn, select::page(&dataset, &query))))
+    fn query(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        query: RecordQuery,
+    ) -> BoxFuture<'_, Result<Vec<RecordBatch>, StoreError>> {
+        Box::pin(
+            self.readers
+                .run(move |conn| fetch(conn, select::page(&dataset, &query))),
+        )
     }
 
-    fn count(&self, dataset: Arc<DatasetSchema>, filters: Vec<Filter>) -> BoxFuture<'_, Result<u64, StoreError>> {
+    fn count(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        filters: Vec<Filter>,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(self.readers.run(move |conn| {
             let statement = select::count(&dataset, &filters);
-            conn.query_row(&statement.sql, duckdb::params_from_iter(statement.params.iter()), |row| row.get::<_, u64>(0))
-                .map_err(store_error)
+            conn.query_row(
+                &statement.sql,
+                duckdb::params_from_iter(statement.params.iter()),
+                |row| row.get::<_, u64>(0),
+            )
+            .map_err(store_error)
         }))
     }
 }

@@ -19,7 +19,10 @@ pub(crate) struct ReadPool {
 impl ReadPool {
     pub(crate) fn new(template: &Connection, size: usize) -> Result<Self, StoreError> {
         let size = size.max(1);
-        let idle = (0..size).map(|_| template.try_clone()).collect::<Result<Vec<_>, _>>().map_err(store_error)?;
+        let idle = (0..size)
+            .map(|_| template.try_clone())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(store_error)?;
         Ok(ReadPool {
             idle: Mutex::new(idle),
             permits: Arc::new(Semaphore::new(size)),
@@ -28,7 +31,11 @@ impl ReadPool {
     }
 
     fn take(&self) -> Result<Connection, StoreError> {
-        let popped = self.idle.lock().map_err(|_| StoreError::Internal("read pool lock poisoned".into()))?.pop();
+        let popped = self
+            .idle
+            .lock()
+            .map_err(|_| StoreError::Internal("read pool lock poisoned".into()))?
+            .pop();
         match popped {
             Some(conn) => Ok(conn),
             None => self
@@ -52,7 +59,11 @@ impl ReadPool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let _permit = self.permits.acquire().await.map_err(|_| StoreError::Unavailable("the database is closed".into()))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("the database is closed".into()))?;
         let conn = self.take()?;
         let pool = Arc::clone(self);
         tokio::task::spawn_blocking(move || {

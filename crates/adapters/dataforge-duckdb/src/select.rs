@@ -23,7 +23,11 @@ struct Conditions<'a> {
 
 impl<'a> Conditions<'a> {
     fn new(schema: &'a DatasetSchema) -> Self {
-        Conditions { schema, terms: Vec::new(), params: Vec::new() }
+        Conditions {
+            schema,
+            terms: Vec::new(),
+            params: Vec::new(),
+        }
     }
 
     fn column(&self, field: usize) -> String {
@@ -53,8 +57,14 @@ impl<'a> Conditions<'a> {
                 let marks: Vec<&str> = values.iter().map(|v| self.placeholder(v)).collect();
                 format!("{column} IN ({})", marks.join(", "))
             }
-            Condition::Like(pattern) => format!("{column} LIKE {}", self.placeholder(&Value::String(pattern.clone()))),
-            Condition::ILike(pattern) => format!("{column} ILIKE {}", self.placeholder(&Value::String(pattern.clone()))),
+            Condition::Like(pattern) => format!(
+                "{column} LIKE {}",
+                self.placeholder(&Value::String(pattern.clone()))
+            ),
+            Condition::ILike(pattern) => format!(
+                "{column} ILIKE {}",
+                self.placeholder(&Value::String(pattern.clone()))
+            ),
             Condition::IsNull => format!("{column} IS NULL"),
             Condition::IsNotNull => format!("{column} IS NOT NULL"),
         };
@@ -81,14 +91,26 @@ impl<'a> Conditions<'a> {
             let column = self.column(key.field);
             let op = if key.descending { "<" } else { ">" };
             let past = format!("{column} {op} {}", self.placeholder(value));
-            parts.push(if self.schema.fields[key.field].required { past } else { format!("({past} OR {column} IS NULL)") });
+            parts.push(if self.schema.fields[key.field].required {
+                past
+            } else {
+                format!("({past} OR {column} IS NULL)")
+            });
             alternatives.push(format!("({})", parts.join(" AND ")));
         }
-        self.terms.push(if alternatives.is_empty() { "FALSE".to_owned() } else { format!("({})", alternatives.join(" OR ")) });
+        self.terms.push(if alternatives.is_empty() {
+            "FALSE".to_owned()
+        } else {
+            format!("({})", alternatives.join(" OR "))
+        });
     }
 
     fn finish(self) -> (String, Vec<DuckValue>) {
-        let clause = if self.terms.is_empty() { String::new() } else { format!(" WHERE {}", self.terms.join(" AND ")) };
+        let clause = if self.terms.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.terms.join(" AND "))
+        };
         (clause, self.params)
     }
 }
@@ -103,14 +125,30 @@ pub(crate) fn page(schema: &DatasetSchema, query: &RecordQuery) -> Statement {
         conditions.after(&query.order, after);
     }
     let (clause, params) = conditions.finish();
-    let columns = column_list(query.fetched_fields().iter().map(|&i| schema.fields[i].name.as_str()));
+    let columns = column_list(
+        query
+            .fetched_fields()
+            .iter()
+            .map(|&i| schema.fields[i].name.as_str()),
+    );
     let order: Vec<String> = query
         .order
         .iter()
-        .map(|k| format!("{} {} NULLS LAST", quote(&schema.fields[k.field].name), if k.descending { "DESC" } else { "ASC" }))
+        .map(|k| {
+            format!(
+                "{} {} NULLS LAST",
+                quote(&schema.fields[k.field].name),
+                if k.descending { "DESC" } else { "ASC" }
+            )
+        })
         .collect();
     Statement {
-        sql: format!("SELECT {columns} FROM {}{clause} ORDER BY {} LIMIT {}", quote(&schema.name), order.join(", "), query.limit),
+        sql: format!(
+            "SELECT {columns} FROM {}{clause} ORDER BY {} LIMIT {}",
+            quote(&schema.name),
+            order.join(", "),
+            query.limit
+        ),
         params,
     }
 }
@@ -122,16 +160,28 @@ pub(crate) fn count(schema: &DatasetSchema, filters: &[Filter]) -> Statement {
         conditions.filter(filter);
     }
     let (clause, params) = conditions.finish();
-    Statement { sql: format!("SELECT count(*) FROM {}{clause}", quote(&schema.name)), params }
+    Statement {
+        sql: format!("SELECT count(*) FROM {}{clause}", quote(&schema.name)),
+        params,
+    }
 }
 
 /// The row with a given primary key.
 pub(crate) fn by_key(schema: &DatasetSchema, key: &[Value]) -> Statement {
     let mut conditions = Conditions::new(schema);
     for (&field, value) in schema.primary_key.iter().zip(key) {
-        conditions.filter(&Filter { field, condition: Condition::Compare(Comparison::Eq, value.clone()) });
+        conditions.filter(&Filter {
+            field,
+            condition: Condition::Compare(Comparison::Eq, value.clone()),
+        });
     }
     let (clause, params) = conditions.finish();
     let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
-    Statement { sql: format!("SELECT {columns} FROM {}{clause} LIMIT 1", quote(&schema.name)), params }
+    Statement {
+        sql: format!(
+            "SELECT {columns} FROM {}{clause} LIMIT 1",
+            quote(&schema.name)
+        ),
+        params,
+    }
 }

@@ -31,10 +31,19 @@ pub(crate) fn create_table(schema: &DatasetSchema) -> String {
         .iter()
         .map(|f| {
             let not_null = if f.required { " NOT NULL" } else { "" };
-            format!("{} {}{}", quote(&f.name), column_type(f.field_type), not_null)
+            format!(
+                "{} {}{}",
+                quote(&f.name),
+                column_type(f.field_type),
+                not_null
+            )
         })
         .collect();
-    format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(&schema.name), columns.join(", "))
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        quote(&schema.name),
+        columns.join(", ")
+    )
 }
 
 /// `CREATE INDEX` statements for the declared secondary indexes.
@@ -43,10 +52,18 @@ pub(crate) fn create_indexes(schema: &DatasetSchema) -> Vec<String> {
         .indexes
         .iter()
         .map(|fields| {
-            let names: Vec<&str> = fields.iter().map(|&i| schema.fields[i].name.as_str()).collect();
+            let names: Vec<&str> = fields
+                .iter()
+                .map(|&i| schema.fields[i].name.as_str())
+                .collect();
             let index_name = format!("{}__{}", schema.name, names.join("__"));
             let columns: Vec<String> = names.iter().map(|n| quote(n)).collect();
-            format!("CREATE INDEX IF NOT EXISTS {} ON {} ({})", quote(&index_name), quote(&schema.name), columns.join(", "))
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                quote(&index_name),
+                quote(&schema.name),
+                columns.join(", ")
+            )
         })
         .collect()
 }

@@ -24,7 +24,11 @@ fn stored_columns(conn: &Connection, table: &str) -> Result<Vec<StoredColumn>, S
         .map_err(store_error)?;
     let rows = statement
         .query_map([table], |row| {
-            Ok(StoredColumn { name: row.get(0)?, data_type: row.get(1)?, nullable: row.get::<_, String>(2)? == "YES" })
+            Ok(StoredColumn {
+                name: row.get(0)?,
+                data_type: row.get(1)?,
+                nullable: row.get::<_, String>(2)? == "YES",
+            })
         })
         .map_err(store_error)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(store_error)
@@ -45,20 +49,34 @@ fn differences(schema: &DatasetSchema, stored: &[StoredColumn]) -> Vec<String> {
                     ));
                 }
                 if column.nullable == field.required {
-                    let (stored, declared) = if field.required { ("nullable", "required") } else { ("NOT NULL", "optional") };
-                    found.push(format!("column `{}` is {stored} but the schema declares it {declared}", field.name));
+                    let (stored, declared) = if field.required {
+                        ("nullable", "required")
+                    } else {
+                        ("NOT NULL", "optional")
+                    };
+                    found.push(format!(
+                        "column `{}` is {stored} but the schema declares it {declared}",
+                        field.name
+                    ));
                 }
             }
         }
     }
     for column in stored.iter().filter(|c| schema.field(&c.name).is_none()) {
-        found.push(format!("column `{}` is stored but not declared", column.name));
+        found.push(format!(
+            "column `{}` is stored but not declared",
+            column.name
+        ));
     }
     if found.is_empty() {
         let stored_order: Vec<&str> = stored.iter().map(|c| c.name.as_str()).collect();
         let declared_order: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
         if stored_order != declared_order {
-            found.push(format!("columns are stored in the order ({}) but declared in the order ({})", stored_order.join(", "), declared_order.join(", ")));
+            found.push(format!(
+                "columns are stored in the order ({}) but declared in the order ({})",
+                stored_order.join(", "),
+                declared_order.join(", ")
+            ));
         }
     }
     found
@@ -68,12 +86,16 @@ fn differences(schema: &DatasetSchema, stored: &[StoredColumn]) -> Vec<String> {
 pub(crate) fn prepare(conn: &Connection, schema: &DatasetSchema) -> Result<(), StoreError> {
     let stored = stored_columns(conn, &schema.name)?;
     if stored.is_empty() {
-        conn.execute_batch(&create_table(schema)).map_err(store_error)?;
+        conn.execute_batch(&create_table(schema))
+            .map_err(store_error)?;
         tracing::info!(dataset = %schema.name, "created table");
     } else {
         let differences = differences(schema, &stored);
         if !differences.is_empty() {
-            return Err(StoreError::SchemaMismatch { dataset: schema.name.clone(), differences });
+            return Err(StoreError::SchemaMismatch {
+                dataset: schema.name.clone(),
+                differences,
+            });
         }
     }
     for statement in create_indexes(schema) {

@@ -37,7 +37,10 @@ pub(crate) fn start(conn: Connection, queue_size: usize) -> Result<Writer, Store
     let thread = std::thread::Builder::new()
         .name("dataforge-writer".into())
         .spawn(move || {
-            let mut state = WriterState { conn, staged: HashSet::new() };
+            let mut state = WriterState {
+                conn,
+                staged: HashSet::new(),
+            };
             while let Some(job) = jobs.blocking_recv() {
                 let result = state.insert(&job.dataset, job.batch);
                 if let Err(e) = &result
@@ -65,7 +68,11 @@ impl WriterState {
     fn staging_table(&mut self, schema: &DatasetSchema) -> Result<String, StoreError> {
         let name = format!("staging__{}", schema.name);
         if self.staged.insert(schema.name.clone()) {
-            let sql = format!("CREATE OR REPLACE TEMP TABLE {} AS SELECT * FROM {} LIMIT 0", quote(&name), quote(&schema.name));
+            let sql = format!(
+                "CREATE OR REPLACE TEMP TABLE {} AS SELECT * FROM {} LIMIT 0",
+                quote(&name),
+                quote(&schema.name)
+            );
             if let Err(e) = self.conn.execute_batch(&sql) {
                 self.staged.remove(&schema.name);
                 return Err(store_error(e));
@@ -81,9 +88,14 @@ impl WriterState {
             return Ok(0);
         }
         let staging = self.staging_table(schema)?;
-        self.conn.execute_batch(&format!("DELETE FROM temp.{}", quote(&staging))).map_err(store_error)?;
+        self.conn
+            .execute_batch(&format!("DELETE FROM temp.{}", quote(&staging)))
+            .map_err(store_error)?;
         {
-            let mut appender = self.conn.appender_to_catalog_and_db(&staging, "temp", "main").map_err(store_error)?;
+            let mut appender = self
+                .conn
+                .appender_to_catalog_and_db(&staging, "temp", "main")
+                .map_err(store_error)?;
             appender.append_record_batch(batch).map_err(store_error)?;
             appender.flush().map_err(store_error)?;
         }
@@ -104,42 +116,70 @@ impl WriterState {
     }
 
     /// Keys repeated within the staged rows, then keys already stored.
-    fn conflicts(&self, schema: &DatasetSchema, staging: &str) -> Result<Option<StoreError>, StoreError> {
+    fn conflicts(
+        &self,
+        schema: &DatasetSchema,
+        staging: &str,
+    ) -> Result<Option<StoreError>, StoreError> {
         let key_names: Vec<&str> = schema.key_fields().map(|f| f.name.as_str()).collect();
         let keys = column_list(key_names.iter().copied());
         let staged = format!("temp.{}", quote(staging));
         let repeated = format!("SELECT {keys} FROM {staged} GROUP BY {keys} HAVING count(*) > 1");
-        let matches = key_names.iter().map(|k| format!("t.{0} = s.{0}", quote(k))).collect::<Vec<_>>().join(" AND ");
+        let matches = key_names
+            .iter()
+            .map(|k| format!("t.{0} = s.{0}", quote(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         let existing = format!(
             "SELECT {} FROM {staged} s WHERE EXISTS (SELECT 1 FROM {} t WHERE {matches})",
-            key_names.iter().map(|k| format!("s.{}", quote(k))).collect::<Vec<_>>().join(", "),
+            key_names
+                .iter()
+                .map(|k| format!("s.{}", quote(k)))
+                .collect::<Vec<_>>()
+                .join(", "),
             quote(&schema.name)
         );
         let mut keys_found = Vec::new();
         let mut total = 0;
-        for (sql, reason) in [(repeated, ConflictReason::Repeated), (existing, ConflictReason::Exists)] {
+        for (sql, reason) in [
+            (repeated, ConflictReason::Repeated),
+            (existing, ConflictReason::Exists),
+        ] {
             let count: u64 = self
                 .conn
-                .query_row(&format!("SELECT count(*) FROM ({sql})"), [], |row| row.get(0))
+                .query_row(&format!("SELECT count(*) FROM ({sql})"), [], |row| {
+                    row.get(0)
+                })
                 .map_err(store_error)?;
             if count == 0 {
                 continue;
             }
             total += count;
             let room = MAX_LISTED_KEYS.saturating_sub(keys_found.len());
-            let listed = format!("{sql} ORDER BY {} LIMIT {room}", (1..=key_names.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", "));
+            let listed = format!(
+                "{sql} ORDER BY {} LIMIT {room}",
+                (1..=key_names.len())
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             let mut statement = self.conn.prepare(&listed).map_err(store_error)?;
             for batch in statement.query_arrow([]).map_err(store_error)? {
                 for row in 0..batch.num_rows() {
                     let key = schema
                         .key_fields()
                         .enumerate()
-                        .map(|(col, field)| Value::from_array(field.field_type, batch.column(col), row))
+                        .map(|(col, field)| {
+                            Value::from_array(field.field_type, batch.column(col), row)
+                        })
                         .collect();
                     keys_found.push(ConflictingKey { key, reason });
                 }
             }
         }
-        Ok((total > 0).then_some(StoreError::Conflict { keys: keys_found, total }))
+        Ok((total > 0).then_some(StoreError::Conflict {
+            keys: keys_found,
+            total,
+        }))
     }
 }

@@ -3,13 +3,13 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use dataforge_app::{App, AppError};
-use serde_json::{json, Value as Json};
+use serde_json::{Value as Json, json};
 
 use crate::encode;
-use crate::problem::{from_app_error, Problem};
+use crate::problem::{Problem, from_app_error};
 use crate::views;
 
 /// Shared state of the routes.
@@ -23,7 +23,10 @@ type Answer = Result<Response, Problem>;
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -34,7 +37,11 @@ fn problem(state: &HttpState, dataset: &str, error: AppError) -> Problem {
 /// Query parameters as ordered pairs; repeated names are kept (several filters on one field).
 fn query_pairs(query: Option<String>) -> Vec<(String, String)> {
     query
-        .map(|q| form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -43,13 +50,27 @@ pub async fn health() -> Response {
 }
 
 pub async fn list_datasets(State(state): State<HttpState>) -> Response {
-    let datasets: Vec<Json> = state.app.catalog().iter().map(|d| views::dataset(d)).collect();
-    json_response(StatusCode::OK, json!({ "datasets": datasets }).to_string().into_bytes())
+    let datasets: Vec<Json> = state
+        .app
+        .catalog()
+        .iter()
+        .map(|d| views::dataset(d))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({ "datasets": datasets }).to_string().into_bytes(),
+    )
 }
 
 pub async fn get_dataset(State(state): State<HttpState>, Path(dataset): Path<String>) -> Answer {
-    let schema = state.app.dataset(&dataset).map_err(|e| problem(&state, &dataset, e))?;
-    Ok(json_response(StatusCode::OK, views::dataset(&schema).to_string().into_bytes()))
+    let schema = state
+        .app
+        .dataset(&dataset)
+        .map_err(|e| problem(&state, &dataset, e))?;
+    Ok(json_response(
+        StatusCode::OK,
+        views::dataset(&schema).to_string().into_bytes(),
+    ))
 }
 
 /// Media types accepted by POST .../records.
@@ -61,15 +82,28 @@ pub async fn insert_records(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    state.app.dataset(&dataset).map_err(|e| problem(&state, &dataset, e))?;
+    state
+        .app
+        .dataset(&dataset)
+        .map_err(|e| problem(&state, &dataset, e))?;
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
-        let essence = content_type.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        let essence = content_type
+            .to_str()
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         if !SUPPORTED_BODY_TYPES.contains(&essence.as_str()) {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported media type",
-                format!("cannot read a body of type `{essence}`; supported: {}", SUPPORTED_BODY_TYPES.join(", ")),
+                format!(
+                    "cannot read a body of type `{essence}`; supported: {}",
+                    SUPPORTED_BODY_TYPES.join(", ")
+                ),
             )
             .with("supported", json!(SUPPORTED_BODY_TYPES)));
         }
@@ -88,7 +122,12 @@ pub async fn insert_records(
         }
     })?;
     let parsed: Json = serde_json::from_slice(&body).map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body", format!("the body is not valid JSON: {e}"))
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+            "Malformed request body",
+            format!("the body is not valid JSON: {e}"),
+        )
     })?;
     drop(body);
     let records = match parsed {
@@ -100,15 +139,32 @@ pub async fn insert_records(
                 "malformed-body",
                 "Malformed request body",
                 "the body must be a JSON object or an array of objects",
-            ))
+            ));
         }
     };
-    let summary = state.app.ingest_json(&dataset, records).await.map_err(|e| problem(&state, &dataset, e))?;
-    Ok(json_response(StatusCode::CREATED, json!({ "inserted": summary.inserted }).to_string().into_bytes()))
+    let summary = state
+        .app
+        .ingest_json(&dataset, records)
+        .await
+        .map_err(|e| problem(&state, &dataset, e))?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        json!({ "inserted": summary.inserted })
+            .to_string()
+            .into_bytes(),
+    ))
 }
 
-pub async fn list_records(State(state): State<HttpState>, Path(dataset): Path<String>, RawQuery(query): RawQuery) -> Answer {
-    let page = state.app.list_records(&dataset, &query_pairs(query)).await.map_err(|e| problem(&state, &dataset, e))?;
+pub async fn list_records(
+    State(state): State<HttpState>,
+    Path(dataset): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let page = state
+        .app
+        .list_records(&dataset, &query_pairs(query))
+        .await
+        .map_err(|e| problem(&state, &dataset, e))?;
     let mut out = Vec::with_capacity(4096);
     out.extend_from_slice(br#"{"items":"#);
     encode::rows_json(&page.rows, &mut out);
@@ -118,34 +174,86 @@ pub async fn list_records(State(state): State<HttpState>, Path(dataset): Path<St
     Ok(json_response(StatusCode::OK, out))
 }
 
-pub async fn count_records(State(state): State<HttpState>, Path(dataset): Path<String>, RawQuery(query): RawQuery) -> Answer {
-    let count = state.app.count_records(&dataset, &query_pairs(query)).await.map_err(|e| problem(&state, &dataset, e))?;
-    Ok(json_response(StatusCode::OK, json!({ "count": count }).to_string().into_bytes()))
+pub async fn count_records(
+    State(state): State<HttpState>,
+    Path(dataset): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let count = state
+        .app
+        .count_records(&dataset, &query_pairs(query))
+        .await
+        .map_err(|e| problem(&state, &dataset, e))?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "count": count }).to_string().into_bytes(),
+    ))
 }
 
 /// `GET .../records/{k1}/{k2}/...`: segments are split from the raw path and decoded one by one,
 /// so a key value may contain an encoded `/` (`%2F`).
-pub async fn get_record(State(state): State<HttpState>, Path((dataset, _)): Path<(String, String)>, uri: Uri) -> Answer {
-    let raw = uri.path().split_once("/records/").map(|(_, rest)| rest).unwrap_or_default();
+pub async fn get_record(
+    State(state): State<HttpState>,
+    Path((dataset, _)): Path<(String, String)>,
+    uri: Uri,
+) -> Answer {
+    let raw = uri
+        .path()
+        .split_once("/records/")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
     let segments: Vec<String> = raw
         .split('/')
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8().map(|c| c.into_owned()))
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+        })
         .collect::<Result<_, _>>()
-        .map_err(|_| Problem::bad_request("key", "a key segment is not valid UTF-8 after percent-decoding"))?;
+        .map_err(|_| {
+            Problem::bad_request(
+                "key",
+                "a key segment is not valid UTF-8 after percent-decoding",
+            )
+        })?;
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let rows = state.app.get_record(&dataset, &segments).await.map_err(|e| problem(&state, &dataset, e))?;
+    let rows = state
+        .app
+        .get_record(&dataset, &segments)
+        .await
+        .map_err(|e| problem(&state, &dataset, e))?;
     let mut out = Vec::with_capacity(512);
     match rows.batches.first() {
         Some(batch) if batch.num_rows() > 0 => encode::write_row(&rows, batch, 0, &mut out),
-        _ => return Err(Problem::new(StatusCode::NOT_FOUND, "record-not-found", "Record not found", "no such record")),
+        _ => {
+            return Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                "record-not-found",
+                "Record not found",
+                "no such record",
+            ));
+        }
     }
     Ok(json_response(StatusCode::OK, out))
 }
 
 pub async fn no_route(uri: Uri) -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, "no-route", "Not found", format!("no endpoint at `{}`; see the README for the API", uri.path()))
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "no-route",
+        "Not found",
+        format!(
+            "no endpoint at `{}`; see the README for the API",
+            uri.path()
+        ),
+    )
 }
 
 pub async fn wrong_method() -> Problem {
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "this endpoint does not accept that method")
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this endpoint does not accept that method",
+    )
 }

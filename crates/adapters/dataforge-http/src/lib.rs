@@ -8,9 +8,9 @@ mod views;
 
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use axum::Router;
 use dataforge_app::App;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -27,13 +27,22 @@ pub struct HttpSettings {
 
 /// The API's routes, with request logging (one line per request: method, path, status, latency).
 pub fn router(app: App, settings: HttpSettings) -> Router {
-    let state = HttpState { app, max_body_bytes: settings.max_body_bytes };
+    let state = HttpState {
+        app,
+        max_body_bytes: settings.max_body_bytes,
+    };
     Router::new()
         .route("/health", get(handlers::health))
         .route("/v1/datasets", get(handlers::list_datasets))
         .route("/v1/datasets/{dataset}", get(handlers::get_dataset))
-        .route("/v1/datasets/{dataset}/records", get(handlers::list_records).post(handlers::insert_records))
-        .route("/v1/datasets/{dataset}/records/{*key}", get(handlers::get_record))
+        .route(
+            "/v1/datasets/{dataset}/records",
+            get(handlers::list_records).post(handlers::insert_records),
+        )
+        .route(
+            "/v1/datasets/{dataset}/records/{*key}",
+            get(handlers::get_record),
+        )
         .route("/v1/datasets/{dataset}/count", get(handlers::count_records))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
@@ -42,7 +51,11 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
                 .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Micros)),
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Micros),
+                ),
         )
         .with_state(state)
 }

@@ -1,11 +1,11 @@
 //! RFC 9457 problem details: the one shape every error answer takes, and the one place where
 //! application errors become HTTP statuses.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dataforge_app::AppError;
 use dataforge_domain::ports::ConflictingKey;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json, json};
 
 /// An error answer: `application/problem+json` with a precise `detail` and optional extensions.
 #[derive(Debug)]
@@ -18,8 +18,19 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Problem { status, slug, title, detail: detail.into(), extensions: Map::new() }
+    pub fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem {
+            status,
+            slug,
+            title,
+            detail: detail.into(),
+            extensions: Map::new(),
+        }
     }
 
     pub fn with(mut self, key: &str, value: Json) -> Self {
@@ -28,7 +39,13 @@ impl Problem {
     }
 
     pub fn bad_request(parameter: &str, detail: impl Into<String>) -> Self {
-        Problem::new(StatusCode::BAD_REQUEST, "bad-parameter", "Bad parameter", detail).with("parameter", json!(parameter))
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-parameter",
+            "Bad parameter",
+            detail,
+        )
+        .with("parameter", json!(parameter))
     }
 
     pub fn status(&self) -> StatusCode {
@@ -46,7 +63,10 @@ impl IntoResponse for Problem {
         body.extend(self.extensions);
         let mut response = (self.status, Json::Object(body).to_string()).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -63,34 +83,68 @@ fn key_object(dataset: &dataforge_domain::schema::DatasetSchema, key: &Conflicti
 }
 
 /// Maps an application error to its problem answer. `dataset` names key fields in conflicts.
-pub fn from_app_error(error: AppError, dataset: Option<&dataforge_domain::schema::DatasetSchema>) -> Problem {
+pub fn from_app_error(
+    error: AppError,
+    dataset: Option<&dataforge_domain::schema::DatasetSchema>,
+) -> Problem {
     let detail = error.to_string();
     match error {
-        AppError::UnknownDataset { known, .. } => {
-            Problem::new(StatusCode::NOT_FOUND, "unknown-dataset", "Unknown dataset", format!("{detail}; datasets are: {}", known.join(", ")))
-                .with("datasets", json!(known))
-        }
-        AppError::RecordNotFound { .. } => Problem::new(StatusCode::NOT_FOUND, "record-not-found", "Record not found", detail),
+        AppError::UnknownDataset { known, .. } => Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown-dataset",
+            "Unknown dataset",
+            format!("{detail}; datasets are: {}", known.join(", ")),
+        )
+        .with("datasets", json!(known)),
+        AppError::RecordNotFound { .. } => Problem::new(
+            StatusCode::NOT_FOUND,
+            "record-not-found",
+            "Record not found",
+            detail,
+        ),
         AppError::BadParameter(e) => Problem::bad_request(&e.parameter, detail),
-        AppError::MalformedBody(_) => Problem::new(StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body", detail),
-        AppError::Invalid { violations, total } => {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Validation failed", detail)
-                .with("errors", json!(violations))
-                .with("total_errors", json!(total))
-        }
+        AppError::MalformedBody(_) => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+            "Malformed request body",
+            detail,
+        ),
+        AppError::Invalid { violations, total } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "Validation failed",
+            detail,
+        )
+        .with("errors", json!(violations))
+        .with("total_errors", json!(total)),
         AppError::Conflict { keys, total } => {
             let listed: Vec<Json> = match dataset {
                 Some(schema) => keys.iter().map(|k| key_object(schema, k)).collect(),
                 None => Vec::new(),
             };
-            Problem::new(StatusCode::CONFLICT, "key-conflict", "Primary key conflict", detail)
-                .with("conflicts", json!(listed))
-                .with("total_conflicts", json!(total))
+            Problem::new(
+                StatusCode::CONFLICT,
+                "key-conflict",
+                "Primary key conflict",
+                detail,
+            )
+            .with("conflicts", json!(listed))
+            .with("total_conflicts", json!(total))
         }
-        AppError::Unavailable(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail),
+        AppError::Unavailable(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            detail,
+        ),
         AppError::Internal(message) => {
             tracing::error!(error = %message, "internal error");
-            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "the server failed to handle the request; see its log")
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "the server failed to handle the request; see its log",
+            )
         }
     }
 }

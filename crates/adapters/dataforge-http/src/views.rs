@@ -1,10 +1,15 @@
 //! How schemas are shown to API clients.
 
 use dataforge_domain::schema::{DatasetSchema, FieldSchema};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json, json};
 
 pub fn dataset(schema: &DatasetSchema) -> Json {
-    let names = |fields: &[usize]| fields.iter().map(|&i| schema.fields[i].name.clone()).collect::<Vec<_>>();
+    let names = |fields: &[usize]| {
+        fields
+            .iter()
+            .map(|&i| schema.fields[i].name.clone())
+            .collect::<Vec<_>>()
+    };
     json!({
         "name": schema.name,
         "description": schema.description,
@@ -27,7 +32,13 @@ fn field(field: &FieldSchema) -> Json {
         ("default", field.default.as_ref().map(|v| v.to_json())),
         ("min", rules.min.as_ref().map(|v| v.to_json())),
         ("max", rules.max.as_ref().map(|v| v.to_json())),
-        ("one_of", rules.one_of.as_ref().map(|vs| Json::Array(vs.iter().map(|v| v.to_json()).collect()))),
+        (
+            "one_of",
+            rules
+                .one_of
+                .as_ref()
+                .map(|vs| Json::Array(vs.iter().map(|v| v.to_json()).collect())),
+        ),
         ("pattern", rules.pattern.as_ref().map(|p| json!(p.source))),
         ("max_length", rules.max_length.map(|n| json!(n))),
     ];

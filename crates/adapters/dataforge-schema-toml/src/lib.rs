@@ -4,9 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use dataforge_domain::schema::{build_catalog, Catalog, DatasetDraft, FieldDraft, Located, SchemaProblem};
-use toml::de::{DeTable, DeValue};
+use dataforge_domain::schema::{
+    Catalog, DatasetDraft, FieldDraft, Located, SchemaProblem, build_catalog,
+};
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 /// Loads and checks every schema file in `dir`.
 pub fn load_catalog(dir: &Path) -> Result<Catalog, Vec<SchemaProblem>> {
@@ -17,10 +19,19 @@ pub fn load_catalog(dir: &Path) -> Result<Catalog, Vec<SchemaProblem>> {
         let origin = file.display().to_string();
         match std::fs::read_to_string(file) {
             Ok(text) => {
-                let mut reader = FileReader { origin: &origin, text: &text, problems: &mut problems };
+                let mut reader = FileReader {
+                    origin: &origin,
+                    text: &text,
+                    problems: &mut problems,
+                };
                 drafts.extend(reader.read());
             }
-            Err(e) => problems.push(problem(&origin, None, format!("cannot read the file: {e}"), None)),
+            Err(e) => problems.push(problem(
+                &origin,
+                None,
+                format!("cannot read the file: {e}"),
+                None,
+            )),
         }
     }
     match build_catalog(&drafts) {
@@ -36,7 +47,12 @@ pub fn load_catalog(dir: &Path) -> Result<Catalog, Vec<SchemaProblem>> {
 fn schema_files(dir: &Path) -> Result<Vec<PathBuf>, Vec<SchemaProblem>> {
     let origin = dir.display().to_string();
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        vec![problem(&origin, None, format!("cannot read the schema directory: {e}"), Some("pass the directory with `--schemas DIR`".into()))]
+        vec![problem(
+            &origin,
+            None,
+            format!("cannot read the schema directory: {e}"),
+            Some("pass the directory with `--schemas DIR`".into()),
+        )]
     })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
@@ -45,17 +61,43 @@ fn schema_files(dir: &Path) -> Result<Vec<PathBuf>, Vec<SchemaProblem>> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(vec![problem(&origin, None, "no schema files (*.toml) in the directory".into(), Some("add a file such as `schemas/my_dataset.toml` declaring `[[datasets]]`".into()))]);
+        return Err(vec![problem(
+            &origin,
+            None,
+            "no schema files (*.toml) in the directory".into(),
+            Some("add a file such as `schemas/my_dataset.toml` declaring `[[datasets]]`".into()),
+        )]);
     }
     Ok(files)
 }
 
-fn problem(origin: &str, line: Option<usize>, message: String, hint: Option<String>) -> SchemaProblem {
-    SchemaProblem { origin: origin.to_owned(), line, message, hint }
+fn problem(
+    origin: &str,
+    line: Option<usize>,
+    message: String,
+    hint: Option<String>,
+) -> SchemaProblem {
+    SchemaProblem {
+        origin: origin.to_owned(),
+        line,
+        message,
+        hint,
+    }
 }
 
 const DATASET_KEYS: &[&str] = &["name", "description", "primary_key", "indexes", "fields"];
-const FIELD_KEYS: &[&str] = &["name", "type", "required", "default", "description", "min", "max", "one_of", "pattern", "max_length"];
+const FIELD_KEYS: &[&str] = &[
+    "name",
+    "type",
+    "required",
+    "default",
+    "description",
+    "min",
+    "max",
+    "one_of",
+    "pattern",
+    "max_length",
+];
 
 /// Walks one file's TOML tree into drafts, recording what does not fit.
 struct FileReader<'a> {
@@ -67,12 +109,19 @@ struct FileReader<'a> {
 impl FileReader<'_> {
     fn line(&self, span: std::ops::Range<usize>) -> Option<usize> {
         let end = span.start.min(self.text.len());
-        Some(self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1)
+        Some(
+            self.text.as_bytes()[..end]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1,
+        )
     }
 
     fn report(&mut self, span: std::ops::Range<usize>, message: String, hint: Option<String>) {
         let line = self.line(span);
-        self.problems.push(problem(self.origin, line, message, hint));
+        self.problems
+            .push(problem(self.origin, line, message, hint));
     }
 
     fn read(&mut self) -> Vec<DatasetDraft> {
@@ -87,10 +136,16 @@ impl FileReader<'_> {
         let mut drafts = Vec::new();
         for (key, value) in root.get_ref() {
             if key.get_ref() != "datasets" {
-                self.report(key.span(), format!("unknown top-level key `{}`", key.get_ref()), Some("declare each dataset in a `[[datasets]]` table".into()));
+                self.report(
+                    key.span(),
+                    format!("unknown top-level key `{}`", key.get_ref()),
+                    Some("declare each dataset in a `[[datasets]]` table".into()),
+                );
                 continue;
             }
-            let Some(items) = self.array(value, "datasets") else { continue };
+            let Some(items) = self.array(value, "datasets") else {
+                continue;
+            };
             for item in items {
                 if let Some(table) = self.table(item, "a dataset") {
                     drafts.push(self.dataset(item.span(), table));
@@ -98,7 +153,11 @@ impl FileReader<'_> {
             }
         }
         if drafts.is_empty() && self.problems.is_empty() {
-            self.report(0..0, "the file declares no dataset".into(), Some("add a `[[datasets]]` table".into()));
+            self.report(
+                0..0,
+                "the file declares no dataset".into(),
+                Some("add a `[[datasets]]` table".into()),
+            );
         }
         drafts
     }
@@ -118,11 +177,17 @@ impl FileReader<'_> {
             match key.get_ref().as_ref() {
                 "name" => draft.name = self.string(value, "name").map(|s| Located::new(s, line)),
                 "description" => draft.description = self.string(value, "description"),
-                "primary_key" => draft.primary_key = self.strings(value, "primary_key").map(|k| Located::new(k, line)),
+                "primary_key" => {
+                    draft.primary_key = self
+                        .strings(value, "primary_key")
+                        .map(|k| Located::new(k, line))
+                }
                 "indexes" => {
                     for index in self.array(value, "indexes").unwrap_or_default() {
                         if let Some(fields) = self.strings(index, "an index") {
-                            draft.indexes.push(Located::new(fields, self.line(index.span())));
+                            draft
+                                .indexes
+                                .push(Located::new(fields, self.line(index.span())));
                         }
                     }
                 }
@@ -133,23 +198,36 @@ impl FileReader<'_> {
                         }
                     }
                 }
-                other => self.report(key.span(), format!("unknown key `{other}` in a dataset"), Some(format!("dataset keys are: {}", DATASET_KEYS.join(", ")))),
+                other => self.report(
+                    key.span(),
+                    format!("unknown key `{other}` in a dataset"),
+                    Some(format!("dataset keys are: {}", DATASET_KEYS.join(", "))),
+                ),
             }
         }
         draft
     }
 
     fn field(&mut self, span: std::ops::Range<usize>, table: &DeTable<'_>) -> FieldDraft {
-        let mut draft = FieldDraft { line: self.line(span), ..FieldDraft::default() };
+        let mut draft = FieldDraft {
+            line: self.line(span),
+            ..FieldDraft::default()
+        };
         for (key, value) in table {
             let line = self.line(value.span());
             let json = |reader: &mut Self| reader.json(value).map(|j| Located::new(j, line));
             match key.get_ref().as_ref() {
                 "name" => draft.name = self.string(value, "name").map(|s| Located::new(s, line)),
-                "type" => draft.field_type = self.string(value, "type").map(|s| Located::new(s, line)),
+                "type" => {
+                    draft.field_type = self.string(value, "type").map(|s| Located::new(s, line))
+                }
                 "required" => match value.get_ref() {
                     DeValue::Boolean(b) => draft.required = *b,
-                    _ => self.report(value.span(), "`required` must be true or false".into(), None),
+                    _ => self.report(
+                        value.span(),
+                        "`required` must be true or false".into(),
+                        None,
+                    ),
                 },
                 "default" => draft.default = json(self),
                 "description" => draft.description = self.string(value, "description"),
@@ -157,23 +235,38 @@ impl FileReader<'_> {
                 "max" => draft.max = json(self),
                 "one_of" => {
                     draft.one_of = match json(self) {
-                        Some(Located { value: serde_json::Value::Array(items), line }) => Some(Located::new(items, line)),
+                        Some(Located {
+                            value: serde_json::Value::Array(items),
+                            line,
+                        }) => Some(Located::new(items, line)),
                         Some(_) => {
-                            self.report(value.span(), "`one_of` must be an array of allowed values".into(), None);
+                            self.report(
+                                value.span(),
+                                "`one_of` must be an array of allowed values".into(),
+                                None,
+                            );
                             None
                         }
                         None => None,
                     }
                 }
-                "pattern" => draft.pattern = self.string(value, "pattern").map(|s| Located::new(s, line)),
+                "pattern" => {
+                    draft.pattern = self.string(value, "pattern").map(|s| Located::new(s, line))
+                }
                 "max_length" => match value.get_ref() {
                     DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
                         Ok(n) => draft.max_length = Some(Located::new(n, line)),
-                        Err(_) => self.report(value.span(), "`max_length` is out of range".into(), None),
+                        Err(_) => {
+                            self.report(value.span(), "`max_length` is out of range".into(), None)
+                        }
                     },
                     _ => self.report(value.span(), "`max_length` must be an integer".into(), None),
                 },
-                other => self.report(key.span(), format!("unknown key `{other}` in a field"), Some(format!("field keys are: {}", FIELD_KEYS.join(", ")))),
+                other => self.report(
+                    key.span(),
+                    format!("unknown key `{other}` in a field"),
+                    Some(format!("field keys are: {}", FIELD_KEYS.join(", "))),
+                ),
             }
         }
         draft
@@ -198,7 +291,11 @@ impl FileReader<'_> {
         Some(out)
     }
 
-    fn array<'v, 'i>(&mut self, value: &'v Spanned<DeValue<'i>>, what: &str) -> Option<&'v [Spanned<DeValue<'i>>]> {
+    fn array<'v, 'i>(
+        &mut self,
+        value: &'v Spanned<DeValue<'i>>,
+        what: &str,
+    ) -> Option<&'v [Spanned<DeValue<'i>>]> {
         match value.get_ref() {
             DeValue::Array(items) => Some(items),
             _ => {
@@ -208,7 +305,11 @@ impl FileReader<'_> {
         }
     }
 
-    fn table<'v, 'i>(&mut self, value: &'v Spanned<DeValue<'i>>, what: &str) -> Option<&'v DeTable<'i>> {
+    fn table<'v, 'i>(
+        &mut self,
+        value: &'v Spanned<DeValue<'i>>,
+        what: &str,
+    ) -> Option<&'v DeTable<'i>> {
         match value.get_ref() {
             DeValue::Table(table) => Some(table),
             _ => {
@@ -228,18 +329,36 @@ impl FileReader<'_> {
             DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
                 Ok(n) => J::from(n),
                 Err(_) => {
-                    self.report(value.span(), format!("integer {i} does not fit in 64 bits"), None);
+                    self.report(
+                        value.span(),
+                        format!("integer {i} does not fit in 64 bits"),
+                        None,
+                    );
                     return None;
                 }
             },
-            DeValue::Float(f) => match f.as_str().parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+            DeValue::Float(f) => match f
+                .as_str()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+            {
                 Some(n) => J::Number(n),
                 None => {
-                    self.report(value.span(), format!("float {f} is not a finite number"), None);
+                    self.report(
+                        value.span(),
+                        format!("float {f} is not a finite number"),
+                        None,
+                    );
                     return None;
                 }
             },
-            DeValue::Array(items) => J::Array(items.iter().map(|item| self.json(item)).collect::<Option<Vec<_>>>()?),
+            DeValue::Array(items) => J::Array(
+                items
+                    .iter()
+                    .map(|item| self.json(item))
+                    .collect::<Option<Vec<_>>>()?,
+            ),
             DeValue::Table(table) => {
                 let mut object = serde_json::Map::new();
                 for (key, item) in table {
@@ -264,7 +383,10 @@ mod tests {
             problems
                 .into_iter()
                 .map(|p| {
-                    let file = Path::new(&p.origin).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                    let file = Path::new(&p.origin)
+                        .file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     format!("{file}:{}: {}", p.line.unwrap_or(0), p.message)
                 })
                 .collect()
@@ -353,7 +475,10 @@ pattern = "(unclosed"
             "bad.toml:23: field `code`: invalid regex `(unclosed`",
         ];
         for e in expect {
-            assert!(problems.iter().any(|p| p.starts_with(e)), "missing `{e}` in {problems:#?}");
+            assert!(
+                problems.iter().any(|p| p.starts_with(e)),
+                "missing `{e}` in {problems:#?}"
+            );
         }
         assert_eq!(problems.len(), expect.len(), "{problems:#?}");
     }
@@ -361,12 +486,22 @@ pattern = "(unclosed"
     #[test]
     fn reports_missing_key_fields_and_syntax_errors() {
         let missing = "[[datasets]]\nname = \"x\"\nprimary_key = [\"nope\"]\nfields = [{ name = \"id\", type = \"integer\" }]\n";
-        assert_eq!(load(&[("m.toml", missing)]).unwrap_err(), vec!["m.toml:3: primary key field `nope` is not a field of x"]);
+        assert_eq!(
+            load(&[("m.toml", missing)]).unwrap_err(),
+            vec!["m.toml:3: primary key field `nope` is not a field of x"]
+        );
         let broken = load(&[("s.toml", "[[datasets]]\nname = \n")]).unwrap_err();
         assert!(broken[0].starts_with("s.toml:2: TOML syntax"), "{broken:?}");
-        let kinds = load(&[("k.toml", "[[datasets]]\nname = 3\nprimary_key = \"id\"\n")]).unwrap_err();
-        assert!(kinds.contains(&"k.toml:2: `name` must be a string".to_string()), "{kinds:?}");
-        assert!(kinds.contains(&"k.toml:3: `primary_key` must be an array".to_string()), "{kinds:?}");
+        let kinds =
+            load(&[("k.toml", "[[datasets]]\nname = 3\nprimary_key = \"id\"\n")]).unwrap_err();
+        assert!(
+            kinds.contains(&"k.toml:2: `name` must be a string".to_string()),
+            "{kinds:?}"
+        );
+        assert!(
+            kinds.contains(&"k.toml:3: `primary_key` must be an array".to_string()),
+            "{kinds:?}"
+        );
     }
 
     #[test]

@@ -27,7 +27,13 @@ struct Token {
 pub(crate) fn order_text(schema: &DatasetSchema, order: &[SortKey]) -> String {
     order
         .iter()
-        .map(|k| format!("{}.{}", schema.fields[k.field].name, if k.descending { "desc" } else { "asc" }))
+        .map(|k| {
+            format!(
+                "{}.{}",
+                schema.fields[k.field].name,
+                if k.descending { "desc" } else { "asc" }
+            )
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -35,19 +41,39 @@ pub(crate) fn order_text(schema: &DatasetSchema, order: &[SortKey]) -> String {
 impl Cursor {
     /// The token for a page whose last row has these sort-key values.
     pub fn encode(schema: &DatasetSchema, order: &[SortKey], values: &[Value]) -> String {
-        let token = Token { o: order_text(schema, order), k: values.iter().map(Value::to_json).collect() };
+        let token = Token {
+            o: order_text(schema, order),
+            k: values.iter().map(Value::to_json).collect(),
+        };
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).unwrap_or_default())
     }
 
     /// Reads a token made by [`Cursor::encode`] for the same order.
-    pub fn decode(schema: &DatasetSchema, order: &[SortKey], token: &str) -> Result<Cursor, QueryError> {
-        let bad = |why: &str| QueryError::new("cursor", format!("invalid cursor: {why}; pass the `next_cursor` of the previous page unchanged"));
-        let bytes = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| bad("not a cursor token"))?;
+    pub fn decode(
+        schema: &DatasetSchema,
+        order: &[SortKey],
+        token: &str,
+    ) -> Result<Cursor, QueryError> {
+        let bad = |why: &str| {
+            QueryError::new(
+                "cursor",
+                format!(
+                    "invalid cursor: {why}; pass the `next_cursor` of the previous page unchanged"
+                ),
+            )
+        };
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token.trim())
+            .map_err(|_| bad("not a cursor token"))?;
         let token: Token = serde_json::from_slice(&bytes).map_err(|_| bad("not a cursor token"))?;
         if token.o != order_text(schema, order) {
             return Err(QueryError::new(
                 "cursor",
-                format!("the cursor was made for order `{}`, but this request orders by `{}`", token.o, order_text(schema, order)),
+                format!(
+                    "the cursor was made for order `{}`, but this request orders by `{}`",
+                    token.o,
+                    order_text(schema, order)
+                ),
             ));
         }
         if token.k.len() != order.len() {

@@ -5,7 +5,7 @@ mod cursor;
 mod params;
 
 pub use cursor::Cursor;
-pub use params::{parse_count_params, parse_key, parse_list_params, QueryLimits};
+pub use params::{QueryLimits, parse_count_params, parse_key, parse_list_params};
 
 use crate::value::Value;
 
@@ -71,6 +71,9 @@ pub struct QueryError {
 
 impl QueryError {
     pub(crate) fn new(parameter: impl Into<String>, message: impl Into<String>) -> Self {
-        QueryError { parameter: parameter.into(), message: message.into() }
+        QueryError {
+            parameter: parameter.into(),
+            message: message.into(),
+        }
     }
 }

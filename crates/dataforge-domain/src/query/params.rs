@@ -16,7 +16,10 @@ pub struct QueryLimits {
 
 impl Default for QueryLimits {
     fn default() -> Self {
-        QueryLimits { default_limit: 100, max_limit: 10_000 }
+        QueryLimits {
+            default_limit: 100,
+            max_limit: 10_000,
+        }
     }
 }
 
@@ -54,20 +57,43 @@ pub fn parse_list_params(
         None => limits.default_limit,
         Some(raw) => match raw.parse::<usize>() {
             Ok(n) if (1..=limits.max_limit).contains(&n) => n,
-            _ => return Err(QueryError::new("limit", format!("must be an integer from 1 to {}, found `{raw}`", limits.max_limit))),
+            _ => {
+                return Err(QueryError::new(
+                    "limit",
+                    format!(
+                        "must be an integer from 1 to {}, found `{raw}`",
+                        limits.max_limit
+                    ),
+                ));
+            }
         },
     };
-    let after = cursor.map(|token| Cursor::decode(schema, &order, token)).transpose()?.map(|c| c.values);
-    Ok(RecordQuery { filters, select, order, limit, after })
+    let after = cursor
+        .map(|token| Cursor::decode(schema, &order, token))
+        .transpose()?
+        .map(|c| c.values);
+    Ok(RecordQuery {
+        filters,
+        select,
+        order,
+        limit,
+        after,
+    })
 }
 
 /// Parses the parameters of a count: filters only.
-pub fn parse_count_params(schema: &DatasetSchema, params: &[(String, String)]) -> Result<Vec<Filter>, QueryError> {
+pub fn parse_count_params(
+    schema: &DatasetSchema,
+    params: &[(String, String)],
+) -> Result<Vec<Filter>, QueryError> {
     params
         .iter()
         .map(|(name, raw)| {
             if RESERVED_PARAMETERS.contains(&name.as_str()) {
-                Err(QueryError::new(name, "does not apply to a count; only filters do"))
+                Err(QueryError::new(
+                    name,
+                    "does not apply to a count; only filters do",
+                ))
             } else {
                 parse_filter(schema, name, raw)
             }
@@ -77,19 +103,32 @@ pub fn parse_count_params(schema: &DatasetSchema, params: &[(String, String)]) -
 
 /// Parses primary-key path segments, in key order.
 pub fn parse_key(schema: &DatasetSchema, segments: &[&str]) -> Result<Vec<Value>, QueryError> {
-    let names = || schema.key_fields().map(|f| f.name.as_str()).collect::<Vec<_>>().join("/");
+    let names = || {
+        schema
+            .key_fields()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join("/")
+    };
     if segments.len() != schema.primary_key.len() {
         return Err(QueryError::new(
             "key",
-            format!("{} has a key of {} part(s) ({}), but the path gives {}", schema.name, schema.primary_key.len(), names(), segments.len()),
+            format!(
+                "{} has a key of {} part(s) ({}), but the path gives {}",
+                schema.name,
+                schema.primary_key.len(),
+                names(),
+                segments.len()
+            ),
         ));
     }
     schema
         .key_fields()
         .zip(segments)
         .map(|(field, segment)| {
-            Value::parse_text(field.field_type, segment)
-                .map_err(|e| QueryError::new("key", format!("key field `{}`: {}", field.name, e.message)))
+            Value::parse_text(field.field_type, segment).map_err(|e| {
+                QueryError::new("key", format!("key field `{}`: {}", field.name, e.message))
+            })
         })
         .collect()
 }
@@ -98,25 +137,48 @@ fn parse_filter(schema: &DatasetSchema, name: &str, raw: &str) -> Result<Filter,
     let Some(field_index) = schema.field_index(name) else {
         return Err(QueryError::new(
             name,
-            format!("unknown field or parameter `{name}`; {} has fields: {}", schema.name, schema.field_names()),
+            format!(
+                "unknown field or parameter `{name}`; {} has fields: {}",
+                schema.name,
+                schema.field_names()
+            ),
         ));
     };
     let field = &schema.fields[field_index];
     let ty = field.field_type;
     let (op, operand) = raw.split_once('.').ok_or_else(|| {
-        QueryError::new(name, format!("expected `operator.value` (e.g. `eq.42`), found `{raw}`; operators: {OPERATORS}"))
+        QueryError::new(
+            name,
+            format!(
+                "expected `operator.value` (e.g. `eq.42`), found `{raw}`; operators: {OPERATORS}"
+            ),
+        )
     })?;
     let value = |text: &str| {
-        Value::parse_text(ty, text).map_err(|e| QueryError::new(name, format!("`{text}` is not a valid {ty}: {}", e.message)))
+        Value::parse_text(ty, text).map_err(|e| {
+            QueryError::new(name, format!("`{text}` is not a valid {ty}: {}", e.message))
+        })
     };
-    let refuse = |why: &str| Err(QueryError::new(name, format!("operator `{op}` {why} (field `{name}` is {ty})")));
+    let refuse = |why: &str| {
+        Err(QueryError::new(
+            name,
+            format!("operator `{op}` {why} (field `{name}` is {ty})"),
+        ))
+    };
     let condition = match op {
         "is" => match operand {
             "null" => Condition::IsNull,
             "notnull" => Condition::IsNotNull,
-            _ => return Err(QueryError::new(name, format!("`is` takes `null` or `notnull`, found `{operand}`"))),
+            _ => {
+                return Err(QueryError::new(
+                    name,
+                    format!("`is` takes `null` or `notnull`, found `{operand}`"),
+                ));
+            }
         },
-        _ if ty == FieldType::Json => return refuse("does not apply to json fields; only `is` does"),
+        _ if ty == FieldType::Json => {
+            return refuse("does not apply to json fields; only `is` does");
+        }
         "eq" | "ne" | "gt" | "gte" | "lt" | "lte" => {
             let comparison = match op {
                 "eq" => Comparison::Eq,
@@ -135,23 +197,47 @@ fn parse_filter(schema: &DatasetSchema, name: &str, raw: &str) -> Result<Filter,
             let inner = operand
                 .strip_prefix('(')
                 .and_then(|s| s.strip_suffix(')'))
-                .ok_or_else(|| QueryError::new(name, format!("`in` takes a list in parentheses, e.g. `in.(1,2,3)`, found `{operand}`")))?;
+                .ok_or_else(|| {
+                    QueryError::new(
+                        name,
+                        format!(
+                            "`in` takes a list in parentheses, e.g. `in.(1,2,3)`, found `{operand}`"
+                        ),
+                    )
+                })?;
             let items = split_list(inner).map_err(|why| QueryError::new(name, why))?;
             if items.is_empty() {
                 return Err(QueryError::new(name, "`in` needs at least one value"));
             }
-            Condition::In(items.iter().map(|item| value(item)).collect::<Result<_, _>>()?)
+            Condition::In(
+                items
+                    .iter()
+                    .map(|item| value(item))
+                    .collect::<Result<_, _>>()?,
+            )
         }
         "like" | "ilike" => {
             if !ty.is_text() {
                 return refuse("applies to string fields only");
             }
             let pattern = operand.replace('*', "%");
-            if op == "like" { Condition::Like(pattern) } else { Condition::ILike(pattern) }
+            if op == "like" {
+                Condition::Like(pattern)
+            } else {
+                Condition::ILike(pattern)
+            }
         }
-        _ => return Err(QueryError::new(name, format!("unknown operator `{op}`; operators: {OPERATORS}"))),
+        _ => {
+            return Err(QueryError::new(
+                name,
+                format!("unknown operator `{op}`; operators: {OPERATORS}"),
+            ));
+        }
     };
-    Ok(Filter { field: field_index, condition })
+    Ok(Filter {
+        field: field_index,
+        condition,
+    })
 }
 
 /// Splits `a,b,"c,d"` into items; double quotes protect commas, `\"` is a quote inside quotes.
@@ -179,7 +265,9 @@ fn split_list(text: &str) -> Result<Vec<String>, String> {
                     return Ok(items);
                 }
                 Some(',') => {}
-                Some(c) => return Err(format!("unexpected `{c}` after a quoted item in `in` list")),
+                Some(c) => {
+                    return Err(format!("unexpected `{c}` after a quoted item in `in` list"));
+                }
             }
         } else {
             loop {
@@ -201,10 +289,20 @@ fn parse_select(schema: &DatasetSchema, raw: &str) -> Result<Vec<usize>, QueryEr
     let mut select = Vec::new();
     for name in raw.split(',').map(str::trim) {
         let index = schema.field_index(name).ok_or_else(|| {
-            QueryError::new("select", format!("unknown field `{name}`; {} has fields: {}", schema.name, schema.field_names()))
+            QueryError::new(
+                "select",
+                format!(
+                    "unknown field `{name}`; {} has fields: {}",
+                    schema.name,
+                    schema.field_names()
+                ),
+            )
         })?;
         if select.contains(&index) {
-            return Err(QueryError::new("select", format!("field `{name}` is listed twice")));
+            return Err(QueryError::new(
+                "select",
+                format!("field `{name}` is listed twice"),
+            ));
         }
         select.push(index);
     }
@@ -218,22 +316,43 @@ fn parse_order(schema: &DatasetSchema, raw: &str) -> Result<Vec<SortKey>, QueryE
         let descending = match direction {
             "asc" => false,
             "desc" => true,
-            _ => return Err(QueryError::new("order", format!("direction must be `asc` or `desc`, found `{direction}` in `{item}`"))),
+            _ => {
+                return Err(QueryError::new(
+                    "order",
+                    format!("direction must be `asc` or `desc`, found `{direction}` in `{item}`"),
+                ));
+            }
         };
         let field = schema.field_index(name).ok_or_else(|| {
-            QueryError::new("order", format!("unknown field `{name}`; {} has fields: {}", schema.name, schema.field_names()))
+            QueryError::new(
+                "order",
+                format!(
+                    "unknown field `{name}`; {} has fields: {}",
+                    schema.name,
+                    schema.field_names()
+                ),
+            )
         })?;
         if schema.fields[field].field_type == FieldType::Json {
-            return Err(QueryError::new("order", format!("field `{name}` is json and cannot be sorted")));
+            return Err(QueryError::new(
+                "order",
+                format!("field `{name}` is json and cannot be sorted"),
+            ));
         }
         if order.iter().any(|k| k.field == field) {
-            return Err(QueryError::new("order", format!("field `{name}` is listed twice")));
+            return Err(QueryError::new(
+                "order",
+                format!("field `{name}` is listed twice"),
+            ));
         }
         order.push(SortKey { field, descending });
     }
     for &field in &schema.primary_key {
         if !order.iter().any(|k| k.field == field) {
-            order.push(SortKey { field, descending: false });
+            order.push(SortKey {
+                field,
+                descending: false,
+            });
         }
     }
     Ok(order)
@@ -245,7 +364,10 @@ mod tests {
     use crate::testing::wells;
 
     fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -267,10 +389,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q.filters.len(), 8);
-        assert_eq!(q.filters[0].condition, Condition::Compare(Comparison::Eq, Value::Integer(7)));
-        assert_eq!(q.filters[1].condition, Condition::In(vec![Value::Integer(1), Value::Integer(2), Value::Integer(3)]));
+        assert_eq!(
+            q.filters[0].condition,
+            Condition::Compare(Comparison::Eq, Value::Integer(7))
+        );
+        assert_eq!(
+            q.filters[1].condition,
+            Condition::In(vec![
+                Value::Integer(1),
+                Value::Integer(2),
+                Value::Integer(3)
+            ])
+        );
         assert_eq!(q.filters[3].condition, Condition::ILike("%north%".into()));
-        assert_eq!(q.filters[4].condition, Condition::Compare(Comparison::Lt, Value::Timestamp(1_577_836_800_000_000)));
+        assert_eq!(
+            q.filters[4].condition,
+            Condition::Compare(Comparison::Lt, Value::Timestamp(1_577_836_800_000_000))
+        );
         assert_eq!(q.filters[5].condition, Condition::IsNull);
         assert_eq!(q.limit, 100);
     }
@@ -291,9 +426,14 @@ mod tests {
             ("extra", "eq.{}", "does not apply to json fields"),
         ];
         for (name, raw, expected) in cases {
-            let err = parse_list_params(&s, &params(&[(name, raw)]), QueryLimits::default()).unwrap_err();
+            let err =
+                parse_list_params(&s, &params(&[(name, raw)]), QueryLimits::default()).unwrap_err();
             assert_eq!(err.parameter, name, "{name}={raw}");
-            assert!(err.message.contains(expected), "{name}={raw}: {}", err.message);
+            assert!(
+                err.message.contains(expected),
+                "{name}={raw}: {}",
+                err.message
+            );
         }
     }
 
@@ -307,11 +447,29 @@ mod tests {
     #[test]
     fn order_appends_the_primary_key() {
         let s = wells();
-        let q = parse_list_params(&s, &params(&[("order", "period.desc,name")]), QueryLimits::default()).unwrap();
-        let names: Vec<_> = q.order.iter().map(|k| (s.fields[k.field].name.as_str(), k.descending)).collect();
-        assert_eq!(names, vec![("period", true), ("name", false), ("well_code", false)]);
-        for (raw, expected) in [("period.up", "direction must be"), ("nope", "unknown field"), ("name,name", "twice"), ("extra", "cannot be sorted")] {
-            let err = parse_list_params(&s, &params(&[("order", raw)]), QueryLimits::default()).unwrap_err();
+        let q = parse_list_params(
+            &s,
+            &params(&[("order", "period.desc,name")]),
+            QueryLimits::default(),
+        )
+        .unwrap();
+        let names: Vec<_> = q
+            .order
+            .iter()
+            .map(|k| (s.fields[k.field].name.as_str(), k.descending))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("period", true), ("name", false), ("well_code", false)]
+        );
+        for (raw, expected) in [
+            ("period.up", "direction must be"),
+            ("nope", "unknown field"),
+            ("name,name", "twice"),
+            ("extra", "cannot be sorted"),
+        ] {
+            let err = parse_list_params(&s, &params(&[("order", raw)]), QueryLimits::default())
+                .unwrap_err();
             assert_eq!(err.parameter, "order");
             assert!(err.message.contains(expected), "{raw}: {}", err.message);
         }
@@ -320,14 +478,31 @@ mod tests {
     #[test]
     fn select_and_limit_are_checked() {
         let s = wells();
-        let q = parse_list_params(&s, &params(&[("select", "name,well_code"), ("limit", "10")]), QueryLimits::default()).unwrap();
+        let q = parse_list_params(
+            &s,
+            &params(&[("select", "name,well_code"), ("limit", "10")]),
+            QueryLimits::default(),
+        )
+        .unwrap();
         assert_eq!(q.select, vec![s.field_index("name").unwrap(), 0]);
         assert_eq!(q.limit, 10);
-        for (param, raw) in [("select", "name,ghost"), ("select", "name,name"), ("limit", "0"), ("limit", "10001"), ("limit", "ten")] {
-            let err = parse_list_params(&s, &params(&[(param, raw)]), QueryLimits::default()).unwrap_err();
+        for (param, raw) in [
+            ("select", "name,ghost"),
+            ("select", "name,name"),
+            ("limit", "0"),
+            ("limit", "10001"),
+            ("limit", "ten"),
+        ] {
+            let err = parse_list_params(&s, &params(&[(param, raw)]), QueryLimits::default())
+                .unwrap_err();
             assert_eq!(err.parameter, param, "{param}={raw}");
         }
-        let twice = parse_list_params(&s, &params(&[("limit", "1"), ("limit", "2")]), QueryLimits::default()).unwrap_err();
+        let twice = parse_list_params(
+            &s,
+            &params(&[("limit", "1"), ("limit", "2")]),
+            QueryLimits::default(),
+        )
+        .unwrap_err();
         assert_eq!(twice.message, "given more than once");
     }
 
@@ -337,26 +512,58 @@ mod tests {
         let order = parse_order(&s, "period.desc").unwrap();
         let values = vec![Value::Timestamp(1_000_000), Value::Integer(5)];
         let token = Cursor::encode(&s, &order, &values);
-        let q = parse_list_params(&s, &params(&[("order", "period.desc"), ("cursor", &token)]), QueryLimits::default()).unwrap();
+        let q = parse_list_params(
+            &s,
+            &params(&[("order", "period.desc"), ("cursor", &token)]),
+            QueryLimits::default(),
+        )
+        .unwrap();
         assert_eq!(q.after, Some(values));
-        let other_order = parse_list_params(&s, &params(&[("cursor", &token)]), QueryLimits::default()).unwrap_err();
-        assert!(other_order.message.contains("made for order"), "{}", other_order.message);
-        let garbage = parse_list_params(&s, &params(&[("cursor", "%%%")]), QueryLimits::default()).unwrap_err();
+        let other_order =
+            parse_list_params(&s, &params(&[("cursor", &token)]), QueryLimits::default())
+                .unwrap_err();
+        assert!(
+            other_order.message.contains("made for order"),
+            "{}",
+            other_order.message
+        );
+        let garbage = parse_list_params(&s, &params(&[("cursor", "%%%")]), QueryLimits::default())
+            .unwrap_err();
         assert_eq!(garbage.parameter, "cursor");
     }
 
     #[test]
     fn count_takes_filters_only() {
         let s = wells();
-        assert_eq!(parse_count_params(&s, &params(&[("well_code", "gt.1")])).unwrap().len(), 1);
-        assert_eq!(parse_count_params(&s, &params(&[("limit", "1")])).unwrap_err().parameter, "limit");
+        assert_eq!(
+            parse_count_params(&s, &params(&[("well_code", "gt.1")]))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            parse_count_params(&s, &params(&[("limit", "1")]))
+                .unwrap_err()
+                .parameter,
+            "limit"
+        );
     }
 
     #[test]
     fn keys_parse_in_key_order() {
         let s = wells();
         assert_eq!(parse_key(&s, &["42"]).unwrap(), vec![Value::Integer(42)]);
-        assert!(parse_key(&s, &["42", "1"]).unwrap_err().message.contains("key of 1 part"));
-        assert!(parse_key(&s, &["x"]).unwrap_err().message.contains("key field `well_code`"));
+        assert!(
+            parse_key(&s, &["42", "1"])
+                .unwrap_err()
+                .message
+                .contains("key of 1 part")
+        );
+        assert!(
+            parse_key(&s, &["x"])
+                .unwrap_err()
+                .message
+                .contains("key field `well_code`")
+        );
     }
 }

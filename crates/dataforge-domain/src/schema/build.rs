@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use super::{Catalog, Constraints, DatasetDraft, DatasetSchema, FieldDraft, FieldSchema, Located, Pattern};
+use super::{
+    Catalog, Constraints, DatasetDraft, DatasetSchema, FieldDraft, FieldSchema, Located, Pattern,
+};
 use crate::identifier::{check_field_name, check_identifier};
-use crate::value::{FieldType, Value};
 use crate::validate::check_value;
+use crate::value::{FieldType, Value};
 
 /// One thing wrong in a schema declaration, with where it is and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +58,13 @@ const NAME_HINT: &str = "use lowercase snake_case of at most 63 characters that 
 /// Checks every declaration and builds the catalog, or returns every problem found.
 pub fn build_catalog(drafts: &[DatasetDraft]) -> Result<Catalog, Vec<SchemaProblem>> {
     let mut problems = Vec::new();
-    let mut datasets: BTreeMap<String, (Arc<DatasetSchema>, String, Option<usize>)> = BTreeMap::new();
+    let mut datasets: BTreeMap<String, (Arc<DatasetSchema>, String, Option<usize>)> =
+        BTreeMap::new();
     for draft in drafts {
-        let mut found = Problems { origin: &draft.origin, found: Vec::new() };
+        let mut found = Problems {
+            origin: &draft.origin,
+            found: Vec::new(),
+        };
         let built = build_dataset(draft, &mut found);
         problems.extend(found.found);
         let Some(schema) = built else { continue };
@@ -71,15 +77,22 @@ pub fn build_catalog(drafts: &[DatasetDraft]) -> Result<Catalog, Vec<SchemaProbl
                 origin: draft.origin.clone(),
                 line: draft.name.as_ref().and_then(|n| n.line),
                 message: format!("dataset `{}` is declared twice", schema.name),
-                hint: Some(format!("it is first declared at {first}; rename or remove one")),
+                hint: Some(format!(
+                    "it is first declared at {first}; rename or remove one"
+                )),
             });
             continue;
         }
         let line = draft.name.as_ref().and_then(|n| n.line);
-        datasets.insert(schema.name.clone(), (Arc::new(schema), draft.origin.clone(), line));
+        datasets.insert(
+            schema.name.clone(),
+            (Arc::new(schema), draft.origin.clone(), line),
+        );
     }
     if problems.is_empty() {
-        Ok(Catalog { datasets: datasets.into_iter().map(|(k, (v, _, _))| (k, v)).collect() })
+        Ok(Catalog {
+            datasets: datasets.into_iter().map(|(k, (v, _, _))| (k, v)).collect(),
+        })
     } else {
         Err(problems)
     }
@@ -88,13 +101,21 @@ pub fn build_catalog(drafts: &[DatasetDraft]) -> Result<Catalog, Vec<SchemaProbl
 fn build_dataset(draft: &DatasetDraft, problems: &mut Problems<'_>) -> Option<DatasetSchema> {
     let name = match &draft.name {
         None => {
-            problems.add(draft.line, "dataset has no `name`", Some("add `name = \"my_dataset\"`".into()));
+            problems.add(
+                draft.line,
+                "dataset has no `name`",
+                Some("add `name = \"my_dataset\"`".into()),
+            );
             None
         }
         Some(Located { value, line }) => match check_identifier(value) {
             Ok(()) => Some(value.clone()),
             Err(e) => {
-                problems.add(*line, format!("bad dataset name: {e}"), Some(NAME_HINT.into()));
+                problems.add(
+                    *line,
+                    format!("bad dataset name: {e}"),
+                    Some(NAME_HINT.into()),
+                );
                 None
             }
         },
@@ -102,7 +123,11 @@ fn build_dataset(draft: &DatasetDraft, problems: &mut Problems<'_>) -> Option<Da
     let what = name.clone().unwrap_or_else(|| "dataset".into());
 
     if draft.fields.is_empty() {
-        problems.add(draft.line, format!("{what} declares no fields"), Some("add `[[datasets.fields]]` tables".into()));
+        problems.add(
+            draft.line,
+            format!("{what} declares no fields"),
+            Some("add `[[datasets.fields]]` tables".into()),
+        );
     }
     let mut fields = Vec::new();
     let mut seen: BTreeMap<String, Option<usize>> = BTreeMap::new();
@@ -124,34 +149,62 @@ fn build_dataset(draft: &DatasetDraft, problems: &mut Problems<'_>) -> Option<Da
     }
 
     let field_position = |name: &str| fields.iter().position(|f: &FieldSchema| f.name == name);
-    let declared = || fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ");
+    let declared = || {
+        fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut key_ok = true;
     let mut primary_key = Vec::new();
     match &draft.primary_key {
         None => {
-            problems.add(draft.line, format!("{what} has no `primary_key`"), Some("add `primary_key = [\"id\"]`, listing one or more fields".into()));
+            problems.add(
+                draft.line,
+                format!("{what} has no `primary_key`"),
+                Some("add `primary_key = [\"id\"]`, listing one or more fields".into()),
+            );
             key_ok = false;
         }
         Some(Located { value, line }) if value.is_empty() => {
-            problems.add(*line, format!("{what} has an empty `primary_key`"), Some("list one or more fields".into()));
+            problems.add(
+                *line,
+                format!("{what} has an empty `primary_key`"),
+                Some("list one or more fields".into()),
+            );
             key_ok = false;
         }
         Some(Located { value, line }) => {
             let mut listed = HashSet::new();
             for key in value {
                 if !listed.insert(key) {
-                    problems.add(*line, format!("primary key field `{key}` is listed twice"), None);
+                    problems.add(
+                        *line,
+                        format!("primary key field `{key}` is listed twice"),
+                        None,
+                    );
                     key_ok = false;
                     continue;
                 }
                 match field_position(key) {
                     Some(i) if fields[i].field_type == FieldType::Json => {
-                        problems.add(*line, format!("primary key field `{key}` has type json, which cannot be a key"), Some("use string, integer, date or timestamp fields for keys".into()));
+                        problems.add(
+                            *line,
+                            format!(
+                                "primary key field `{key}` has type json, which cannot be a key"
+                            ),
+                            Some("use string, integer, date or timestamp fields for keys".into()),
+                        );
                         key_ok = false;
                     }
                     Some(i) => primary_key.push(i),
                     None if fields_ok => {
-                        problems.add(*line, format!("primary key field `{key}` is not a field of {what}"), Some(format!("declared fields: {}", declared())));
+                        problems.add(
+                            *line,
+                            format!("primary key field `{key}` is not a field of {what}"),
+                            Some(format!("declared fields: {}", declared())),
+                        );
                         key_ok = false;
                     }
                     None => key_ok = false,
@@ -170,7 +223,11 @@ fn build_dataset(draft: &DatasetDraft, problems: &mut Problems<'_>) -> Option<Da
         for name in value {
             match field_position(name) {
                 Some(i) => index.push(i),
-                None if fields_ok => problems.add(*line, format!("index field `{name}` is not a field of {what}"), Some(format!("declared fields: {}", declared()))),
+                None if fields_ok => problems.add(
+                    *line,
+                    format!("index field `{name}` is not a field of {what}"),
+                    Some(format!("declared fields: {}", declared())),
+                ),
                 None => {}
             }
         }
@@ -186,35 +243,60 @@ fn build_dataset(draft: &DatasetDraft, problems: &mut Problems<'_>) -> Option<Da
     for &i in &primary_key {
         fields[i].required = true;
     }
-    Some(DatasetSchema::new(name, draft.description.clone().unwrap_or_default(), fields, primary_key, indexes))
+    Some(DatasetSchema::new(
+        name,
+        draft.description.clone().unwrap_or_default(),
+        fields,
+        primary_key,
+        indexes,
+    ))
 }
 
 fn build_field(draft: &FieldDraft, problems: &mut Problems<'_>) -> Option<FieldSchema> {
     let before = problems.found.len();
     let name = match &draft.name {
         None => {
-            problems.add(draft.line, "field has no `name`", Some("add `name = \"my_field\"`".into()));
+            problems.add(
+                draft.line,
+                "field has no `name`",
+                Some("add `name = \"my_field\"`".into()),
+            );
             None
         }
         Some(Located { value, line }) => match check_field_name(value) {
             Ok(()) => Some(value.clone()),
             Err(e) => {
-                problems.add(*line, format!("bad field name: {e}"), Some(NAME_HINT.into()));
+                problems.add(
+                    *line,
+                    format!("bad field name: {e}"),
+                    Some(NAME_HINT.into()),
+                );
                 None
             }
         },
     };
-    let label = name.clone().map(|n| format!("field `{n}`")).unwrap_or_else(|| "field".into());
+    let label = name
+        .clone()
+        .map(|n| format!("field `{n}`"))
+        .unwrap_or_else(|| "field".into());
     let type_names = || FieldType::ALL.map(|t| t.name()).join(", ");
     let field_type = match &draft.field_type {
         None => {
-            problems.add(draft.line, format!("{label} has no `type`"), Some(format!("one of: {}", type_names())));
+            problems.add(
+                draft.line,
+                format!("{label} has no `type`"),
+                Some(format!("one of: {}", type_names())),
+            );
             None
         }
         Some(Located { value, line }) => {
             let found = FieldType::from_name(value);
             if found.is_none() {
-                problems.add(*line, format!("{label} has unknown type `{value}`"), Some(format!("one of: {}", type_names())));
+                problems.add(
+                    *line,
+                    format!("{label} has unknown type `{value}`"),
+                    Some(format!("one of: {}", type_names())),
+                );
             }
             found
         }
@@ -224,14 +306,22 @@ fn build_field(draft: &FieldDraft, problems: &mut Problems<'_>) -> Option<FieldS
     let mut read_bound = |bound: &Option<Located<serde_json::Value>>, key: &str| -> Option<Value> {
         let Located { value, line } = bound.as_ref()?;
         if !ty.is_ordered() {
-            problems.add(*line, format!("{label}: `{key}` does not apply to type {ty}"), Some("`min` and `max` apply to integer, float, date and timestamp fields".into()));
+            problems.add(
+                *line,
+                format!("{label}: `{key}` does not apply to type {ty}"),
+                Some("`min` and `max` apply to integer, float, date and timestamp fields".into()),
+            );
             return None;
         }
         match Value::from_json(ty, value) {
             Ok(v) if !v.is_null() => Some(v),
             Ok(_) => None,
             Err(e) => {
-                problems.add(*line, format!("{label}: `{key}` is not a valid {ty}: {e}"), None);
+                problems.add(
+                    *line,
+                    format!("{label}: `{key}` is not a valid {ty}: {e}"),
+                    None,
+                );
                 None
             }
         }
@@ -242,24 +332,44 @@ fn build_field(draft: &FieldDraft, problems: &mut Problems<'_>) -> Option<FieldS
         && lo.compare(hi) == Some(std::cmp::Ordering::Greater)
     {
         let line = draft.min.as_ref().and_then(|m| m.line);
-        problems.add(line, format!("{label}: `min` ({lo}) is greater than `max` ({hi})"), Some("swap them or fix one".into()));
+        problems.add(
+            line,
+            format!("{label}: `min` ({lo}) is greater than `max` ({hi})"),
+            Some("swap them or fix one".into()),
+        );
     }
 
     let one_of = draft.one_of.as_ref().and_then(|Located { value, line }| {
         if ty == FieldType::Json {
-            problems.add(*line, format!("{label}: `one_of` does not apply to type json"), None);
+            problems.add(
+                *line,
+                format!("{label}: `one_of` does not apply to type json"),
+                None,
+            );
             return None;
         }
         if value.is_empty() {
-            problems.add(*line, format!("{label}: `one_of` is empty, so no value could ever be stored"), Some("list the allowed values".into()));
+            problems.add(
+                *line,
+                format!("{label}: `one_of` is empty, so no value could ever be stored"),
+                Some("list the allowed values".into()),
+            );
             return None;
         }
         let mut allowed = Vec::new();
         for (i, item) in value.iter().enumerate() {
             match Value::from_json(ty, item) {
                 Ok(v) if !v.is_null() => allowed.push(v),
-                Ok(_) => problems.add(*line, format!("{label}: `one_of` item {} is null", i + 1), Some("leave `required = false` to allow nulls".into())),
-                Err(e) => problems.add(*line, format!("{label}: `one_of` item {} is not a valid {ty}: {e}", i + 1), None),
+                Ok(_) => problems.add(
+                    *line,
+                    format!("{label}: `one_of` item {} is null", i + 1),
+                    Some("leave `required = false` to allow nulls".into()),
+                ),
+                Err(e) => problems.add(
+                    *line,
+                    format!("{label}: `one_of` item {} is not a valid {ty}: {e}", i + 1),
+                    None,
+                ),
             }
         }
         Some(allowed)
@@ -267,48 +377,96 @@ fn build_field(draft: &FieldDraft, problems: &mut Problems<'_>) -> Option<FieldS
 
     let pattern = draft.pattern.as_ref().and_then(|Located { value, line }| {
         if !ty.is_text() {
-            problems.add(*line, format!("{label}: `pattern` does not apply to type {ty}"), Some("`pattern` applies to string fields".into()));
+            problems.add(
+                *line,
+                format!("{label}: `pattern` does not apply to type {ty}"),
+                Some("`pattern` applies to string fields".into()),
+            );
             return None;
         }
         match Regex::new(value) {
-            Ok(regex) => Some(Pattern { source: value.clone(), regex }),
+            Ok(regex) => Some(Pattern {
+                source: value.clone(),
+                regex,
+            }),
             Err(e) => {
-                let detail = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
-                problems.add(*line, format!("{label}: invalid regex `{value}`: {detail}"), Some("patterns use Rust regex syntax (https://docs.rs/regex)".into()));
+                let detail = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                problems.add(
+                    *line,
+                    format!("{label}: invalid regex `{value}`: {detail}"),
+                    Some("patterns use Rust regex syntax (https://docs.rs/regex)".into()),
+                );
                 None
             }
         }
     });
 
-    let max_length = draft.max_length.as_ref().and_then(|Located { value, line }| {
-        if !ty.is_text() {
-            problems.add(*line, format!("{label}: `max_length` does not apply to type {ty}"), Some("`max_length` applies to string fields".into()));
-            return None;
-        }
-        match u64::try_from(*value) {
-            Ok(n) if n > 0 => Some(n),
-            _ => {
-                problems.add(*line, format!("{label}: `max_length` must be a positive integer, found {value}"), None);
-                None
+    let max_length = draft
+        .max_length
+        .as_ref()
+        .and_then(|Located { value, line }| {
+            if !ty.is_text() {
+                problems.add(
+                    *line,
+                    format!("{label}: `max_length` does not apply to type {ty}"),
+                    Some("`max_length` applies to string fields".into()),
+                );
+                return None;
             }
-        }
-    });
+            match u64::try_from(*value) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    problems.add(
+                        *line,
+                        format!("{label}: `max_length` must be a positive integer, found {value}"),
+                        None,
+                    );
+                    None
+                }
+            }
+        });
 
-    let constraints = Constraints { min, max, one_of, pattern, max_length };
-    let default = draft.default.as_ref().and_then(|Located { value, line }| match Value::from_json(ty, value) {
-        Ok(v) if v.is_null() => None,
-        Ok(v) => match check_value(&v, &constraints) {
-            Ok(()) => Some(v),
-            Err(e) => {
-                problems.add(*line, format!("{label}: `default` breaks the field's own rule: {}", e.message), None);
-                None
+    let constraints = Constraints {
+        min,
+        max,
+        one_of,
+        pattern,
+        max_length,
+    };
+    let default =
+        draft.default.as_ref().and_then(|Located { value, line }| {
+            match Value::from_json(ty, value) {
+                Ok(v) if v.is_null() => None,
+                Ok(v) => match check_value(&v, &constraints) {
+                    Ok(()) => Some(v),
+                    Err(e) => {
+                        problems.add(
+                            *line,
+                            format!(
+                                "{label}: `default` breaks the field's own rule: {}",
+                                e.message
+                            ),
+                            None,
+                        );
+                        None
+                    }
+                },
+                Err(e) => {
+                    problems.add(
+                        *line,
+                        format!("{label}: `default` is not a valid {ty}: {e}"),
+                        None,
+                    );
+                    None
+                }
             }
-        },
-        Err(e) => {
-            problems.add(*line, format!("{label}: `default` is not a valid {ty}: {e}"), None);
-            None
-        }
-    });
+        });
 
     if problems.found.len() > before {
         return None;
@@ -331,7 +489,11 @@ mod tests {
     use crate::testing::{dataset, field};
 
     fn problems(drafts: &[DatasetDraft]) -> Vec<String> {
-        build_catalog(drafts).unwrap_err().into_iter().map(|p| p.message).collect()
+        build_catalog(drafts)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| p.message)
+            .collect()
     }
 
     fn located<T>(value: T) -> Option<Located<T>> {
@@ -340,7 +502,12 @@ mod tests {
 
     #[test]
     fn a_valid_dataset_builds_with_key_fields_required() {
-        let catalog = build_catalog(&[dataset("wells", vec![field("id", "integer"), field("name", "string")], &["id"])]).unwrap();
+        let catalog = build_catalog(&[dataset(
+            "wells",
+            vec![field("id", "integer"), field("name", "string")],
+            &["id"],
+        )])
+        .unwrap();
         let wells = catalog.get("wells").unwrap();
         assert!(wells.fields[0].required);
         assert!(!wells.fields[1].required);
@@ -353,21 +520,46 @@ mod tests {
         bad_type.line = Some(7);
         let found = problems(&[dataset(
             "wells",
-            vec![field("a", "integer"), field("a", "string"), bad_type, field("Bad-Name", "string")],
+            vec![
+                field("a", "integer"),
+                field("a", "string"),
+                bad_type,
+                field("Bad-Name", "string"),
+            ],
             &["missing"],
         )]);
-        assert!(found.iter().any(|m| m == "duplicate field `a` in wells"), "{found:?}");
-        assert!(found.iter().any(|m| m == "field `b` has unknown type `text`"), "{found:?}");
-        assert!(found.iter().any(|m| m.starts_with("bad field name: name `Bad-Name` is not lowercase")), "{found:?}");
+        assert!(
+            found.iter().any(|m| m == "duplicate field `a` in wells"),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|m| m == "field `b` has unknown type `text`"),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|m| m.starts_with("bad field name: name `Bad-Name` is not lowercase")),
+            "{found:?}"
+        );
         assert_eq!(found.len(), 3, "{found:?}");
     }
 
     #[test]
     fn key_problems() {
-        let found = problems(&[dataset("w", vec![field("a", "integer"), field("j", "json")], &["b"])]);
+        let found = problems(&[dataset(
+            "w",
+            vec![field("a", "integer"), field("j", "json")],
+            &["b"],
+        )]);
         assert_eq!(found, vec!["primary key field `b` is not a field of w"]);
         let found = problems(&[dataset("w", vec![field("j", "json")], &["j"])]);
-        assert_eq!(found, vec!["primary key field `j` has type json, which cannot be a key"]);
+        assert_eq!(
+            found,
+            vec!["primary key field `j` has type json, which cannot be a key"]
+        );
         let found = problems(&[dataset("w", vec![field("a", "integer")], &["a", "a"])]);
         assert_eq!(found, vec!["primary key field `a` is listed twice"]);
         let mut no_key = dataset("w", vec![field("a", "integer")], &[]);
@@ -398,7 +590,17 @@ mod tests {
         bool_min.min = located(json!(false));
         let found = problems(&[dataset(
             "w",
-            vec![field("id", "integer"), range, regex, misplaced, bad_default, bad_bound, outside, choices, bool_min],
+            vec![
+                field("id", "integer"),
+                range,
+                regex,
+                misplaced,
+                bad_default,
+                bad_bound,
+                outside,
+                choices,
+                bool_min,
+            ],
             &["id"],
         )]);
         let expect = [
@@ -413,7 +615,10 @@ mod tests {
             "field `b`: `min` does not apply to type boolean",
         ];
         for e in expect {
-            assert!(found.iter().any(|m| m.starts_with(e)), "missing `{e}` in {found:?}");
+            assert!(
+                found.iter().any(|m| m.starts_with(e)),
+                "missing `{e}` in {found:?}"
+            );
         }
         assert_eq!(found.len(), expect.len(), "{found:?}");
     }
@@ -421,18 +626,32 @@ mod tests {
     #[test]
     fn dataset_names_and_duplicates() {
         let found = problems(&[dataset("select", vec![field("id", "integer")], &["id"])]);
-        assert_eq!(found, vec!["bad dataset name: name `select` is an SQL keyword"]);
+        assert_eq!(
+            found,
+            vec!["bad dataset name: name `select` is an SQL keyword"]
+        );
         let a = dataset("w", vec![field("id", "integer")], &["id"]);
         let found = build_catalog(&[a.clone(), a]).unwrap_err();
         assert_eq!(found[0].message, "dataset `w` is declared twice");
-        assert_eq!(found[0].hint.as_deref(), Some("it is first declared at test.toml:1; rename or remove one"));
+        assert_eq!(
+            found[0].hint.as_deref(),
+            Some("it is first declared at test.toml:1; rename or remove one")
+        );
         let found = problems(&[dataset("w", vec![], &["id"])]);
-        assert!(found.contains(&"w declares no fields".to_string()), "{found:?}");
+        assert!(
+            found.contains(&"w declares no fields".to_string()),
+            "{found:?}"
+        );
     }
 
     #[test]
     fn problems_print_with_file_line_and_hint() {
-        let problem = SchemaProblem { origin: "schemas/a.toml".into(), line: Some(4), message: "m".into(), hint: Some("h".into()) };
+        let problem = SchemaProblem {
+            origin: "schemas/a.toml".into(),
+            line: Some(4),
+            message: "m".into(),
+            hint: Some("h".into()),
+        };
         assert_eq!(problem.to_string(), "schemas/a.toml:4: m\n  hint: h");
     }
 }

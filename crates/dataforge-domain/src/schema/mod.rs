@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow_schema::{Field, Schema, SchemaRef};
 use regex::Regex;
 
-pub use build::{build_catalog, SchemaProblem};
+pub use build::{SchemaProblem, build_catalog};
 pub use draft::{DatasetDraft, FieldDraft, Located};
 
 use crate::value::{FieldType, Value};
@@ -73,7 +73,14 @@ impl DatasetSchema {
                 .map(|f| Field::new(&f.name, f.field_type.arrow_type(), true))
                 .collect::<Vec<_>>(),
         ));
-        DatasetSchema { name, description, fields, primary_key, indexes, arrow }
+        DatasetSchema {
+            name,
+            description,
+            fields,
+            primary_key,
+            indexes,
+            arrow,
+        }
     }
 
     /// The Arrow schema of this dataset's record batches, fields in declared order. Every column is
@@ -98,7 +105,11 @@ impl DatasetSchema {
 
     /// Names of the fields, comma separated, for error messages.
     pub fn field_names(&self) -> String {
-        self.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+        self.fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

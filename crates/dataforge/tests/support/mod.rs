@@ -37,6 +37,7 @@ pub struct Answer {
 
 impl Server {
     /// Starts a server on `db` with `schemas`, plus extra environment variables.
+    #[allow(clippy::zombie_processes)] // the returned Server waits for the child when dropped
     pub fn start_with(db: &Path, schemas: &Path, env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(binary());
         command
@@ -44,7 +45,11 @@ impl Server {
             .arg(db)
             .arg("--schemas")
             .arg(schemas)
-            .current_dir(db.ancestors().find(|p| p.is_dir()).expect("db has an existing ancestor"))
+            .current_dir(
+                db.ancestors()
+                    .find(|p| p.is_dir())
+                    .expect("db has an existing ancestor"),
+            )
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -67,12 +72,17 @@ impl Server {
                 Ok(line) => {
                     if let Some(rest) = line.split("listening on http://").nth(1) {
                         let address = rest.split_whitespace().next().expect("address follows");
-                        return Server { base: format!("http://{address}"), child, log };
+                        return Server {
+                            base: format!("http://{address}"),
+                            child,
+                            log,
+                        };
                     }
                     seen.push(line);
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("server did not start; its log:\n{}", seen.join("\n"));
                 }
             }
@@ -92,7 +102,11 @@ impl Server {
     }
 
     pub fn post_raw(&self, path: &str, content_type: &str, body: &[u8]) -> Answer {
-        answer(ureq::post(&format!("{}{}", self.base, path)).set("Content-Type", content_type).send_bytes(body))
+        answer(
+            ureq::post(&format!("{}{}", self.base, path))
+                .set("Content-Type", content_type)
+                .send_bytes(body),
+        )
     }
 
     /// Stops the server with SIGTERM and waits for a clean exit.
@@ -123,15 +137,30 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Answer {
         Err(e) => panic!("request failed: {e}"),
     };
     let status = response.status();
-    let content_type = response.header("content-type").unwrap_or_default().to_owned();
+    let content_type = response
+        .header("content-type")
+        .unwrap_or_default()
+        .to_owned();
     let text = response.into_string().expect("read body");
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-    Answer { status, content_type, body }
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    Answer {
+        status,
+        content_type,
+        body,
+    }
 }
 
 /// Runs the binary to completion, returning exit code, stdout and stderr.
 pub fn run(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let output = Command::new(binary()).args(args).current_dir(dir).output().expect("run dataforge");
+    let output = Command::new(binary())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run dataforge");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
