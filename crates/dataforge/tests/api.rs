@@ -680,3 +680,51 @@ fn settings_come_from_file_and_environment() {
     assert_eq!(code, 2);
     assert!(stderr.contains("memory_limt"), "{stderr}");
 }
+
+#[test]
+fn pages_cross_null_sort_values_without_loss() {
+    let (_dir, db) = temp_db();
+    let server = Server::start(&db);
+    let rows: Vec<Value> = (1..=57)
+        .map(|i| {
+            let depth = if i % 3 == 0 {
+                None
+            } else {
+                Some((i % 5) as f64 * 100.0)
+            };
+            registry(i, i % 4, "W", "producing", depth)
+        })
+        .collect();
+    assert_eq!(
+        server
+            .post_json("/v1/datasets/well_registry/records", &Value::Array(rows))
+            .status,
+        201
+    );
+    for order in ["depth_m.desc", "depth_m", "depth_m.desc,onshore"] {
+        let mut seen = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = server.get(&format!(
+                "/v1/datasets/well_registry/records?order={order}&limit=4{cursor}"
+            ));
+            assert_eq!(page.status, 200, "{page:?}");
+            seen.extend(
+                page.body["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r["well_code"].as_i64().unwrap(), r["depth_m"].as_f64())),
+            );
+            match page.body["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => break,
+            }
+        }
+        let codes: HashSet<i64> = seen.iter().map(|s| s.0).collect();
+        assert_eq!((seen.len(), codes.len()), (57, 57), "{order}");
+        // nulls come last in either direction
+        let first_null = seen.iter().position(|s| s.1.is_none()).unwrap();
+        assert!(seen[first_null..].iter().all(|s| s.1.is_none()), "{order}");
+    }
+}
