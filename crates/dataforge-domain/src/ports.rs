@@ -88,11 +88,9 @@ pub enum StoreError {
         keys: Vec<ConflictingKey>,
         total: u64,
     },
-    #[error("stored table `{dataset}` differs from its schema: {}", differences.join("; "))]
-    SchemaMismatch {
-        dataset: String,
-        differences: Vec<String>,
-    },
+    /// Stored tables differ from their schemas; each difference starts with its dataset's name.
+    #[error("stored tables differ from their schemas (migrations are not supported yet): {}", differences.join("; "))]
+    SchemaMismatch { differences: Vec<String> },
     #[error("storage is not accepting work: {0}")]
     Unavailable(String),
     #[error("storage failure: {0}")]

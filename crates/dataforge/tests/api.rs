@@ -573,7 +573,9 @@ fn a_table_that_differs_from_its_schema_stops_the_start() {
     );
     assert_ne!(code, 0);
     assert!(
-        stderr.contains("column `depth_m` is DOUBLE but the schema declares integer (BIGINT)"),
+        stderr.contains(
+            "well_registry: column `depth_m` is DOUBLE but the schema declares integer (BIGINT)"
+        ),
         "{stderr}"
     );
 }

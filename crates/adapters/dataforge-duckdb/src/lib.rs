@@ -152,10 +152,7 @@ impl DatasetStorage for DuckDbStore {
         let mut mismatches = Vec::new();
         for schema in catalog.iter() {
             match tables::prepare(&conn, schema) {
-                Err(StoreError::SchemaMismatch {
-                    dataset,
-                    differences,
-                }) => mismatches.extend(differences.into_iter().map(|d| format!("{dataset}: {d}"))),
+                Err(StoreError::SchemaMismatch { differences }) => mismatches.extend(differences),
                 other => other?,
             }
         }
@@ -163,7 +160,6 @@ impl DatasetStorage for DuckDbStore {
             Ok(())
         } else {
             Err(StoreError::SchemaMismatch {
-                dataset: "(several)".into(),
                 differences: mismatches,
             })
         }

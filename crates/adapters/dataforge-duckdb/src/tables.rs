@@ -92,10 +92,11 @@ pub(crate) fn prepare(conn: &Connection, schema: &DatasetSchema) -> Result<(), S
     } else {
         let differences = differences(schema, &stored);
         if !differences.is_empty() {
-            return Err(StoreError::SchemaMismatch {
-                dataset: schema.name.clone(),
-                differences,
-            });
+            let differences = differences
+                .into_iter()
+                .map(|d| format!("{}: {d}", schema.name))
+                .collect();
+            return Err(StoreError::SchemaMismatch { differences });
         }
     }
     for statement in create_indexes(schema) {
