@@ -127,6 +127,12 @@ fn insert_one_or_many_and_read_back_by_key() {
         404,
         "no record of well_production",
     );
+    let two_datasets_deep = server.get("/v1/datasets/well_production/records/records/1/2020-03-01");
+    assert_problem(
+        &two_datasets_deep,
+        400,
+        "key field `field_code`: expected a 64-bit integer, found `records`",
+    );
     let short = server.get(&format!("{WP}/records/1/2"));
     assert_problem(
         &short,

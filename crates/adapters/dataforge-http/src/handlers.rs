@@ -197,13 +197,11 @@ pub async fn get_record(
     Path((dataset, _)): Path<(String, String)>,
     uri: Uri,
 ) -> Answer {
-    let raw = uri
+    // the route is /v1/datasets/{dataset}/records/{key...}: the key starts at the sixth segment
+    let segments: Vec<String> = uri
         .path()
-        .split_once("/records/")
-        .map(|(_, rest)| rest)
-        .unwrap_or_default();
-    let segments: Vec<String> = raw
         .split('/')
+        .skip(5)
         .map(|s| {
             percent_encoding::percent_decode_str(s)
                 .decode_utf8()
