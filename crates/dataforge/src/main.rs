@@ -134,6 +134,10 @@ fn check(dir: &std::path::Path) -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> ExitCode {
+    let shutdown = match shutdown_signal() {
+        Ok(shutdown) => shutdown,
+        Err(e) => return fail(&format!("cannot listen for shutdown signals: {e}")),
+    };
     let catalog: Catalog = match dataforge_schema_toml::load_catalog(&settings.server.schemas) {
         Ok(catalog) => catalog,
         Err(problems) => {
@@ -187,7 +191,7 @@ async fn serve(settings: Settings) -> ExitCode {
     tracing::info!(datasets = %names.join(","), "listening on http://{bound}");
 
     let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await;
     tracing::info!("shutting down: finishing queued writes");
     let closing = Arc::clone(&store);
@@ -198,25 +202,27 @@ async fn serve(settings: Settings) -> ExitCode {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers SIGINT and SIGTERM handlers now (so a signal that arrives while starting is not
+/// lost, nor kills the process), returning a future that resolves on either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
+            tracing::info!("shutdown signal received");
+        })
     }
-    tracing::info!("shutdown signal received");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutdown signal received");
+        })
+    }
 }
