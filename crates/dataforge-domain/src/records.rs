@@ -1,7 +1,9 @@
-//! Turning JSON records into Arrow record batches shaped by a dataset schema. Values go straight
-//! into typed column builders; a bad value is reported with its row and field and stored as null,
-//! so positions stay aligned and the columnar validator can run over the whole batch.
+//! Turning a JSON body (one object or an array of objects) into an Arrow record batch shaped by a
+//! dataset schema. The body is read with serde straight into typed column builders: no document
+//! tree and no per-row object is built. A bad value is reported with its row and field and stored as
+//! null, so positions stay aligned and the columnar validator can run over the whole batch.
 
+use std::fmt;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -9,6 +11,8 @@ use arrow_array::builder::{
     TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::schema::DatasetSchema;
 use crate::validate::{RejectedCells, Violation, Violations};
@@ -96,87 +100,436 @@ impl ColumnBuilder {
     }
 }
 
-/// A batch decoded from JSON records, with what the decoder already found wrong.
+/// A batch decoded from a request, with what the decoder already found wrong.
 pub struct DecodedBatch {
     pub batch: RecordBatch,
     pub violations: Violations,
     pub rejected: RejectedCells,
 }
 
-/// Decodes JSON objects into one batch with the schema's columns. Missing fields take their
-/// default (or null); unknown fields and non-objects are violations. `first_row` is the 1-based
-/// request position of `rows[0]`.
-pub fn decode_json_rows(
+/// Why a JSON body could not be read at all (as opposed to a record being invalid).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("the body is not valid JSON: {0}")]
+    Syntax(String),
+    #[error("the body must be a JSON object or an array of objects")]
+    Shape,
+    #[error("the request holds no records")]
+    Empty,
+    #[error("cannot assemble the record batch: {0}")]
+    Batch(String),
+}
+
+/// Decodes a JSON body (one object, or an array of objects) into one batch with the schema's
+/// columns. Missing fields take their default (or null); unknown and repeated fields and
+/// non-objects are violations. `first_row` is the 1-based request position of the first record.
+pub fn decode_json(
     schema: &DatasetSchema,
-    rows: &[serde_json::Value],
+    body: &[u8],
     first_row: u64,
-) -> Result<DecodedBatch, arrow_schema::ArrowError> {
-    let mut columns: Vec<ColumnBuilder> = schema
-        .fields
-        .iter()
-        .map(|f| ColumnBuilder::new(f.field_type, rows.len()))
-        .collect();
-    let mut violations = Violations::default();
-    let mut rejected = RejectedCells::default();
-    let mut present = vec![false; schema.fields.len()];
-    for (i, row) in rows.iter().enumerate() {
-        let row_number = first_row + i as u64;
-        present.fill(false);
-        if let serde_json::Value::Object(object) = row {
-            for (key, json) in object {
-                let Some(col) = schema.field_index(key) else {
-                    violations.push(Violation {
-                        row: row_number,
-                        field: Some(key.clone()),
-                        code: "unknown_field",
-                        message: format!(
-                            "`{key}` is not a field of {}; fields are: {}",
-                            schema.name,
-                            schema.field_names()
-                        ),
-                    });
-                    continue;
-                };
-                present[col] = true;
-                let field = &schema.fields[col];
-                if let Err(e) = columns[col].append_json(field.field_type, json) {
-                    rejected.mark(col, i);
-                    violations.push(Violation {
-                        row: row_number,
-                        field: Some(field.name.clone()),
-                        code: e.code,
-                        message: e.message,
-                    });
-                }
-            }
-        } else {
-            violations.push(Violation {
-                row: row_number,
-                field: None,
-                code: "not_an_object",
-                message: "each record must be a JSON object".to_owned(),
+) -> Result<DecodedBatch, BodyError> {
+    let body = std::str::from_utf8(body)
+        .map_err(|e| BodyError::Syntax(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    match body.bytes().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{' | b'[') => {}
+        _ => {
+            return Err(match serde_json::from_str::<IgnoredAny>(body) {
+                Ok(_) => BodyError::Shape,
+                Err(e) => BodyError::Syntax(e.to_string()),
             });
-            for col in 0..schema.fields.len() {
-                rejected.mark(col, i);
-            }
-        }
-        for (col, field) in schema
-            .fields
-            .iter()
-            .enumerate()
-            .filter(|&(col, _)| !present[col])
-        {
-            match &field.default {
-                Some(default) => columns[col].append(default),
-                None => columns[col].append_null(),
-            }
         }
     }
-    let arrays: Vec<ArrayRef> = columns.iter_mut().map(ColumnBuilder::finish).collect();
-    let batch = RecordBatch::try_new(Arc::clone(schema.arrow_schema()), arrays)?;
-    Ok(DecodedBatch {
-        batch,
-        violations,
-        rejected,
-    })
+    let mut decoder = Decoder::new(schema, first_row);
+    let mut reader = serde_json::Deserializer::from_str(body);
+    Body(&mut decoder)
+        .deserialize(&mut reader)
+        .map_err(|e| BodyError::Syntax(e.to_string()))?;
+    reader.end().map_err(|e| BodyError::Syntax(e.to_string()))?;
+    if decoder.rows == 0 {
+        return Err(BodyError::Empty);
+    }
+    decoder
+        .finish()
+        .map_err(|e| BodyError::Batch(e.to_string()))
+}
+
+/// Column builders and findings for the records read so far.
+struct Decoder<'s> {
+    schema: &'s DatasetSchema,
+    columns: Vec<ColumnBuilder>,
+    present: Vec<bool>,
+    violations: Violations,
+    rejected: RejectedCells,
+    rows: usize,
+    first_row: u64,
+}
+
+impl<'s> Decoder<'s> {
+    fn new(schema: &'s DatasetSchema, first_row: u64) -> Self {
+        Decoder {
+            schema,
+            columns: schema
+                .fields
+                .iter()
+                .map(|f| ColumnBuilder::new(f.field_type, 1024))
+                .collect(),
+            present: vec![false; schema.fields.len()],
+            violations: Violations::default(),
+            rejected: RejectedCells::default(),
+            rows: 0,
+            first_row,
+        }
+    }
+
+    fn row_number(&self) -> u64 {
+        self.first_row + self.rows as u64
+    }
+
+    fn report(&mut self, field: Option<String>, code: &'static str, message: String) {
+        let row = self.row_number();
+        self.violations.push(Violation {
+            row,
+            field,
+            code,
+            message,
+        });
+    }
+
+    /// Fills the fields the record left out, and moves to the next row.
+    fn end_row(&mut self) {
+        for (col, field) in self.schema.fields.iter().enumerate() {
+            if !self.present[col] {
+                match &field.default {
+                    Some(default) => self.columns[col].append(default),
+                    None => self.columns[col].append_null(),
+                }
+            }
+        }
+        self.present.fill(false);
+        self.rows += 1;
+    }
+
+    fn not_an_object(&mut self) {
+        self.report(
+            None,
+            "not_an_object",
+            "each record must be a JSON object".to_owned(),
+        );
+        for col in 0..self.columns.len() {
+            self.rejected.mark(col, self.rows);
+        }
+        self.end_row();
+    }
+
+    fn finish(mut self) -> Result<DecodedBatch, arrow_schema::ArrowError> {
+        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(ColumnBuilder::finish).collect();
+        let batch = RecordBatch::try_new(Arc::clone(self.schema.arrow_schema()), arrays)?;
+        Ok(DecodedBatch {
+            batch,
+            violations: self.violations,
+            rejected: self.rejected,
+        })
+    }
+}
+
+/// The whole body: one record or an array of records.
+struct Body<'d, 's>(&'d mut Decoder<'s>);
+
+impl<'de> DeserializeSeed<'de> for Body<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Body<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object or an array of objects")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        Record(self.0).visit_map(map)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Record(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+/// One element of the body's array; anything but an object is a `not_an_object` violation.
+struct Record<'d, 's>(&'d mut Decoder<'s>);
+
+impl<'de> DeserializeSeed<'de> for Record<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Record<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let decoder = self.0;
+        while let Some(key) = map.next_key_seed(FieldKey(decoder.schema))? {
+            match key {
+                Key::Known(col) if decoder.present[col] => {
+                    map.next_value::<IgnoredAny>()?;
+                    let name = decoder.schema.fields[col].name.clone();
+                    let message = format!("`{name}` appears more than once in the record");
+                    decoder.report(Some(name), "duplicate_field", message);
+                }
+                Key::Known(col) => {
+                    decoder.present[col] = true;
+                    let ty = decoder.schema.fields[col].field_type;
+                    if let Err(e) = map.next_value_seed(Cell {
+                        column: &mut decoder.columns[col],
+                        ty,
+                    })? {
+                        decoder.rejected.mark(col, decoder.rows);
+                        decoder.report(
+                            Some(decoder.schema.fields[col].name.clone()),
+                            e.code,
+                            e.message,
+                        );
+                    }
+                }
+                Key::Unknown(name) => {
+                    map.next_value::<IgnoredAny>()?;
+                    let message = format!(
+                        "`{name}` is not a field of {}; fields are: {}",
+                        decoder.schema.name,
+                        decoder.schema.field_names()
+                    );
+                    decoder.report(Some(name), "unknown_field", message);
+                }
+            }
+        }
+        decoder.end_row();
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.0.not_an_object();
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.0.not_an_object();
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.0.not_an_object();
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.0.not_an_object();
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.0.not_an_object();
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.0.not_an_object();
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.0.not_an_object();
+        Ok(())
+    }
+}
+
+/// A record's key, resolved to a field position without copying known names.
+enum Key {
+    Known(usize),
+    Unknown(String),
+}
+
+struct FieldKey<'s>(&'s DatasetSchema);
+
+impl<'de> DeserializeSeed<'de> for FieldKey<'_> {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Key, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldKey<'_> {
+    type Value = Key;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Key, E> {
+        Ok(match self.0.field_index(name) {
+            Some(col) => Key::Known(col),
+            None => Key::Unknown(name.to_owned()),
+        })
+    }
+}
+
+/// One value, appended to its column; a value that does not fit the type is an `Err` inside `Ok`,
+/// so reading goes on and every problem is reported.
+struct Cell<'c> {
+    column: &'c mut ColumnBuilder,
+    ty: FieldType,
+}
+
+impl<'de> DeserializeSeed<'de> for Cell<'_> {
+    type Value = Result<(), ValueError>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        if self.ty == FieldType::Json {
+            let json = serde_json::Value::deserialize(deserializer)?;
+            return Ok(self.column.append_json(self.ty, &json));
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Cell<'_> {
+    type Value = Result<(), ValueError>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a {} value", self.ty)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        self.column.append_null();
+        Ok(Ok(()))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(self
+            .column
+            .append_json(self.ty, &serde_json::Value::Bool(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(self
+            .column
+            .append_json(self.ty, &serde_json::Value::from(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(self
+            .column
+            .append_json(self.ty, &serde_json::Value::from(v)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(self
+            .column
+            .append_json(self.ty, &serde_json::Value::from(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(match (&mut *self.column, self.ty) {
+            (ColumnBuilder::Text(b), FieldType::String) => {
+                b.append_value(v);
+                Ok(())
+            }
+            (_, FieldType::Date | FieldType::Timestamp) => match Value::parse_text(self.ty, v) {
+                Ok(value) => {
+                    self.column.append(&value);
+                    Ok(())
+                }
+                Err(e) => {
+                    self.column.append_null();
+                    Err(e)
+                }
+            },
+            _ => self
+                .column
+                .append_json(self.ty, &serde_json::Value::String(v.to_owned())),
+        })
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(self
+            .column
+            .append_json(self.ty, &serde_json::Value::Array(Vec::new())))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(self
+            .column
+            .append_json(self.ty, &serde_json::Value::Object(serde_json::Map::new())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::wells;
+
+    #[test]
+    fn one_object_or_an_array() {
+        let schema = wells();
+        let one = decode_json(&schema, br#"{"well_code": 1, "name": "a\"b"}"#, 1).unwrap();
+        assert_eq!(one.batch.num_rows(), 1);
+        assert_eq!(
+            Value::from_array(FieldType::String, one.batch.column(2), 0),
+            Value::String("a\"b".into())
+        );
+        let many = decode_json(
+            &schema,
+            json!([{"well_code": 1}, {"well_code": 2, "extra": [1, {"a": null}]}])
+                .to_string()
+                .as_bytes(),
+            1,
+        )
+        .unwrap();
+        assert_eq!(many.batch.num_rows(), 2);
+        assert!(many.violations.is_empty());
+        assert_eq!(
+            Value::from_array(FieldType::Json, many.batch.column(7), 1),
+            Value::Json(r#"[1,{"a":null}]"#.into())
+        );
+    }
+
+    #[test]
+    fn body_level_errors() {
+        let schema = wells();
+        assert_eq!(decode_json(&schema, b"[]", 1).err(), Some(BodyError::Empty));
+        assert_eq!(
+            decode_json(&schema, b" \"text\"", 1).err(),
+            Some(BodyError::Shape)
+        );
+        assert_eq!(decode_json(&schema, b"42", 1).err(), Some(BodyError::Shape));
+        assert!(matches!(
+            decode_json(&schema, b"[{\"well_code\": 1}", 1),
+            Err(BodyError::Syntax(_))
+        ));
+        assert!(matches!(
+            decode_json(&schema, b"{} {}", 1),
+            Err(BodyError::Syntax(_))
+        ));
+        assert!(matches!(
+            decode_json(&schema, b"nope", 1),
+            Err(BodyError::Syntax(_))
+        ));
+        assert!(matches!(
+            decode_json(&schema, b"[{\"name\": \"\xff\"}]", 1),
+            Err(BodyError::Syntax(_))
+        ));
+        let hidden = decode_json(&schema, b"[{\"ghost\": \"\xff\"}]", 1).err();
+        assert_eq!(
+            hidden,
+            Some(BodyError::Syntax("invalid UTF-8 at byte 12".into()))
+        );
+    }
+
+    #[test]
+    fn repeated_fields_keep_rows_aligned() {
+        let schema = wells();
+        let decoded = decode_json(
+            &schema,
+            br#"[{"well_code": 1, "well_code": 2}, {"well_code": 3}]"#,
+            1,
+        )
+        .unwrap();
+        assert_eq!(decoded.batch.num_rows(), 2);
+        let listed = decoded.violations.into_listed();
+        assert_eq!((listed[0].row, listed[0].code), (1, "duplicate_field"));
+        assert_eq!(
+            Value::from_array(FieldType::Integer, decoded.batch.column(0), 1),
+            Value::Integer(3)
+        );
+    }
 }

@@ -24,7 +24,7 @@ pub struct Violation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Stable machine-readable reason: `required`, `type`, `overflow`, `min`, `max`, `one_of`,
-    /// `pattern`, `max_length`, `unknown_field`, `not_an_object`.
+    /// `pattern`, `max_length`, `unknown_field`, `duplicate_field`, `not_an_object`.
     pub code: &'static str,
     pub message: String,
 }
@@ -396,7 +396,7 @@ fn check_generic(
 mod tests {
     use serde_json::json;
 
-    use crate::records::decode_json_rows;
+    use crate::records::decode_json;
     use crate::schema::{Located, build_catalog};
     use crate::testing::{dataset, field, wells};
 
@@ -408,8 +408,7 @@ mod tests {
         schema: &crate::schema::DatasetSchema,
         rows: serde_json::Value,
     ) -> Vec<(u64, Option<String>, &'static str)> {
-        let rows = rows.as_array().unwrap().clone();
-        let mut decoded = decode_json_rows(schema, &rows, 1).unwrap();
+        let mut decoded = decode_json(schema, rows.to_string().as_bytes(), 1).unwrap();
         super::validate_batch(
             schema,
             &decoded.batch,
@@ -506,7 +505,12 @@ mod tests {
             .map(|i| json!({"well_code": i, "oil": -1}))
             .collect();
         let schema = wells();
-        let mut decoded = decode_json_rows(&schema, &rows, 1).unwrap();
+        let mut decoded = decode_json(
+            &schema,
+            serde_json::Value::Array(rows).to_string().as_bytes(),
+            1,
+        )
+        .unwrap();
         super::validate_batch(
             &schema,
             &decoded.batch,

@@ -121,30 +121,9 @@ pub async fn insert_records(
             Problem::new(rejection.status(), "malformed-body", "Malformed request body", rejection.body_text())
         }
     })?;
-    let parsed: Json = serde_json::from_slice(&body).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-body",
-            "Malformed request body",
-            format!("the body is not valid JSON: {e}"),
-        )
-    })?;
-    drop(body);
-    let records = match parsed {
-        Json::Array(records) => records,
-        object @ Json::Object(_) => vec![object],
-        _ => {
-            return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "malformed-body",
-                "Malformed request body",
-                "the body must be a JSON object or an array of objects",
-            ));
-        }
-    };
     let summary = state
         .app
-        .ingest_json(&dataset, records)
+        .ingest_json(&dataset, body)
         .await
         .map_err(|e| problem(&state, &dataset, e))?;
     Ok(json_response(
