@@ -565,18 +565,7 @@ fn a_table_that_differs_from_its_schema_stops_the_start() {
             "name = \"depth_m\"\ntype = \"integer\"",
         );
     std::fs::write(schemas.join("well_registry.toml"), changed).unwrap();
-    let (code, _, stderr) = support::run(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            db.to_str().unwrap(),
-            "--schemas",
-            schemas.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let (code, _, stderr) = support::serve_until_exit(&db, &schemas, dir.path());
     assert_ne!(code, 0);
     assert!(
         stderr.contains(
@@ -621,18 +610,7 @@ fn check_reports_every_schema_problem_and_serve_refuses_them() {
     );
 
     let db = dir.path().join("db.duckdb");
-    let (code, _, stderr) = support::run(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            db.to_str().unwrap(),
-            "--schemas",
-            bad.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let (code, _, stderr) = support::serve_until_exit(&db, &bad, dir.path());
     assert_eq!(code, 1);
     assert!(
         stderr.contains("refusing to start on invalid schemas"),

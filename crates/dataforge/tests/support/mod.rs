@@ -189,3 +189,21 @@ pub fn production(i: i64) -> Value {
         "partition_0": format!("p{}", i % 10)
     })
 }
+
+/// Runs `dataforge serve` on `db` and `schemas` for a start that is expected to fail, returning
+/// exit code, stdout and stderr.
+pub fn serve_until_exit(db: &Path, schemas: &Path, dir: &Path) -> (i32, String, String) {
+    let (db, schemas) = (db.to_string_lossy(), schemas.to_string_lossy());
+    run(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+            "--schemas",
+            &schemas,
+        ],
+        dir,
+    )
+}
