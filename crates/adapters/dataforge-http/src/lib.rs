@@ -6,8 +6,6 @@ mod handlers;
 mod problem;
 mod views;
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -59,6 +57,3 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         )
         .with_state(state)
 }
-
-/// How long graceful shutdown waits for requests in flight.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

@@ -47,10 +47,6 @@ impl Problem {
         )
         .with("parameter", json!(parameter))
     }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
 }
 
 impl IntoResponse for Problem {

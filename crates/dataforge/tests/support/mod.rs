@@ -24,6 +24,7 @@ pub fn binary() -> &'static str {
 pub struct Server {
     pub base: String,
     child: Child,
+    /// Kept so the thread draining the server's stderr keeps going (a full pipe would block it).
     log: mpsc::Receiver<String>,
 }
 
@@ -115,11 +116,6 @@ impl Server {
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let status = self.child.wait().expect("wait for dataforge");
         assert!(status.success(), "dataforge exited with {status}");
-    }
-
-    /// Log lines printed since start.
-    pub fn log_lines(&self) -> Vec<String> {
-        self.log.try_iter().collect()
     }
 }
 
