@@ -9,6 +9,7 @@ pub mod records;
 pub mod schema;
 pub mod validate;
 pub mod value;
+pub mod write;
 
 #[cfg(test)]
 pub(crate) mod testing;

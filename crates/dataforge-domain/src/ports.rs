@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::query::{Filter, RecordQuery};
 use crate::schema::{Catalog, DatasetSchema};
 use crate::value::Value;
+use crate::write::{ConflictMode, WriteOutcome};
 
 /// A future a port returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -28,14 +29,15 @@ pub trait DatasetStorage: Send + Sync {
 
 /// The write side.
 pub trait RecordWriter: Send + Sync {
-    /// Stores every row of `batch` (shaped as the dataset's Arrow schema, already validated), or
-    /// none: a key that exists, or repeats within the batch, fails with [`StoreError::Conflict`].
-    /// Returns the number of rows stored, once they are durable.
-    fn insert(
+    /// Stores the rows of `batch` (shaped as the dataset's Arrow schema, already validated) as one
+    /// transaction, once durable. With [`ConflictMode::Error`], a key that exists or repeats within
+    /// the batch fails the whole write with [`StoreError::Conflict`] and nothing is stored.
+    fn write(
         &self,
         dataset: Arc<DatasetSchema>,
         batch: RecordBatch,
-    ) -> BoxFuture<'_, Result<u64, StoreError>>;
+        mode: ConflictMode,
+    ) -> BoxFuture<'_, Result<WriteOutcome, StoreError>>;
 }
 
 /// The read side.

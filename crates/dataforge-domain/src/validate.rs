@@ -30,15 +30,18 @@ pub struct Violation {
 }
 
 /// Violations found in a request: the first [`MAX_LISTED_VIOLATIONS`] in row order, and the total.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Violations {
     items: Vec<Violation>,
     total: u64,
+    /// Every row with at least one violation, listed or not.
+    rows: HashSet<u64>,
 }
 
 impl Violations {
     pub fn push(&mut self, violation: Violation) {
         self.total += 1;
+        self.rows.insert(violation.row);
         self.items.push(violation);
         if self.items.len() > 4 * MAX_LISTED_VIOLATIONS {
             self.trim();
@@ -57,6 +60,16 @@ impl Violations {
 
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// Whether the record at this 1-based request position broke a rule.
+    pub fn has_row(&self, row: u64) -> bool {
+        self.rows.contains(&row)
+    }
+
+    /// How many records broke at least one rule.
+    pub fn row_count(&self) -> u64 {
+        self.rows.len() as u64
     }
 
     /// The listed violations, in row order, at most [`MAX_LISTED_VIOLATIONS`].

@@ -96,7 +96,10 @@ fn insert_one_or_many_and_read_back_by_key() {
     let one = server.post_json(&format!("{WP}/records"), &production(0));
     assert_eq!(
         (one.status, one.body.clone()),
-        (201, json!({"inserted": 1}))
+        (
+            201,
+            json!({"inserted": 1, "updated": 0, "skipped": 0, "rejected": 0})
+        )
     );
     let many = server.post_json(
         &format!("{WP}/records"),
@@ -104,7 +107,10 @@ fn insert_one_or_many_and_read_back_by_key() {
     );
     assert_eq!(
         (many.status, many.body.clone()),
-        (201, json!({"inserted": 3}))
+        (
+            201,
+            json!({"inserted": 3, "updated": 0, "skipped": 0, "rejected": 0})
+        )
     );
 
     let record = production(2);

@@ -15,6 +15,7 @@ use dataforge_domain::ports::{BoxFuture, DatasetStorage, RecordReader, RecordWri
 use dataforge_domain::query::{Filter, RecordQuery};
 use dataforge_domain::schema::{Catalog, DatasetSchema};
 use dataforge_domain::value::Value;
+use dataforge_domain::write::{ConflictMode, WriteOutcome};
 use duckdb::Connection;
 use tokio::sync::oneshot;
 
@@ -167,11 +168,12 @@ impl DatasetStorage for DuckDbStore {
 }
 
 impl RecordWriter for DuckDbStore {
-    fn insert(
+    fn write(
         &self,
         dataset: Arc<DatasetSchema>,
         batch: RecordBatch,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        mode: ConflictMode,
+    ) -> BoxFuture<'_, Result<WriteOutcome, StoreError>> {
         Box::pin(async move {
             let queue = self
                 .writer
@@ -185,6 +187,7 @@ impl RecordWriter for DuckDbStore {
                 .send(InsertJob {
                     dataset,
                     batch,
+                    mode,
                     reply,
                 })
                 .await

@@ -2,7 +2,6 @@
 //! time, in arrival order, from a bounded queue. Being alone, it can check keys and insert without
 //! races and without unique indexes in DuckDB.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -10,6 +9,7 @@ use arrow_array::RecordBatch;
 use dataforge_domain::ports::{ConflictReason, ConflictingKey, StoreError};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::Value;
+use dataforge_domain::write::{ConflictMode, WriteOutcome};
 use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,7 +23,8 @@ const MAX_LISTED_KEYS: usize = 100;
 pub(crate) struct InsertJob {
     pub dataset: Arc<DatasetSchema>,
     pub batch: RecordBatch,
-    pub reply: oneshot::Sender<Result<u64, StoreError>>,
+    pub mode: ConflictMode,
+    pub reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
 }
 
 /// The handle the store keeps: the queue's sending end and the thread to join at shutdown.
@@ -37,12 +38,9 @@ pub(crate) fn start(conn: Connection, queue_size: usize) -> Result<Writer, Store
     let thread = std::thread::Builder::new()
         .name("dataforge-writer".into())
         .spawn(move || {
-            let mut state = WriterState {
-                conn,
-                staged: HashSet::new(),
-            };
+            let mut state = WriterState { conn };
             while let Some(job) = jobs.blocking_recv() {
-                let result = state.insert(&job.dataset, job.batch);
+                let result = state.write(&job.dataset, job.batch, job.mode);
                 if let Err(e) = &result
                     && !matches!(e, StoreError::Conflict { .. })
                 {
@@ -58,78 +56,125 @@ pub(crate) fn start(conn: Connection, queue_size: usize) -> Result<Writer, Store
     Ok(Writer { queue, thread })
 }
 
+/// `t.k1 = s.k1 AND ...` over the primary key, joining the table `t` to staged rows `s`.
+fn key_matches(schema: &DatasetSchema) -> String {
+    schema
+        .key_fields()
+        .map(|f| format!("t.{0} = s.{0}", quote(&f.name)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
 struct WriterState {
     conn: Connection,
-    /// Datasets whose staging table exists on this connection.
-    staged: HashSet<String>,
 }
 
 impl WriterState {
-    fn staging_table(&mut self, schema: &DatasetSchema) -> Result<String, StoreError> {
-        let name = format!("staging__{}", schema.name);
-        if self.staged.insert(schema.name.clone()) {
-            let sql = format!(
-                "CREATE OR REPLACE TEMP TABLE {} AS SELECT * FROM {} LIMIT 0",
-                quote(&name),
-                quote(&schema.name)
-            );
-            if let Err(e) = self.conn.execute_batch(&sql) {
-                self.staged.remove(&schema.name);
-                return Err(store_error(e));
-            }
-        }
-        Ok(name)
+    fn execute(&self, sql: &str) -> Result<u64, StoreError> {
+        self.conn
+            .execute(sql, [])
+            .map(|n| n as u64)
+            .map_err(store_error)
     }
 
-    /// Stages the batch, checks its keys, then inserts it in one transaction, or not at all.
-    fn insert(&mut self, schema: &DatasetSchema, batch: RecordBatch) -> Result<u64, StoreError> {
+    /// Loads the batch into a fresh temporary table for this dataset, rows in batch order (so
+    /// `rowid` is the position in the request).
+    fn stage(&self, schema: &DatasetSchema, batch: RecordBatch) -> Result<String, StoreError> {
+        let staging = format!("staging__{}", schema.name);
+        self.conn
+            .execute_batch(&format!(
+                "CREATE OR REPLACE TEMP TABLE {} AS SELECT * FROM {} LIMIT 0",
+                quote(&staging),
+                quote(&schema.name)
+            ))
+            .map_err(store_error)?;
+        let mut appender = self
+            .conn
+            .appender_to_catalog_and_db(&staging, "temp", "main")
+            .map_err(store_error)?;
+        appender.append_record_batch(batch).map_err(store_error)?;
+        appender.flush().map_err(store_error)?;
+        Ok(format!("temp.{}", quote(&staging)))
+    }
+
+    /// Stages the batch, settles key conflicts as `mode` says, and stores the result in one
+    /// transaction, or nothing.
+    fn write(
+        &mut self,
+        schema: &DatasetSchema,
+        batch: RecordBatch,
+        mode: ConflictMode,
+    ) -> Result<WriteOutcome, StoreError> {
         let rows = batch.num_rows() as u64;
         if rows == 0 {
-            return Ok(0);
+            return Ok(WriteOutcome::default());
         }
-        let staging = self.staging_table(schema)?;
+        let staged = self.stage(schema, batch)?;
+        let keys = column_list(schema.key_fields().map(|f| f.name.as_str()));
+        let table = quote(&schema.name);
+        let matches = key_matches(schema);
+        let mut outcome = WriteOutcome::default();
+        match mode {
+            ConflictMode::Error => {
+                if let Some(error) = self.conflicts(schema, &staged)? {
+                    return Err(error);
+                }
+            }
+            // keep the first record of each key (ignore) or the last (upsert)
+            ConflictMode::Ignore | ConflictMode::Upsert => {
+                let keep = if mode == ConflictMode::Ignore {
+                    "min"
+                } else {
+                    "max"
+                };
+                outcome.skipped = self.execute(&format!(
+                    "DELETE FROM {staged} WHERE rowid NOT IN (SELECT {keep}(rowid) FROM {staged} GROUP BY {keys})"
+                ))?;
+            }
+        }
         self.conn
-            .execute_batch(&format!("DELETE FROM temp.{}", quote(&staging)))
+            .execute_batch("BEGIN TRANSACTION")
             .map_err(store_error)?;
-        {
-            let mut appender = self
-                .conn
-                .appender_to_catalog_and_db(&staging, "temp", "main")
-                .map_err(store_error)?;
-            appender.append_record_batch(batch).map_err(store_error)?;
-            appender.flush().map_err(store_error)?;
-        }
-        let conflicts = self.conflicts(schema, &staging)?;
-        if let Some(error) = conflicts {
-            return Err(error);
-        }
-        let sql = format!(
-            "BEGIN TRANSACTION; INSERT INTO {} SELECT * FROM temp.{}; COMMIT",
-            quote(&schema.name),
-            quote(&staging)
-        );
-        if let Err(e) = self.conn.execute_batch(&sql) {
+        let applied = (|| -> Result<(), StoreError> {
+            match mode {
+                ConflictMode::Error => {
+                    outcome.inserted =
+                        self.execute(&format!("INSERT INTO {table} SELECT * FROM {staged}"))?
+                }
+                ConflictMode::Ignore => {
+                    outcome.inserted = self.execute(&format!(
+                        "INSERT INTO {table} SELECT * FROM {staged} s WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {matches})"
+                    ))?;
+                    outcome.skipped = rows - outcome.inserted;
+                }
+                ConflictMode::Upsert => {
+                    outcome.updated = self.execute(&format!(
+                        "DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM {staged} s WHERE {matches})"
+                    ))?;
+                    let stored =
+                        self.execute(&format!("INSERT INTO {table} SELECT * FROM {staged}"))?;
+                    outcome.inserted = stored - outcome.updated;
+                }
+            }
+            self.conn.execute_batch("COMMIT").map_err(store_error)
+        })();
+        if let Err(e) = applied {
             let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(store_error(e));
+            return Err(e);
         }
-        Ok(rows)
+        Ok(outcome)
     }
 
     /// Keys repeated within the staged rows, then keys already stored.
     fn conflicts(
         &self,
         schema: &DatasetSchema,
-        staging: &str,
+        staged: &str,
     ) -> Result<Option<StoreError>, StoreError> {
         let key_names: Vec<&str> = schema.key_fields().map(|f| f.name.as_str()).collect();
         let keys = column_list(key_names.iter().copied());
-        let staged = format!("temp.{}", quote(staging));
         let repeated = format!("SELECT {keys} FROM {staged} GROUP BY {keys} HAVING count(*) > 1");
-        let matches = key_names
-            .iter()
-            .map(|k| format!("t.{0} = s.{0}", quote(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let matches = key_matches(schema);
         let existing = format!(
             "SELECT {} FROM {staged} s WHERE EXISTS (SELECT 1 FROM {} t WHERE {matches})",
             key_names

@@ -6,6 +6,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use dataforge_app::{App, AppError};
+use dataforge_domain::write::parse_write_params;
 use serde_json::{Value as Json, json};
 
 use crate::encode;
@@ -79,9 +80,12 @@ const SUPPORTED_BODY_TYPES: &[&str] = &["application/json"];
 pub async fn insert_records(
     State(state): State<HttpState>,
     Path(dataset): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
+    let options =
+        parse_write_params(&query_pairs(query)).map_err(|e| problem(&state, &dataset, e.into()))?;
     state
         .app
         .dataset(&dataset)
@@ -123,14 +127,23 @@ pub async fn insert_records(
     })?;
     let summary = state
         .app
-        .ingest_json(&dataset, body)
+        .ingest_json(&dataset, body, options)
         .await
         .map_err(|e| problem(&state, &dataset, e))?;
+    let outcome = summary.outcome;
+    let mut answer = json!({
+        "inserted": outcome.inserted,
+        "updated": outcome.updated,
+        "skipped": outcome.skipped,
+        "rejected": summary.rejected,
+    });
+    if summary.rejected > 0 {
+        answer["errors"] = json!(summary.violations);
+        answer["total_errors"] = json!(summary.total_errors);
+    }
     Ok(json_response(
         StatusCode::CREATED,
-        json!({ "inserted": summary.inserted })
-            .to_string()
-            .into_bytes(),
+        answer.to_string().into_bytes(),
     ))
 }
 

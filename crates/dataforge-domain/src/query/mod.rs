@@ -70,7 +70,7 @@ pub struct QueryError {
 }
 
 impl QueryError {
-    pub(crate) fn new(parameter: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(parameter: impl Into<String>, message: impl Into<String>) -> Self {
         QueryError {
             parameter: parameter.into(),
             message: message.into(),

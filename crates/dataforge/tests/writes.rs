@@ -1,0 +1,212 @@
+//! Write options end to end: conflict modes, skipping invalid records, and key uniqueness under
+//! concurrent writers.
+
+mod support;
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+use support::{Server, production};
+
+const WP: &str = "/v1/datasets/well_production";
+
+fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("test.duckdb");
+    (dir, db)
+}
+
+fn counts(answer: &support::Answer) -> (u64, u64, u64, u64) {
+    assert_eq!(answer.status, 201, "{answer:?}");
+    let n = |k: &str| answer.body[k].as_u64().unwrap_or(u64::MAX);
+    (n("inserted"), n("updated"), n("skipped"), n("rejected"))
+}
+
+fn with_oil(i: i64, oil: f64) -> Value {
+    let mut record = production(i);
+    record["oil_production_kbd"] = json!(oil);
+    record
+}
+
+/// Reads the stored record with the key of `production(i)`.
+fn stored(server: &Server, i: i64) -> Value {
+    let r = production(i);
+    let path = format!(
+        "{WP}/records/{}/{}/{}",
+        r["field_code"],
+        r["well_code"],
+        r["production_period"].as_str().unwrap()
+    );
+    let answer = server.get(&path);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.body
+}
+
+#[test]
+fn ignore_keeps_stored_records_and_the_first_in_a_request() {
+    let (_dir, db) = temp_db();
+    let server = Server::start(&db);
+    assert_eq!(
+        counts(&server.post_json(
+            &format!("{WP}/records"),
+            &json!([with_oil(0, 1.0), with_oil(1, 1.0)])
+        )),
+        (2, 0, 0, 0)
+    );
+    let body = json!([
+        with_oil(1, 2.0),
+        with_oil(2, 2.0),
+        with_oil(2, 3.0),
+        with_oil(3, 2.0)
+    ]);
+    let answer = server.post_json(&format!("{WP}/records?on_conflict=ignore"), &body);
+    assert_eq!(counts(&answer), (2, 0, 2, 0));
+    assert_eq!(
+        stored(&server, 1)["oil_production_kbd"],
+        json!(1.0),
+        "the stored record stays"
+    );
+    assert_eq!(
+        stored(&server, 2)["oil_production_kbd"],
+        json!(2.0),
+        "the first in the request wins"
+    );
+    assert_eq!(server.get(&format!("{WP}/count")).body, json!({"count": 4}));
+}
+
+#[test]
+fn upsert_replaces_stored_records_and_the_last_in_a_request_wins() {
+    let (_dir, db) = temp_db();
+    let server = Server::start(&db);
+    assert_eq!(
+        counts(&server.post_json(
+            &format!("{WP}/records"),
+            &json!([with_oil(0, 1.0), with_oil(1, 1.0)])
+        )),
+        (2, 0, 0, 0)
+    );
+    let body = json!([
+        with_oil(1, 5.0),
+        with_oil(2, 2.0),
+        with_oil(2, 3.0),
+        with_oil(1, 6.0)
+    ]);
+    let answer = server.post_json(&format!("{WP}/records?on_conflict=upsert"), &body);
+    assert_eq!(counts(&answer), (1, 1, 2, 0));
+    assert_eq!(stored(&server, 1)["oil_production_kbd"], json!(6.0));
+    assert_eq!(stored(&server, 2)["oil_production_kbd"], json!(3.0));
+    assert_eq!(stored(&server, 0)["oil_production_kbd"], json!(1.0));
+    assert_eq!(server.get(&format!("{WP}/count")).body, json!({"count": 3}));
+}
+
+#[test]
+fn skip_writes_the_valid_records_and_reports_the_rest() {
+    let (_dir, db) = temp_db();
+    let server = Server::start(&db);
+    let mut bad_days = production(1);
+    bad_days["days_on_production"] = json!(40);
+    let mut bad_type = production(3);
+    bad_type["well_code"] = json!("x");
+    bad_type["oil_production_kbd"] = json!(-1);
+    let body = json!([
+        production(0),
+        bad_days,
+        production(2),
+        bad_type,
+        "not a record"
+    ]);
+    let answer = server.post_json(&format!("{WP}/records?on_error=skip"), &body);
+    assert_eq!(counts(&answer), (2, 0, 0, 3));
+    assert_eq!(answer.body["total_errors"], json!(4));
+    let rows: Vec<u64> = answer.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows, vec![2, 4, 4, 5]);
+    assert_eq!(server.get(&format!("{WP}/count")).body, json!({"count": 2}));
+    stored(&server, 0);
+    stored(&server, 2);
+
+    // skip and conflict modes combine; a request with nothing valid writes nothing and says so
+    let answer = server.post_json(
+        &format!("{WP}/records?on_error=skip&on_conflict=ignore"),
+        &json!([production(0), "x"]),
+    );
+    assert_eq!(counts(&answer), (0, 0, 1, 1));
+    let answer = server.post_json(&format!("{WP}/records?on_error=skip"), &json!(["x"]));
+    assert_eq!(counts(&answer), (0, 0, 0, 1));
+    assert_eq!(server.get(&format!("{WP}/count")).body, json!({"count": 2}));
+}
+
+#[test]
+fn bad_write_options_name_the_parameter() {
+    let (_dir, db) = temp_db();
+    let server = Server::start(&db);
+    for (query, parameter) in [
+        ("on_conflict=merge", "on_conflict"),
+        ("on_error=maybe", "on_error"),
+        ("limit=5", "limit"),
+    ] {
+        let answer = server.post_json(&format!("{WP}/records?{query}"), &production(0));
+        assert_eq!(answer.status, 400, "{answer:?}");
+        assert_eq!(answer.body["parameter"], parameter);
+    }
+    assert_eq!(server.get(&format!("{WP}/count")).body, json!({"count": 0}));
+}
+
+#[test]
+fn keys_stay_unique_under_concurrent_writers_in_every_mode() {
+    let (_dir, db) = temp_db();
+    let server = Server::start(&db);
+    let base = server.base.clone();
+    // 8 writers per mode, each posting 20 requests of 10 records over the same 60 keys
+    let handles: Vec<_> = (0..24)
+        .map(|writer| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let mode = ["error", "ignore", "upsert"][writer % 3];
+                let mut statuses = Vec::new();
+                for request in 0..20 {
+                    let records: Vec<Value> = (0..10)
+                        .map(|k| {
+                            with_oil((writer as i64 * 7 + request * 3 + k) % 60, writer as f64)
+                        })
+                        .collect();
+                    let response = ureq::post(&format!("{base}{WP}/records?on_conflict={mode}"))
+                        .set("Content-Type", "application/json")
+                        .send_string(&Value::Array(records).to_string());
+                    statuses.push(match response {
+                        Ok(r) => r.status(),
+                        Err(ureq::Error::Status(code, _)) => code,
+                        Err(e) => panic!("{e}"),
+                    });
+                }
+                statuses
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+    let page = server.get(&format!("{WP}/records?limit=1000"));
+    let items = page.body["items"].as_array().unwrap();
+    let keys: HashSet<(i64, i64, String)> = items
+        .iter()
+        .map(|r| {
+            (
+                r["field_code"].as_i64().unwrap(),
+                r["well_code"].as_i64().unwrap(),
+                r["production_period"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(items.len(), 60, "every key once");
+    assert_eq!(keys.len(), 60);
+}
