@@ -210,3 +210,52 @@ fn keys_stay_unique_under_concurrent_writers_in_every_mode() {
     assert_eq!(items.len(), 60, "every key once");
     assert_eq!(keys.len(), 60);
 }
+
+#[test]
+fn a_full_write_queue_answers_503_with_retry_after() {
+    let (_dir, db) = temp_db();
+    let env = [
+        ("DATAFORGE_DATABASE__WRITE_QUEUE", "1"),
+        ("DATAFORGE_DATABASE__WRITE_WAIT_MS", "0"),
+    ];
+    let server = Server::start_with(&db, &support::shipped_schemas(), &env);
+    let base = server.base.clone();
+    let handles: Vec<_> = (0..12)
+        .map(|writer| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let records: Vec<Value> =
+                    (0..3000).map(|k| production(writer * 3000 + k)).collect();
+                let response = ureq::post(&format!("{base}{WP}/records"))
+                    .set("Content-Type", "application/json")
+                    .send_string(&Value::Array(records).to_string());
+                match response {
+                    Ok(r) => (r.status(), None),
+                    Err(ureq::Error::Status(code, r)) => {
+                        (code, r.header("retry-after").map(str::to_owned))
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, Option<String>)> =
+        handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let accepted = answers.iter().filter(|a| a.0 == 201).count() as u64;
+    let refused: Vec<_> = answers.iter().filter(|a| a.0 != 201).collect();
+    assert!(
+        !refused.is_empty(),
+        "with a queue of one and no wait, some of 12 concurrent writes are refused: {answers:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .all(|a| a.0 == 503 && a.1.as_deref() == Some("1")),
+        "{answers:?}"
+    );
+    // every accepted request is stored whole, every refused one not at all
+    assert_eq!(
+        server.get(&format!("{WP}/count")).body,
+        json!({"count": accepted * 3000})
+    );
+}

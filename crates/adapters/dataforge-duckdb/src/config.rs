@@ -24,6 +24,8 @@ pub struct DuckDbConfig {
     pub read_connections: u32,
     /// Requests that may wait for the writer before new ones are refused with 503.
     pub write_queue: u32,
+    /// Milliseconds a write waits for room in a full queue before it is answered 503.
+    pub write_wait_ms: u64,
 }
 
 impl Default for DuckDbConfig {
@@ -37,6 +39,7 @@ impl Default for DuckDbConfig {
             checkpoint_threshold: "64MiB".into(),
             read_connections: 4,
             write_queue: 256,
+            write_wait_ms: 10_000,
         }
     }
 }

@@ -9,6 +9,7 @@ mod tables;
 mod writer;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use dataforge_domain::ports::{BoxFuture, DatasetStorage, RecordReader, RecordWriter, StoreError};
@@ -17,6 +18,7 @@ use dataforge_domain::schema::{Catalog, DatasetSchema};
 use dataforge_domain::value::Value;
 use dataforge_domain::write::{ConflictMode, WriteOutcome};
 use duckdb::Connection;
+use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
 use tokio::sync::oneshot;
 
 pub use config::DuckDbConfig;
@@ -53,6 +55,8 @@ pub struct DuckDbStore {
     setup: Mutex<Connection>,
     readers: Arc<ReadPool>,
     writer: Mutex<Option<Writer>>,
+    /// How long a write may wait for room in the queue before it is refused as unavailable.
+    write_wait: Duration,
 }
 
 impl DuckDbStore {
@@ -117,12 +121,14 @@ impl DuckDbStore {
             checkpoint_threshold = %config.checkpoint_threshold,
             read_connections = config.read_connections,
             write_queue = config.write_queue,
+            write_wait_ms = config.write_wait_ms,
             "opened DuckDB database"
         );
         Ok(DuckDbStore {
             setup: Mutex::new(conn),
             readers,
             writer: Mutex::new(Some(writer)),
+            write_wait: Duration::from_millis(config.write_wait_ms),
         })
     }
 
@@ -183,15 +189,32 @@ impl RecordWriter for DuckDbStore {
                 .map(|w| w.queue.clone())
                 .ok_or_else(|| StoreError::Unavailable("the database is closing".into()))?;
             let (reply, answer) = oneshot::channel();
-            queue
-                .send(InsertJob {
-                    dataset,
-                    batch,
-                    mode,
-                    reply,
-                })
-                .await
-                .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+            let job = InsertJob {
+                dataset,
+                batch,
+                mode,
+                reply,
+            };
+            let queued = if self.write_wait.is_zero() {
+                queue
+                    .try_send(job)
+                    .map_err(|e| matches!(e, TrySendError::Full(_)))
+            } else {
+                queue
+                    .send_timeout(job, self.write_wait)
+                    .await
+                    .map_err(|e| matches!(e, SendTimeoutError::Timeout(_)))
+            };
+            match queued {
+                Ok(()) => {}
+                Err(true) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "the write queue is full (waited {} ms); retry shortly",
+                        self.write_wait.as_millis()
+                    )));
+                }
+                Err(false) => return Err(StoreError::Unavailable("the writer has stopped".into())),
+            }
             answer
                 .await
                 .map_err(|_| StoreError::Internal("the writer dropped a request".into()))?
