@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_select::filter::filter_record_batch;
-use dataforge_domain::records::{BodyError, decode_json};
+use dataforge_domain::records::{BodyError, BodyFormat};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::validate::{Violation, Violations, validate_batch};
 use dataforge_domain::write::{ErrorMode, WriteOptions, WriteOutcome};
@@ -24,13 +24,14 @@ pub struct IngestSummary {
 }
 
 impl App {
-    /// Writes the records of a JSON body (one object or an array of objects) into a dataset as
+    /// Writes the records of a body (JSON object or array, or NDJSON) into a dataset as
     /// one transaction. Invalid records fail the request (or, with `on_error=skip`, are left out
     /// and reported); key conflicts are settled as `on_conflict` says. Decoding and validation are
     /// CPU work proportional to the body, so they run on the blocking pool, not the async executor.
-    pub async fn ingest_json<B>(
+    pub async fn ingest<B>(
         &self,
         dataset: &str,
+        format: BodyFormat,
         body: B,
         options: WriteOptions,
     ) -> Result<IngestSummary, AppError>
@@ -40,7 +41,7 @@ impl App {
         let schema = self.dataset(dataset)?;
         let checked = Arc::clone(&schema);
         let (batch, violations) = tokio::task::spawn_blocking(move || {
-            decode_and_validate(&checked, body.as_ref(), options.on_error)
+            decode_and_validate(&checked, format, body.as_ref(), options.on_error)
         })
         .await
         .map_err(|e| AppError::Internal(format!("decoding task failed: {e}")))??;
@@ -60,14 +61,15 @@ impl App {
     }
 }
 
-/// The batch of a JSON body, and the violations found: with [`ErrorMode::Reject`] any violation
+/// The batch of a body, and the violations found: with [`ErrorMode::Reject`] any violation
 /// fails the request; with [`ErrorMode::Skip`] the invalid records are filtered out.
 fn decode_and_validate(
     schema: &DatasetSchema,
+    format: BodyFormat,
     body: &[u8],
     on_error: ErrorMode,
 ) -> Result<(RecordBatch, Violations), AppError> {
-    let decoded = decode_json(schema, body, 1).map_err(|e| match e {
+    let decoded = format.decode(schema, body, 1).map_err(|e| match e {
         BodyError::Batch(message) => AppError::Internal(message),
         other => AppError::MalformedBody(other.to_string()),
     })?;

@@ -120,6 +120,30 @@ pub enum BodyError {
     Batch(String),
 }
 
+/// The formats a request body may come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// One JSON object or an array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+impl BodyFormat {
+    /// Decodes a body of this format into one batch with the schema's columns.
+    pub fn decode(
+        self,
+        schema: &DatasetSchema,
+        body: &[u8],
+        first_row: u64,
+    ) -> Result<DecodedBatch, BodyError> {
+        match self {
+            BodyFormat::Json => decode_json(schema, body, first_row),
+            BodyFormat::Ndjson => decode_ndjson(schema, body, first_row),
+        }
+    }
+}
+
 /// Decodes a JSON body (one object, or an array of objects) into one batch with the schema's
 /// columns. Missing fields take their default (or null); unknown and repeated fields and
 /// non-objects are violations. `first_row` is the 1-based request position of the first record.
@@ -145,6 +169,45 @@ pub fn decode_json(
         .deserialize(&mut reader)
         .map_err(|e| BodyError::Syntax(e.to_string()))?;
     reader.end().map_err(|e| BodyError::Syntax(e.to_string()))?;
+    if decoder.rows == 0 {
+        return Err(BodyError::Empty);
+    }
+    decoder
+        .finish()
+        .map_err(|e| BodyError::Batch(e.to_string()))
+}
+
+/// Decodes an NDJSON body (one JSON object per line; blank lines are ignored) into one batch. A
+/// line that is not valid JSON is a `malformed_json` violation of its record, so the other
+/// records can still be checked (and, with `on_error=skip`, written).
+pub fn decode_ndjson(
+    schema: &DatasetSchema,
+    body: &[u8],
+    first_row: u64,
+) -> Result<DecodedBatch, BodyError> {
+    let body = std::str::from_utf8(body)
+        .map_err(|e| BodyError::Syntax(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    let mut decoder = Decoder::new(schema, first_row);
+    for line in body.split('\n') {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let before = decoder.rows;
+        let mut reader = serde_json::Deserializer::from_str(line);
+        let read = Record(&mut decoder)
+            .deserialize(&mut reader)
+            .and_then(|()| reader.end());
+        if let Err(e) = read {
+            if decoder.rows == before {
+                decoder.end_row(); // complete the half-read record so columns stay aligned
+            }
+            decoder.reject_row(
+                before,
+                "malformed_json",
+                format!("the line is not valid JSON: {e}"),
+            );
+        }
+    }
     if decoder.rows == 0 {
         return Err(BodyError::Empty);
     }
@@ -210,15 +273,26 @@ impl<'s> Decoder<'s> {
     }
 
     fn not_an_object(&mut self) {
-        self.report(
-            None,
+        self.reject_row(
+            self.rows,
             "not_an_object",
             "each record must be a JSON object".to_owned(),
         );
-        for col in 0..self.columns.len() {
-            self.rejected.mark(col, self.rows);
-        }
         self.end_row();
+    }
+
+    /// Reports a whole record (0-based position `index`) as broken, so no cell of it is reported again.
+    fn reject_row(&mut self, index: usize, code: &'static str, message: String) {
+        let row = self.first_row + index as u64;
+        self.violations.push(Violation {
+            row,
+            field: None,
+            code,
+            message,
+        });
+        for col in 0..self.columns.len() {
+            self.rejected.mark(col, index);
+        }
     }
 
     fn finish(mut self) -> Result<DecodedBatch, arrow_schema::ArrowError> {
@@ -282,12 +356,13 @@ impl<'de> Visitor<'de> for Record<'_, '_> {
                     decoder.report(Some(name), "duplicate_field", message);
                 }
                 Key::Known(col) => {
-                    decoder.present[col] = true;
                     let ty = decoder.schema.fields[col].field_type;
-                    if let Err(e) = map.next_value_seed(Cell {
-                        column: &mut decoder.columns[col],
-                        ty,
-                    })? {
+                    let column = &mut decoder.columns[col];
+                    let cell = map.next_value_seed(Cell { column, ty })?;
+                    // marked only once the value is in its column: a record cut short by a syntax
+                    // error is completed with defaults, so columns stay aligned
+                    decoder.present[col] = true;
+                    if let Err(e) = cell {
                         decoder.rejected.mark(col, decoder.rows);
                         decoder.report(
                             Some(decoder.schema.fields[col].name.clone()),
@@ -512,6 +587,36 @@ mod tests {
         assert_eq!(
             hidden,
             Some(BodyError::Syntax("invalid UTF-8 at byte 12".into()))
+        );
+    }
+
+    #[test]
+    fn ndjson_reports_malformed_lines_and_keeps_the_rest() {
+        let schema = wells();
+        let body = b"{\"well_code\": 1}\n\n{\"well_code\": 2, \"name\": \r\n[3]\n{\"well_code\": 4} trailing\n{\"well_code\": 5}";
+        let decoded = decode_ndjson(&schema, body, 1).unwrap();
+        assert_eq!(decoded.batch.num_rows(), 5);
+        let found: Vec<(u64, &str)> = decoded
+            .violations
+            .into_listed()
+            .iter()
+            .map(|v| (v.row, v.code))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (2, "malformed_json"),
+                (3, "not_an_object"),
+                (4, "malformed_json")
+            ]
+        );
+        assert_eq!(
+            Value::from_array(FieldType::Integer, decoded.batch.column(0), 4),
+            Value::Integer(5)
+        );
+        assert_eq!(
+            decode_ndjson(&schema, b"\n \n", 1).err(),
+            Some(BodyError::Empty)
         );
     }
 

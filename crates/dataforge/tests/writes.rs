@@ -259,3 +259,55 @@ fn a_full_write_queue_answers_503_with_retry_after() {
         json!({"count": accepted * 3000})
     );
 }
+
+#[test]
+fn ndjson_bodies_load_the_same_rows_as_json() {
+    let (_dir, db) = temp_db();
+    let server = Server::start(&db);
+    let json_rows: Vec<Value> = (0..50).map(production).collect();
+    assert_eq!(
+        counts(&server.post_json(&format!("{WP}/records"), &Value::Array(json_rows))),
+        (50, 0, 0, 0)
+    );
+    let ndjson: String = (50..100)
+        .map(|i| production(i).to_string() + "\n")
+        .collect();
+    let answer = server.post_raw(
+        &format!("{WP}/records"),
+        "application/x-ndjson",
+        ndjson.as_bytes(),
+    );
+    assert_eq!(counts(&answer), (50, 0, 0, 0));
+    for i in [0, 49, 50, 99] {
+        assert_eq!(stored(&server, i), production(i));
+    }
+
+    // a malformed line is a violation of its record: 422 by default, skipped with on_error=skip
+    let body = format!(
+        "{}\n{{\"field_code\": 1,\n{}\n",
+        production(100),
+        production(101)
+    );
+    let refused = server.post_raw(
+        &format!("{WP}/records"),
+        "application/x-ndjson",
+        body.as_bytes(),
+    );
+    assert_eq!(refused.status, 422, "{refused:?}");
+    assert_eq!(refused.body["errors"][0]["row"], json!(2));
+    assert_eq!(refused.body["errors"][0]["code"], json!("malformed_json"));
+    assert_eq!(
+        server.get(&format!("{WP}/count")).body,
+        json!({"count": 100})
+    );
+    let skipped = server.post_raw(
+        &format!("{WP}/records?on_error=skip"),
+        "application/x-ndjson",
+        body.as_bytes(),
+    );
+    assert_eq!(counts(&skipped), (2, 0, 0, 1));
+    assert_eq!(
+        server.get(&format!("{WP}/count")).body,
+        json!({"count": 102})
+    );
+}

@@ -6,6 +6,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use dataforge_app::{App, AppError};
+use dataforge_domain::records::BodyFormat;
 use dataforge_domain::write::parse_write_params;
 use serde_json::{Value as Json, json};
 
@@ -74,8 +75,46 @@ pub async fn get_dataset(State(state): State<HttpState>, Path(dataset): Path<Str
     ))
 }
 
-/// Media types accepted by POST .../records.
-const SUPPORTED_BODY_TYPES: &[&str] = &["application/json"];
+/// Media types accepted by POST .../records, and the body format each one means.
+const BODY_TYPES: &[(&str, BodyFormat)] = &[
+    ("application/json", BodyFormat::Json),
+    ("application/x-ndjson", BodyFormat::Ndjson),
+    ("application/ndjson", BodyFormat::Ndjson),
+];
+
+/// The body format named by a `Content-Type` (JSON when there is none).
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Box<Problem>> {
+    let Some(content_type) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyFormat::Json);
+    };
+    let essence = content_type
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let supported: Vec<&str> = BODY_TYPES.iter().map(|(name, _)| *name).collect();
+    BODY_TYPES
+        .iter()
+        .find(|(name, _)| *name == essence)
+        .map(|(_, format)| *format)
+        .ok_or_else(|| {
+            Box::new(
+                Problem::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported-media-type",
+                    "Unsupported media type",
+                    format!(
+                        "cannot read a body of type `{essence}`; supported: {}",
+                        supported.join(", ")
+                    ),
+                )
+                .with("supported", json!(supported)),
+            )
+        })
+}
 
 pub async fn insert_records(
     State(state): State<HttpState>,
@@ -90,28 +129,7 @@ pub async fn insert_records(
         .app
         .dataset(&dataset)
         .map_err(|e| problem(&state, &dataset, e))?;
-    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
-        let essence = content_type
-            .to_str()
-            .unwrap_or_default()
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        if !SUPPORTED_BODY_TYPES.contains(&essence.as_str()) {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-                format!(
-                    "cannot read a body of type `{essence}`; supported: {}",
-                    SUPPORTED_BODY_TYPES.join(", ")
-                ),
-            )
-            .with("supported", json!(SUPPORTED_BODY_TYPES)));
-        }
-    }
+    let format = body_format(&headers).map_err(|problem| *problem)?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Problem::new(
@@ -127,7 +145,7 @@ pub async fn insert_records(
     })?;
     let summary = state
         .app
-        .ingest_json(&dataset, body, options)
+        .ingest(&dataset, format, body, options)
         .await
         .map_err(|e| problem(&state, &dataset, e))?;
     let outcome = summary.outcome;
