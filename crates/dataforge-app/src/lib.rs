@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use dataforge_domain::ports::{RecordReader, RecordWriter};
 use dataforge_domain::query::QueryLimits;
+use dataforge_domain::records::BatchDecoder;
 use dataforge_domain::schema::{Catalog, DatasetSchema};
 
 pub use error::AppError;
@@ -19,6 +20,7 @@ pub struct App {
     catalog: Arc<Catalog>,
     writer: Arc<dyn RecordWriter>,
     reader: Arc<dyn RecordReader>,
+    decoder: Arc<dyn BatchDecoder>,
     limits: QueryLimits,
 }
 
@@ -27,12 +29,14 @@ impl App {
         catalog: Arc<Catalog>,
         writer: Arc<dyn RecordWriter>,
         reader: Arc<dyn RecordReader>,
+        decoder: Arc<dyn BatchDecoder>,
         limits: QueryLimits,
     ) -> Self {
         App {
             catalog,
             writer,
             reader,
+            decoder,
             limits,
         }
     }

@@ -48,6 +48,16 @@ impl Violations {
         }
     }
 
+    /// Adds the violations found in another batch of the same request.
+    pub fn merge(&mut self, other: Violations) {
+        self.total += other.total;
+        self.rows.extend(other.rows);
+        self.items.extend(other.items);
+        if self.items.len() > 4 * MAX_LISTED_VIOLATIONS {
+            self.trim();
+        }
+    }
+
     /// Keeps the earliest rows only.
     fn trim(&mut self) {
         self.items.sort_by_key(|v| v.row);
@@ -402,139 +412,5 @@ fn check_generic(
         if let Err(broken) = check_value(&Value::from_array(ty, array, row), rules) {
             report(row, broken.code, broken.message);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use crate::records::decode_json;
-    use crate::schema::{Located, build_catalog};
-    use crate::testing::{dataset, field, wells};
-
-    fn codes(rows: serde_json::Value) -> Vec<(u64, Option<String>, &'static str)> {
-        codes_for(&wells(), rows)
-    }
-
-    fn codes_for(
-        schema: &crate::schema::DatasetSchema,
-        rows: serde_json::Value,
-    ) -> Vec<(u64, Option<String>, &'static str)> {
-        let mut decoded = decode_json(schema, rows.to_string().as_bytes(), 1).unwrap();
-        super::validate_batch(
-            schema,
-            &decoded.batch,
-            1,
-            &decoded.rejected,
-            &mut decoded.violations,
-        );
-        decoded
-            .violations
-            .into_listed()
-            .into_iter()
-            .map(|v| (v.row, v.field, v.code))
-            .collect()
-    }
-
-    #[test]
-    fn valid_rows_pass() {
-        assert!(
-            codes(json!([{"well_code": 1, "oil": 2.5, "period": "2020-01-01", "extra": {"a": 1}}]))
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn each_violation_names_row_field_and_code() {
-        let found = codes(json!([
-            {"well_code": 1},
-            {"well_code": "x"},
-            {"oil": -1},
-            {"well_code": 4, "ghost": 1},
-            [1, 2],
-            {"well_code": 6, "active": "yes", "period": "soon"}
-        ]));
-        let f = |s: &str| Some(s.to_string());
-        assert_eq!(
-            found,
-            vec![
-                (2, f("well_code"), "type"),
-                (3, f("well_code"), "required"),
-                (3, f("oil"), "min"),
-                (4, f("ghost"), "unknown_field"),
-                (5, None, "not_an_object"),
-                (6, f("active"), "type"),
-                (6, f("period"), "type"),
-            ]
-        );
-    }
-
-    #[test]
-    fn string_rules_and_defaults() {
-        let mut code = field("code", "string");
-        code.pattern = Some(Located::new("^[A-Z]{3}$".into(), None));
-        code.max_length = Some(Located::new(4, None));
-        let mut kind = field("kind", "string");
-        kind.one_of = Some(Located::new(vec![json!("oil"), json!("gas")], None));
-        kind.default = Some(Located::new(json!("oil"), None));
-        let mut days = field("days", "integer");
-        days.min = Some(Located::new(json!(0), None));
-        days.max = Some(Located::new(json!(31), None));
-        let catalog = build_catalog(&[dataset(
-            "t",
-            vec![field("id", "integer"), code, kind, days],
-            &["id"],
-        )])
-        .unwrap();
-        let schema = catalog.get("t").unwrap();
-        let found = codes_for(
-            schema,
-            json!([
-                {"id": 1, "code": "ABC", "days": 31},
-                {"id": 2, "code": "abc"},
-                {"id": 3, "code": "ABCDE"},
-                {"id": 4, "kind": "water"},
-                {"id": 5, "days": 32},
-                {"id": 6, "days": 1e20}
-            ]),
-        );
-        let f = |s: &str| Some(s.to_string());
-        assert_eq!(
-            found,
-            vec![
-                (2, f("code"), "pattern"),
-                (3, f("code"), "max_length"),
-                (4, f("kind"), "one_of"),
-                (5, f("days"), "max"),
-                (6, f("days"), "overflow")
-            ]
-        );
-    }
-
-    #[test]
-    fn listing_is_capped_but_total_counted() {
-        let rows: Vec<_> = (0..250)
-            .map(|i| json!({"well_code": i, "oil": -1}))
-            .collect();
-        let schema = wells();
-        let mut decoded = decode_json(
-            &schema,
-            serde_json::Value::Array(rows).to_string().as_bytes(),
-            1,
-        )
-        .unwrap();
-        super::validate_batch(
-            &schema,
-            &decoded.batch,
-            1,
-            &decoded.rejected,
-            &mut decoded.violations,
-        );
-        assert_eq!(decoded.violations.total(), 250);
-        let listed = decoded.violations.into_listed();
-        assert_eq!(listed.len(), super::MAX_LISTED_VIOLATIONS);
-        assert_eq!(listed[0].row, 1);
-        assert_eq!(listed[99].row, 100);
     }
 }

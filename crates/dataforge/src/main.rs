@@ -13,6 +13,7 @@ use dataforge_app::App;
 use dataforge_domain::ports::DatasetStorage;
 use dataforge_domain::schema::{Catalog, SchemaProblem};
 use dataforge_duckdb::DuckDbStore;
+use dataforge_formats::Formats;
 use dataforge_http::HttpSettings;
 use settings::Settings;
 use tracing_subscriber::EnvFilter;
@@ -166,6 +167,7 @@ async fn serve(settings: Settings) -> ExitCode {
         Arc::clone(&catalog),
         store.clone(),
         store.clone(),
+        Arc::new(Formats),
         settings.limits(),
     );
     let router = dataforge_http::router(

@@ -145,7 +145,7 @@ pub async fn insert_records(
     })?;
     let summary = state
         .app
-        .ingest(&dataset, format, body, options)
+        .ingest(&dataset, format, std::io::Cursor::new(body), options)
         .await
         .map_err(|e| problem(&state, &dataset, e))?;
     let outcome = summary.outcome;

@@ -1,0 +1,377 @@
+//! Decoding tests: every format, every decoding problem, batching, and validation of the result.
+
+use dataforge_domain::records::{BatchDecoder, BodyError, BodyFormat, DecodedBatch};
+use dataforge_domain::schema::{DatasetDraft, DatasetSchema, FieldDraft, Located, build_catalog};
+use dataforge_domain::validate::validate_batch;
+use dataforge_domain::value::{FieldType, Value};
+use serde_json::json;
+
+use crate::Formats;
+
+fn field(name: &str, ty: &str) -> FieldDraft {
+    FieldDraft {
+        name: Some(Located::new(name.into(), Some(1))),
+        field_type: Some(Located::new(ty.into(), Some(1))),
+        ..FieldDraft::default()
+    }
+}
+
+fn dataset(name: &str, fields: Vec<FieldDraft>, key: &[&str]) -> DatasetDraft {
+    DatasetDraft {
+        origin: "test.toml".into(),
+        line: Some(1),
+        name: Some(Located::new(name.into(), Some(1))),
+        description: None,
+        fields,
+        primary_key: Some(Located::new(
+            key.iter().map(|k| k.to_string()).collect(),
+            Some(1),
+        )),
+        indexes: vec![],
+    }
+}
+
+/// `well_code` (key), `field_code`, `name`, `period`, `oil` (min 0), `note`, `active`, `extra` (json).
+fn wells() -> std::sync::Arc<DatasetSchema> {
+    let mut oil = field("oil", "float");
+    oil.min = Some(Located::new(json!(0), Some(1)));
+    let fields = vec![
+        field("well_code", "integer"),
+        field("field_code", "integer"),
+        field("name", "string"),
+        field("period", "timestamp"),
+        oil,
+        field("note", "string"),
+        field("active", "boolean"),
+        field("extra", "json"),
+    ];
+    build_catalog(&[dataset("wells", fields, &["well_code"])])
+        .unwrap()
+        .get("wells")
+        .unwrap()
+        .clone()
+}
+
+fn decode_batches(
+    format: BodyFormat,
+    schema: &DatasetSchema,
+    body: &[u8],
+    batch_rows: usize,
+) -> Result<Vec<DecodedBatch>, BodyError> {
+    let mut batches = Vec::new();
+    let records = Formats.decode(format, schema, &mut &body[..], batch_rows, &mut |b| {
+        batches.push(b);
+        Ok(())
+    })?;
+    assert_eq!(
+        records,
+        batches
+            .iter()
+            .map(|b| b.batch.num_rows() as u64)
+            .sum::<u64>()
+    );
+    Ok(batches)
+}
+
+fn decode_one(
+    format: BodyFormat,
+    schema: &DatasetSchema,
+    body: &[u8],
+) -> Result<DecodedBatch, BodyError> {
+    let mut batches = decode_batches(format, schema, body, 1 << 20)?;
+    assert_eq!(batches.len(), 1);
+    Ok(batches.remove(0))
+}
+
+fn decode_json(
+    schema: &DatasetSchema,
+    body: &[u8],
+    _first_row: u64,
+) -> Result<DecodedBatch, BodyError> {
+    decode_one(BodyFormat::Json, schema, body)
+}
+
+fn decode_ndjson(
+    schema: &DatasetSchema,
+    body: &[u8],
+    _first_row: u64,
+) -> Result<DecodedBatch, BodyError> {
+    decode_one(BodyFormat::Ndjson, schema, body)
+}
+
+#[test]
+fn long_bodies_are_cut_into_batches_with_request_row_numbers() {
+    let schema = wells();
+    let rows: Vec<_> = (0..10)
+        .map(|i| {
+            if i == 6 {
+                json!({"well_code": "bad"})
+            } else {
+                json!({"well_code": i})
+            }
+        })
+        .collect();
+    let batches = decode_batches(
+        BodyFormat::Json,
+        &schema,
+        json!(rows).to_string().as_bytes(),
+        4,
+    )
+    .unwrap();
+    let shape: Vec<(u64, usize)> = batches
+        .iter()
+        .map(|b| (b.first_row, b.batch.num_rows()))
+        .collect();
+    assert_eq!(shape, vec![(1, 4), (5, 4), (9, 2)]);
+    let second = batches.into_iter().nth(1).unwrap();
+    let listed = second.violations.into_listed();
+    assert_eq!(
+        (listed.len(), listed[0].row, listed[0].code),
+        (1, 7, "type")
+    );
+    let ndjson: String = (0..5)
+        .map(|i| format!("{{\"well_code\": {i}}}\n"))
+        .collect();
+    let batches = decode_batches(BodyFormat::Ndjson, &schema, ndjson.as_bytes(), 2).unwrap();
+    assert_eq!(
+        batches.iter().map(|b| b.first_row).collect::<Vec<_>>(),
+        vec![1, 3, 5]
+    );
+}
+
+// Decoding JSON and NDJSON
+
+#[test]
+fn one_object_or_an_array() {
+    let schema = wells();
+    let one = decode_json(&schema, br#"{"well_code": 1, "name": "a\"b"}"#, 1).unwrap();
+    assert_eq!(one.batch.num_rows(), 1);
+    assert_eq!(
+        Value::from_array(FieldType::String, one.batch.column(2), 0),
+        Value::String("a\"b".into())
+    );
+    let many = decode_json(
+        &schema,
+        json!([{"well_code": 1}, {"well_code": 2, "extra": [1, {"a": null}]}])
+            .to_string()
+            .as_bytes(),
+        1,
+    )
+    .unwrap();
+    assert_eq!(many.batch.num_rows(), 2);
+    assert!(many.violations.is_empty());
+    assert_eq!(
+        Value::from_array(FieldType::Json, many.batch.column(7), 1),
+        Value::Json(r#"[1,{"a":null}]"#.into())
+    );
+}
+
+#[test]
+fn body_level_errors() {
+    let schema = wells();
+    assert_eq!(decode_json(&schema, b"[]", 1).err(), Some(BodyError::Empty));
+    assert_eq!(
+        decode_json(&schema, b" \"text\"", 1).err(),
+        Some(BodyError::Shape)
+    );
+    assert_eq!(decode_json(&schema, b"42", 1).err(), Some(BodyError::Shape));
+    assert!(matches!(
+        decode_json(&schema, b"[{\"well_code\": 1}", 1),
+        Err(BodyError::Syntax(_))
+    ));
+    assert!(matches!(
+        decode_json(&schema, b"{} {}", 1),
+        Err(BodyError::Syntax(_))
+    ));
+    assert!(matches!(
+        decode_json(&schema, b"nope", 1),
+        Err(BodyError::Syntax(_))
+    ));
+    assert!(matches!(
+        decode_json(&schema, b"[{\"name\": \"\xff\"}]", 1),
+        Err(BodyError::Syntax(_))
+    ));
+    let hidden = decode_json(&schema, b"[{\"ghost\": \"\xff\"}]", 1);
+    assert!(
+        matches!(hidden, Err(BodyError::Syntax(_))),
+        "invalid UTF-8 in a skipped value"
+    );
+}
+
+#[test]
+fn ndjson_reports_malformed_lines_and_keeps_the_rest() {
+    let schema = wells();
+    let body = b"{\"well_code\": 1}\n\n{\"well_code\": 2, \"name\": \r\n[3]\n{\"well_code\": 4} trailing\n{\"well_code\": 5}";
+    let decoded = decode_ndjson(&schema, body, 1).unwrap();
+    assert_eq!(decoded.batch.num_rows(), 5);
+    let found: Vec<(u64, &str)> = decoded
+        .violations
+        .into_listed()
+        .iter()
+        .map(|v| (v.row, v.code))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (2, "malformed_json"),
+            (3, "not_an_object"),
+            (4, "malformed_json")
+        ]
+    );
+    assert_eq!(
+        Value::from_array(FieldType::Integer, decoded.batch.column(0), 4),
+        Value::Integer(5)
+    );
+    assert_eq!(
+        decode_ndjson(&schema, b"\n \n", 1).err(),
+        Some(BodyError::Empty)
+    );
+}
+
+#[test]
+fn repeated_fields_keep_rows_aligned() {
+    let schema = wells();
+    let decoded = decode_json(
+        &schema,
+        br#"[{"well_code": 1, "well_code": 2}, {"well_code": 3}]"#,
+        1,
+    )
+    .unwrap();
+    assert_eq!(decoded.batch.num_rows(), 2);
+    let listed = decoded.violations.into_listed();
+    assert_eq!((listed[0].row, listed[0].code), (1, "duplicate_field"));
+    assert_eq!(
+        Value::from_array(FieldType::Integer, decoded.batch.column(0), 1),
+        Value::Integer(3)
+    );
+}
+
+// Decoding then validating
+
+fn codes(rows: serde_json::Value) -> Vec<(u64, Option<String>, &'static str)> {
+    codes_for(&wells(), rows)
+}
+
+fn codes_for(
+    schema: &DatasetSchema,
+    rows: serde_json::Value,
+) -> Vec<(u64, Option<String>, &'static str)> {
+    let mut decoded = decode_json(schema, rows.to_string().as_bytes(), 1).unwrap();
+    validate_batch(
+        schema,
+        &decoded.batch,
+        1,
+        &decoded.rejected,
+        &mut decoded.violations,
+    );
+    decoded
+        .violations
+        .into_listed()
+        .into_iter()
+        .map(|v| (v.row, v.field, v.code))
+        .collect()
+}
+
+#[test]
+fn valid_rows_pass() {
+    assert!(
+        codes(json!([{"well_code": 1, "oil": 2.5, "period": "2020-01-01", "extra": {"a": 1}}]))
+            .is_empty()
+    );
+}
+
+#[test]
+fn each_violation_names_row_field_and_code() {
+    let found = codes(json!([
+        {"well_code": 1},
+        {"well_code": "x"},
+        {"oil": -1},
+        {"well_code": 4, "ghost": 1},
+        [1, 2],
+        {"well_code": 6, "active": "yes", "period": "soon"}
+    ]));
+    let f = |s: &str| Some(s.to_string());
+    assert_eq!(
+        found,
+        vec![
+            (2, f("well_code"), "type"),
+            (3, f("well_code"), "required"),
+            (3, f("oil"), "min"),
+            (4, f("ghost"), "unknown_field"),
+            (5, None, "not_an_object"),
+            (6, f("active"), "type"),
+            (6, f("period"), "type"),
+        ]
+    );
+}
+
+#[test]
+fn string_rules_and_defaults() {
+    let mut code = field("code", "string");
+    code.pattern = Some(Located::new("^[A-Z]{3}$".into(), None));
+    code.max_length = Some(Located::new(4, None));
+    let mut kind = field("kind", "string");
+    kind.one_of = Some(Located::new(vec![json!("oil"), json!("gas")], None));
+    kind.default = Some(Located::new(json!("oil"), None));
+    let mut days = field("days", "integer");
+    days.min = Some(Located::new(json!(0), None));
+    days.max = Some(Located::new(json!(31), None));
+    let catalog = build_catalog(&[dataset(
+        "t",
+        vec![field("id", "integer"), code, kind, days],
+        &["id"],
+    )])
+    .unwrap();
+    let schema = catalog.get("t").unwrap();
+    let found = codes_for(
+        schema,
+        json!([
+            {"id": 1, "code": "ABC", "days": 31},
+            {"id": 2, "code": "abc"},
+            {"id": 3, "code": "ABCDE"},
+            {"id": 4, "kind": "water"},
+            {"id": 5, "days": 32},
+            {"id": 6, "days": 1e20}
+        ]),
+    );
+    let f = |s: &str| Some(s.to_string());
+    assert_eq!(
+        found,
+        vec![
+            (2, f("code"), "pattern"),
+            (3, f("code"), "max_length"),
+            (4, f("kind"), "one_of"),
+            (5, f("days"), "max"),
+            (6, f("days"), "overflow")
+        ]
+    );
+}
+
+#[test]
+fn listing_is_capped_but_total_counted() {
+    let rows: Vec<_> = (0..250)
+        .map(|i| json!({"well_code": i, "oil": -1}))
+        .collect();
+    let schema = wells();
+    let mut decoded = decode_json(
+        &schema,
+        serde_json::Value::Array(rows).to_string().as_bytes(),
+        1,
+    )
+    .unwrap();
+    validate_batch(
+        &schema,
+        &decoded.batch,
+        1,
+        &decoded.rejected,
+        &mut decoded.violations,
+    );
+    assert_eq!(decoded.violations.total(), 250);
+    let listed = decoded.violations.into_listed();
+    assert_eq!(
+        listed.len(),
+        dataforge_domain::validate::MAX_LISTED_VIOLATIONS
+    );
+    assert_eq!(listed[0].row, 1);
+    assert_eq!(listed[99].row, 100);
+}
