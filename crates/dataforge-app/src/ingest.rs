@@ -5,7 +5,6 @@ use std::io::Read;
 use std::sync::Arc;
 
 use arrow_array::{BooleanArray, RecordBatch};
-use arrow_select::concat::concat_batches;
 use arrow_select::filter::filter_record_batch;
 use dataforge_domain::records::{BATCH_ROWS, BodyError, BodyFormat, DecodedBatch, Halt};
 use dataforge_domain::schema::DatasetSchema;
@@ -25,11 +24,14 @@ pub struct IngestSummary {
     pub total_errors: u64,
 }
 
+/// Validated batches that may wait between the decoder and the writer.
+const PIPELINE_DEPTH: usize = 2;
+
 impl App {
-    /// Writes the records of a body into a dataset as one transaction. Invalid records fail the
-    /// request (or, with `on_error=skip`, are left out and reported); key conflicts are settled as
-    /// `on_conflict` says. Decoding and validation are CPU work proportional to the body, so they
-    /// run on the blocking pool, not the async executor.
+    /// Writes the records of a body into a dataset as one transaction. The body is decoded and
+    /// validated batch by batch on the blocking pool while earlier batches are staged by the
+    /// writer, so memory does not grow with the body. Invalid records fail the request (or, with
+    /// `on_error=skip`, are left out and reported); key conflicts are settled as `on_conflict` says.
     pub async fn ingest<B>(
         &self,
         dataset: &str,
@@ -41,28 +43,57 @@ impl App {
         B: Read + Send + 'static,
     {
         let schema = self.dataset(dataset)?;
-        let checked = Arc::clone(&schema);
-        let decoder = Arc::clone(&self.decoder);
-        let (batch, violations) = tokio::task::spawn_blocking(move || {
-            let mut body = body;
-            let mut checker = Checker::new(&checked, options.on_error);
-            let read = decoder.decode(format, &checked, &mut body, BATCH_ROWS, &mut |decoded| {
-                checker.check(decoded)
-            });
-            match read {
-                Ok(_) | Err(BodyError::Halted) => checker.finish(),
-                Err(BodyError::Batch(message)) => Err(AppError::Internal(message)),
-                Err(other) => Err(AppError::MalformedBody(other.to_string())),
+        let (valid, mut batches) = tokio::sync::mpsc::channel::<RecordBatch>(PIPELINE_DEPTH);
+        let decoding = {
+            let schema = Arc::clone(&schema);
+            let decoder = Arc::clone(&self.decoder);
+            tokio::task::spawn_blocking(move || {
+                let mut body = body;
+                let mut checker = Checker::new(&schema, options.on_error);
+                let read = decoder.decode(format, &schema, &mut body, BATCH_ROWS, &mut |decoded| {
+                    match checker.check(decoded)? {
+                        Some(batch) => valid.blocking_send(batch).map_err(|_| Halt),
+                        None => Ok(()),
+                    }
+                });
+                (read, checker.finish())
+            })
+        };
+
+        // stage batches as they come; on a staging failure stop reading (the decoder halts)
+        let mut write = None;
+        let mut staging = Ok(());
+        while let Some(batch) = batches.recv().await {
+            if write.is_none() {
+                match self.writer.begin(Arc::clone(&schema)).await {
+                    Ok(begun) => write = Some(begun),
+                    Err(e) => {
+                        staging = Err(e);
+                        break;
+                    }
+                }
             }
-        })
-        .await
-        .map_err(|e| AppError::Internal(format!("decoding task failed: {e}")))??;
-        let outcome = match batch {
-            Some(batch) => {
-                self.writer
-                    .write(schema, batch, options.on_conflict)
-                    .await?
+            if let Some(write) = write.as_mut()
+                && let Err(e) = write.stage(batch).await
+            {
+                staging = Err(e);
+                break;
             }
+        }
+        drop(batches);
+        let (read, verdict) = decoding
+            .await
+            .map_err(|e| AppError::Internal(format!("decoding task failed: {e}")))?;
+        staging?;
+        match read {
+            Ok(_) => {}
+            Err(BodyError::Halted) => {}
+            Err(BodyError::Batch(message)) => return Err(AppError::Internal(message)),
+            Err(other) => return Err(AppError::MalformedBody(other.to_string())),
+        }
+        let violations = verdict?;
+        let outcome = match write {
+            Some(write) => write.commit(options.on_conflict).await?,
             None => WriteOutcome::default(),
         };
         Ok(IngestSummary {
@@ -74,12 +105,11 @@ impl App {
     }
 }
 
-/// Validates decoded batches as they come, keeping the records to write.
+/// Validates decoded batches as they come and says which records to write.
 struct Checker<'s> {
     schema: &'s DatasetSchema,
     on_error: ErrorMode,
     violations: Violations,
-    kept: Vec<RecordBatch>,
     failure: Option<AppError>,
 }
 
@@ -89,12 +119,13 @@ impl<'s> Checker<'s> {
             schema,
             on_error,
             violations: Violations::default(),
-            kept: Vec::new(),
             failure: None,
         }
     }
 
-    fn check(&mut self, decoded: DecodedBatch) -> Result<(), Halt> {
+    /// The batch's records to write: all when valid, the valid ones with `on_error=skip`, none once
+    /// the request is known to be rejected (reading goes on, to count every error).
+    fn check(&mut self, decoded: DecodedBatch) -> Result<Option<RecordBatch>, Halt> {
         let DecodedBatch {
             batch,
             first_row,
@@ -103,30 +134,30 @@ impl<'s> Checker<'s> {
         } = decoded;
         validate_batch(self.schema, &batch, first_row, &rejected, &mut violations);
         let clean = violations.is_empty();
-        if !clean && self.on_error == ErrorMode::Skip {
+        let rejecting =
+            self.on_error == ErrorMode::Reject && !(clean && self.violations.is_empty());
+        let keep = if rejecting {
+            None
+        } else if clean {
+            Some(batch)
+        } else {
             let keep: BooleanArray = (0..batch.num_rows())
                 .map(|i| Some(!violations.has_row(first_row + i as u64)))
                 .collect();
             match filter_record_batch(&batch, &keep) {
-                Ok(valid) if valid.num_rows() > 0 => self.kept.push(valid),
-                Ok(_) => {}
+                Ok(valid) => Some(valid).filter(|b| b.num_rows() > 0),
                 Err(e) => {
                     self.failure = Some(AppError::Internal(e.to_string()));
                     return Err(Halt);
                 }
             }
-        } else if clean && (self.violations.is_empty() || self.on_error == ErrorMode::Skip) {
-            self.kept.push(batch);
-        } else {
-            // rejecting: keep reading to count every error, but nothing will be written
-            self.kept.clear();
-        }
+        };
         self.violations.merge(violations);
-        Ok(())
+        Ok(keep)
     }
 
-    /// The records to write (if any) and every violation found.
-    fn finish(self) -> Result<(Option<RecordBatch>, Violations), AppError> {
+    /// Every violation found, or the request's failure.
+    fn finish(self) -> Result<Violations, AppError> {
         if let Some(failure) = self.failure {
             return Err(failure);
         }
@@ -137,14 +168,6 @@ impl<'s> Checker<'s> {
                 total,
             });
         }
-        let batch = match self.kept.as_slice() {
-            [] => None,
-            [one] => Some(one.clone()),
-            many => Some(
-                concat_batches(&many[0].schema(), many)
-                    .map_err(|e| AppError::Internal(e.to_string()))?,
-            ),
-        };
-        Ok((batch, self.violations))
+        Ok(self.violations)
     }
 }

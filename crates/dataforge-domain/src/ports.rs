@@ -29,15 +29,26 @@ pub trait DatasetStorage: Send + Sync {
 
 /// The write side.
 pub trait RecordWriter: Send + Sync {
-    /// Stores the rows of `batch` (shaped as the dataset's Arrow schema, already validated) as one
-    /// transaction, once durable. With [`ConflictMode::Error`], a key that exists or repeats within
-    /// the batch fails the whole write with [`StoreError::Conflict`] and nothing is stored.
-    fn write(
+    /// Starts a write to `dataset`. Its batches are staged as they come and stored together when
+    /// it is committed; a write dropped without a commit stores nothing.
+    fn begin(
         &self,
         dataset: Arc<DatasetSchema>,
-        batch: RecordBatch,
+    ) -> BoxFuture<'_, Result<Box<dyn StagedWrite>, StoreError>>;
+}
+
+/// One write in progress.
+pub trait StagedWrite: Send {
+    /// Stages a batch (shaped as the dataset's Arrow schema, already validated).
+    fn stage(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Stores every staged row as one transaction, once durable. With [`ConflictMode::Error`], a
+    /// key that exists or repeats among the staged rows fails the whole write with
+    /// [`StoreError::Conflict`] and nothing is stored.
+    fn commit(
+        self: Box<Self>,
         mode: ConflictMode,
-    ) -> BoxFuture<'_, Result<WriteOutcome, StoreError>>;
+    ) -> BoxFuture<'static, Result<WriteOutcome, StoreError>>;
 }
 
 /// The read side.

@@ -8,23 +8,26 @@ mod sql;
 mod tables;
 mod writer;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
-use dataforge_domain::ports::{BoxFuture, DatasetStorage, RecordReader, RecordWriter, StoreError};
+use dataforge_domain::ports::{
+    BoxFuture, DatasetStorage, RecordReader, RecordWriter, StagedWrite, StoreError,
+};
 use dataforge_domain::query::{Filter, RecordQuery};
 use dataforge_domain::schema::{Catalog, DatasetSchema};
 use dataforge_domain::value::Value;
 use dataforge_domain::write::{ConflictMode, WriteOutcome};
 use duckdb::Connection;
 use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 pub use config::DuckDbConfig;
 
 use read_pool::ReadPool;
-use writer::{InsertJob, Writer};
+use writer::{Writer, WriterJob};
 
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,8 @@ pub struct DuckDbStore {
     writer: Mutex<Option<Writer>>,
     /// How long a write may wait for room in the queue before it is refused as unavailable.
     write_wait: Duration,
+    /// Source of write ids, which name staging tables.
+    next_write: AtomicU64,
 }
 
 impl DuckDbStore {
@@ -129,6 +134,7 @@ impl DuckDbStore {
             readers,
             writer: Mutex::new(Some(writer)),
             write_wait: Duration::from_millis(config.write_wait_ms),
+            next_write: AtomicU64::new(0),
         })
     }
 
@@ -173,51 +179,117 @@ impl DatasetStorage for DuckDbStore {
     }
 }
 
-impl RecordWriter for DuckDbStore {
-    fn write(
-        &self,
-        dataset: Arc<DatasetSchema>,
-        batch: RecordBatch,
-        mode: ConflictMode,
-    ) -> BoxFuture<'_, Result<WriteOutcome, StoreError>> {
+impl DuckDbStore {
+    fn queue(&self) -> Result<WriterQueue, StoreError> {
+        let sender = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Internal("writer lock poisoned".into()))?
+            .as_ref()
+            .map(|w| w.queue.clone())
+            .ok_or_else(|| StoreError::Unavailable("the database is closing".into()))?;
+        Ok(WriterQueue {
+            sender,
+            wait: self.write_wait,
+        })
+    }
+}
+
+/// The writer's queue as a write sees it: a full queue is waited on for `wait`, then refused.
+#[derive(Clone)]
+struct WriterQueue {
+    sender: mpsc::Sender<WriterJob>,
+    wait: Duration,
+}
+
+impl WriterQueue {
+    async fn submit(&self, job: WriterJob) -> Result<(), StoreError> {
+        let queued = if self.wait.is_zero() {
+            self.sender
+                .try_send(job)
+                .map_err(|e| matches!(e, TrySendError::Full(_)))
+        } else {
+            self.sender
+                .send_timeout(job, self.wait)
+                .await
+                .map_err(|e| matches!(e, SendTimeoutError::Timeout(_)))
+        };
+        match queued {
+            Ok(()) => Ok(()),
+            Err(true) => Err(StoreError::Unavailable(format!(
+                "the write queue is full (waited {} ms); retry shortly",
+                self.wait.as_millis()
+            ))),
+            Err(false) => Err(StoreError::Unavailable("the writer has stopped".into())),
+        }
+    }
+}
+
+async fn answer<T>(reply: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+    reply
+        .await
+        .map_err(|_| StoreError::Internal("the writer dropped a request".into()))?
+}
+
+/// A write in progress: its batches go to a staging table of its own on the writer.
+struct DuckDbWrite {
+    id: u64,
+    dataset: Arc<DatasetSchema>,
+    queue: WriterQueue,
+    /// The writer discards the staging table once this handle is gone without a commit.
+    alive: Arc<()>,
+}
+
+impl StagedWrite for DuckDbWrite {
+    fn stage(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let queue = self
-                .writer
-                .lock()
-                .map_err(|_| StoreError::Internal("writer lock poisoned".into()))?
-                .as_ref()
-                .map(|w| w.queue.clone())
-                .ok_or_else(|| StoreError::Unavailable("the database is closing".into()))?;
-            let (reply, answer) = oneshot::channel();
-            let job = InsertJob {
-                dataset,
+            let (reply, answered) = oneshot::channel();
+            let alive = Arc::downgrade(&self.alive);
+            let job = WriterJob::Stage {
+                write: self.id,
+                alive,
+                dataset: Arc::clone(&self.dataset),
                 batch,
+                reply,
+            };
+            self.queue.submit(job).await?;
+            answer(answered).await
+        })
+    }
+
+    fn commit(
+        self: Box<Self>,
+        mode: ConflictMode,
+    ) -> BoxFuture<'static, Result<WriteOutcome, StoreError>> {
+        Box::pin(async move {
+            let (reply, answered) = oneshot::channel();
+            let job = WriterJob::Commit {
+                write: self.id,
+                dataset: Arc::clone(&self.dataset),
                 mode,
                 reply,
             };
-            let queued = if self.write_wait.is_zero() {
-                queue
-                    .try_send(job)
-                    .map_err(|e| matches!(e, TrySendError::Full(_)))
-            } else {
-                queue
-                    .send_timeout(job, self.write_wait)
-                    .await
-                    .map_err(|e| matches!(e, SendTimeoutError::Timeout(_)))
+            self.queue.submit(job).await?;
+            let outcome = answer(answered).await;
+            drop(self);
+            outcome
+        })
+    }
+}
+
+impl RecordWriter for DuckDbStore {
+    fn begin(
+        &self,
+        dataset: Arc<DatasetSchema>,
+    ) -> BoxFuture<'_, Result<Box<dyn StagedWrite>, StoreError>> {
+        Box::pin(async move {
+            let write = DuckDbWrite {
+                id: self.next_write.fetch_add(1, Ordering::Relaxed),
+                dataset,
+                queue: self.queue()?,
+                alive: Arc::new(()),
             };
-            match queued {
-                Ok(()) => {}
-                Err(true) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "the write queue is full (waited {} ms); retry shortly",
-                        self.write_wait.as_millis()
-                    )));
-                }
-                Err(false) => return Err(StoreError::Unavailable("the writer has stopped".into())),
-            }
-            answer
-                .await
-                .map_err(|_| StoreError::Internal("the writer dropped a request".into()))?
+            Ok(Box::new(write) as Box<dyn StagedWrite>)
         })
     }
 }

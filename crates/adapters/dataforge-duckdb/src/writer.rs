@@ -1,8 +1,11 @@
-//! The single writer: one thread owns the write connection and applies insert requests one at a
-//! time, in arrival order, from a bounded queue. Being alone, it can check keys and insert without
-//! races and without unique indexes in DuckDB.
+//! The single writer: one thread owns the write connection and applies requests one at a time,
+//! in arrival order, from a bounded queue. A request's batches are first staged in a temporary
+//! table of its own (DuckDB spills it to disk past its memory limit, so a large upload does not
+//! grow memory); its commit then settles keys and stores the staged rows in one transaction.
+//! Being alone, the writer can check keys and insert without races and without unique indexes.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
 use arrow_array::RecordBatch;
@@ -19,35 +22,70 @@ use crate::store_error;
 /// Conflicting keys listed in one answer, at most.
 const MAX_LISTED_KEYS: usize = 100;
 
-/// One insert request waiting for the writer.
-pub(crate) struct InsertJob {
-    pub dataset: Arc<DatasetSchema>,
-    pub batch: RecordBatch,
-    pub mode: ConflictMode,
-    pub reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+/// Work for the writer thread.
+pub(crate) enum WriterJob {
+    /// Appends a batch to a write's staging table, creating it on first use.
+    Stage {
+        write: u64,
+        /// Alive while the write's handle is; a write whose handle is gone uncommitted is discarded.
+        alive: Weak<()>,
+        dataset: Arc<DatasetSchema>,
+        batch: RecordBatch,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Stores a write's staged rows and drops its staging table.
+    Commit {
+        write: u64,
+        dataset: Arc<DatasetSchema>,
+        mode: ConflictMode,
+        reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+    },
 }
 
 /// The handle the store keeps: the queue's sending end and the thread to join at shutdown.
 pub(crate) struct Writer {
-    pub queue: mpsc::Sender<InsertJob>,
+    pub queue: mpsc::Sender<WriterJob>,
     pub thread: JoinHandle<()>,
 }
 
 pub(crate) fn start(conn: Connection, queue_size: usize) -> Result<Writer, StoreError> {
-    let (queue, mut jobs) = mpsc::channel::<InsertJob>(queue_size.max(1));
+    let (queue, mut jobs) = mpsc::channel::<WriterJob>(queue_size.max(1));
     let thread = std::thread::Builder::new()
         .name("dataforge-writer".into())
         .spawn(move || {
-            let mut state = WriterState { conn };
+            let mut state = WriterState {
+                conn,
+                staged: HashMap::new(),
+            };
             while let Some(job) = jobs.blocking_recv() {
-                let result = state.write(&job.dataset, job.batch, job.mode);
-                if let Err(e) = &result
-                    && !matches!(e, StoreError::Conflict { .. })
-                {
-                    tracing::error!(dataset = %job.dataset.name, error = %e, "insert failed");
+                state.discard_abandoned();
+                match job {
+                    WriterJob::Stage {
+                        write,
+                        alive,
+                        dataset,
+                        batch,
+                        reply,
+                    } => {
+                        let _ = reply.send(state.stage(write, alive, &dataset, batch));
+                    }
+                    WriterJob::Commit {
+                        write,
+                        dataset,
+                        mode,
+                        reply,
+                    } => {
+                        let result = state.commit(write, &dataset, mode);
+                        if let Err(e) = &result
+                            && !matches!(e, StoreError::Conflict { .. })
+                        {
+                            tracing::error!(dataset = %dataset.name, error = %e, "write failed");
+                        }
+                        let _ = reply.send(result);
+                    }
                 }
-                let _ = job.reply.send(result);
             }
+            state.discard_abandoned();
             if let Err(e) = state.conn.execute_batch("CHECKPOINT") {
                 tracing::warn!(error = %e, "checkpoint at shutdown failed");
             }
@@ -67,6 +105,12 @@ fn key_matches(schema: &DatasetSchema) -> String {
 
 struct WriterState {
     conn: Connection,
+    /// Writes with a staging table, and whether their handle is still alive.
+    staged: HashMap<u64, Weak<()>>,
+}
+
+fn staging_table(write: u64) -> String {
+    format!("temp.{}", quote(&format!("staging__{write}")))
 }
 
 impl WriterState {
@@ -77,46 +121,91 @@ impl WriterState {
             .map_err(store_error)
     }
 
-    /// Loads the batch into a fresh temporary table for this dataset, rows in batch order (so
-    /// `rowid` is the position in the request).
-    fn stage(&self, schema: &DatasetSchema, batch: RecordBatch) -> Result<String, StoreError> {
-        let staging = format!("staging__{}", schema.name);
-        self.conn
-            .execute_batch(&format!(
-                "CREATE OR REPLACE TEMP TABLE {} AS SELECT * FROM {} LIMIT 0",
-                quote(&staging),
-                quote(&schema.name)
-            ))
-            .map_err(store_error)?;
-        let mut appender = self
-            .conn
-            .appender_to_catalog_and_db(&staging, "temp", "main")
-            .map_err(store_error)?;
-        appender.append_record_batch(batch).map_err(store_error)?;
-        appender.flush().map_err(store_error)?;
-        Ok(format!("temp.{}", quote(&staging)))
+    /// Drops the staging tables of writes abandoned before their commit (a failed request).
+    fn discard_abandoned(&mut self) {
+        let abandoned: Vec<u64> = self
+            .staged
+            .iter()
+            .filter(|(_, alive)| alive.strong_count() == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for write in abandoned {
+            self.drop_staging(write);
+        }
     }
 
-    /// Stages the batch, settles key conflicts as `mode` says, and stores the result in one
-    /// transaction, or nothing.
-    fn write(
+    fn drop_staging(&mut self, write: u64) {
+        self.staged.remove(&write);
+        if let Err(e) = self
+            .conn
+            .execute_batch(&format!("DROP TABLE IF EXISTS {}", staging_table(write)))
+        {
+            tracing::warn!(write, error = %e, "could not drop a staging table");
+        }
+    }
+
+    /// Appends a batch to the write's staging table; rows keep their request order in `rowid`.
+    fn stage(
         &mut self,
+        write: u64,
+        alive: Weak<()>,
         schema: &DatasetSchema,
         batch: RecordBatch,
+    ) -> Result<(), StoreError> {
+        if !self.staged.contains_key(&write) {
+            self.conn
+                .execute_batch(&format!(
+                    "CREATE TEMP TABLE {} AS SELECT * FROM {} LIMIT 0",
+                    quote(&format!("staging__{write}")),
+                    quote(&schema.name)
+                ))
+                .map_err(store_error)?;
+            self.staged.insert(write, alive);
+        }
+        let name = format!("staging__{write}");
+        let mut appender = self
+            .conn
+            .appender_to_catalog_and_db(&name, "temp", "main")
+            .map_err(store_error)?;
+        appender.append_record_batch(batch).map_err(store_error)?;
+        appender.flush().map_err(store_error)
+    }
+
+    /// Settles key conflicts as `mode` says and stores the staged rows in one transaction, or
+    /// nothing; the staging table is dropped either way.
+    fn commit(
+        &mut self,
+        write: u64,
+        schema: &DatasetSchema,
         mode: ConflictMode,
     ) -> Result<WriteOutcome, StoreError> {
-        let rows = batch.num_rows() as u64;
-        if rows == 0 {
+        if !self.staged.contains_key(&write) {
             return Ok(WriteOutcome::default());
         }
-        let staged = self.stage(schema, batch)?;
+        let result = self.store(&staging_table(write), schema, mode);
+        self.drop_staging(write);
+        result
+    }
+
+    fn store(
+        &self,
+        staged: &str,
+        schema: &DatasetSchema,
+        mode: ConflictMode,
+    ) -> Result<WriteOutcome, StoreError> {
+        let rows: u64 = self
+            .conn
+            .query_row(&format!("SELECT count(*) FROM {staged}"), [], |row| {
+                row.get(0)
+            })
+            .map_err(store_error)?;
         let keys = column_list(schema.key_fields().map(|f| f.name.as_str()));
         let table = quote(&schema.name);
         let matches = key_matches(schema);
         let mut outcome = WriteOutcome::default();
         match mode {
             ConflictMode::Error => {
-                if let Some(error) = self.conflicts(schema, &staged)? {
+                if let Some(error) = self.conflicts(schema, staged)? {
                     return Err(error);
                 }
             }
@@ -135,7 +224,7 @@ impl WriterState {
         self.conn
             .execute_batch("BEGIN TRANSACTION")
             .map_err(store_error)?;
-        let applied = (|| -> Result<(), StoreError> {
+        let mut apply = || -> Result<(), StoreError> {
             match mode {
                 ConflictMode::Error => {
                     outcome.inserted =
@@ -157,8 +246,8 @@ impl WriterState {
                 }
             }
             self.conn.execute_batch("COMMIT").map_err(store_error)
-        })();
-        if let Err(e) = applied {
+        };
+        if let Err(e) = apply() {
             let _ = self.conn.execute_batch("ROLLBACK");
             return Err(e);
         }
