@@ -35,7 +35,7 @@ impl Default for ServerSettings {
         ServerSettings {
             listen: "127.0.0.1:8000".into(),
             schemas: PathBuf::from("./schemas"),
-            max_body_bytes: 64 * 1024 * 1024,
+            max_body_bytes: 16 * 1024 * 1024 * 1024,
         }
     }
 }

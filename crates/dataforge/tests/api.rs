@@ -308,6 +308,17 @@ fn malformed_bodies_are_client_errors() {
     let big: Vec<Value> = (0..40).map(production).collect();
     let too_large = server.post_json(&path, &Value::Array(big));
     assert_problem(&too_large, 413, "exceeds the limit of 2048 bytes");
+    // without a Content-Length (chunked), the limit is enforced while the body streams in
+    let big: Vec<Value> = (0..40).map(production).collect();
+    let chunked = ureq::post(&format!("{}{path}", server.base))
+        .set("Content-Type", "application/json")
+        .send(std::io::Cursor::new(
+            Value::Array(big).to_string().into_bytes(),
+        ));
+    match chunked {
+        Err(ureq::Error::Status(413, _)) => {}
+        other => panic!("expected 413 for a chunked body past the limit, got {other:?}"),
+    }
     assert_eq!(server.get(&format!("{WP}/count")).body, json!({"count": 0}));
 }
 

@@ -1,7 +1,6 @@
 //! Route handlers: turn HTTP requests into use-case calls and their results into answers.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +9,7 @@ use dataforge_domain::records::BodyFormat;
 use dataforge_domain::write::parse_write_params;
 use serde_json::{Value as Json, json};
 
+use crate::body;
 use crate::encode;
 use crate::problem::{Problem, from_app_error};
 use crate::views;
@@ -121,7 +121,7 @@ pub async fn insert_records(
     Path(dataset): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Answer {
     let options =
         parse_write_params(&query_pairs(query)).map_err(|e| problem(&state, &dataset, e.into()))?;
@@ -130,24 +130,31 @@ pub async fn insert_records(
         .dataset(&dataset)
         .map_err(|e| problem(&state, &dataset, e))?;
     let format = body_format(&headers).map_err(|problem| *problem)?;
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                "Request body too large",
-                format!("the request body exceeds the limit of {} bytes; split it into smaller requests", state.max_body_bytes),
-            )
-            .with("limit_bytes", json!(state.max_body_bytes))
-        } else {
-            Problem::new(rejection.status(), "malformed-body", "Malformed request body", rejection.body_text())
-        }
-    })?;
-    let summary = state
-        .app
-        .ingest(&dataset, format, std::io::Cursor::new(body), options)
-        .await
-        .map_err(|e| problem(&state, &dataset, e))?;
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Request body too large",
+            format!(
+                "the request body exceeds the limit of {} bytes; split it into smaller requests",
+                state.max_body_bytes
+            ),
+        )
+        .with("limit_bytes", json!(state.max_body_bytes))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > state.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    let (reader, overflow) = body::stream(body, state.max_body_bytes);
+    let ingested = state.app.ingest(&dataset, format, reader, options).await;
+    if overflow.happened() {
+        return Err(too_large());
+    }
+    let summary = ingested.map_err(|e| problem(&state, &dataset, e))?;
     let outcome = summary.outcome;
     let mut answer = json!({
         "inserted": outcome.inserted,

@@ -1,13 +1,13 @@
 //! The inbound HTTP adapter: axum routes over the application use cases, with every error answered
 //! as RFC 9457 problem+json.
 
+mod body;
 mod encode;
 mod handlers;
 mod problem;
 mod views;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use dataforge_app::App;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
@@ -44,7 +44,6 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         .route("/v1/datasets/{dataset}/count", get(handlers::count_records))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))

@@ -1,0 +1,91 @@
+//! Request bodies as a blocking [`Read`]: an async task forwards the body's chunks through a small
+//! bounded channel, so a decoder on a blocking thread reads an upload of any size as it arrives,
+//! with backpressure, and never holds more than a few chunks.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::body::{Body, Bytes};
+use http_body_util::BodyExt;
+use tokio::sync::mpsc;
+
+/// Chunks that may wait between the socket and the decoder.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// The reading end.
+pub struct BodyReader {
+    chunks: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+/// Whether the body went past the size limit (the reader then fails).
+#[derive(Clone, Default)]
+pub struct TooLarge(Arc<AtomicBool>);
+
+impl TooLarge {
+    pub fn happened(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Starts forwarding `body`, failing the reader once more than `limit` bytes arrived.
+pub fn stream(body: Body, limit: usize) -> (BodyReader, TooLarge) {
+    let (sender, chunks) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let too_large = TooLarge::default();
+    let flag = too_large.clone();
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let chunk = match frame {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue, // trailers
+                },
+                Err(e) => {
+                    let _ = sender
+                        .send(Err(io::Error::other(format!(
+                            "the body could not be read: {e}"
+                        ))))
+                        .await;
+                    return;
+                }
+            };
+            seen = seen.saturating_add(chunk.len());
+            if seen > limit {
+                flag.0.store(true, Ordering::Relaxed);
+                let _ = sender
+                    .send(Err(io::Error::other("the body is larger than the limit")))
+                    .await;
+                return;
+            }
+            if sender.send(Ok(chunk)).await.is_err() {
+                return; // the decoder stopped
+            }
+        }
+    });
+    (
+        BodyReader {
+            chunks,
+            current: Bytes::new(),
+        },
+        too_large,
+    )
+}
