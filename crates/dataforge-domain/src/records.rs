@@ -16,6 +16,8 @@ pub enum BodyFormat {
     Json,
     /// One JSON object per line.
     Ndjson,
+    /// Comma-separated values with a header row naming the fields (RFC 4180).
+    Csv,
 }
 
 /// Rows a decoder puts in one batch: large enough for bulk appends, small enough to bound memory.
@@ -45,6 +47,9 @@ pub enum BodyError {
     Syntax(String),
     #[error("the body must be a JSON object or an array of objects")]
     Shape,
+    /// A body that cannot be read in its format (bad CSV header or quoting), described in full.
+    #[error("{0}")]
+    Malformed(String),
     #[error("the request holds no records")]
     Empty,
     #[error("reading the body failed: {0}")]

@@ -311,3 +311,74 @@ fn ndjson_bodies_load_the_same_rows_as_json() {
         json!({"count": 102})
     );
 }
+
+/// A record as one CSV row of `columns`, every value quoted as RFC 4180 says.
+fn csv_row(record: &Value, columns: &[&str]) -> String {
+    let cells: Vec<String> = columns
+        .iter()
+        .map(|c| match &record[*c] {
+            Value::Null => String::new(),
+            Value::String(s) => format!("\"{}\"", s.replace('"', "\"\"")),
+            other => other.to_string(),
+        })
+        .collect();
+    cells.join(",") + "\r\n"
+}
+
+#[test]
+fn csv_bodies_load_the_same_rows_as_json() {
+    let (_dir, db) = temp_db();
+    let server = Server::start(&db);
+    let record = production(0);
+    let mut columns: Vec<&str> = record
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    columns.reverse(); // columns are matched by name, in any order
+    let mut body = columns.join(",") + "\r\n";
+    for i in 0..200 {
+        body += &csv_row(&production(i), &columns);
+    }
+    let answer = server.post_raw(
+        &format!("{WP}/records"),
+        "text/csv; charset=utf-8",
+        body.as_bytes(),
+    );
+    assert_eq!(counts(&answer), (200, 0, 0, 0));
+    for i in [0, 57, 199] {
+        assert_eq!(stored(&server, i), production(i));
+    }
+
+    let bad = format!(
+        "{}\r\n{}1,2\r\n",
+        columns.join(","),
+        csv_row(&production(300), &columns)
+    );
+    let refused = server.post_raw(&format!("{WP}/records"), "text/csv", bad.as_bytes());
+    assert_eq!(refused.status, 422, "{refused:?}");
+    assert_eq!(
+        (
+            refused.body["errors"][0]["row"].clone(),
+            refused.body["errors"][0]["code"].clone()
+        ),
+        (json!(2), json!("column_count"))
+    );
+    let unknown = server.post_raw(
+        &format!("{WP}/records"),
+        "text/csv",
+        b"well_code,colour\r\n1,red\r\n",
+    );
+    assert_eq!(unknown.status, 400, "{unknown:?}");
+    assert!(
+        unknown.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`colour`, which is not a field of well_production")
+    );
+    assert_eq!(
+        server.get(&format!("{WP}/count")).body,
+        json!({"count": 200})
+    );
+}

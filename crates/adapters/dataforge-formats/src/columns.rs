@@ -87,6 +87,22 @@ impl ColumnBuilder {
         Ok(())
     }
 
+    /// Appends a value given as text (a CSV cell); an empty cell is null.
+    pub(crate) fn append_text(&mut self, ty: FieldType, text: &str) -> Result<(), ValueError> {
+        match (&mut *self, ty) {
+            (_, _) if text.is_empty() => self.append_null(),
+            (ColumnBuilder::Text(b), FieldType::String) => b.append_value(text),
+            _ => match Value::parse_text(ty, text) {
+                Ok(value) => self.append(&value),
+                Err(e) => {
+                    self.append_null();
+                    return Err(e);
+                }
+            },
+        }
+        Ok(())
+    }
+
     pub(crate) fn finish(&mut self) -> ArrayRef {
         match self {
             ColumnBuilder::Boolean(b) => Arc::new(b.finish()),

@@ -1,8 +1,9 @@
-//! Request body formats. Each decoder reads a body as a stream and writes values straight into
+//! Request body formats (JSON, NDJSON, CSV). Each decoder reads a body as a stream and writes values straight into
 //! typed Arrow column builders (no document tree, no per-row object), handing over a batch every
 //! `batch_rows` records so memory stays bounded whatever the body's size.
 
 mod columns;
+mod csv;
 mod json;
 mod ndjson;
 
@@ -31,6 +32,7 @@ impl BatchDecoder for Formats {
         match format {
             BodyFormat::Json => json::decode(schema, body, batch_rows, sink),
             BodyFormat::Ndjson => ndjson::decode(schema, body, batch_rows, sink),
+            BodyFormat::Csv => csv::decode(schema, body, batch_rows, sink),
         }
     }
 }

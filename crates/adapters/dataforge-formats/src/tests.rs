@@ -375,3 +375,92 @@ fn listing_is_capped_but_total_counted() {
     assert_eq!(listed[0].row, 1);
     assert_eq!(listed[99].row, 100);
 }
+
+// Decoding CSV
+
+#[test]
+fn csv_matches_columns_by_name_with_quoting_and_empty_cells() {
+    let schema = wells();
+    let body = "name,well_code,extra,period,active\n\"North, \"\"A\"\"\",1,\"{\"\"a\"\": 1}\",2020-01-01,true\n,2,,,\n";
+    let decoded = decode_one(BodyFormat::Csv, &schema, body.as_bytes()).unwrap();
+    assert!(decoded.violations.is_empty());
+    let batch = &decoded.batch;
+    assert_eq!(batch.num_rows(), 2);
+    assert_eq!(
+        Value::from_array(FieldType::String, batch.column(2), 0),
+        Value::String("North, \"A\"".into())
+    );
+    assert_eq!(
+        Value::from_array(FieldType::Json, batch.column(7), 0),
+        Value::Json(r#"{"a":1}"#.into())
+    );
+    assert_eq!(
+        Value::from_array(FieldType::Timestamp, batch.column(3), 0),
+        Value::Timestamp(1_577_836_800_000_000)
+    );
+    assert_eq!(
+        Value::from_array(FieldType::Boolean, batch.column(6), 0),
+        Value::Boolean(true)
+    );
+    assert_eq!(
+        Value::from_array(FieldType::String, batch.column(2), 1),
+        Value::Null
+    );
+    assert_eq!(
+        Value::from_array(FieldType::Integer, batch.column(0), 1),
+        Value::Integer(2)
+    );
+}
+
+#[test]
+fn csv_row_problems_are_violations_of_their_record() {
+    let schema = wells();
+    let body = b"well_code,oil,name\n1,2.5,a\n2,x,b\n3,1.0\n99999999999999999999,1,c\n5,1,\xff\n";
+    let mut decoded = decode_one(BodyFormat::Csv, &schema, body).unwrap();
+    assert_eq!(decoded.batch.num_rows(), 5);
+    validate_batch(
+        &schema,
+        &decoded.batch,
+        1,
+        &decoded.rejected,
+        &mut decoded.violations,
+    );
+    let found: Vec<(u64, Option<String>, &str)> = decoded
+        .violations
+        .into_listed()
+        .into_iter()
+        .map(|v| (v.row, v.field, v.code))
+        .collect();
+    let f = |s: &str| Some(s.to_string());
+    assert_eq!(
+        found,
+        vec![
+            (2, f("oil"), "type"),
+            (3, None, "column_count"),
+            (4, f("well_code"), "overflow"),
+            (5, f("name"), "invalid_utf8")
+        ]
+    );
+}
+
+#[test]
+fn csv_header_problems_fail_the_body() {
+    let schema = wells();
+    let unknown = decode_one(BodyFormat::Csv, &schema, b"well_code,colour\n1,red\n")
+        .err()
+        .unwrap();
+    assert!(
+        unknown
+            .to_string()
+            .contains("the CSV header names `colour`, which is not a field of wells"),
+        "{unknown}"
+    );
+    let twice = decode_one(BodyFormat::Csv, &schema, b"well_code,well_code\n1,2\n")
+        .err()
+        .unwrap();
+    assert_eq!(twice.to_string(), "the CSV header names `well_code` twice");
+    assert_eq!(
+        decode_one(BodyFormat::Csv, &schema, b"well_code\n").err(),
+        Some(BodyError::Empty)
+    );
+}

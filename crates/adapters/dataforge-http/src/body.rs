@@ -5,6 +5,7 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use http_body_util::BodyExt;
@@ -12,6 +13,26 @@ use tokio::sync::mpsc;
 
 /// Chunks that may wait between the socket and the decoder.
 const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// How much of a refused body is still read, so that the client, still sending, gets the answer
+/// instead of a reset connection.
+const DISCARD_BYTES: usize = 4 * 1024 * 1024;
+const DISCARD_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and drops up to [`DISCARD_BYTES`] of a body that will not be used.
+pub async fn discard(body: Body) {
+    let mut body = body;
+    let mut seen = 0usize;
+    let drained = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > DISCARD_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, drained).await;
+}
 
 /// The reading end.
 pub struct BodyReader {

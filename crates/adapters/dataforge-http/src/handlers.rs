@@ -80,10 +80,11 @@ const BODY_TYPES: &[(&str, BodyFormat)] = &[
     ("application/json", BodyFormat::Json),
     ("application/x-ndjson", BodyFormat::Ndjson),
     ("application/ndjson", BodyFormat::Ndjson),
+    ("text/csv", BodyFormat::Csv),
 ];
 
 /// The body format named by a `Content-Type` (JSON when there is none).
-fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Box<Problem>> {
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Problem> {
     let Some(content_type) = headers.get(header::CONTENT_TYPE) else {
         return Ok(BodyFormat::Json);
     };
@@ -101,18 +102,16 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Box<Problem>> {
         .find(|(name, _)| *name == essence)
         .map(|(_, format)| *format)
         .ok_or_else(|| {
-            Box::new(
-                Problem::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported-media-type",
-                    "Unsupported media type",
-                    format!(
-                        "cannot read a body of type `{essence}`; supported: {}",
-                        supported.join(", ")
-                    ),
-                )
-                .with("supported", json!(supported)),
+            Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                format!(
+                    "cannot read a body of type `{essence}`; supported: {}",
+                    supported.join(", ")
+                ),
             )
+            .with("supported", json!(supported))
         })
 }
 
@@ -123,13 +122,6 @@ pub async fn insert_records(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let options =
-        parse_write_params(&query_pairs(query)).map_err(|e| problem(&state, &dataset, e.into()))?;
-    state
-        .app
-        .dataset(&dataset)
-        .map_err(|e| problem(&state, &dataset, e))?;
-    let format = body_format(&headers).map_err(|problem| *problem)?;
     let too_large = || {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -142,13 +134,30 @@ pub async fn insert_records(
         )
         .with("limit_bytes", json!(state.max_body_bytes))
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > state.max_body_bytes as u64) {
-        return Err(too_large());
-    }
+    let checked = (|| {
+        let options = parse_write_params(&query_pairs(query))
+            .map_err(|e| problem(&state, &dataset, e.into()))?;
+        state
+            .app
+            .dataset(&dataset)
+            .map_err(|e| problem(&state, &dataset, e))?;
+        let format = body_format(&headers)?;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > state.max_body_bytes as u64) {
+            return Err(too_large());
+        }
+        Ok((options, format))
+    })();
+    let (options, format) = match checked {
+        Ok(checked) => checked,
+        Err(problem) => {
+            body::discard(body).await;
+            return Err(problem);
+        }
+    };
     let (reader, overflow) = body::stream(body, state.max_body_bytes);
     let ingested = state.app.ingest(&dataset, format, reader, options).await;
     if overflow.happened() {

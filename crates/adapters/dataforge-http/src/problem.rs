@@ -14,7 +14,8 @@ pub struct Problem {
     slug: &'static str,
     title: &'static str,
     detail: String,
-    extensions: Map<String, Json>,
+    /// Boxed to keep `Result<_, Problem>` small on the happy path.
+    extensions: Box<Map<String, Json>>,
 }
 
 impl Problem {
@@ -29,7 +30,7 @@ impl Problem {
             slug,
             title,
             detail: detail.into(),
-            extensions: Map::new(),
+            extensions: Box::default(),
         }
     }
 
@@ -56,7 +57,7 @@ impl IntoResponse for Problem {
         body.insert("title".into(), json!(self.title));
         body.insert("status".into(), json!(self.status.as_u16()));
         body.insert("detail".into(), json!(self.detail));
-        body.extend(self.extensions);
+        body.extend(*self.extensions);
         let mut response = (self.status, Json::Object(body).to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(
