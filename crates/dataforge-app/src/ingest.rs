@@ -89,6 +89,10 @@ impl App {
             Ok(_) => {}
             Err(BodyError::Halted) => {}
             Err(BodyError::Batch(message)) => return Err(AppError::Internal(message)),
+            Err(BodyError::Columns(violations)) => {
+                let total = violations.len() as u64;
+                return Err(AppError::Invalid { violations, total });
+            }
             Err(other) => return Err(AppError::MalformedBody(other.to_string())),
         }
         let violations = verdict?;

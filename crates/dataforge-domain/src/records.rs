@@ -18,6 +18,10 @@ pub enum BodyFormat {
     Ndjson,
     /// Comma-separated values with a header row naming the fields (RFC 4180).
     Csv,
+    /// An Arrow IPC stream; columns are matched to fields by name.
+    Arrow,
+    /// A Parquet file; columns are matched to fields by name.
+    Parquet,
 }
 
 /// Rows a decoder puts in one batch: large enough for bulk appends, small enough to bound memory.
@@ -50,6 +54,10 @@ pub enum BodyError {
     /// A body that cannot be read in its format (bad CSV header or quoting), described in full.
     #[error("{0}")]
     Malformed(String),
+    /// Columns that cannot become fields (unknown, or of a type that does not convert losslessly);
+    /// each is a violation with row 0, meaning the whole column.
+    #[error("{} column(s) do not fit the schema", .0.len())]
+    Columns(Vec<crate::validate::Violation>),
     #[error("the request holds no records")]
     Empty,
     #[error("reading the body failed: {0}")]

@@ -17,7 +17,7 @@ use crate::value::{FieldType, Value};
 pub const MAX_LISTED_VIOLATIONS: usize = 100;
 
 /// One problem with one value (or one row) of a request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
     /// 1-based position of the record within the request.
     pub row: u64,

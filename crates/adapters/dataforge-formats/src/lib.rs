@@ -1,11 +1,13 @@
-//! Request body formats (JSON, NDJSON, CSV). Each decoder reads a body as a stream and writes values straight into
+//! Request body formats (JSON, NDJSON, CSV, Arrow IPC, Parquet). Each decoder reads a body as a stream and writes values straight into
 //! typed Arrow column builders (no document tree, no per-row object), handing over a batch every
 //! `batch_rows` records so memory stays bounded whatever the body's size.
 
+mod arrow;
 mod columns;
 mod csv;
 mod json;
 mod ndjson;
+mod parquet;
 
 #[cfg(test)]
 mod tests;
@@ -33,6 +35,8 @@ impl BatchDecoder for Formats {
             BodyFormat::Json => json::decode(schema, body, batch_rows, sink),
             BodyFormat::Ndjson => ndjson::decode(schema, body, batch_rows, sink),
             BodyFormat::Csv => csv::decode(schema, body, batch_rows, sink),
+            BodyFormat::Arrow => arrow::decode(schema, body, batch_rows, sink),
+            BodyFormat::Parquet => parquet::decode(schema, body, batch_rows, sink),
         }
     }
 }

@@ -464,3 +464,180 @@ fn csv_header_problems_fail_the_body() {
         Some(BodyError::Empty)
     );
 }
+
+// Decoding Arrow IPC and Parquet
+
+mod columnar {
+    use std::sync::Arc;
+
+    use arrow_array::{
+        ArrayRef, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray,
+        TimestampMillisecondArray,
+    };
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+
+    use super::*;
+
+    fn input() -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new("name", DataType::Utf8, true),
+            Field::new("well_code", DataType::Int32, false),
+            Field::new(
+                "period",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                true,
+            ),
+            Field::new("oil", DataType::Float32, true),
+            Field::new("extra", DataType::Utf8, true),
+        ]);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])),
+            Arc::new(Int32Array::from(vec![1, 2, 3])),
+            Arc::new(TimestampMillisecondArray::from(vec![
+                Some(1_577_836_800_000),
+                None,
+                Some(1),
+            ])),
+            Arc::new(Float32Array::from(vec![Some(1.5), Some(-2.0), None])),
+            Arc::new(StringArray::from(vec![
+                Some("{\"a\":1}"),
+                Some("not json"),
+                None,
+            ])),
+        ];
+        RecordBatch::try_new(Arc::new(schema), columns).unwrap()
+    }
+
+    fn ipc(batches: &[RecordBatch]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut writer =
+            arrow_ipc::writer::StreamWriter::try_new(&mut out, &batches[0].schema()).unwrap();
+        for batch in batches {
+            writer.write(batch).unwrap();
+        }
+        writer.finish().unwrap();
+        drop(writer);
+        out
+    }
+
+    fn parquet(batch: &RecordBatch) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+        writer.write(batch).unwrap();
+        writer.close().unwrap();
+        out
+    }
+
+    fn check_conformed(decoded: DecodedBatch) {
+        let schema = wells();
+        let batch = &decoded.batch;
+        assert_eq!(batch.schema(), *schema.arrow_schema());
+        assert_eq!(
+            Value::from_array(FieldType::Integer, batch.column(0), 2),
+            Value::Integer(3)
+        );
+        assert_eq!(
+            Value::from_array(FieldType::Timestamp, batch.column(3), 0),
+            Value::Timestamp(1_577_836_800_000_000)
+        );
+        assert_eq!(
+            Value::from_array(FieldType::Timestamp, batch.column(3), 2),
+            Value::Timestamp(1_000)
+        );
+        assert_eq!(
+            Value::from_array(FieldType::Float, batch.column(4), 1),
+            Value::Float(-2.0)
+        );
+        assert_eq!(
+            Value::from_array(FieldType::Integer, batch.column(1), 0),
+            Value::Null,
+            "a missing column is null"
+        );
+        let listed = decoded.violations.into_listed();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].row, listed[0].field.as_deref(), listed[0].code),
+            (2, Some("extra"), "type")
+        );
+    }
+
+    #[test]
+    fn arrow_streams_are_matched_by_name_and_widened() {
+        let schema = wells();
+        check_conformed(decode_one(BodyFormat::Arrow, &schema, &ipc(&[input()])).unwrap());
+        let two = decode_batches(BodyFormat::Arrow, &schema, &ipc(&[input(), input()]), 2).unwrap();
+        let shape: Vec<(u64, usize)> = two
+            .iter()
+            .map(|b| (b.first_row, b.batch.num_rows()))
+            .collect();
+        assert_eq!(shape, vec![(1, 2), (3, 1), (4, 2), (6, 1)]);
+    }
+
+    #[test]
+    fn parquet_files_are_matched_by_name_and_widened() {
+        check_conformed(decode_one(BodyFormat::Parquet, &wells(), &parquet(&input())).unwrap());
+    }
+
+    #[test]
+    fn columns_that_do_not_fit_are_named_with_their_types() {
+        let schema = Schema::new(vec![
+            Field::new("oil", DataType::Int64, true),
+            Field::new("colour", DataType::Utf8, true),
+            Field::new("well_code", DataType::Int32, true),
+        ]);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![1])),
+            Arc::new(StringArray::from(vec!["red"])),
+            Arc::new(Int32Array::from(vec![1])),
+        ];
+        let batch = RecordBatch::try_new(Arc::new(schema), columns).unwrap();
+        for body in [ipc(std::slice::from_ref(&batch)), parquet(&batch)] {
+            let format = if body.starts_with(b"PAR1") {
+                BodyFormat::Parquet
+            } else {
+                BodyFormat::Arrow
+            };
+            let Err(BodyError::Columns(problems)) = decode_one(format, &wells(), &body) else {
+                panic!("expected column problems")
+            };
+            let found: Vec<(&str, &str)> = problems
+                .iter()
+                .map(|p| (p.field.as_deref().unwrap_or(""), p.code))
+                .collect();
+            assert_eq!(
+                found,
+                vec![("oil", "column_type"), ("colour", "unknown_field")]
+            );
+            assert!(
+                problems[0].message.contains(
+                    "has type Int64, which does not convert losslessly to float (Float64)"
+                ),
+                "{}",
+                problems[0].message
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_or_foreign_bodies_are_malformed() {
+        let full = ipc(&[input(), input()]);
+        let cut = &full[..full.len() - 40];
+        let Err(BodyError::Malformed(message)) = decode_one(BodyFormat::Arrow, &wells(), cut)
+        else {
+            panic!("expected malformed")
+        };
+        assert!(
+            message.contains("truncated after 3 complete record(s)"),
+            "{message}"
+        );
+        assert!(matches!(
+            decode_one(BodyFormat::Arrow, &wells(), b"hello"),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_one(BodyFormat::Parquet, &wells(), b"hello"),
+            Err(BodyError::Malformed(_))
+        ));
+    }
+}

@@ -81,6 +81,8 @@ const BODY_TYPES: &[(&str, BodyFormat)] = &[
     ("application/x-ndjson", BodyFormat::Ndjson),
     ("application/ndjson", BodyFormat::Ndjson),
     ("text/csv", BodyFormat::Csv),
+    ("application/vnd.apache.arrow.stream", BodyFormat::Arrow),
+    ("application/vnd.apache.parquet", BodyFormat::Parquet),
 ];
 
 /// The body format named by a `Content-Type` (JSON when there is none).

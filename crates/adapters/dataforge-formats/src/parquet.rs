@@ -1,0 +1,47 @@
+//! Parquet bodies. Parquet keeps its index at the end of the file, so the body is first spooled to
+//! a temporary file (disk, not memory), then read back a row group at a time.
+
+use std::io::Read;
+
+use dataforge_domain::records::{BodyError, DecodedBatch, Halt};
+use dataforge_domain::schema::DatasetSchema;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::arrow::Conformer;
+
+/// Decodes a Parquet body, handing over batches of at most `batch_rows` records.
+pub(crate) fn decode(
+    schema: &DatasetSchema,
+    body: &mut dyn Read,
+    batch_rows: usize,
+    sink: &mut dyn FnMut(DecodedBatch) -> Result<(), Halt>,
+) -> Result<u64, BodyError> {
+    let mut spool = tempfile::tempfile()
+        .map_err(|e| BodyError::Io(format!("cannot create a spool file: {e}")))?;
+    std::io::copy(body, &mut spool).map_err(|e| BodyError::Io(e.to_string()))?;
+    let not_parquet = |e: parquet::errors::ParquetError| {
+        BodyError::Malformed(format!("the body is not a readable Parquet file: {e}"))
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(spool).map_err(not_parquet)?;
+    let columns = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect::<Vec<_>>();
+    let mut conformer = Conformer::new(schema, columns.into_iter())?;
+    let reader = builder
+        .with_batch_size(batch_rows)
+        .build()
+        .map_err(not_parquet)?;
+    for batch in reader {
+        let batch = batch.map_err(|e| {
+            BodyError::Malformed(format!(
+                "the Parquet file is corrupt after {} record(s): {e}",
+                conformer.done
+            ))
+        })?;
+        conformer.push(&batch, batch_rows, sink)?;
+    }
+    conformer.finish()
+}
