@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_select::filter::filter_record_batch;
@@ -42,6 +43,22 @@ impl App {
     where
         B: Read + Send + 'static,
     {
+        self.ingest_counted(dataset, format, body, options, Arc::default())
+            .await
+    }
+
+    /// [`App::ingest`], counting the records decoded so far in `seen` (for progress reports).
+    pub async fn ingest_counted<B>(
+        &self,
+        dataset: &str,
+        format: BodyFormat,
+        body: B,
+        options: WriteOptions,
+        seen: Arc<AtomicU64>,
+    ) -> Result<IngestSummary, AppError>
+    where
+        B: Read + Send + 'static,
+    {
         let schema = self.dataset(dataset)?;
         let (valid, mut batches) = tokio::sync::mpsc::channel::<RecordBatch>(PIPELINE_DEPTH);
         let decoding = {
@@ -51,6 +68,7 @@ impl App {
                 let mut body = body;
                 let mut checker = Checker::new(&schema, options.on_error);
                 let read = decoder.decode(format, &schema, &mut body, BATCH_ROWS, &mut |decoded| {
+                    seen.fetch_add(decoded.batch.num_rows() as u64, Ordering::Relaxed);
                     match checker.check(decoded)? {
                         Some(batch) => valid.blocking_send(batch).map_err(|_| Halt),
                         None => Ok(()),

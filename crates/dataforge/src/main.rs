@@ -1,6 +1,8 @@
 //! The dataforge binary: the composition root. It reads configuration, loads schemas, opens the
 //! store, wires the adapters into the use cases and runs the chosen command.
 
+mod generate;
+mod import;
 mod settings;
 
 use std::io::IsTerminal;
@@ -11,7 +13,9 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use dataforge_app::App;
 use dataforge_domain::ports::DatasetStorage;
+use dataforge_domain::records::BodyFormat;
 use dataforge_domain::schema::{Catalog, SchemaProblem};
+use dataforge_domain::write::parse_write_params;
 use dataforge_duckdb::DuckDbStore;
 use dataforge_formats::Formats;
 use dataforge_http::HttpSettings;
@@ -46,6 +50,50 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Load files into a dataset through the same write pipeline as the HTTP API.
+    Import {
+        /// Dataset to load into.
+        #[arg(long)]
+        dataset: String,
+        /// Files to load, each as one all-or-nothing write.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// File format (default: from each file's extension).
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// What to do with keys already stored or repeated: error, ignore or upsert.
+        #[arg(long, default_value = "error")]
+        on_conflict: String,
+        /// What to do with invalid records: reject (the whole file) or skip (them).
+        #[arg(long, default_value = "reject")]
+        on_error: String,
+        /// Configuration file (default: ./dataforge.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Directory of schema files (default: ./schemas).
+        #[arg(long)]
+        schemas: Option<PathBuf>,
+        /// Database file (default: ./data/dataforge.duckdb).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+    /// Write deterministic synthetic rows of a dataset (well_production) to a file.
+    Generate {
+        /// Dataset to generate (well_production).
+        dataset: String,
+        /// Number of rows.
+        #[arg(long)]
+        rows: u64,
+        /// Output format.
+        #[arg(long, value_enum)]
+        format: FormatArg,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Directory of schema files (default: ./schemas).
+        #[arg(long)]
+        schemas: Option<PathBuf>,
+    },
     /// Check every schema file and print every problem found.
     Check {
         /// Directory of schema files (default: the configured one, ./schemas).
@@ -54,6 +102,35 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+/// File formats on the command line.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Csv,
+    Ndjson,
+    Json,
+    Parquet,
+    Arrow,
+}
+
+impl From<FormatArg> for BodyFormat {
+    fn from(format: FormatArg) -> Self {
+        match format {
+            FormatArg::Csv => BodyFormat::Csv,
+            FormatArg::Ndjson => BodyFormat::Ndjson,
+            FormatArg::Json => BodyFormat::Json,
+            FormatArg::Parquet => BodyFormat::Parquet,
+            FormatArg::Arrow => BodyFormat::Arrow,
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(&format!("cannot start the async runtime: {e}")))
 }
 
 fn main() -> ExitCode {
@@ -66,6 +143,90 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {
+        Command::Generate {
+            dataset,
+            rows,
+            format,
+            output,
+            schemas,
+        } => {
+            let dir = schemas.unwrap_or_else(|| settings::ServerSettings::default().schemas);
+            let catalog = match dataforge_schema_toml::load_catalog(&dir) {
+                Ok(catalog) => catalog,
+                Err(problems) => {
+                    print_problems(&problems);
+                    return ExitCode::FAILURE;
+                }
+            };
+            let Some(schema) = catalog.get(&dataset) else {
+                return fail(&format!(
+                    "no dataset named `{dataset}` in {}",
+                    dir.display()
+                ));
+            };
+            match generate::generate(schema, rows, format.into(), &output) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => fail(&message),
+            }
+        }
+        Command::Import {
+            dataset,
+            files,
+            format,
+            on_conflict,
+            on_error,
+            config,
+            schemas,
+            db,
+        } => {
+            let mut settings = match Settings::load(config.as_deref()) {
+                Ok(settings) => settings,
+                Err(e) => return fail(&e.to_string()),
+            };
+            if let Some(schemas) = schemas {
+                settings.server.schemas = schemas;
+            }
+            if let Some(db) = db {
+                settings.database.path = db;
+            }
+            let params = [
+                ("on_conflict".to_owned(), on_conflict),
+                ("on_error".to_owned(), on_error),
+            ];
+            let options = match parse_write_params(&params) {
+                Ok(options) => options,
+                Err(e) => {
+                    return fail(&format!(
+                        "--{}: {}",
+                        e.parameter.replace('_', "-"),
+                        e.message
+                    ));
+                }
+            };
+            let runtime = match runtime() {
+                Ok(runtime) => runtime,
+                Err(code) => return code,
+            };
+            runtime.block_on(async {
+                let (app, store, _) = match wire(&settings).await {
+                    Ok(wired) => wired,
+                    Err(code) => return code,
+                };
+                if let Err(e) = app.dataset(&dataset) {
+                    close(store).await;
+                    return fail(&e.to_string());
+                }
+                let ok =
+                    import::import(&app, &dataset, &files, format.map(Into::into), options).await;
+                drop(app);
+                close(store).await;
+                if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            })
+        }
         Command::Check { dir, config } => {
             let settings = match Settings::load(config.as_deref()) {
                 Ok(settings) => settings,
@@ -92,12 +253,9 @@ fn main() -> ExitCode {
             if let Some(listen) = listen {
                 settings.server.listen = listen;
             }
-            match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            match runtime() {
                 Ok(runtime) => runtime.block_on(serve(settings)),
-                Err(e) => fail(&format!("cannot start the async runtime: {e}")),
+                Err(code) => code,
             }
         }
     }
@@ -134,20 +292,17 @@ fn check(dir: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings) -> ExitCode {
-    let shutdown = match shutdown_signal() {
-        Ok(shutdown) => shutdown,
-        Err(e) => return fail(&format!("cannot listen for shutdown signals: {e}")),
-    };
-    let catalog: Catalog = match dataforge_schema_toml::load_catalog(&settings.server.schemas) {
-        Ok(catalog) => catalog,
+/// The composition root: loads the schemas, opens and prepares the store, and wires the adapters
+/// into the use cases. On failure, the problem is printed and the exit code returned.
+async fn wire(settings: &Settings) -> Result<(App, Arc<DuckDbStore>, Arc<Catalog>), ExitCode> {
+    let catalog = match dataforge_schema_toml::load_catalog(&settings.server.schemas) {
+        Ok(catalog) => Arc::new(catalog),
         Err(problems) => {
             print_problems(&problems);
             eprintln!("error: refusing to start on invalid schemas");
-            return ExitCode::FAILURE;
+            return Err(ExitCode::FAILURE);
         }
     };
-    let catalog = Arc::new(catalog);
     let database = settings.database.clone();
     let opened = {
         let catalog = Arc::clone(&catalog);
@@ -160,8 +315,8 @@ async fn serve(settings: Settings) -> ExitCode {
     };
     let store = match opened {
         Ok(Ok(store)) => Arc::new(store),
-        Ok(Err(message)) => return fail(&message),
-        Err(e) => return fail(&format!("opening the database failed: {e}")),
+        Ok(Err(message)) => return Err(fail(&message)),
+        Err(e) => return Err(fail(&format!("opening the database failed: {e}"))),
     };
     let app = App::new(
         Arc::clone(&catalog),
@@ -170,6 +325,23 @@ async fn serve(settings: Settings) -> ExitCode {
         Arc::new(Formats),
         settings.limits(),
     );
+    Ok((app, store, catalog))
+}
+
+/// Finishes queued writes and checkpoints, off the async executor.
+async fn close(store: Arc<DuckDbStore>) {
+    let _ = tokio::task::spawn_blocking(move || store.close()).await;
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    let shutdown = match shutdown_signal() {
+        Ok(shutdown) => shutdown,
+        Err(e) => return fail(&format!("cannot listen for shutdown signals: {e}")),
+    };
+    let (app, store, catalog) = match wire(&settings).await {
+        Ok(wired) => wired,
+        Err(code) => return code,
+    };
     let router = dataforge_http::router(
         app,
         HttpSettings {
@@ -196,8 +368,7 @@ async fn serve(settings: Settings) -> ExitCode {
         .with_graceful_shutdown(shutdown)
         .await;
     tracing::info!("shutting down: finishing queued writes");
-    let closing = Arc::clone(&store);
-    let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+    close(store).await;
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("server error: {e}")),

@@ -1,0 +1,171 @@
+//! Every body format, over HTTP and through `dataforge import`: the same generated rows load and
+//! read back identical.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use support::Server;
+
+const WP: &str = "/v1/datasets/well_production";
+const ROWS: u64 = 3000;
+const FORMATS: [(&str, &str); 5] = [
+    ("json", "application/json"),
+    ("ndjson", "application/x-ndjson"),
+    ("csv", "text/csv"),
+    ("arrow", "application/vnd.apache.arrow.stream"),
+    ("parquet", "application/vnd.apache.parquet"),
+];
+
+/// Generates the test rows in every format into `dir`.
+fn generate_all(dir: &Path) -> Vec<(PathBuf, &'static str)> {
+    FORMATS
+        .iter()
+        .map(|(format, media_type)| {
+            let file = dir.join(format!("rows.{format}"));
+            let schemas = support::shipped_schemas();
+            let (code, _, stderr) = support::run(
+                &[
+                    "generate",
+                    "well_production",
+                    "--rows",
+                    &ROWS.to_string(),
+                    "--format",
+                    format,
+                    "-o",
+                    file.to_str().unwrap(),
+                    "--schemas",
+                    schemas.to_str().unwrap(),
+                ],
+                dir,
+            );
+            assert_eq!(code, 0, "generate {format}: {stderr}");
+            (file, *media_type)
+        })
+        .collect()
+}
+
+/// Every stored row, in key order.
+fn all_rows(server: &Server) -> Vec<Value> {
+    let page = server.get(&format!("{WP}/records?limit=10000"));
+    assert_eq!(page.status, 200, "{page:?}");
+    page.body["items"].as_array().unwrap().clone()
+}
+
+#[test]
+fn every_format_loads_the_same_rows_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut loaded: Vec<(String, Vec<Value>)> = Vec::new();
+    for (file, media_type) in generate_all(dir.path()) {
+        let db = dir.path().join(format!(
+            "{}.duckdb",
+            file.extension().unwrap().to_string_lossy()
+        ));
+        let server = Server::start(&db);
+        let answer = server.post_raw(
+            &format!("{WP}/records"),
+            media_type,
+            &std::fs::read(&file).unwrap(),
+        );
+        assert_eq!(answer.status, 201, "{media_type}: {answer:?}");
+        assert_eq!(answer.body["inserted"], json!(ROWS), "{media_type}");
+        loaded.push((media_type.to_owned(), all_rows(&server)));
+    }
+    let (reference_type, reference) = &loaded[0];
+    assert_eq!(reference.len() as u64, ROWS);
+    assert_eq!(reference[0]["production_period"], "1947-01-01T00:00:00Z");
+    for (media_type, rows) in &loaded[1..] {
+        assert!(
+            rows == reference,
+            "{media_type} rows differ from {reference_type} rows"
+        );
+    }
+}
+
+#[test]
+fn import_loads_every_format_and_reports_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let schemas = support::shipped_schemas();
+    let schemas = schemas.to_str().unwrap();
+    let files = generate_all(dir.path());
+    let db = dir.path().join("import.duckdb");
+    let db_arg = db.to_str().unwrap();
+    // the first file inserts, the others (the same rows) are skipped with on_conflict=ignore
+    for (index, (file, _)) in files.iter().enumerate() {
+        let mut args = vec![
+            "import",
+            "--dataset",
+            "well_production",
+            "--db",
+            db_arg,
+            "--schemas",
+            schemas,
+            file.to_str().unwrap(),
+        ];
+        if index > 0 {
+            args.extend(["--on-conflict", "ignore"]);
+        }
+        let (code, stdout, stderr) = support::run(&args, dir.path());
+        assert_eq!(code, 0, "{}: {stderr}", file.display());
+        let expected = if index == 0 {
+            format!("inserted {ROWS}, updated 0, skipped 0")
+        } else {
+            format!("inserted 0, updated 0, skipped {ROWS}")
+        };
+        assert!(
+            stdout.contains(&format!("{ROWS} rows read")) && stdout.contains(&expected),
+            "{stdout}"
+        );
+    }
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "well_code,field_code,production_period,days_on_production\n1,2,2020-01-01,40\n3,x,2020-01-01,1\n").unwrap();
+    let (code, _, stderr) = support::run(
+        &[
+            "import",
+            "--dataset",
+            "well_production",
+            "--db",
+            db_arg,
+            "--schemas",
+            schemas,
+            bad.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("2 validation error(s) in the request; nothing was written"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("row 1, days_on_production: 40 is greater than the maximum 31 (max)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("row 2, field_code: expected a 64-bit integer, found `x` (type)"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = support::run(
+        &[
+            "import",
+            "--dataset",
+            "nope",
+            "--db",
+            db_arg,
+            "--schemas",
+            schemas,
+            bad.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no dataset named `nope`"), "{stderr}");
+
+    let server = Server::start(&db);
+    assert_eq!(
+        server.get(&format!("{WP}/count")).body,
+        json!({"count": ROWS})
+    );
+}
