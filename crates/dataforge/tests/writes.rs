@@ -382,3 +382,88 @@ fn csv_bodies_load_the_same_rows_as_json() {
         json!({"count": 200})
     );
 }
+
+#[test]
+fn concurrent_small_writes_are_committed_in_groups_and_each_stays_whole() {
+    let (_dir, db) = temp_db();
+    let env = [("RUST_LOG", "info,dataforge_duckdb::writer=debug")];
+    let server = Server::start_with(&db, &support::shipped_schemas(), &env);
+    assert_eq!(
+        counts(&server.post_json(&format!("{WP}/records"), &production(0))),
+        (1, 0, 0, 0)
+    );
+    let base = server.base.clone();
+    // 64 writers, 20 single-record requests each; every 10th request of writer 0 repeats key 0
+    let handles: Vec<_> = (0..64i64)
+        .map(|writer| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                for request in 0..20i64 {
+                    let i = if writer == 0 && request % 10 == 0 {
+                        0
+                    } else {
+                        1 + writer * 20 + request
+                    };
+                    let response = ureq::post(&format!("{base}{WP}/records"))
+                        .set("Content-Type", "application/json")
+                        .send_string(&production(i).to_string());
+                    match response {
+                        Ok(r) if r.status() == 201 => acknowledged.push(i),
+                        Err(ureq::Error::Status(409, _)) => {
+                            assert_eq!(i, 0, "only the repeated key conflicts")
+                        }
+                        other => panic!("request {i}: {other:?}"),
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let acknowledged: Vec<i64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(
+        acknowledged.len(),
+        64 * 20 - 2,
+        "all but the two repeats of key 0 are acknowledged"
+    );
+    let page = server.get(&format!(
+        "{WP}/records?limit=10000&select=well_code,production_period,field_code"
+    ));
+    let rows = page.body["items"].as_array().unwrap().len();
+    assert_eq!(
+        rows,
+        acknowledged.len() + 1,
+        "every acknowledged row once, plus the first"
+    );
+    for &i in [
+        acknowledged[1],
+        acknowledged[600],
+        acknowledged[acknowledged.len() - 1],
+    ]
+    .iter()
+    {
+        stored(&server, i);
+    }
+    let groups: Vec<usize> = server
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("group commit"))
+        .filter_map(|l| {
+            l.split("writes=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let grouped: usize = groups.iter().sum();
+    assert!(
+        !groups.is_empty() && grouped > groups.len(),
+        "commits were grouped: {} groups for {grouped} writes",
+        groups.len()
+    );
+}

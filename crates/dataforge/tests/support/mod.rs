@@ -110,6 +110,11 @@ impl Server {
         )
     }
 
+    /// Log lines the server printed since it started (or since the last call).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+
     /// Stops the server with SIGTERM and waits for a clean exit.
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();
