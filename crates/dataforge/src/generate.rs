@@ -71,9 +71,11 @@ fn row(i: u64) -> Row {
     }
 }
 
-/// Writes `rows` generated rows of `dataset` (which must be `well_production`) to `out`.
+/// Writes generated rows `start..start + rows` of `dataset` (which must be `well_production`) to
+/// `out`; several files with consecutive ranges hold distinct keys.
 pub fn generate(
     dataset: &DatasetSchema,
+    start: u64,
     rows: u64,
     format: BodyFormat,
     out: &Path,
@@ -92,7 +94,7 @@ pub fn generate(
         BodyFormat::Arrow => {
             let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut out, &schema)
                 .map_err(|e| failed(&e))?;
-            for batch in batches(&schema, rows) {
+            for batch in batches(&schema, start, start + rows) {
                 writer
                     .write(&batch.map_err(|e| failed(&e))?)
                     .map_err(|e| failed(&e))?;
@@ -103,7 +105,7 @@ pub fn generate(
             let mut writer =
                 parquet::arrow::ArrowWriter::try_new(&mut out, Arc::clone(&schema), None)
                     .map_err(|e| failed(&e))?;
-            for batch in batches(&schema, rows) {
+            for batch in batches(&schema, start, start + rows) {
                 writer
                     .write(&batch.map_err(|e| failed(&e))?)
                     .map_err(|e| failed(&e))?;
@@ -113,7 +115,7 @@ pub fn generate(
         BodyFormat::Csv => {
             let names: Vec<&str> = dataset.fields.iter().map(|f| f.name.as_str()).collect();
             writeln!(out, "{}", names.join(",")).map_err(|e| failed(&e))?;
-            for i in 0..rows {
+            for i in start..start + rows {
                 let r = row(i);
                 writeln!(
                     out,
@@ -129,9 +131,9 @@ pub fn generate(
             if array {
                 out.write_all(b"[").map_err(|e| failed(&e))?;
             }
-            for i in 0..rows {
+            for i in start..start + rows {
                 let r = row(i);
-                let separator = if array && i > 0 { "," } else { "" };
+                let separator = if array && i > start { "," } else { "" };
                 write!(
                     out,
                     "{separator}{{\"field_code\":{},\"field_name\":\"FIELD-{}\",\"well_code\":{},\"well_reference\":\"REF-{}\",\"well_name\":\"WELL-{}\",\"production_period\":\"{}\",\"days_on_production\":{},\"oil_production_kbd\":{},\"gas_production_mmcfd\":{},\"liquids_production_kbd\":{},\"water_production_kbd\":{},\"data_source\":\"ANP\",\"source_data\":\"{{\\\"src\\\":\\\"anp\\\"}}\",\"partition_0\":\"p{}\"}}",
@@ -151,13 +153,14 @@ pub fn generate(
     out.flush().map_err(|e| failed(&e))
 }
 
-/// The rows as Arrow batches of [`BATCH`] rows, built column by column.
+/// Rows `first..end` as Arrow batches of [`BATCH`] rows, built column by column.
 fn batches(
     schema: &SchemaRef,
-    rows: u64,
+    first: u64,
+    end: u64,
 ) -> impl Iterator<Item = Result<RecordBatch, arrow_schema::ArrowError>> + '_ {
-    (0..rows).step_by(BATCH as usize).map(move |start| {
-        let end = (start + BATCH).min(rows);
+    (first..end).step_by(BATCH as usize).map(move |start| {
+        let end = (start + BATCH).min(end);
         let n = (end - start) as usize;
         let ints = || Int64Builder::with_capacity(n);
         let (mut field_code, mut well_code, mut days) = (ints(), ints(), ints());

@@ -84,6 +84,9 @@ enum Command {
         /// Number of rows.
         #[arg(long)]
         rows: u64,
+        /// Index of the first row, so that files of consecutive ranges hold distinct keys.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
         /// Output format.
         #[arg(long, value_enum)]
         format: FormatArg,
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
         Command::Generate {
             dataset,
             rows,
+            start,
             format,
             output,
             schemas,
@@ -164,7 +168,7 @@ fn main() -> ExitCode {
                     dir.display()
                 ));
             };
-            match generate::generate(schema, rows, format.into(), &output) {
+            match generate::generate(schema, start, rows, format.into(), &output) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => fail(&message),
             }
