@@ -6,11 +6,13 @@
 //! far fewer WAL syncs than requests.
 //! Being alone, the writer can check keys and insert without races and without unique indexes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
-use arrow_array::RecordBatch;
+use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+use arrow_row::{RowConverter, SortField};
+use arrow_schema::{DataType, Field, Schema};
 use dataforge_domain::ports::{ConflictReason, ConflictingKey, StoreError};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::Value;
@@ -23,6 +25,9 @@ use crate::store_error;
 
 /// Conflicting keys listed in one answer, at most.
 const MAX_LISTED_KEYS: usize = 100;
+
+/// What one write's commit answers.
+type WriteResult = Result<WriteOutcome, StoreError>;
 
 /// Writes committed together in one transaction, at most.
 const MAX_GROUP: usize = 256;
@@ -129,8 +134,21 @@ fn key_matches(schema: &DatasetSchema) -> String {
 
 struct WriterState {
     conn: Connection,
-    /// Writes with a staging table, and whether their handle is still alive.
-    staged: HashMap<u64, Weak<()>>,
+    /// Writes with staged rows.
+    staged: HashMap<u64, Staged>,
+}
+
+/// Rows a write may keep in memory before they move to a staging table of its own.
+const MEMORY_ROWS: usize = 8192;
+
+/// A write's staged rows: small writes stay in memory (no table to create, fill and drop), larger
+/// ones go to a temporary staging table, which DuckDB spills to disk past its memory limit.
+struct Staged {
+    /// Alive while the write's handle is; a write whose handle is gone uncommitted is discarded.
+    alive: Weak<()>,
+    /// The batches while the write is small; `None` once they are in the staging table.
+    memory: Option<Vec<RecordBatch>>,
+    rows: usize,
 }
 
 fn staging_table(write: u64) -> String {
@@ -150,7 +168,7 @@ impl WriterState {
         let abandoned: Vec<u64> = self
             .staged
             .iter()
-            .filter(|(_, alive)| alive.strong_count() == 0)
+            .filter(|(_, staged)| staged.alive.strong_count() == 0)
             .map(|(id, _)| *id)
             .collect();
         for write in abandoned {
@@ -159,16 +177,19 @@ impl WriterState {
     }
 
     fn drop_staging(&mut self, write: u64) {
-        self.staged.remove(&write);
-        if let Err(e) = self
-            .conn
-            .execute_batch(&format!("DROP TABLE IF EXISTS {}", staging_table(write)))
+        let Some(staged) = self.staged.remove(&write) else {
+            return;
+        };
+        if staged.memory.is_none()
+            && let Err(e) = self
+                .conn
+                .execute_batch(&format!("DROP TABLE IF EXISTS {}", staging_table(write)))
         {
             tracing::warn!(write, error = %e, "could not drop a staging table");
         }
     }
 
-    /// Appends a batch to the write's staging table; rows keep their request order in `rowid`.
+    /// Adds a batch to the write's staged rows, in request order (a staging table keeps it in `rowid`).
     fn stage(
         &mut self,
         write: u64,
@@ -176,16 +197,41 @@ impl WriterState {
         schema: &DatasetSchema,
         batch: RecordBatch,
     ) -> Result<(), StoreError> {
-        if !self.staged.contains_key(&write) {
-            self.conn
-                .execute_batch(&format!(
-                    "CREATE TEMP TABLE {} AS SELECT * FROM {} LIMIT 0",
-                    quote(&format!("staging__{write}")),
-                    quote(&schema.name)
-                ))
-                .map_err(store_error)?;
-            self.staged.insert(write, alive);
+        let staged = self.staged.entry(write).or_insert(Staged {
+            alive,
+            memory: Some(Vec::new()),
+            rows: 0,
+        });
+        staged.rows += batch.num_rows();
+        if let Some(batches) = staged.memory.as_mut() {
+            batches.push(batch);
+            if staged.rows <= MEMORY_ROWS {
+                return Ok(());
+            }
+            return self.spill(write, schema);
         }
+        self.append_to_staging(write, batch)
+    }
+
+    /// Moves a write's in-memory batches to a staging table of its own.
+    fn spill(&mut self, write: u64, schema: &DatasetSchema) -> Result<(), StoreError> {
+        let Some(batches) = self.staged.get_mut(&write).and_then(|s| s.memory.take()) else {
+            return Ok(());
+        };
+        self.conn
+            .execute_batch(&format!(
+                "CREATE TEMP TABLE {} AS SELECT * FROM {} LIMIT 0",
+                quote(&format!("staging__{write}")),
+                quote(&schema.name)
+            ))
+            .map_err(store_error)?;
+        for batch in batches {
+            self.append_to_staging(write, batch)?;
+        }
+        Ok(())
+    }
+
+    fn append_to_staging(&self, write: u64, batch: RecordBatch) -> Result<(), StoreError> {
         let name = format!("staging__{write}");
         let mut appender = self
             .conn
@@ -200,15 +246,30 @@ impl WriterState {
     /// rolled back and each write is committed on its own, so one request cannot fail another.
     fn commit_group(&mut self, commits: Vec<Commit>) {
         tracing::debug!(writes = commits.len(), "group commit");
-        let results = if commits.len() == 1 {
-            vec![self.commit_alone(&commits[0])]
-        } else {
-            match self.try_group(&commits) {
-                Ok(results) => results,
-                Err(e) => {
-                    tracing::warn!(error = %e, writes = commits.len(), "group commit failed; committing one by one");
-                    commits.iter().map(|c| self.commit_alone(c)).collect()
-                }
+        // small writes in mode `error` are checked and stored together from memory; the others
+        // need their rows in a staging table
+        let mut spilled: Vec<Result<(), StoreError>> = Vec::with_capacity(commits.len());
+        for commit in &commits {
+            let result = if commit.mode == ConflictMode::Error {
+                Ok(())
+            } else {
+                self.spill(commit.write, &commit.dataset)
+            };
+            spilled.push(result);
+        }
+        let results = match self.try_group(&commits, &spilled) {
+            Ok(results) => results,
+            Err(e) => {
+                tracing::warn!(error = %e, writes = commits.len(), "group commit failed; committing one by one");
+                commits
+                    .iter()
+                    .zip(spilled)
+                    .map(|(commit, spilled)| {
+                        spilled?;
+                        self.spill(commit.write, &commit.dataset)?;
+                        self.commit_alone(commit)
+                    })
+                    .collect()
             }
         };
         for (commit, result) in commits.into_iter().zip(results) {
@@ -225,24 +286,217 @@ impl WriterState {
     fn try_group(
         &self,
         commits: &[Commit],
+        spilled: &[Result<(), StoreError>],
     ) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
         self.conn
             .execute_batch("BEGIN TRANSACTION")
             .map_err(store_error)?;
-        let mut results = Vec::with_capacity(commits.len());
-        for commit in commits {
-            match self.apply(commit) {
-                Err(e) if !matches!(e, StoreError::Conflict { .. }) => {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                    return Err(e);
+        let applied = (|| {
+            let mut results: Vec<Option<Result<WriteOutcome, StoreError>>> =
+                spilled.iter().map(|s| s.clone().err().map(Err)).collect();
+            // small writes, by dataset, together
+            let mut small: HashMap<&str, Vec<usize>> = HashMap::new();
+            for (i, commit) in commits.iter().enumerate() {
+                if results[i].is_none()
+                    && self
+                        .staged
+                        .get(&commit.write)
+                        .is_some_and(|s| s.memory.is_some())
+                {
+                    small
+                        .entry(commit.dataset.name.as_str())
+                        .or_default()
+                        .push(i);
                 }
-                result => results.push(result),
+            }
+            for indices in small.values() {
+                for (i, result) in self.apply_small(commits, indices)? {
+                    results[i] = Some(result);
+                }
+            }
+            for (i, commit) in commits.iter().enumerate() {
+                if results[i].is_none() {
+                    match self.apply(commit) {
+                        Err(e) if !matches!(e, StoreError::Conflict { .. }) => return Err(e),
+                        result => results[i] = Some(result),
+                    }
+                }
+            }
+            self.conn.execute_batch("COMMIT").map_err(store_error)?;
+            Ok(results
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| Ok(WriteOutcome::default())))
+                .collect())
+        })();
+        if applied.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        applied
+    }
+
+    /// Inside an open transaction: stores small in-memory writes of one dataset (mode `error`)
+    /// with a handful of statements for all of them. Keys repeated within a write, already stored,
+    /// or taken by an earlier write of the group refuse that write alone.
+    fn apply_small(
+        &self,
+        commits: &[Commit],
+        indices: &[usize],
+    ) -> Result<Vec<(usize, WriteResult)>, StoreError> {
+        let schema = &commits[indices[0]].dataset;
+        let group = format!("group__{}", schema.name);
+        self.conn
+            .execute_batch(&format!(
+                "CREATE OR REPLACE TEMP TABLE {} AS SELECT *, CAST(0 AS BIGINT) AS \"__write\" FROM {} LIMIT 0",
+                quote(&group),
+                quote(&schema.name)
+            ))
+            .map_err(store_error)?;
+        let internal = |e: arrow_schema::ArrowError| StoreError::Internal(e.to_string());
+        let key_fields: Vec<SortField> = schema
+            .key_fields()
+            .map(|f| SortField::new(f.field_type.arrow_type()))
+            .collect();
+        let converter = RowConverter::new(key_fields).map_err(internal)?;
+        let mut tagged_schema: Vec<Field> = schema
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        tagged_schema.push(Field::new("__write", DataType::Int64, false));
+        let tagged_schema = Arc::new(Schema::new(tagged_schema));
+        // key rows of every write, and the combined rows tagged with their write's position
+        let mut keys: Vec<Vec<(Vec<u8>, Vec<Value>)>> = Vec::with_capacity(indices.len());
+        {
+            let mut appender = self
+                .conn
+                .appender_to_catalog_and_db(&group, "temp", "main")
+                .map_err(store_error)?;
+            for (position, &i) in indices.iter().enumerate() {
+                let mut write_keys = Vec::new();
+                for batch in self
+                    .staged
+                    .get(&commits[i].write)
+                    .and_then(|s| s.memory.as_ref())
+                    .into_iter()
+                    .flatten()
+                {
+                    let key_columns: Vec<ArrayRef> = schema
+                        .primary_key
+                        .iter()
+                        .map(|&c| Arc::clone(batch.column(c)))
+                        .collect();
+                    let rows = converter.convert_columns(&key_columns).map_err(internal)?;
+                    for (row, encoded) in rows.iter().enumerate() {
+                        let values = schema
+                            .key_fields()
+                            .zip(&key_columns)
+                            .map(|(f, column)| Value::from_array(f.field_type, column, row))
+                            .collect();
+                        write_keys.push((encoded.as_ref().to_vec(), values));
+                    }
+                    let mut columns = batch.columns().to_vec();
+                    columns.push(Arc::new(Int64Array::from(vec![
+                        position as i64;
+                        batch.num_rows()
+                    ])));
+                    let tagged = RecordBatch::try_new(Arc::clone(&tagged_schema), columns)
+                        .map_err(internal)?;
+                    appender.append_record_batch(tagged).map_err(store_error)?;
+                }
+                keys.push(write_keys);
+            }
+            appender.flush().map_err(store_error)?;
+        }
+        // keys already stored, by write position
+        let matches = key_matches(schema);
+        let mut stored: HashMap<i64, HashSet<Vec<u8>>> = HashMap::new();
+        let mut statement = self
+            .conn
+            .prepare(&format!(
+                "SELECT s.\"__write\", {} FROM temp.{} s WHERE EXISTS (SELECT 1 FROM {} t WHERE {matches})",
+                schema.key_fields().map(|f| format!("s.{}", quote(&f.name))).collect::<Vec<_>>().join(", "),
+                quote(&group),
+                quote(&schema.name)
+            ))
+            .map_err(store_error)?;
+        for batch in statement.query_arrow([]).map_err(store_error)? {
+            let positions = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .cloned()
+                .unwrap_or_else(|| Int64Array::from(Vec::<i64>::new()));
+            let key_columns: Vec<ArrayRef> = (1..batch.num_columns())
+                .map(|c| Arc::clone(batch.column(c)))
+                .collect();
+            let rows = converter.convert_columns(&key_columns).map_err(internal)?;
+            for (row, encoded) in rows.iter().enumerate() {
+                stored
+                    .entry(positions.value(row))
+                    .or_default()
+                    .insert(encoded.as_ref().to_vec());
             }
         }
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(store_error(e));
+        // decide write by write, in commit order
+        let mut claimed: HashSet<Vec<u8>> = HashSet::new();
+        let mut refused = Vec::new();
+        let mut results = Vec::with_capacity(indices.len());
+        for (position, (&i, write_keys)) in indices.iter().zip(&keys).enumerate() {
+            let already = stored.get(&(position as i64));
+            let mut seen: HashSet<&[u8]> = HashSet::new();
+            let mut conflicts = Vec::new();
+            for (encoded, values) in write_keys {
+                let reason = if !seen.insert(encoded.as_slice()) {
+                    Some(ConflictReason::Repeated)
+                } else if already.is_some_and(|k| k.contains(encoded)) || claimed.contains(encoded)
+                {
+                    Some(ConflictReason::Exists)
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    conflicts.push(ConflictingKey {
+                        key: values.clone(),
+                        reason,
+                    });
+                }
+            }
+            if conflicts.is_empty() {
+                claimed.extend(write_keys.iter().map(|(encoded, _)| encoded.clone()));
+                results.push((
+                    i,
+                    Ok(WriteOutcome {
+                        inserted: write_keys.len() as u64,
+                        ..WriteOutcome::default()
+                    }),
+                ));
+            } else {
+                refused.push(position.to_string());
+                let total = conflicts.len() as u64;
+                conflicts.truncate(MAX_LISTED_KEYS);
+                results.push((
+                    i,
+                    Err(StoreError::Conflict {
+                        keys: conflicts,
+                        total,
+                    }),
+                ));
+            }
         }
+        if !refused.is_empty() {
+            self.execute(&format!(
+                "DELETE FROM temp.{} WHERE \"__write\" IN ({})",
+                quote(&group),
+                refused.join(", ")
+            ))?;
+        }
+        let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
+        self.execute(&format!(
+            "INSERT INTO {} SELECT {columns} FROM temp.{}",
+            quote(&schema.name),
+            quote(&group)
+        ))?;
         Ok(results)
     }
 
