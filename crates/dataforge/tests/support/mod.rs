@@ -110,6 +110,12 @@ impl Server {
         )
     }
 
+    /// Kills the server with SIGKILL, as a crash would, and waits for it to die.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Log lines the server printed since it started (or since the last call).
     pub fn log_lines(&self) -> Vec<String> {
         self.log.try_iter().collect()
