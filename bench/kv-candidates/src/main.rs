@@ -65,7 +65,9 @@ impl Candidate for Redb {
     fn count_existing(&self, keys: &[[u8; 24]]) -> usize {
         let tx = self.0.begin_read().unwrap();
         let table = tx.open_table(TABLE).unwrap();
-        keys.iter().filter(|k| table.get(k.as_slice()).unwrap().is_some()).count()
+        keys.iter()
+            .filter(|k| table.get(k.as_slice()).unwrap().is_some())
+            .count()
     }
 }
 
@@ -81,7 +83,11 @@ impl Candidate for Fjall {
     fn insert_batch(&mut self, keys: &[[u8; 24]], first_seq: u64) {
         let mut batch = self.keyspace.batch();
         for (n, k) in keys.iter().enumerate() {
-            batch.insert(&self.keys, k.as_slice(), (first_seq + n as u64).to_be_bytes());
+            batch.insert(
+                &self.keys,
+                k.as_slice(),
+                (first_seq + n as u64).to_be_bytes(),
+            );
         }
         batch.commit().unwrap();
         self.keyspace.persist(fjall::PersistMode::SyncAll).unwrap();
@@ -103,7 +109,9 @@ impl Candidate for Lmdb {
     fn insert_batch(&mut self, keys: &[[u8; 24]], first_seq: u64) {
         let mut tx = self.env.write_txn().unwrap();
         for (n, k) in keys.iter().enumerate() {
-            self.db.put(&mut tx, k.as_slice(), &(first_seq + n as u64)).unwrap();
+            self.db
+                .put(&mut tx, k.as_slice(), &(first_seq + n as u64))
+                .unwrap();
         }
         tx.commit().unwrap();
     }
@@ -113,7 +121,9 @@ impl Candidate for Lmdb {
     }
     fn count_existing(&self, keys: &[[u8; 24]]) -> usize {
         let tx = self.env.read_txn().unwrap();
-        keys.iter().filter(|k| self.db.get(&tx, k.as_slice()).unwrap().is_some()).count()
+        keys.iter()
+            .filter(|k| self.db.get(&tx, k.as_slice()).unwrap().is_some())
+            .count()
     }
 }
 
@@ -124,7 +134,11 @@ fn dir_size(path: &Path) -> u64 {
                 .filter_map(Result::ok)
                 .map(|e| {
                     let p = e.path();
-                    if p.is_dir() { dir_size(&p) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }
+                    if p.is_dir() {
+                        dir_size(&p)
+                    } else {
+                        e.metadata().map(|m| m.len()).unwrap_or(0)
+                    }
                 })
                 .sum()
         })
@@ -146,7 +160,13 @@ fn measure(store: &mut dyn Candidate, n: u64, dir: &Path) {
     let mut found = 0;
     for c in 0..CHECKS {
         let keys: Vec<[u8; 24]> = (0..CHECK_BATCH)
-            .map(|j| if j % 2 == 0 { key(scatter(c * CHECK_BATCH + j, n)) } else { key(n + c * CHECK_BATCH + j) })
+            .map(|j| {
+                if j % 2 == 0 {
+                    key(scatter(c * CHECK_BATCH + j, n))
+                } else {
+                    key(n + c * CHECK_BATCH + j)
+                }
+            })
             .collect();
         found += store.count_existing(&keys);
     }
@@ -154,7 +174,9 @@ fn measure(store: &mut dyn Candidate, n: u64, dir: &Path) {
     assert_eq!(found as u64, CHECKS * CHECK_BATCH / 2);
 
     let started = Instant::now();
-    let hits = (0..READS).filter(|&j| store.contains(&key(scatter(j * 7 + 3, n)))).count();
+    let hits = (0..READS)
+        .filter(|&j| store.contains(&key(scatter(j * 7 + 3, n))))
+        .count();
     let reads = started.elapsed().as_secs_f64();
     assert_eq!(hits as u64, READS);
 
@@ -169,10 +191,15 @@ fn measure(store: &mut dyn Candidate, n: u64, dir: &Path) {
 }
 
 fn main() {
-    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000_000);
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000_000);
     println!("{n} keys of 24 bytes, batches of {BATCH} per write transaction");
     println!();
-    println!("| store | insert keys/s | membership checks/s (10k-key batches) | random point reads/s | size on disk (MiB) |");
+    println!(
+        "| store | insert keys/s | membership checks/s (10k-key batches) | random point reads/s | size on disk (MiB) |"
+    );
     println!("| --- | ---: | ---: | ---: | ---: |");
     {
         let dir = tempfile::tempdir().unwrap();
@@ -182,12 +209,20 @@ fn main() {
     {
         let dir = tempfile::tempdir().unwrap();
         let keyspace = fjall::Config::new(dir.path()).open().unwrap();
-        let keys = keyspace.open_partition("keys", fjall::PartitionCreateOptions::default()).unwrap();
+        let keys = keyspace
+            .open_partition("keys", fjall::PartitionCreateOptions::default())
+            .unwrap();
         measure(&mut Fjall { keyspace, keys }, n, dir.path());
     }
     {
         let dir = tempfile::tempdir().unwrap();
-        let env = unsafe { heed::EnvOpenOptions::new().map_size(16 << 30).max_dbs(1).open(dir.path()).unwrap() };
+        let env = unsafe {
+            heed::EnvOpenOptions::new()
+                .map_size(16 << 30)
+                .max_dbs(1)
+                .open(dir.path())
+                .unwrap()
+        };
         let mut tx = env.write_txn().unwrap();
         let db = env.create_database(&mut tx, Some("keys")).unwrap();
         tx.commit().unwrap();
