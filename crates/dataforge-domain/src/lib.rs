@@ -11,5 +11,5 @@ pub mod validate;
 pub mod value;
 pub mod write;
 
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

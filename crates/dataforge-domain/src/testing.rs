@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::schema::{DatasetDraft, DatasetSchema, FieldDraft, Located, build_catalog};
 
-pub(crate) fn field(name: &str, ty: &str) -> FieldDraft {
+pub fn field(name: &str, ty: &str) -> FieldDraft {
     FieldDraft {
         name: Some(Located::new(name.into(), Some(1))),
         field_type: Some(Located::new(ty.into(), Some(1))),
@@ -12,7 +12,7 @@ pub(crate) fn field(name: &str, ty: &str) -> FieldDraft {
     }
 }
 
-pub(crate) fn dataset(name: &str, fields: Vec<FieldDraft>, key: &[&str]) -> DatasetDraft {
+pub fn dataset(name: &str, fields: Vec<FieldDraft>, key: &[&str]) -> DatasetDraft {
     DatasetDraft {
         origin: "test.toml".into(),
         line: Some(1),
@@ -29,7 +29,7 @@ pub(crate) fn dataset(name: &str, fields: Vec<FieldDraft>, key: &[&str]) -> Data
 
 /// A small dataset with one field of each kind: `well_code` (key), `field_code`, `name`,
 /// `period`, `oil` (min 0), `note`, `active`, `extra` (json).
-pub(crate) fn wells() -> std::sync::Arc<DatasetSchema> {
+pub fn wells() -> std::sync::Arc<DatasetSchema> {
     let mut oil = field("oil", "float");
     oil.min = Some(Located::new(json!(0), Some(1)));
     let fields = vec![

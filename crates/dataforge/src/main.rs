@@ -129,6 +129,22 @@ impl From<FormatArg> for BodyFormat {
     }
 }
 
+/// Settings from file and environment, with the `--schemas` and `--db` flags applied on top.
+fn load_settings(
+    config: Option<PathBuf>,
+    schemas: Option<PathBuf>,
+    db: Option<PathBuf>,
+) -> Result<Settings, ExitCode> {
+    let mut settings = Settings::load(config.as_deref()).map_err(|e| fail(&e.to_string()))?;
+    if let Some(schemas) = schemas {
+        settings.server.schemas = schemas;
+    }
+    if let Some(db) = db {
+        settings.database.path = db;
+    }
+    Ok(settings)
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -183,16 +199,10 @@ fn main() -> ExitCode {
             schemas,
             db,
         } => {
-            let mut settings = match Settings::load(config.as_deref()) {
+            let settings = match load_settings(config, schemas, db) {
                 Ok(settings) => settings,
-                Err(e) => return fail(&e.to_string()),
+                Err(code) => return code,
             };
-            if let Some(schemas) = schemas {
-                settings.server.schemas = schemas;
-            }
-            if let Some(db) = db {
-                settings.database.path = db;
-            }
             let params = [
                 ("on_conflict".to_owned(), on_conflict),
                 ("on_error".to_owned(), on_error),
@@ -244,16 +254,10 @@ fn main() -> ExitCode {
             db,
             listen,
         } => {
-            let mut settings = match Settings::load(config.as_deref()) {
+            let mut settings = match load_settings(config, schemas, db) {
                 Ok(settings) => settings,
-                Err(e) => return fail(&e.to_string()),
+                Err(code) => return code,
             };
-            if let Some(schemas) = schemas {
-                settings.server.schemas = schemas;
-            }
-            if let Some(db) = db {
-                settings.database.path = db;
-            }
             if let Some(listen) = listen {
                 settings.server.listen = listen;
             }

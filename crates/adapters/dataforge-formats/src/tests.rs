@@ -1,56 +1,13 @@
 //! Decoding tests: every format, every decoding problem, batching, and validation of the result.
 
 use dataforge_domain::records::{BatchDecoder, BodyError, BodyFormat, DecodedBatch};
-use dataforge_domain::schema::{DatasetDraft, DatasetSchema, FieldDraft, Located, build_catalog};
+use dataforge_domain::schema::{DatasetSchema, Located, build_catalog};
+use dataforge_domain::testing::{dataset, field, wells};
 use dataforge_domain::validate::validate_batch;
 use dataforge_domain::value::{FieldType, Value};
 use serde_json::json;
 
 use crate::Formats;
-
-fn field(name: &str, ty: &str) -> FieldDraft {
-    FieldDraft {
-        name: Some(Located::new(name.into(), Some(1))),
-        field_type: Some(Located::new(ty.into(), Some(1))),
-        ..FieldDraft::default()
-    }
-}
-
-fn dataset(name: &str, fields: Vec<FieldDraft>, key: &[&str]) -> DatasetDraft {
-    DatasetDraft {
-        origin: "test.toml".into(),
-        line: Some(1),
-        name: Some(Located::new(name.into(), Some(1))),
-        description: None,
-        fields,
-        primary_key: Some(Located::new(
-            key.iter().map(|k| k.to_string()).collect(),
-            Some(1),
-        )),
-        indexes: vec![],
-    }
-}
-
-/// `well_code` (key), `field_code`, `name`, `period`, `oil` (min 0), `note`, `active`, `extra` (json).
-fn wells() -> std::sync::Arc<DatasetSchema> {
-    let mut oil = field("oil", "float");
-    oil.min = Some(Located::new(json!(0), Some(1)));
-    let fields = vec![
-        field("well_code", "integer"),
-        field("field_code", "integer"),
-        field("name", "string"),
-        field("period", "timestamp"),
-        oil,
-        field("note", "string"),
-        field("active", "boolean"),
-        field("extra", "json"),
-    ];
-    build_catalog(&[dataset("wells", fields, &["well_code"])])
-        .unwrap()
-        .get("wells")
-        .unwrap()
-        .clone()
-}
 
 fn decode_batches(
     format: BodyFormat,
