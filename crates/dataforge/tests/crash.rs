@@ -95,7 +95,34 @@ fn sigkill_mid_ingest_loses_no_acknowledged_request_and_leaves_no_partial_one() 
             "{request} is stored whole or not at all"
         );
     }
-    // the restarted server takes new writes
+    // the restarted server takes new writes, and its key index knows every stored key: an
+    // acknowledged request sent again conflicts
     let again = server.post_json(&format!("{WP}/records"), &production(4_000_000_000));
     assert_eq!(again.status, 201, "{again:?}");
+    let repeat = |server: &Server| {
+        let id = acknowledged[acknowledged.len() / 2];
+        let rows: Vec<Value> = (0..ROWS_PER_REQUEST)
+            .map(|k| {
+                let mut row = production(id * ROWS_PER_REQUEST + k);
+                row["data_source"] = json!(format!("req-{id}"));
+                row
+            })
+            .collect();
+        server.post_json(&format!("{WP}/records"), &Value::Array(rows))
+    };
+    let conflict = repeat(&server);
+    assert_eq!(conflict.status, 409, "{conflict:?}");
+    assert_eq!(conflict.body["total_conflicts"], json!(ROWS_PER_REQUEST));
+
+    // a lost key index is rebuilt from the tables at start
+    server.stop();
+    std::fs::remove_dir_all(dir.path().join("crash.duckdb.keys")).unwrap();
+    let server = Server::start(&db);
+    assert_eq!(repeat(&server).status, 409);
+    assert_eq!(
+        server
+            .post_json(&format!("{WP}/records"), &production(4_000_000_000))
+            .status,
+        409
+    );
 }

@@ -2,12 +2,14 @@
 //! single writer thread and a pool of read connections.
 
 mod config;
+mod key_index;
 mod read_pool;
 mod select;
 mod sql;
 mod tables;
 mod writer;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use config::DuckDbConfig;
 
+use key_index::KeyIndex;
 use read_pool::ReadPool;
 use writer::{Writer, WriterJob};
 
@@ -62,6 +65,8 @@ pub struct DuckDbStore {
     write_wait: Duration,
     /// Source of write ids, which name staging tables.
     next_write: AtomicU64,
+    /// Where the primary-key index lives.
+    index_path: PathBuf,
 }
 
 impl DuckDbStore {
@@ -135,6 +140,7 @@ impl DuckDbStore {
             writer: Mutex::new(Some(writer)),
             write_wait: Duration::from_millis(config.write_wait_ms),
             next_write: AtomicU64::new(0),
+            index_path: KeyIndex::path_for(&config.path),
         })
     }
 
@@ -169,13 +175,21 @@ impl DatasetStorage for DuckDbStore {
                 other => other?,
             }
         }
-        if mismatches.is_empty() {
-            Ok(())
-        } else {
-            Err(StoreError::SchemaMismatch {
+        if !mismatches.is_empty() {
+            return Err(StoreError::SchemaMismatch {
                 differences: mismatches,
-            })
+            });
         }
+        // the key index, in step with the tables, goes to the writer
+        let (index, seq) = KeyIndex::open(&self.index_path, catalog, &conn)?;
+        let (reply, attached) = oneshot::channel();
+        self.queue()?
+            .sender
+            .blocking_send(WriterJob::Attach { index, seq, reply })
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        attached
+            .blocking_recv()
+            .map_err(|_| StoreError::Internal("the writer did not take the key index".into()))
     }
 }
 

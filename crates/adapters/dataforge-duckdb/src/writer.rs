@@ -11,7 +11,6 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch};
-use arrow_row::{RowConverter, SortField};
 use arrow_schema::{DataType, Field, Schema};
 use dataforge_domain::ports::{ConflictReason, ConflictingKey, StoreError};
 use dataforge_domain::schema::DatasetSchema;
@@ -20,11 +19,15 @@ use dataforge_domain::write::{ConflictMode, WriteOutcome};
 use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::key_index::{KeyEncoder, KeyIndex, SEQUENCE_TABLE};
 use crate::sql::{column_list, quote};
 use crate::store_error;
 
 /// Conflicting keys listed in one answer, at most.
 const MAX_LISTED_KEYS: usize = 100;
+
+/// A record's key: encoded for lookups, and as values for conflict answers.
+type Key = (Vec<u8>, Vec<Value>);
 
 /// What one write's commit answers.
 type WriteResult = Result<WriteOutcome, StoreError>;
@@ -42,6 +45,12 @@ struct Commit {
 
 /// Work for the writer thread.
 pub(crate) enum WriterJob {
+    /// Hands the writer the key index (in step with the tables) and the last write's sequence.
+    Attach {
+        index: KeyIndex,
+        seq: u64,
+        reply: oneshot::Sender<()>,
+    },
     /// Appends a batch to a write's staging table, creating it on first use.
     Stage {
         write: u64,
@@ -74,6 +83,8 @@ pub(crate) fn start(conn: Connection, queue_size: usize) -> Result<Writer, Store
             let mut state = WriterState {
                 conn,
                 staged: HashMap::new(),
+                index: None,
+                seq: None,
             };
             while let Some(first) = jobs.blocking_recv() {
                 state.discard_abandoned();
@@ -103,6 +114,11 @@ pub(crate) fn start(conn: Connection, queue_size: usize) -> Result<Writer, Store
                             mode,
                             reply,
                         }),
+                        WriterJob::Attach { index, seq, reply } => {
+                            state.index = Some(index);
+                            state.seq = Some(seq);
+                            let _ = reply.send(());
+                        }
                     }
                     next = if commits.len() < MAX_GROUP {
                         jobs.try_recv().ok()
@@ -136,6 +152,39 @@ struct WriterState {
     conn: Connection,
     /// Writes with staged rows.
     staged: HashMap<u64, Staged>,
+    /// The key index, once attached and while in step with the tables; without it, keys are
+    /// checked against the tables with SQL.
+    index: Option<KeyIndex>,
+    /// Sequence number of the last committed write, once the sequence table exists.
+    seq: Option<u64>,
+}
+
+/// What a transaction learns while it applies writes: per dataset, the keys it stores (for the
+/// key index, and so that a later write of the same transaction sees them as taken).
+#[derive(Default)]
+struct Applied {
+    keys: HashMap<String, (Arc<DatasetSchema>, HashSet<Vec<u8>>)>,
+}
+
+impl Applied {
+    fn claimed(&self, dataset: &str) -> Option<&HashSet<Vec<u8>>> {
+        self.keys.get(dataset).map(|(_, keys)| keys)
+    }
+
+    fn add(&mut self, schema: &Arc<DatasetSchema>, keys: impl IntoIterator<Item = Vec<u8>>) {
+        self.keys
+            .entry(schema.name.clone())
+            .or_insert_with(|| (Arc::clone(schema), HashSet::new()))
+            .1
+            .extend(keys);
+    }
+
+    fn into_batches(self) -> Vec<(Arc<DatasetSchema>, Vec<Vec<u8>>)> {
+        self.keys
+            .into_values()
+            .map(|(schema, keys)| (schema, keys.into_iter().collect()))
+            .collect()
+    }
 }
 
 /// Rows a write may keep in memory before they move to a staging table of its own.
@@ -284,14 +333,15 @@ impl WriterState {
     }
 
     fn try_group(
-        &self,
+        &mut self,
         commits: &[Commit],
         spilled: &[Result<(), StoreError>],
     ) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
         self.conn
             .execute_batch("BEGIN TRANSACTION")
             .map_err(store_error)?;
-        let applied = (|| {
+        let mut applied = Applied::default();
+        let outcome = (|| {
             let mut results: Vec<Option<Result<WriteOutcome, StoreError>>> =
                 spilled.iter().map(|s| s.clone().err().map(Err)).collect();
             // small writes, by dataset, together
@@ -310,37 +360,135 @@ impl WriterState {
                 }
             }
             for indices in small.values() {
-                for (i, result) in self.apply_small(commits, indices)? {
+                for (i, result) in self.apply_small(commits, indices, &mut applied)? {
                     results[i] = Some(result);
                 }
             }
             for (i, commit) in commits.iter().enumerate() {
                 if results[i].is_none() {
-                    match self.apply(commit) {
+                    match self.apply(commit, &mut applied) {
                         Err(e) if !matches!(e, StoreError::Conflict { .. }) => return Err(e),
                         result => results[i] = Some(result),
                     }
                 }
             }
-            self.conn.execute_batch("COMMIT").map_err(store_error)?;
             Ok(results
                 .into_iter()
                 .map(|r| r.unwrap_or_else(|| Ok(WriteOutcome::default())))
                 .collect())
         })();
-        if applied.is_err() {
-            let _ = self.conn.execute_batch("ROLLBACK");
+        match outcome {
+            Ok(results) => {
+                self.finish(applied)?;
+                Ok(results)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
         }
-        applied
+    }
+
+    /// Commits the open transaction with the next sequence number, then records its keys in the
+    /// key index. Should the index fail, it is dropped (keys are then checked with SQL) and rebuilt
+    /// at the next start, when its sequence number no longer matches DuckDB's.
+    fn finish(&mut self, applied: Applied) -> Result<(), StoreError> {
+        let next = self.seq.map(|seq| seq + 1);
+        let committed = match next {
+            Some(seq) => self
+                .execute(&format!("UPDATE {} SET seq = {seq}", quote(SEQUENCE_TABLE)))
+                .and_then(|_| self.conn.execute_batch("COMMIT").map_err(store_error)),
+            None => self.conn.execute_batch("COMMIT").map_err(store_error),
+        };
+        if let Err(e) = committed {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+        self.seq = next;
+        if let (Some(index), Some(seq)) = (&self.index, next)
+            && let Err(e) = index.add(&applied.into_batches(), seq)
+        {
+            tracing::error!(error = %e, "the key index failed; checking keys with SQL until the next start rebuilds it");
+            self.index = None;
+        }
+        Ok(())
+    }
+
+    fn commit_alone(&mut self, commit: &Commit) -> Result<WriteOutcome, StoreError> {
+        self.conn
+            .execute_batch("BEGIN TRANSACTION")
+            .map_err(store_error)?;
+        let mut applied = Applied::default();
+        match self.apply(commit, &mut applied) {
+            Ok(outcome) => {
+                self.finish(applied)?;
+                Ok(outcome)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Which of a write's keys conflict: repeated within the write, already stored (`stored`
+    /// flags, in the same order), or taken by an earlier write of the same transaction.
+    fn key_conflicts(
+        keys: &[Key],
+        stored: &[bool],
+        claimed: Option<&HashSet<Vec<u8>>>,
+    ) -> Vec<ConflictingKey> {
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        let mut conflicts = Vec::new();
+        for ((encoded, values), &is_stored) in keys.iter().zip(stored) {
+            let reason = if !seen.insert(encoded.as_slice()) {
+                Some(ConflictReason::Repeated)
+            } else if is_stored || claimed.is_some_and(|c| c.contains(encoded)) {
+                Some(ConflictReason::Exists)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                conflicts.push(ConflictingKey {
+                    key: values.clone(),
+                    reason,
+                });
+            }
+        }
+        conflicts
+    }
+
+    /// The encoded keys of a table's rows, with their values (for conflict answers).
+    fn table_keys(&self, schema: &DatasetSchema, table: &str) -> Result<Vec<Key>, StoreError> {
+        let encoder = KeyEncoder::new(schema)?;
+        let keys = column_list(schema.key_fields().map(|f| f.name.as_str()));
+        let mut statement = self
+            .conn
+            .prepare(&format!("SELECT {keys} FROM {table}"))
+            .map_err(store_error)?;
+        let mut out = Vec::new();
+        for batch in statement.query_arrow([]).map_err(store_error)? {
+            let encoded = encoder.encode(batch.columns())?;
+            for (row, key) in encoded.into_iter().enumerate() {
+                let values = schema
+                    .key_fields()
+                    .zip(batch.columns())
+                    .map(|(f, column)| Value::from_array(f.field_type, column, row))
+                    .collect();
+                out.push((key, values));
+            }
+        }
+        Ok(out)
     }
 
     /// Inside an open transaction: stores small in-memory writes of one dataset (mode `error`)
     /// with a handful of statements for all of them. Keys repeated within a write, already stored,
-    /// or taken by an earlier write of the group refuse that write alone.
+    /// or taken by an earlier write of the transaction refuse that write alone.
     fn apply_small(
         &self,
         commits: &[Commit],
         indices: &[usize],
+        applied: &mut Applied,
     ) -> Result<Vec<(usize, WriteResult)>, StoreError> {
         let schema = &commits[indices[0]].dataset;
         let group = format!("group__{}", schema.name);
@@ -352,11 +500,7 @@ impl WriterState {
             ))
             .map_err(store_error)?;
         let internal = |e: arrow_schema::ArrowError| StoreError::Internal(e.to_string());
-        let key_fields: Vec<SortField> = schema
-            .key_fields()
-            .map(|f| SortField::new(f.field_type.arrow_type()))
-            .collect();
-        let converter = RowConverter::new(key_fields).map_err(internal)?;
+        let encoder = KeyEncoder::new(schema)?;
         let mut tagged_schema: Vec<Field> = schema
             .arrow_schema()
             .fields()
@@ -366,7 +510,7 @@ impl WriterState {
         tagged_schema.push(Field::new("__write", DataType::Int64, false));
         let tagged_schema = Arc::new(Schema::new(tagged_schema));
         // key rows of every write, and the combined rows tagged with their write's position
-        let mut keys: Vec<Vec<(Vec<u8>, Vec<Value>)>> = Vec::with_capacity(indices.len());
+        let mut keys: Vec<Vec<Key>> = Vec::with_capacity(indices.len());
         {
             let mut appender = self
                 .conn
@@ -386,14 +530,13 @@ impl WriterState {
                         .iter()
                         .map(|&c| Arc::clone(batch.column(c)))
                         .collect();
-                    let rows = converter.convert_columns(&key_columns).map_err(internal)?;
-                    for (row, encoded) in rows.iter().enumerate() {
+                    for (row, encoded) in encoder.encode(&key_columns)?.into_iter().enumerate() {
                         let values = schema
                             .key_fields()
                             .zip(&key_columns)
                             .map(|(f, column)| Value::from_array(f.field_type, column, row))
                             .collect();
-                        write_keys.push((encoded.as_ref().to_vec(), values));
+                        write_keys.push((encoded, values));
                     }
                     let mut columns = batch.columns().to_vec();
                     columns.push(Arc::new(Int64Array::from(vec![
@@ -408,69 +551,25 @@ impl WriterState {
             }
             appender.flush().map_err(store_error)?;
         }
-        // keys already stored, by write position
-        let matches = key_matches(schema);
-        let mut stored: HashMap<i64, HashSet<Vec<u8>>> = HashMap::new();
-        let mut statement = self
-            .conn
-            .prepare(&format!(
-                "SELECT s.\"__write\", {} FROM temp.{} s WHERE EXISTS (SELECT 1 FROM {} t WHERE {matches})",
-                schema.key_fields().map(|f| format!("s.{}", quote(&f.name))).collect::<Vec<_>>().join(", "),
-                quote(&group),
-                quote(&schema.name)
-            ))
-            .map_err(store_error)?;
-        for batch in statement.query_arrow([]).map_err(store_error)? {
-            let positions = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .cloned()
-                .unwrap_or_else(|| Int64Array::from(Vec::<i64>::new()));
-            let key_columns: Vec<ArrayRef> = (1..batch.num_columns())
-                .map(|c| Arc::clone(batch.column(c)))
-                .collect();
-            let rows = converter.convert_columns(&key_columns).map_err(internal)?;
-            for (row, encoded) in rows.iter().enumerate() {
-                stored
-                    .entry(positions.value(row))
-                    .or_default()
-                    .insert(encoded.as_ref().to_vec());
-            }
-        }
+        let stored = self.stored_flags(schema, &group, &encoder, &keys)?;
         // decide write by write, in commit order
-        let mut claimed: HashSet<Vec<u8>> = HashSet::new();
         let mut refused = Vec::new();
         let mut results = Vec::with_capacity(indices.len());
-        for (position, (&i, write_keys)) in indices.iter().zip(&keys).enumerate() {
-            let already = stored.get(&(position as i64));
-            let mut seen: HashSet<&[u8]> = HashSet::new();
-            let mut conflicts = Vec::new();
-            for (encoded, values) in write_keys {
-                let reason = if !seen.insert(encoded.as_slice()) {
-                    Some(ConflictReason::Repeated)
-                } else if already.is_some_and(|k| k.contains(encoded)) || claimed.contains(encoded)
-                {
-                    Some(ConflictReason::Exists)
-                } else {
-                    None
-                };
-                if let Some(reason) = reason {
-                    conflicts.push(ConflictingKey {
-                        key: values.clone(),
-                        reason,
-                    });
-                }
-            }
+        for (position, ((&i, write_keys), stored)) in
+            indices.iter().zip(&keys).zip(&stored).enumerate()
+        {
+            let mut conflicts =
+                Self::key_conflicts(write_keys, stored, applied.claimed(&schema.name));
             if conflicts.is_empty() {
-                claimed.extend(write_keys.iter().map(|(encoded, _)| encoded.clone()));
-                results.push((
-                    i,
-                    Ok(WriteOutcome {
-                        inserted: write_keys.len() as u64,
-                        ..WriteOutcome::default()
-                    }),
-                ));
+                applied.add(
+                    schema,
+                    write_keys.iter().map(|(encoded, _)| encoded.clone()),
+                );
+                let outcome = WriteOutcome {
+                    inserted: write_keys.len() as u64,
+                    ..WriteOutcome::default()
+                };
+                results.push((i, Ok(outcome)));
             } else {
                 refused.push(position.to_string());
                 let total = conflicts.len() as u64;
@@ -500,23 +599,65 @@ impl WriterState {
         Ok(results)
     }
 
-    fn commit_alone(&self, commit: &Commit) -> Result<WriteOutcome, StoreError> {
-        self.conn
-            .execute_batch("BEGIN TRANSACTION")
-            .map_err(store_error)?;
-        let result = self.apply(commit).and_then(|outcome| {
-            self.conn.execute_batch("COMMIT").map_err(store_error)?;
-            Ok(outcome)
-        });
-        if result.is_err() {
-            let _ = self.conn.execute_batch("ROLLBACK");
+    /// For each write of a small group, which of its keys are stored: from the key index when it
+    /// is attached, else with one SQL semi-join of the group table against the dataset's table.
+    fn stored_flags(
+        &self,
+        schema: &DatasetSchema,
+        group: &str,
+        encoder: &KeyEncoder,
+        keys: &[Vec<Key>],
+    ) -> Result<Vec<Vec<bool>>, StoreError> {
+        if let Some(index) = &self.index {
+            return keys
+                .iter()
+                .map(|write_keys| {
+                    let encoded: Vec<Vec<u8>> = write_keys.iter().map(|(k, _)| k.clone()).collect();
+                    index.contains(&schema.name, &encoded)
+                })
+                .collect();
         }
-        result
+        let matches = key_matches(schema);
+        let mut stored: HashMap<i64, HashSet<Vec<u8>>> = HashMap::new();
+        let mut statement = self
+            .conn
+            .prepare(&format!(
+                "SELECT s.\"__write\", {} FROM temp.{} s WHERE EXISTS (SELECT 1 FROM {} t WHERE {matches})",
+                schema.key_fields().map(|f| format!("s.{}", quote(&f.name))).collect::<Vec<_>>().join(", "),
+                quote(group),
+                quote(&schema.name)
+            ))
+            .map_err(store_error)?;
+        for batch in statement.query_arrow([]).map_err(store_error)? {
+            let Some(positions) = batch.column(0).as_any().downcast_ref::<Int64Array>() else {
+                continue;
+            };
+            let key_columns: Vec<ArrayRef> = (1..batch.num_columns())
+                .map(|c| Arc::clone(batch.column(c)))
+                .collect();
+            for (row, encoded) in encoder.encode(&key_columns)?.into_iter().enumerate() {
+                stored
+                    .entry(positions.value(row))
+                    .or_default()
+                    .insert(encoded);
+            }
+        }
+        Ok(keys
+            .iter()
+            .enumerate()
+            .map(|(position, write_keys)| {
+                let found = stored.get(&(position as i64));
+                write_keys
+                    .iter()
+                    .map(|(k, _)| found.is_some_and(|f| f.contains(k)))
+                    .collect()
+            })
+            .collect())
     }
 
     /// Inside an open transaction: settles the write's keys as its mode says and applies it. A
     /// conflict (mode `error`) is found before anything is changed.
-    fn apply(&self, commit: &Commit) -> Result<WriteOutcome, StoreError> {
+    fn apply(&self, commit: &Commit, applied: &mut Applied) -> Result<WriteOutcome, StoreError> {
         let mut outcome = WriteOutcome::default();
         if !self.staged.contains_key(&commit.write) {
             return Ok(outcome);
@@ -527,13 +668,34 @@ impl WriterState {
         let table = quote(&schema.name);
         let matches = key_matches(schema);
         match commit.mode {
-            ConflictMode::Error => {
-                if let Some(error) = self.conflicts(schema, &staged)? {
-                    return Err(error);
+            ConflictMode::Error => match &self.index {
+                Some(index) => {
+                    let staged_keys = self.table_keys(schema, &staged)?;
+                    let encoded: Vec<Vec<u8>> =
+                        staged_keys.iter().map(|(k, _)| k.clone()).collect();
+                    let stored = index.contains(&schema.name, &encoded)?;
+                    let mut conflicts =
+                        Self::key_conflicts(&staged_keys, &stored, applied.claimed(&schema.name));
+                    if !conflicts.is_empty() {
+                        let total = conflicts.len() as u64;
+                        conflicts.truncate(MAX_LISTED_KEYS);
+                        return Err(StoreError::Conflict {
+                            keys: conflicts,
+                            total,
+                        });
+                    }
+                    outcome.inserted =
+                        self.execute(&format!("INSERT INTO {table} SELECT * FROM {staged}"))?;
+                    applied.add(schema, encoded);
                 }
-                outcome.inserted =
-                    self.execute(&format!("INSERT INTO {table} SELECT * FROM {staged}"))?;
-            }
+                None => {
+                    if let Some(error) = self.conflicts(schema, &staged)? {
+                        return Err(error);
+                    }
+                    outcome.inserted =
+                        self.execute(&format!("INSERT INTO {table} SELECT * FROM {staged}"))?;
+                }
+            },
             ConflictMode::Ignore => {
                 let rows = self.count(&staged)?;
                 // the first record of each key, if its key is not stored
@@ -555,6 +717,11 @@ impl WriterState {
                     self.execute(&format!("INSERT INTO {table} SELECT * FROM {staged}"))?;
                 outcome.inserted = stored - outcome.updated;
             }
+        }
+        if commit.mode != ConflictMode::Error && self.index.is_some() {
+            // every staged key is stored now (inserted, replaced or already there)
+            let staged_keys = self.table_keys(schema, &staged)?;
+            applied.add(schema, staged_keys.into_iter().map(|(k, _)| k));
         }
         Ok(outcome)
     }

@@ -1,0 +1,197 @@
+//! The primary-key index: every stored key of every dataset in an embedded LMDB environment beside
+//! the database file, kept by the single writer. Key checks become lookups instead of scans of the
+//! table. DuckDB stays the record of the data: the writer commits there first, then adds the keys
+//! here with the same write sequence number; at start a sequence that differs from DuckDB's means
+//! the index missed a write (a crash in between), and it is rebuilt from the tables.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::ArrayRef;
+use arrow_row::{RowConverter, SortField};
+use dataforge_domain::ports::StoreError;
+use dataforge_domain::schema::{Catalog, DatasetSchema};
+use duckdb::Connection;
+use heed::byteorder::BE;
+use heed::types::{Bytes, Str, U64, Unit};
+
+use crate::sql::{column_list, quote};
+use crate::store_error;
+
+/// Bump when the key encoding changes, so existing indexes are rebuilt.
+const FORMAT: u64 = 1;
+
+/// Virtual size reserved for the index (LMDB maps it; disk grows only with use).
+const MAP_SIZE: usize = 256 << 30;
+
+/// The DuckDB table holding the sequence number of the last committed write.
+pub(crate) const SEQUENCE_TABLE: &str = "_dataforge_sequence";
+
+fn index_error(e: heed::Error) -> StoreError {
+    StoreError::Internal(format!("key index: {e}"))
+}
+
+/// Encodes key columns as order-preserving bytes.
+pub(crate) struct KeyEncoder(RowConverter);
+
+impl KeyEncoder {
+    pub(crate) fn new(schema: &DatasetSchema) -> Result<Self, StoreError> {
+        let fields = schema
+            .key_fields()
+            .map(|f| SortField::new(f.field_type.arrow_type()))
+            .collect();
+        RowConverter::new(fields)
+            .map(KeyEncoder)
+            .map_err(|e| StoreError::Internal(e.to_string()))
+    }
+
+    /// The encoded key of every row of `columns` (the key columns, in key order).
+    pub(crate) fn encode(&self, columns: &[ArrayRef]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let rows = self
+            .0
+            .convert_columns(columns)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok(rows.iter().map(|row| row.as_ref().to_vec()).collect())
+    }
+}
+
+pub(crate) struct KeyIndex {
+    env: heed::Env,
+    keys: HashMap<String, heed::Database<Bytes, Unit>>,
+    meta: heed::Database<Str, U64<BE>>,
+}
+
+impl KeyIndex {
+    /// Where the index of the database at `db_path` lives.
+    pub(crate) fn path_for(db_path: &Path) -> PathBuf {
+        let mut name = db_path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        name.push(".keys");
+        db_path.with_file_name(name)
+    }
+
+    /// Opens (or creates) the index for every dataset of `catalog` and brings it in step with the
+    /// tables, rebuilding it from them when its sequence number differs from DuckDB's.
+    pub(crate) fn open(
+        path: &Path,
+        catalog: &Catalog,
+        conn: &Connection,
+    ) -> Result<(KeyIndex, u64), StoreError> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| StoreError::Internal(format!("cannot create {}: {e}", path.display())))?;
+        // SAFETY: the environment is opened once per process, by this store only.
+        let env = unsafe {
+            heed::EnvOpenOptions::new()
+                .map_size(MAP_SIZE)
+                .max_dbs(catalog.len() as u32 + 1)
+                .open(path)
+        }
+        .map_err(index_error)?;
+        let mut tx = env.write_txn().map_err(index_error)?;
+        let meta: heed::Database<Str, U64<BE>> = env
+            .create_database(&mut tx, Some("_meta"))
+            .map_err(index_error)?;
+        let mut keys = HashMap::new();
+        for schema in catalog.iter() {
+            keys.insert(
+                schema.name.clone(),
+                env.create_database(&mut tx, Some(&schema.name))
+                    .map_err(index_error)?,
+            );
+        }
+        tx.commit().map_err(index_error)?;
+        let index = KeyIndex { env, keys, meta };
+
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {0} (seq BIGINT NOT NULL); INSERT INTO {0} SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM {0})",
+            quote(SEQUENCE_TABLE)
+        ))
+        .map_err(store_error)?;
+        let stored: u64 = conn
+            .query_row(
+                &format!("SELECT max(seq) FROM {}", quote(SEQUENCE_TABLE)),
+                [],
+                |row| row.get(0),
+            )
+            .map_err(store_error)?;
+        let tx = index.env.read_txn().map_err(index_error)?;
+        let indexed = index.meta.get(&tx, "seq").map_err(index_error)?;
+        let format = index.meta.get(&tx, "format").map_err(index_error)?;
+        drop(tx);
+        if indexed != Some(stored) || format != Some(FORMAT) {
+            tracing::info!(indexed = ?indexed, stored, "rebuilding the key index from the tables");
+            index.rebuild(catalog, conn, stored)?;
+        }
+        Ok((index, stored))
+    }
+
+    fn rebuild(&self, catalog: &Catalog, conn: &Connection, seq: u64) -> Result<(), StoreError> {
+        let mut tx = self.env.write_txn().map_err(index_error)?;
+        for schema in catalog.iter() {
+            let db = self.database(&schema.name)?;
+            db.clear(&mut tx).map_err(index_error)?;
+            let encoder = KeyEncoder::new(schema)?;
+            let keys = column_list(schema.key_fields().map(|f| f.name.as_str()));
+            let mut statement = conn
+                .prepare(&format!("SELECT {keys} FROM {}", quote(&schema.name)))
+                .map_err(store_error)?;
+            let mut count = 0u64;
+            for batch in statement.query_arrow([]).map_err(store_error)? {
+                for key in encoder.encode(batch.columns())? {
+                    db.put(&mut tx, &key, &()).map_err(index_error)?;
+                    count += 1;
+                }
+            }
+            tracing::info!(dataset = %schema.name, keys = count, "indexed keys");
+        }
+        self.meta.put(&mut tx, "seq", &seq).map_err(index_error)?;
+        self.meta
+            .put(&mut tx, "format", &FORMAT)
+            .map_err(index_error)?;
+        tx.commit().map_err(index_error)
+    }
+
+    fn database(&self, dataset: &str) -> Result<heed::Database<Bytes, Unit>, StoreError> {
+        self.keys
+            .get(dataset)
+            .copied()
+            .ok_or_else(|| StoreError::Internal(format!("no key index for {dataset}")))
+    }
+
+    /// Which of `keys` are stored, as flags in the same order.
+    pub(crate) fn contains(
+        &self,
+        dataset: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<bool>, StoreError> {
+        let db = self.database(dataset)?;
+        let tx = self.env.read_txn().map_err(index_error)?;
+        keys.iter()
+            .map(|k| {
+                db.get(&tx, k)
+                    .map(|found| found.is_some())
+                    .map_err(index_error)
+            })
+            .collect()
+    }
+
+    /// Records the keys of a committed write group and its sequence number, in one transaction.
+    pub(crate) fn add(
+        &self,
+        keys: &[(Arc<DatasetSchema>, Vec<Vec<u8>>)],
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.env.write_txn().map_err(index_error)?;
+        for (schema, encoded) in keys {
+            let db = self.database(&schema.name)?;
+            for key in encoded {
+                db.put(&mut tx, key, &()).map_err(index_error)?;
+            }
+        }
+        self.meta.put(&mut tx, "seq", &seq).map_err(index_error)?;
+        tx.commit().map_err(index_error)
+    }
+}
