@@ -26,9 +26,6 @@ use crate::store_error;
 /// Conflicting keys listed in one answer, at most.
 const MAX_LISTED_KEYS: usize = 100;
 
-/// A record's key: encoded for lookups, and as values for conflict answers.
-type Key = (Vec<u8>, Vec<Value>);
-
 /// What one write's commit answers.
 type WriteResult = Result<WriteOutcome, StoreError>;
 
@@ -431,36 +428,50 @@ impl WriterState {
         }
     }
 
-    /// Which of a write's keys conflict: repeated within the write, already stored (`stored`
-    /// flags, in the same order), or taken by an earlier write of the same transaction.
+    /// The conflict a write's keys make, if any: keys repeated within the write, already stored
+    /// (`stored` flags, in the same order), or taken by an earlier write of the same transaction.
+    /// Only the listed keys are decoded back into values.
     fn key_conflicts(
-        keys: &[Key],
+        schema: &DatasetSchema,
+        encoder: &KeyEncoder,
+        keys: &[Vec<u8>],
         stored: &[bool],
         claimed: Option<&HashSet<Vec<u8>>>,
-    ) -> Vec<ConflictingKey> {
+    ) -> Result<Option<StoreError>, StoreError> {
         let mut seen: HashSet<&[u8]> = HashSet::new();
-        let mut conflicts = Vec::new();
-        for ((encoded, values), &is_stored) in keys.iter().zip(stored) {
-            let reason = if !seen.insert(encoded.as_slice()) {
-                Some(ConflictReason::Repeated)
+        let mut found: Vec<(&[u8], ConflictReason)> = Vec::new();
+        for (encoded, &is_stored) in keys.iter().zip(stored) {
+            if !seen.insert(encoded.as_slice()) {
+                found.push((encoded, ConflictReason::Repeated));
             } else if is_stored || claimed.is_some_and(|c| c.contains(encoded)) {
-                Some(ConflictReason::Exists)
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                conflicts.push(ConflictingKey {
-                    key: values.clone(),
-                    reason,
-                });
+                found.push((encoded, ConflictReason::Exists));
             }
         }
-        conflicts
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let total = found.len() as u64;
+        found.truncate(MAX_LISTED_KEYS);
+        let listed: Vec<&[u8]> = found.iter().map(|(k, _)| *k).collect();
+        let values = encoder.decode(schema, &listed)?;
+        let keys = values
+            .into_iter()
+            .zip(&found)
+            .map(|(key, (_, reason))| ConflictingKey {
+                key,
+                reason: *reason,
+            })
+            .collect();
+        Ok(Some(StoreError::Conflict { keys, total }))
     }
 
-    /// The encoded keys of a table's rows, with their values (for conflict answers).
-    fn table_keys(&self, schema: &DatasetSchema, table: &str) -> Result<Vec<Key>, StoreError> {
-        let encoder = KeyEncoder::new(schema)?;
+    /// The encoded keys of a table's rows.
+    fn table_keys(
+        &self,
+        schema: &DatasetSchema,
+        encoder: &KeyEncoder,
+        table: &str,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         let keys = column_list(schema.key_fields().map(|f| f.name.as_str()));
         let mut statement = self
             .conn
@@ -468,15 +479,7 @@ impl WriterState {
             .map_err(store_error)?;
         let mut out = Vec::new();
         for batch in statement.query_arrow([]).map_err(store_error)? {
-            let encoded = encoder.encode(batch.columns())?;
-            for (row, key) in encoded.into_iter().enumerate() {
-                let values = schema
-                    .key_fields()
-                    .zip(batch.columns())
-                    .map(|(f, column)| Value::from_array(f.field_type, column, row))
-                    .collect();
-                out.push((key, values));
-            }
+            out.extend(encoder.encode(batch.columns())?);
         }
         Ok(out)
     }
@@ -510,7 +513,7 @@ impl WriterState {
         tagged_schema.push(Field::new("__write", DataType::Int64, false));
         let tagged_schema = Arc::new(Schema::new(tagged_schema));
         // key rows of every write, and the combined rows tagged with their write's position
-        let mut keys: Vec<Vec<Key>> = Vec::with_capacity(indices.len());
+        let mut keys: Vec<Vec<Vec<u8>>> = Vec::with_capacity(indices.len());
         {
             let mut appender = self
                 .conn
@@ -530,14 +533,7 @@ impl WriterState {
                         .iter()
                         .map(|&c| Arc::clone(batch.column(c)))
                         .collect();
-                    for (row, encoded) in encoder.encode(&key_columns)?.into_iter().enumerate() {
-                        let values = schema
-                            .key_fields()
-                            .zip(&key_columns)
-                            .map(|(f, column)| Value::from_array(f.field_type, column, row))
-                            .collect();
-                        write_keys.push((encoded, values));
-                    }
+                    write_keys.extend(encoder.encode(&key_columns)?);
                     let mut columns = batch.columns().to_vec();
                     columns.push(Arc::new(Int64Array::from(vec![
                         position as i64;
@@ -558,29 +554,25 @@ impl WriterState {
         for (position, ((&i, write_keys), stored)) in
             indices.iter().zip(&keys).zip(&stored).enumerate()
         {
-            let mut conflicts =
-                Self::key_conflicts(write_keys, stored, applied.claimed(&schema.name));
-            if conflicts.is_empty() {
-                applied.add(
-                    schema,
-                    write_keys.iter().map(|(encoded, _)| encoded.clone()),
-                );
-                let outcome = WriteOutcome {
-                    inserted: write_keys.len() as u64,
-                    ..WriteOutcome::default()
-                };
-                results.push((i, Ok(outcome)));
-            } else {
-                refused.push(position.to_string());
-                let total = conflicts.len() as u64;
-                conflicts.truncate(MAX_LISTED_KEYS);
-                results.push((
-                    i,
-                    Err(StoreError::Conflict {
-                        keys: conflicts,
-                        total,
-                    }),
-                ));
+            match Self::key_conflicts(
+                schema,
+                &encoder,
+                write_keys,
+                stored,
+                applied.claimed(&schema.name),
+            )? {
+                None => {
+                    applied.add(schema, write_keys.iter().cloned());
+                    let outcome = WriteOutcome {
+                        inserted: write_keys.len() as u64,
+                        ..WriteOutcome::default()
+                    };
+                    results.push((i, Ok(outcome)));
+                }
+                Some(conflict) => {
+                    refused.push(position.to_string());
+                    results.push((i, Err(conflict)));
+                }
             }
         }
         if !refused.is_empty() {
@@ -606,15 +598,12 @@ impl WriterState {
         schema: &DatasetSchema,
         group: &str,
         encoder: &KeyEncoder,
-        keys: &[Vec<Key>],
+        keys: &[Vec<Vec<u8>>],
     ) -> Result<Vec<Vec<bool>>, StoreError> {
         if let Some(index) = &self.index {
             return keys
                 .iter()
-                .map(|write_keys| {
-                    let encoded: Vec<Vec<u8>> = write_keys.iter().map(|(k, _)| k.clone()).collect();
-                    index.contains(&schema.name, &encoded)
-                })
+                .map(|write_keys| index.contains(&schema.name, write_keys))
                 .collect();
         }
         let matches = key_matches(schema);
@@ -649,7 +638,7 @@ impl WriterState {
                 let found = stored.get(&(position as i64));
                 write_keys
                     .iter()
-                    .map(|(k, _)| found.is_some_and(|f| f.contains(k)))
+                    .map(|k| found.is_some_and(|f| f.contains(k)))
                     .collect()
             })
             .collect())
@@ -670,23 +659,21 @@ impl WriterState {
         match commit.mode {
             ConflictMode::Error => match &self.index {
                 Some(index) => {
-                    let staged_keys = self.table_keys(schema, &staged)?;
-                    let encoded: Vec<Vec<u8>> =
-                        staged_keys.iter().map(|(k, _)| k.clone()).collect();
-                    let stored = index.contains(&schema.name, &encoded)?;
-                    let mut conflicts =
-                        Self::key_conflicts(&staged_keys, &stored, applied.claimed(&schema.name));
-                    if !conflicts.is_empty() {
-                        let total = conflicts.len() as u64;
-                        conflicts.truncate(MAX_LISTED_KEYS);
-                        return Err(StoreError::Conflict {
-                            keys: conflicts,
-                            total,
-                        });
+                    let encoder = KeyEncoder::new(schema)?;
+                    let staged_keys = self.table_keys(schema, &encoder, &staged)?;
+                    let stored = index.contains(&schema.name, &staged_keys)?;
+                    if let Some(conflict) = Self::key_conflicts(
+                        schema,
+                        &encoder,
+                        &staged_keys,
+                        &stored,
+                        applied.claimed(&schema.name),
+                    )? {
+                        return Err(conflict);
                     }
                     outcome.inserted =
                         self.execute(&format!("INSERT INTO {table} SELECT * FROM {staged}"))?;
-                    applied.add(schema, encoded);
+                    applied.add(schema, staged_keys);
                 }
                 None => {
                     if let Some(error) = self.conflicts(schema, &staged)? {
@@ -720,8 +707,8 @@ impl WriterState {
         }
         if commit.mode != ConflictMode::Error && self.index.is_some() {
             // every staged key is stored now (inserted, replaced or already there)
-            let staged_keys = self.table_keys(schema, &staged)?;
-            applied.add(schema, staged_keys.into_iter().map(|(k, _)| k));
+            let staged_keys = self.table_keys(schema, &KeyEncoder::new(schema)?, &staged)?;
+            applied.add(schema, staged_keys);
         }
         Ok(outcome)
     }
