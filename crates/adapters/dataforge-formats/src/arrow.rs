@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, new_null_array};
-use arrow_schema::{DataType, TimeUnit};
+use arrow_schema::{DataType, Schema, TimeUnit};
 use dataforge_domain::records::{BodyError, DecodedBatch, Halt};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::validate::{RejectedCells, Violation, Violations};
@@ -26,24 +26,10 @@ pub(crate) fn decode(
         None,
     )
     .map_err(|e| BodyError::Malformed(format!("the body is not an Arrow IPC stream: {e}")))?;
-    let mut conformer = Conformer::new(
-        schema,
-        reader
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), f.data_type().clone())),
-    )?;
-    for batch in reader {
-        let batch = batch.map_err(|e| {
-            BodyError::Malformed(format!(
-                "the Arrow stream is malformed or truncated after {} complete record(s): {e}",
-                conformer.done
-            ))
-        })?;
-        conformer.push(&batch, batch_rows, sink)?;
-    }
-    conformer.finish()
+    let conformer = Conformer::new(schema, &reader.schema())?;
+    conformer.consume(reader, batch_rows, sink, |done, e| {
+        format!("the Arrow stream is malformed or truncated after {done} complete record(s): {e}")
+    })
 }
 
 /// Turns input batches into batches shaped as the dataset schema.
@@ -52,16 +38,17 @@ pub(crate) struct Conformer<'s> {
     /// For each schema field, the input column that feeds it, if any.
     sources: Vec<Option<usize>>,
     /// Records handed over so far.
-    pub(crate) done: u64,
+    done: u64,
 }
 
 impl<'s> Conformer<'s> {
     /// Matches input columns (name and type) to fields, refusing unknown columns and types that do
     /// not convert losslessly, every one at once.
-    pub(crate) fn new(
-        schema: &'s DatasetSchema,
-        columns: impl Iterator<Item = (String, DataType)>,
-    ) -> Result<Self, BodyError> {
+    pub(crate) fn new(schema: &'s DatasetSchema, input: &Schema) -> Result<Self, BodyError> {
+        let columns = input
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()));
         let mut sources = vec![None; schema.fields.len()];
         let mut problems = Vec::new();
         for (index, (name, data_type)) in columns.enumerate() {
@@ -107,7 +94,7 @@ impl<'s> Conformer<'s> {
     }
 
     /// Conforms one input batch and hands it over in slices of at most `batch_rows`.
-    pub(crate) fn push(
+    fn push(
         &mut self,
         input: &RecordBatch,
         batch_rows: usize,
@@ -185,7 +172,19 @@ impl<'s> Conformer<'s> {
         Ok(())
     }
 
-    pub(crate) fn finish(self) -> Result<u64, BodyError> {
+    /// Conforms every input batch in turn; `describe` words a read error, given the records
+    /// handed over before it.
+    pub(crate) fn consume<E>(
+        mut self,
+        batches: impl IntoIterator<Item = Result<RecordBatch, E>>,
+        batch_rows: usize,
+        sink: &mut dyn FnMut(DecodedBatch) -> Result<(), Halt>,
+        describe: impl Fn(u64, E) -> String,
+    ) -> Result<u64, BodyError> {
+        for batch in batches {
+            let batch = batch.map_err(|e| BodyError::Malformed(describe(self.done, e)))?;
+            self.push(&batch, batch_rows, sink)?;
+        }
         if self.done == 0 {
             return Err(BodyError::Empty);
         }

@@ -23,25 +23,12 @@ pub(crate) fn decode(
         BodyError::Malformed(format!("the body is not a readable Parquet file: {e}"))
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(spool).map_err(not_parquet)?;
-    let columns = builder
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| (f.name().clone(), f.data_type().clone()))
-        .collect::<Vec<_>>();
-    let mut conformer = Conformer::new(schema, columns.into_iter())?;
+    let conformer = Conformer::new(schema, builder.schema())?;
     let reader = builder
         .with_batch_size(batch_rows)
         .build()
         .map_err(not_parquet)?;
-    for batch in reader {
-        let batch = batch.map_err(|e| {
-            BodyError::Malformed(format!(
-                "the Parquet file is corrupt after {} record(s): {e}",
-                conformer.done
-            ))
-        })?;
-        conformer.push(&batch, batch_rows, sink)?;
-    }
-    conformer.finish()
+    conformer.consume(reader, batch_rows, sink, |done, e| {
+        format!("the Parquet file is corrupt after {done} record(s): {e}")
+    })
 }
