@@ -14,7 +14,6 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use dataforge_domain::ports::{ConflictReason, ConflictingKey, StoreError};
 use dataforge_domain::schema::DatasetSchema;
-use dataforge_domain::value::Value;
 use dataforge_domain::write::{ConflictMode, WriteOutcome};
 use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -197,8 +196,14 @@ struct Staged {
     rows: usize,
 }
 
+/// The name of a write's staging table (a temporary table).
+fn staging_name(write: u64) -> String {
+    format!("staging__{write}")
+}
+
+/// The staging table, qualified for SQL.
 fn staging_table(write: u64) -> String {
-    format!("temp.{}", quote(&format!("staging__{write}")))
+    format!("temp.{}", quote(&staging_name(write)))
 }
 
 impl WriterState {
@@ -267,7 +272,7 @@ impl WriterState {
         self.conn
             .execute_batch(&format!(
                 "CREATE TEMP TABLE {} AS SELECT * FROM {} LIMIT 0",
-                quote(&format!("staging__{write}")),
+                quote(&staging_name(write)),
                 quote(&schema.name)
             ))
             .map_err(store_error)?;
@@ -278,10 +283,9 @@ impl WriterState {
     }
 
     fn append_to_staging(&self, write: u64, batch: RecordBatch) -> Result<(), StoreError> {
-        let name = format!("staging__{write}");
         let mut appender = self
             .conn
-            .appender_to_catalog_and_db(&name, "temp", "main")
+            .appender_to_catalog_and_db(&staging_name(write), "temp", "main")
             .map_err(store_error)?;
         appender.append_record_batch(batch).map_err(store_error)?;
         appender.flush().map_err(store_error)
@@ -547,7 +551,11 @@ impl WriterState {
             }
             appender.flush().map_err(store_error)?;
         }
-        let stored = self.stored_flags(schema, &group, &encoder, &keys)?;
+        let source = format!("temp.{}", quote(&group));
+        let stored = keys
+            .iter()
+            .map(|write_keys| self.stored(schema, &encoder, &source, write_keys))
+            .collect::<Result<Vec<_>, _>>()?;
         // decide write by write, in commit order
         let mut refused = Vec::new();
         let mut results = Vec::with_capacity(indices.len());
@@ -591,57 +599,34 @@ impl WriterState {
         Ok(results)
     }
 
-    /// For each write of a small group, which of its keys are stored: from the key index when it
-    /// is attached, else with one SQL semi-join of the group table against the dataset's table.
-    fn stored_flags(
+    /// Which of `keys` (rows of the table `source`) are stored in the dataset: from the key index
+    /// when it is attached, else with one SQL semi-join of `source` against the dataset's table
+    /// (which also sees rows stored earlier in the open transaction).
+    fn stored(
         &self,
         schema: &DatasetSchema,
-        group: &str,
         encoder: &KeyEncoder,
-        keys: &[Vec<Vec<u8>>],
-    ) -> Result<Vec<Vec<bool>>, StoreError> {
+        source: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<bool>, StoreError> {
         if let Some(index) = &self.index {
-            return keys
-                .iter()
-                .map(|write_keys| index.contains(&schema.name, write_keys))
-                .collect();
+            return index.contains(&schema.name, keys);
         }
         let matches = key_matches(schema);
-        let mut stored: HashMap<i64, HashSet<Vec<u8>>> = HashMap::new();
+        let columns = schema
+            .key_fields()
+            .map(|f| format!("s.{}", quote(&f.name)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut statement = self
             .conn
-            .prepare(&format!(
-                "SELECT s.\"__write\", {} FROM temp.{} s WHERE EXISTS (SELECT 1 FROM {} t WHERE {matches})",
-                schema.key_fields().map(|f| format!("s.{}", quote(&f.name))).collect::<Vec<_>>().join(", "),
-                quote(group),
-                quote(&schema.name)
-            ))
+            .prepare(&format!("SELECT {columns} FROM {source} s WHERE EXISTS (SELECT 1 FROM {} t WHERE {matches})", quote(&schema.name)))
             .map_err(store_error)?;
+        let mut found: HashSet<Vec<u8>> = HashSet::new();
         for batch in statement.query_arrow([]).map_err(store_error)? {
-            let Some(positions) = batch.column(0).as_any().downcast_ref::<Int64Array>() else {
-                continue;
-            };
-            let key_columns: Vec<ArrayRef> = (1..batch.num_columns())
-                .map(|c| Arc::clone(batch.column(c)))
-                .collect();
-            for (row, encoded) in encoder.encode(&key_columns)?.into_iter().enumerate() {
-                stored
-                    .entry(positions.value(row))
-                    .or_default()
-                    .insert(encoded);
-            }
+            found.extend(encoder.encode(batch.columns())?);
         }
-        Ok(keys
-            .iter()
-            .enumerate()
-            .map(|(position, write_keys)| {
-                let found = stored.get(&(position as i64));
-                write_keys
-                    .iter()
-                    .map(|k| found.is_some_and(|f| f.contains(k)))
-                    .collect()
-            })
-            .collect())
+        Ok(keys.iter().map(|k| found.contains(k)).collect())
     }
 
     /// Inside an open transaction: settles the write's keys as its mode says and applies it. A
@@ -657,32 +642,23 @@ impl WriterState {
         let table = quote(&schema.name);
         let matches = key_matches(schema);
         match commit.mode {
-            ConflictMode::Error => match &self.index {
-                Some(index) => {
-                    let encoder = KeyEncoder::new(schema)?;
-                    let staged_keys = self.table_keys(schema, &encoder, &staged)?;
-                    let stored = index.contains(&schema.name, &staged_keys)?;
-                    if let Some(conflict) = Self::key_conflicts(
-                        schema,
-                        &encoder,
-                        &staged_keys,
-                        &stored,
-                        applied.claimed(&schema.name),
-                    )? {
-                        return Err(conflict);
-                    }
-                    outcome.inserted =
-                        self.execute(&format!("INSERT INTO {table} SELECT * FROM {staged}"))?;
-                    applied.add(schema, staged_keys);
+            ConflictMode::Error => {
+                let encoder = KeyEncoder::new(schema)?;
+                let staged_keys = self.table_keys(schema, &encoder, &staged)?;
+                let stored = self.stored(schema, &encoder, &staged, &staged_keys)?;
+                if let Some(conflict) = Self::key_conflicts(
+                    schema,
+                    &encoder,
+                    &staged_keys,
+                    &stored,
+                    applied.claimed(&schema.name),
+                )? {
+                    return Err(conflict);
                 }
-                None => {
-                    if let Some(error) = self.conflicts(schema, &staged)? {
-                        return Err(error);
-                    }
-                    outcome.inserted =
-                        self.execute(&format!("INSERT INTO {table} SELECT * FROM {staged}"))?;
-                }
-            },
+                outcome.inserted =
+                    self.execute(&format!("INSERT INTO {table} SELECT * FROM {staged}"))?;
+                applied.add(schema, staged_keys);
+            }
             ConflictMode::Ignore => {
                 let rows = self.count(&staged)?;
                 // the first record of each key, if its key is not stored
@@ -719,68 +695,5 @@ impl WriterState {
                 row.get(0)
             })
             .map_err(store_error)
-    }
-
-    /// Keys repeated within the staged rows, then keys already stored.
-    fn conflicts(
-        &self,
-        schema: &DatasetSchema,
-        staged: &str,
-    ) -> Result<Option<StoreError>, StoreError> {
-        let key_names: Vec<&str> = schema.key_fields().map(|f| f.name.as_str()).collect();
-        let keys = column_list(key_names.iter().copied());
-        let repeated = format!("SELECT {keys} FROM {staged} GROUP BY {keys} HAVING count(*) > 1");
-        let matches = key_matches(schema);
-        let existing = format!(
-            "SELECT {} FROM {staged} s WHERE EXISTS (SELECT 1 FROM {} t WHERE {matches})",
-            key_names
-                .iter()
-                .map(|k| format!("s.{}", quote(k)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            quote(&schema.name)
-        );
-        let mut keys_found = Vec::new();
-        let mut total = 0;
-        for (sql, reason) in [
-            (repeated, ConflictReason::Repeated),
-            (existing, ConflictReason::Exists),
-        ] {
-            let count: u64 = self
-                .conn
-                .query_row(&format!("SELECT count(*) FROM ({sql})"), [], |row| {
-                    row.get(0)
-                })
-                .map_err(store_error)?;
-            if count == 0 {
-                continue;
-            }
-            total += count;
-            let room = MAX_LISTED_KEYS.saturating_sub(keys_found.len());
-            let listed = format!(
-                "{sql} ORDER BY {} LIMIT {room}",
-                (1..=key_names.len())
-                    .map(|i| i.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let mut statement = self.conn.prepare(&listed).map_err(store_error)?;
-            for batch in statement.query_arrow([]).map_err(store_error)? {
-                for row in 0..batch.num_rows() {
-                    let key = schema
-                        .key_fields()
-                        .enumerate()
-                        .map(|(col, field)| {
-                            Value::from_array(field.field_type, batch.column(col), row)
-                        })
-                        .collect();
-                    keys_found.push(ConflictingKey { key, reason });
-                }
-            }
-        }
-        Ok((total > 0).then_some(StoreError::Conflict {
-            keys: keys_found,
-            total,
-        }))
     }
 }
