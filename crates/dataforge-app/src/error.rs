@@ -26,6 +26,8 @@ pub enum AppError {
     },
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
+    #[error("the query ran longer than {0} ms and was stopped")]
+    Timeout(u64),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -35,6 +37,7 @@ impl From<StoreError> for AppError {
         match e {
             StoreError::Conflict { keys, total } => AppError::Conflict { keys, total },
             StoreError::Unavailable(why) => AppError::Unavailable(why),
+            StoreError::Timeout(ms) => AppError::Timeout(ms),
             other => AppError::Internal(other.to_string()),
         }
     }

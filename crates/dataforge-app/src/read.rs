@@ -1,27 +1,53 @@
-//! The read queries: one record by key, a page of records, a count.
+//! The read queries: one record by key, a page of records or groups (JSON), a streamed export of
+//! every matching row or group, a count.
 
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use dataforge_domain::query::{Cursor, parse_count_params, parse_key, parse_list_params};
+use dataforge_domain::ports::{BatchStream, RowCount, StoreError};
+use dataforge_domain::query::{
+    Cursor, OutputColumn, ReadPlan, parse_aggregate_params, parse_count_params, parse_key,
+    parse_list_params, parse_query_body,
+};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::Value;
 
 use crate::{App, AppError};
 
-/// Rows to show, as batches whose columns are `fields` (positions in the schema), in order.
+/// Rows to show: batches whose columns are `columns`, in order.
 #[derive(Debug, Clone)]
 pub struct Rows {
-    pub schema: Arc<DatasetSchema>,
-    pub fields: Vec<usize>,
+    pub columns: Arc<[OutputColumn]>,
     pub batches: Vec<RecordBatch>,
 }
 
-/// One page of a listing and the token for the next, if there are more rows.
+/// One page of an answer.
 #[derive(Debug, Clone)]
 pub struct Page {
     pub rows: Rows,
+    /// The token for the next page of records, if there are more rows.
     pub next_cursor: Option<String>,
+    /// Whether rows or groups past this page exist.
+    pub more: bool,
+    /// Whether the answer is groups of an aggregate (which have no cursor).
+    pub aggregate: bool,
+}
+
+/// A whole answer, streamed: batches with `columns`, pulled on a blocking thread.
+pub struct Export {
+    pub columns: Arc<[OutputColumn]>,
+    pub batches: BatchStream,
+}
+
+/// What a read request says, before it is checked against the dataset's schema.
+#[derive(Debug, Clone, Copy)]
+pub enum ReadRequest<'a> {
+    /// `GET .../records` parameters: filters, `select`, `order`, `limit`, `cursor`.
+    Records(&'a [(String, String)]),
+    /// `GET .../aggregate` parameters: filters, `group_by`, `metrics`, `bucket`, `order`, `limit`.
+    Aggregate(&'a [(String, String)]),
+    /// A `POST .../query` body.
+    Body(&'a serde_json::Value),
 }
 
 impl App {
@@ -29,48 +55,65 @@ impl App {
     pub async fn get_record(&self, dataset: &str, segments: &[&str]) -> Result<Rows, AppError> {
         let schema = self.dataset(dataset)?;
         let key = parse_key(&schema, segments)?;
-        let shown_key = segments.join("/");
         match self.reader.get(Arc::clone(&schema), key).await? {
-            Some(batch) => Ok(Rows {
-                fields: (0..schema.fields.len()).collect(),
-                schema,
+            Some(batch) if batch.num_rows() > 0 => Ok(Rows {
+                columns: all_fields(&schema),
                 batches: vec![batch],
             }),
-            None => Err(AppError::RecordNotFound {
+            _ => Err(AppError::RecordNotFound {
                 dataset: schema.name.clone(),
-                key: shown_key,
+                key: segments.join("/"),
             }),
         }
     }
 
-    /// A page of records matching the listing parameters (`field=op.value`, `select`, `order`,
-    /// `limit`, `cursor`).
-    pub async fn list_records(
+    fn plan(
+        &self,
+        schema: &DatasetSchema,
+        request: ReadRequest<'_>,
+        paged: bool,
+    ) -> Result<ReadPlan, AppError> {
+        Ok(match request {
+            ReadRequest::Records(params) => {
+                ReadPlan::Records(parse_list_params(schema, params, self.limits, paged)?)
+            }
+            ReadRequest::Aggregate(params) => {
+                ReadPlan::Aggregate(parse_aggregate_params(schema, params, self.limits, paged)?)
+            }
+            ReadRequest::Body(body) => parse_query_body(schema, body, self.limits, paged)?,
+        })
+    }
+
+    /// One page: at most the request's limit (bounded by `max_limit`) of rows or groups.
+    pub async fn read_page(
         &self,
         dataset: &str,
-        params: &[(String, String)],
+        request: ReadRequest<'_>,
     ) -> Result<Page, AppError> {
         let schema = self.dataset(dataset)?;
-        let mut query = parse_list_params(&schema, params, self.limits)?;
-        let limit = query.limit;
-        let select = query.select.clone();
-        let order = query.order.clone();
-        let order_columns: Vec<usize> = {
-            let fetched = query.fetched_fields();
-            order
-                .iter()
-                .map(|k| {
-                    fetched
-                        .iter()
-                        .position(|&f| f == k.field)
-                        .unwrap_or_default()
-                })
-                .collect()
-        };
-        query.limit = limit + 1; // one more row tells whether another page exists
-        let batches = self.reader.query(Arc::clone(&schema), query).await?;
+        let mut plan = self.plan(&schema, request, true)?;
+        let limit = plan.limit().unwrap_or(self.limits.max_limit);
+        plan.set_limit(Some(limit + 1)); // one more row tells whether another page exists
+        let fetched = plan.columns(&schema);
+        let shown = shown_columns(&plan);
+        let stream = self.reader.scan(Arc::clone(&schema), plan.clone()).await?;
+        let batches = tokio::task::spawn_blocking(move || {
+            let mut kept = Vec::new();
+            let mut rows = 0;
+            for batch in stream {
+                let batch = batch?;
+                rows += batch.num_rows();
+                kept.push(batch);
+                if rows > limit {
+                    break;
+                }
+            }
+            Ok::<_, StoreError>(kept)
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("read task failed: {e}")))??;
 
-        let has_more = batches.iter().map(RecordBatch::num_rows).sum::<usize>() > limit;
+        let more = batches.iter().map(RecordBatch::num_rows).sum::<usize>() > limit;
         let mut kept = Vec::new();
         let mut rows = 0;
         for batch in batches {
@@ -82,13 +125,15 @@ impl App {
             rows += take;
         }
         // the last row shown is where the next page starts
-        let next_cursor = match kept.last() {
-            Some(last) if has_more => {
+        let next_cursor = match (&plan, kept.last()) {
+            (ReadPlan::Records(query), Some(last)) if more => {
                 let row = last.num_rows() - 1;
-                let values: Vec<Value> = order
+                let fields = query.fetched_fields();
+                let values: Vec<Value> = query
+                    .order
                     .iter()
-                    .zip(&order_columns)
-                    .map(|(key, &col)| {
+                    .map(|key| {
+                        let col = fields.iter().position(|&f| f == key.field).unwrap_or(0);
                         Value::from_array(
                             schema.fields[key.field].field_type,
                             last.column(col),
@@ -96,36 +141,90 @@ impl App {
                         )
                     })
                     .collect();
-                Some(Cursor::encode(&schema, &order, &values))
+                Some(Cursor::encode(&schema, &query.order, &values))
             }
             _ => None,
         };
-        let shown: Vec<usize> = (0..select.len()).collect();
         let batches = kept
             .into_iter()
-            .map(|b| {
-                b.project(&shown)
-                    .map_err(|e| AppError::Internal(e.to_string()))
-            })
+            .map(|b| project(&b, shown))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page {
             rows: Rows {
-                schema,
-                fields: select,
+                columns: fetched[..shown].into(),
                 batches,
             },
             next_cursor,
+            more,
+            aggregate: matches!(plan, ReadPlan::Aggregate(_)),
         })
     }
 
-    /// How many records match the filters.
+    /// Every matching row or group, streamed batch by batch, with no page limit unless the
+    /// request sets one.
+    pub async fn read_export(
+        &self,
+        dataset: &str,
+        request: ReadRequest<'_>,
+    ) -> Result<Export, AppError> {
+        let schema = self.dataset(dataset)?;
+        let plan = self.plan(&schema, request, false)?;
+        let fetched = plan.columns(&schema);
+        let shown = shown_columns(&plan);
+        let stream = self.reader.scan(Arc::clone(&schema), plan).await?;
+        let batches = if shown == fetched.len() {
+            stream
+        } else {
+            BatchStream::new(stream.map(move |batch| {
+                batch.and_then(|b| {
+                    project(&b, shown).map_err(|e| StoreError::Internal(e.to_string()))
+                })
+            }))
+        };
+        Ok(Export {
+            columns: fetched[..shown].into(),
+            batches,
+        })
+    }
+
+    /// How many records match the filters (`exact=false`: an estimate may do).
     pub async fn count_records(
         &self,
         dataset: &str,
         params: &[(String, String)],
-    ) -> Result<u64, AppError> {
+    ) -> Result<RowCount, AppError> {
         let schema = self.dataset(dataset)?;
-        let filters = parse_count_params(&schema, params)?;
-        Ok(self.reader.count(schema, filters).await?)
+        let (filter, exact) = parse_count_params(&schema, params)?;
+        Ok(self.reader.count(schema, filter, exact).await?)
     }
+}
+
+/// Every field of the dataset, as answer columns.
+fn all_fields(schema: &DatasetSchema) -> Arc<[OutputColumn]> {
+    schema
+        .fields
+        .iter()
+        .map(|f| OutputColumn {
+            name: f.name.clone(),
+            field_type: f.field_type,
+        })
+        .collect()
+}
+
+/// How many of the fetched columns are shown (the rest only serve to make cursors).
+fn shown_columns(plan: &ReadPlan) -> usize {
+    match plan {
+        ReadPlan::Records(query) => query.select.len(),
+        ReadPlan::Aggregate(aggregation) => aggregation.group_by.len() + aggregation.metrics.len(),
+    }
+}
+
+fn project(batch: &RecordBatch, shown: usize) -> Result<RecordBatch, AppError> {
+    if batch.num_columns() == shown {
+        return Ok(batch.clone());
+    }
+    let columns: Vec<usize> = (0..shown).collect();
+    batch
+        .project(&columns)
+        .map_err(|e| AppError::Internal(e.to_string()))
 }

@@ -161,7 +161,9 @@ const SQL_KEYWORDS: &[&str] = &[
 ];
 
 /// Names the HTTP API gives a meaning of its own in query strings; a field may not take them.
-pub const RESERVED_PARAMETERS: &[&str] = &["select", "order", "limit", "cursor", "format", "exact"];
+pub const RESERVED_PARAMETERS: &[&str] = &[
+    "select", "order", "limit", "cursor", "format", "exact", "group_by", "metrics", "bucket",
+];
 
 /// Why a name was refused, phrased for a person fixing a schema file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use serde::Serialize;
 
-use crate::query::{Filter, RecordQuery};
+use crate::query::{Predicate, ReadPlan};
 use crate::schema::{Catalog, DatasetSchema};
 use crate::value::Value;
 use crate::write::{ConflictMode, WriteOutcome};
@@ -60,19 +60,49 @@ pub trait RecordReader: Send + Sync {
         key: Vec<Value>,
     ) -> BoxFuture<'_, Result<Option<RecordBatch>, StoreError>>;
 
-    /// Up to `query.limit` matching rows in order, with the columns of [`RecordQuery::fetched_fields`].
-    fn query(
+    /// Starts a read whose batches have the columns of [`ReadPlan::columns`]. Resolves once
+    /// storage has begun to answer (its first batch is ready), so a failure or a timeout before
+    /// that is an error here, not a broken stream.
+    fn scan(
         &self,
         dataset: Arc<DatasetSchema>,
-        query: RecordQuery,
-    ) -> BoxFuture<'_, Result<Vec<RecordBatch>, StoreError>>;
+        plan: ReadPlan,
+    ) -> BoxFuture<'_, Result<BatchStream, StoreError>>;
 
-    /// How many rows match every filter.
+    /// How many rows match `filter`; with `exact` false, an estimate may be answered instead.
     fn count(
         &self,
         dataset: Arc<DatasetSchema>,
-        filters: Vec<Filter>,
-    ) -> BoxFuture<'_, Result<u64, StoreError>>;
+        filter: Predicate,
+        exact: bool,
+    ) -> BoxFuture<'_, Result<RowCount, StoreError>>;
+}
+
+/// The batches of a read, pulled by its consumer on a blocking thread. Dropping it stops the
+/// read and frees what it holds in storage (a connection, a running query).
+pub struct BatchStream(Box<dyn Iterator<Item = Result<RecordBatch, StoreError>> + Send>);
+
+impl BatchStream {
+    pub fn new(
+        batches: impl Iterator<Item = Result<RecordBatch, StoreError>> + Send + 'static,
+    ) -> Self {
+        BatchStream(Box::new(batches))
+    }
+}
+
+impl Iterator for BatchStream {
+    type Item = Result<RecordBatch, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next()
+    }
+}
+
+/// A count of rows, exact or estimated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowCount {
+    pub rows: u64,
+    pub exact: bool,
 }
 
 /// Why a key conflicted.
@@ -106,21 +136,9 @@ pub enum StoreError {
     SchemaMismatch { differences: Vec<String> },
     #[error("storage is not accepting work: {0}")]
     Unavailable(String),
+    /// A read ran past the configured query timeout and was stopped.
+    #[error("the query ran longer than {0} ms and was stopped")]
+    Timeout(u64),
     #[error("storage failure: {0}")]
     Internal(String),
-}
-
-impl RecordQuery {
-    /// The fields a storage answer carries: the selected ones, then sort-key fields not selected
-    /// (needed to make the next cursor).
-    pub fn fetched_fields(&self) -> Vec<usize> {
-        let mut fields = self.select.clone();
-        fields.extend(
-            self.order
-                .iter()
-                .map(|k| k.field)
-                .filter(|f| !self.select.contains(f)),
-        );
-        fields
-    }
 }

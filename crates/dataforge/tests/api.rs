@@ -156,7 +156,10 @@ fn insert_one_or_many_and_read_back_by_key() {
         400,
         "key field `production_period`",
     );
-    assert_eq!(server.get(&format!("{WP}/count")).body, json!({"count": 4}));
+    assert_eq!(
+        server.get(&format!("{WP}/count")).body,
+        json!({"count": 4, "exact": true})
+    );
 }
 
 #[test]
@@ -217,7 +220,10 @@ fn validation_errors_list_every_problem_and_write_nothing() {
         );
     }
     assert_eq!(answer.body["total_errors"], json!(8));
-    assert_eq!(server.get(&format!("{WP}/count")).body, json!({"count": 0}));
+    assert_eq!(
+        server.get(&format!("{WP}/count")).body,
+        json!({"count": 0, "exact": true})
+    );
 
     // the list is capped at 100, the total is not
     let many: Vec<Value> = (0..150)
@@ -231,7 +237,10 @@ fn validation_errors_list_every_problem_and_write_nothing() {
     assert_eq!(capped.status, 422);
     assert_eq!(capped.body["errors"].as_array().unwrap().len(), 100);
     assert_eq!(capped.body["total_errors"], json!(150));
-    assert_eq!(server.get(&format!("{WP}/count")).body, json!({"count": 0}));
+    assert_eq!(
+        server.get(&format!("{WP}/count")).body,
+        json!({"count": 0, "exact": true})
+    );
 }
 
 #[test]
@@ -266,7 +275,10 @@ fn key_conflicts_write_nothing() {
     assert_problem(&repeated, 409, "1 primary key(s)");
     assert_eq!(repeated.body["conflicts"][0]["reason"], "repeated");
     assert_eq!(repeated.body["total_conflicts"], json!(1));
-    assert_eq!(server.get(&format!("{WP}/count")).body, json!({"count": 2}));
+    assert_eq!(
+        server.get(&format!("{WP}/count")).body,
+        json!({"count": 2, "exact": true})
+    );
 }
 
 #[test]
@@ -319,7 +331,10 @@ fn malformed_bodies_are_client_errors() {
         Err(ureq::Error::Status(413, _)) => {}
         other => panic!("expected 413 for a chunked body past the limit, got {other:?}"),
     }
-    assert_eq!(server.get(&format!("{WP}/count")).body, json!({"count": 0}));
+    assert_eq!(
+        server.get(&format!("{WP}/count")).body,
+        json!({"count": 0, "exact": true})
+    );
 }
 
 fn registry(code: i64, field: i64, name: &str, status: &str, depth: Option<f64>) -> Value {
@@ -394,13 +409,13 @@ fn filters_select_order_and_count() {
 
     assert_eq!(
         server.get("/v1/datasets/well_registry/count").body,
-        json!({"count": 5})
+        json!({"count": 5, "exact": true})
     );
     assert_eq!(
         server
             .get("/v1/datasets/well_registry/count?field_code=gte.20&status=ne.abandoned")
             .body,
-        json!({"count": 2})
+        json!({"count": 2, "exact": true})
     );
 
     let bad = [
@@ -542,10 +557,13 @@ fn data_survives_a_restart_and_two_datasets_live_side_by_side() {
     server.stop();
 
     let again = Server::start(&db);
-    assert_eq!(again.get(&format!("{WP}/count")).body, json!({"count": 2}));
+    assert_eq!(
+        again.get(&format!("{WP}/count")).body,
+        json!({"count": 2, "exact": true})
+    );
     assert_eq!(
         again.get("/v1/datasets/well_registry/count").body,
-        json!({"count": 1})
+        json!({"count": 1, "exact": true})
     );
     let solo = again.get("/v1/datasets/well_registry/records/7");
     assert_eq!(solo.body["well_name"], "Solo");

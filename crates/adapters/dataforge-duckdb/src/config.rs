@@ -26,6 +26,8 @@ pub struct DuckDbConfig {
     pub write_queue: u32,
     /// Milliseconds a write waits for room in a full queue before it is answered 503.
     pub write_wait_ms: u64,
+    /// Milliseconds a read may take to start answering before it is stopped and answered 504.
+    pub query_timeout_ms: u64,
 }
 
 impl Default for DuckDbConfig {
@@ -40,6 +42,7 @@ impl Default for DuckDbConfig {
             read_connections: 4,
             write_queue: 256,
             write_wait_ms: 10_000,
+            query_timeout_ms: 30_000,
         }
     }
 }

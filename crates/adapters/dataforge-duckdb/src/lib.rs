@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use dataforge_domain::ports::{
-    BoxFuture, DatasetStorage, RecordReader, RecordWriter, StagedWrite, StoreError,
+    BatchStream, BoxFuture, DatasetStorage, RecordReader, RecordWriter, RowCount, StagedWrite,
+    StoreError,
 };
-use dataforge_domain::query::{Filter, RecordQuery};
+use dataforge_domain::query::{Predicate, ReadPlan};
 use dataforge_domain::schema::{Catalog, DatasetSchema};
 use dataforge_domain::value::Value;
 use dataforge_domain::write::{ConflictMode, WriteOutcome};
@@ -117,7 +118,11 @@ impl DuckDbStore {
                 path: config.path.display().to_string(),
                 message: e.to_string(),
             })?;
-        let readers = Arc::new(ReadPool::new(&conn, config.read_connections as usize)?);
+        let readers = Arc::new(ReadPool::new(
+            &conn,
+            config.read_connections as usize,
+            Duration::from_millis(config.query_timeout_ms),
+        )?);
         let writer = writer::start(
             conn.try_clone().map_err(store_error)?,
             config.write_queue as usize,
@@ -132,6 +137,7 @@ impl DuckDbStore {
             read_connections = config.read_connections,
             write_queue = config.write_queue,
             write_wait_ms = config.write_wait_ms,
+            query_timeout_ms = config.query_timeout_ms,
             "opened DuckDB database"
         );
         Ok(DuckDbStore {
@@ -308,14 +314,8 @@ impl RecordWriter for DuckDbStore {
     }
 }
 
-/// Runs a statement on a read connection and collects its batches.
-fn fetch(conn: &Connection, statement: select::Statement) -> Result<Vec<RecordBatch>, StoreError> {
-    let mut prepared = conn.prepare(&statement.sql).map_err(store_error)?;
-    let batches = prepared
-        .query_arrow(duckdb::params_from_iter(statement.params.iter()))
-        .map_err(store_error)?;
-    Ok(batches.collect())
-}
+/// Tables at least this large are counted from a sample when an estimate is asked for.
+const ESTIMATE_FROM_ROWS: u64 = 1_000_000;
 
 impl RecordReader for DuckDbStore {
     fn get(
@@ -324,35 +324,63 @@ impl RecordReader for DuckDbStore {
         key: Vec<Value>,
     ) -> BoxFuture<'_, Result<Option<RecordBatch>, StoreError>> {
         Box::pin(self.readers.run(move |conn| {
-            let batches = fetch(conn, select::by_key(&dataset, &key))?;
+            let statement = select::by_key(&dataset, &key);
+            let mut prepared = conn.prepare(&statement.sql).map_err(store_error)?;
+            let batches = prepared
+                .query_arrow(duckdb::params_from_iter(statement.params.iter()))
+                .map_err(store_error)?;
             Ok(batches.into_iter().find(|b| b.num_rows() > 0))
         }))
     }
 
-    fn query(
+    fn scan(
         &self,
         dataset: Arc<DatasetSchema>,
-        query: RecordQuery,
-    ) -> BoxFuture<'_, Result<Vec<RecordBatch>, StoreError>> {
-        Box::pin(
-            self.readers
-                .run(move |conn| fetch(conn, select::page(&dataset, &query))),
-        )
+        plan: ReadPlan,
+    ) -> BoxFuture<'_, Result<BatchStream, StoreError>> {
+        Box::pin(self.readers.stream(select::plan(&dataset, &plan)))
     }
 
     fn count(
         &self,
         dataset: Arc<DatasetSchema>,
-        filters: Vec<Filter>,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        filter: Predicate,
+        exact: bool,
+    ) -> BoxFuture<'_, Result<RowCount, StoreError>> {
         Box::pin(self.readers.run(move |conn| {
-            let statement = select::count(&dataset, &filters);
-            conn.query_row(
-                &statement.sql,
-                duckdb::params_from_iter(statement.params.iter()),
-                |row| row.get::<_, u64>(0),
-            )
-            .map_err(store_error)
+            let one = |statement: select::Statement| {
+                conn.query_row(
+                    &statement.sql,
+                    duckdb::params_from_iter(statement.params.iter()),
+                    |row| row.get::<_, u64>(0),
+                )
+                .map_err(store_error)
+            };
+            if exact {
+                return Ok(RowCount {
+                    rows: one(select::count(&dataset, &filter, None))?,
+                    exact: true,
+                });
+            }
+            // DuckDB keeps each table's row count: no filter, no scan
+            let stored: u64 = conn
+                .query_row(
+                    "SELECT estimated_size FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
+                    [&dataset.name],
+                    |row| row.get(0),
+                )
+                .map_err(store_error)?;
+            if filter.is_always() {
+                return Ok(RowCount {
+                    rows: stored,
+                    exact: false,
+                });
+            }
+            let sample = (stored >= ESTIMATE_FROM_ROWS).then_some(1);
+            Ok(RowCount {
+                rows: one(select::count(&dataset, &filter, sample))?,
+                exact: sample.is_none(),
+            })
         }))
     }
 }

@@ -1,23 +1,57 @@
 //! A fixed set of read connections. A read waits (asynchronously) for a free connection, then runs
-//! on tokio's blocking thread pool, so queries never occupy the async executor's threads.
+//! on tokio's blocking thread pool, so queries never occupy the async executor's threads. A read
+//! that has not answered within the query timeout is interrupted and answered as a timeout; its
+//! connection is replaced rather than reused.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
-use dataforge_domain::ports::StoreError;
+use arrow_array::RecordBatch;
+use dataforge_domain::ports::{BatchStream, StoreError};
 use duckdb::Connection;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
+use crate::select::Statement;
 use crate::store_error;
+
+/// Batches a streamed read may have ready ahead of its consumer.
+const READ_AHEAD: usize = 4;
 
 pub(crate) struct ReadPool {
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
-    /// Source of replacement connections, should a read panic and lose its own.
+    /// Source of replacement connections, for reads that were interrupted or panicked.
     template: Mutex<Connection>,
+    timeout: Duration,
+}
+
+/// A connection lent to one read, with its place in the pool.
+struct Lease {
+    conn: Option<Connection>,
+    pool: Arc<ReadPool>,
+    _permit: OwnedSemaphorePermit,
+    /// Set when the read was given up on (timeout): the connection is then not reused.
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && !self.abandoned.load(Ordering::Acquire)
+            && let Ok(mut idle) = self.pool.idle.lock()
+        {
+            idle.push(conn);
+        }
+    }
 }
 
 impl ReadPool {
-    pub(crate) fn new(template: &Connection, size: usize) -> Result<Self, StoreError> {
+    pub(crate) fn new(
+        template: &Connection,
+        size: usize,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let size = size.max(1);
         let idle = (0..size)
             .map(|_| template.try_clone())
@@ -27,51 +61,152 @@ impl ReadPool {
             idle: Mutex::new(idle),
             permits: Arc::new(Semaphore::new(size)),
             template: Mutex::new(template.try_clone().map_err(store_error)?),
+            timeout,
         })
     }
 
     fn take(&self) -> Result<Connection, StoreError> {
-        let popped = self
-            .idle
-            .lock()
-            .map_err(|_| StoreError::Internal("read pool lock poisoned".into()))?
-            .pop();
+        let poisoned = || StoreError::Internal("read pool lock poisoned".into());
+        let popped = self.idle.lock().map_err(|_| poisoned())?.pop();
         match popped {
             Some(conn) => Ok(conn),
             None => self
                 .template
                 .lock()
-                .map_err(|_| StoreError::Internal("read pool lock poisoned".into()))?
+                .map_err(|_| poisoned())?
                 .try_clone()
                 .map_err(store_error),
         }
     }
 
-    fn give_back(&self, conn: Connection) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(conn);
-        }
+    async fn lease(self: &Arc<Self>) -> Result<Lease, StoreError> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("the database is closed".into()))?;
+        Ok(Lease {
+            conn: Some(self.take()?),
+            pool: Arc::clone(self),
+            _permit: permit,
+            abandoned: Arc::new(AtomicBool::new(false)),
+        })
     }
 
-    /// Runs `read` on a pooled connection off the async executor.
+    fn timed_out(&self) -> StoreError {
+        StoreError::Timeout(self.timeout.as_millis() as u64)
+    }
+
+    /// Runs `read` on a pooled connection off the async executor, within the query timeout.
     pub(crate) async fn run<T, F>(self: &Arc<Self>, read: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Unavailable("the database is closed".into()))?;
-        let conn = self.take()?;
-        let pool = Arc::clone(self);
+        let lease = self.lease().await?;
+        let abandoned = Arc::clone(&lease.abandoned);
+        let interrupt = lease.conn.as_ref().map(Connection::interrupt_handle);
+        let task = tokio::task::spawn_blocking(move || match &lease.conn {
+            Some(conn) => read(conn),
+            None => Err(StoreError::Internal(
+                "a read lease without a connection".into(),
+            )),
+        });
+        match tokio::time::timeout(self.timeout, task).await {
+            Ok(joined) => {
+                joined.map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+            }
+            Err(_) => {
+                abandoned.store(true, Ordering::Release);
+                if let Some(interrupt) = interrupt {
+                    interrupt.interrupt();
+                }
+                Err(self.timed_out())
+            }
+        }
+    }
+
+    /// Starts `statement` and answers once its first batch is ready (or it failed, or the query
+    /// timeout passed); the rest stream from a blocking thread through a small bounded channel.
+    /// Dropping the stream stops the query and returns its connection.
+    pub(crate) async fn stream(
+        self: &Arc<Self>,
+        statement: Statement,
+    ) -> Result<BatchStream, StoreError> {
+        let lease = self.lease().await?;
+        let abandoned = Arc::clone(&lease.abandoned);
+        let interrupt = lease.conn.as_ref().map(Connection::interrupt_handle);
+        let (first_tx, first_rx) = oneshot::channel();
+        let (rest_tx, rest_rx) = mpsc::sync_channel(READ_AHEAD);
         tokio::task::spawn_blocking(move || {
-            let result = read(&conn);
-            pool.give_back(conn);
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+            if let Some(conn) = &lease.conn {
+                pump(conn, &statement, first_tx, rest_tx);
+            }
+            drop(lease);
+        });
+        match tokio::time::timeout(self.timeout, first_rx).await {
+            Err(_) => {
+                abandoned.store(true, Ordering::Release);
+                if let Some(interrupt) = interrupt {
+                    interrupt.interrupt();
+                }
+                Err(self.timed_out())
+            }
+            Ok(Err(_)) => Err(StoreError::Internal(
+                "the read stopped before answering".into(),
+            )),
+            Ok(Ok(None)) => Ok(BatchStream::new(std::iter::empty())),
+            Ok(Ok(Some(Err(e)))) => Err(e),
+            Ok(Ok(Some(Ok(first)))) => {
+                Ok(BatchStream::new(std::iter::once(Ok(first)).chain(rest_rx)))
+            }
+        }
+    }
+}
+
+/// Runs the statement and sends its batches: the first one (or the failure, or `None` for an
+/// empty answer) through `first`, the rest through `rest`, until the consumer hangs up.
+fn pump(
+    conn: &Connection,
+    statement: &Statement,
+    first: oneshot::Sender<Option<Result<RecordBatch, StoreError>>>,
+    rest: mpsc::SyncSender<Result<RecordBatch, StoreError>>,
+) {
+    let mut prepared = match conn.prepare(&statement.sql) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            let _ = first.send(Some(Err(store_error(e))));
+            return;
+        }
+    };
+    if let Err(e) = prepared.stream_arrow(duckdb::params_from_iter(statement.params.iter())) {
+        let _ = first.send(Some(Err(store_error(e))));
+        return;
+    }
+    let mut first = Some(first);
+    loop {
+        let next = match prepared.step() {
+            Ok(Some(chunk)) => {
+                let batch = RecordBatch::from(&chunk);
+                if batch.num_rows() == 0 {
+                    continue;
+                }
+                Ok(batch)
+            }
+            Ok(None) => {
+                if let Some(first) = first.take() {
+                    let _ = first.send(None);
+                }
+                return;
+            }
+            Err(e) => Err(store_error(e)),
+        };
+        let failed = next.is_err();
+        let delivered = match first.take() {
+            Some(first) => first.send(Some(next)).is_ok(),
+            None => rest.send(next).is_ok(),
+        };
+        if failed || !delivered {
+            return; // the consumer is gone (or told of the failure): stop the query
+        }
     }
 }

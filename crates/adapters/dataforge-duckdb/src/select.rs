@@ -1,11 +1,16 @@
-//! SQL for reads: filters, keyset positions and order, with every value bound as a parameter.
+//! SQL for reads: filters, keyset positions, order and aggregates, with every value bound as a
+//! parameter.
 
-use dataforge_domain::query::{Comparison, Condition, Filter, RecordQuery, SortKey};
+use dataforge_domain::query::{
+    Aggregation, Bucket, Comparison, Condition, Filter, MetricFunction, Predicate, ReadPlan,
+    RecordQuery, SortKey,
+};
 use dataforge_domain::schema::DatasetSchema;
+use dataforge_domain::value::FieldType;
 use dataforge_domain::value::Value;
 use duckdb::types::Value as DuckValue;
 
-use crate::sql::{bind, column_list, quote};
+use crate::sql::{bind, column_list, column_type, quote};
 
 /// A statement and the values for its `?` placeholders, in order.
 #[derive(Debug, Default)]
@@ -39,9 +44,38 @@ impl<'a> Conditions<'a> {
         "?"
     }
 
+    /// Adds a predicate as one term.
+    fn predicate(&mut self, predicate: &Predicate) {
+        if !predicate.is_always() {
+            let term = self.term(predicate);
+            self.terms.push(term);
+        }
+    }
+
+    fn term(&mut self, predicate: &Predicate) -> String {
+        let join = |this: &mut Self, terms: &[Predicate], word: &str, empty: &str| {
+            if terms.is_empty() {
+                return empty.to_owned();
+            }
+            let parts: Vec<String> = terms.iter().map(|t| this.term(t)).collect();
+            format!("({})", parts.join(word))
+        };
+        match predicate {
+            Predicate::Filter(filter) => self.condition(filter),
+            Predicate::And(terms) => join(self, terms, " AND ", "TRUE"),
+            Predicate::Or(terms) => join(self, terms, " OR ", "FALSE"),
+            Predicate::Not(inner) => format!("(NOT {})", self.term(inner)),
+        }
+    }
+
     fn filter(&mut self, filter: &Filter) {
+        let term = self.condition(filter);
+        self.terms.push(term);
+    }
+
+    fn condition(&mut self, filter: &Filter) -> String {
         let column = self.column(filter.field);
-        let term = match &filter.condition {
+        match &filter.condition {
             Condition::Compare(op, value) => {
                 let op = match op {
                     Comparison::Eq => "=",
@@ -65,10 +99,14 @@ impl<'a> Conditions<'a> {
                 "{column} ILIKE {}",
                 self.placeholder(&Value::String(pattern.clone()))
             ),
+            Condition::Between(low, high) => format!(
+                "{column} BETWEEN {} AND {}",
+                self.placeholder(low),
+                self.placeholder(high)
+            ),
             Condition::IsNull => format!("{column} IS NULL"),
             Condition::IsNotNull => format!("{column} IS NOT NULL"),
-        };
-        self.terms.push(term);
+        }
     }
 
     /// Rows strictly after `values` in `order` (nulls last in both directions): for some key i, all
@@ -115,12 +153,22 @@ impl<'a> Conditions<'a> {
     }
 }
 
-/// One page of a listing.
-pub(crate) fn page(schema: &DatasetSchema, query: &RecordQuery) -> Statement {
-    let mut conditions = Conditions::new(schema);
-    for filter in &query.filters {
-        conditions.filter(filter);
+/// The statement answering a read plan.
+pub(crate) fn plan(schema: &DatasetSchema, plan: &ReadPlan) -> Statement {
+    match plan {
+        ReadPlan::Records(query) => records(schema, query),
+        ReadPlan::Aggregate(aggregation) => aggregate(schema, aggregation),
     }
+}
+
+fn limit_clause(limit: Option<usize>) -> String {
+    limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default()
+}
+
+/// Matching records in order.
+fn records(schema: &DatasetSchema, query: &RecordQuery) -> Statement {
+    let mut conditions = Conditions::new(schema);
+    conditions.predicate(&query.filter);
     if let Some(after) = &query.after {
         conditions.after(&query.order, after);
     }
@@ -144,26 +192,122 @@ pub(crate) fn page(schema: &DatasetSchema, query: &RecordQuery) -> Statement {
         .collect();
     Statement {
         sql: format!(
-            "SELECT {columns} FROM {}{clause} ORDER BY {} LIMIT {}",
+            "SELECT {columns} FROM {}{clause} ORDER BY {}{}",
             quote(&schema.name),
             order.join(", "),
-            query.limit
+            limit_clause(query.limit)
         ),
         params,
     }
 }
 
-/// A count of matching rows.
-pub(crate) fn count(schema: &DatasetSchema, filters: &[Filter]) -> Statement {
+/// One row per group: group keys (bucketed where asked), then metrics, in the requested order
+/// followed by the group keys.
+fn aggregate(schema: &DatasetSchema, aggregation: &Aggregation) -> Statement {
     let mut conditions = Conditions::new(schema);
-    for filter in filters {
-        conditions.filter(filter);
-    }
+    conditions.predicate(&aggregation.filter);
     let (clause, params) = conditions.finish();
+    let columns = aggregation.columns(schema);
+    let keys = aggregation.group_by.iter().map(|key| {
+        let field = &schema.fields[key.field];
+        let column = quote(&field.name);
+        match key.bucket {
+            None => column,
+            Some(bucket) => {
+                let unit = match bucket {
+                    Bucket::Day => "day",
+                    Bucket::Week => "week",
+                    Bucket::Month => "month",
+                    Bucket::Quarter => "quarter",
+                    Bucket::Year => "year",
+                };
+                let truncated = format!("date_trunc('{unit}', {column})");
+                // dates stay dates; timestamps stay timestamps
+                format!("CAST({truncated} AS {})", column_type(field.field_type))
+            }
+        }
+    });
+    let metrics = aggregation.metrics.iter().map(|metric| {
+        let Some(field) = metric.field else {
+            return "count(*)".to_owned();
+        };
+        let column = quote(&schema.fields[field].name);
+        let ty = schema.fields[field].field_type;
+        match metric.function {
+            MetricFunction::Count => format!("count({column})"),
+            // an integer sum is a HUGEINT in DuckDB; answers keep the field's 64-bit type
+            MetricFunction::Sum if ty == FieldType::Integer => {
+                format!("CAST(sum({column}) AS BIGINT)")
+            }
+            MetricFunction::Sum => format!("sum({column})"),
+            MetricFunction::Avg => format!("avg({column})"),
+            MetricFunction::Min => format!("min({column})"),
+            MetricFunction::Max => format!("max({column})"),
+        }
+    });
+    let select: Vec<String> = keys
+        .chain(metrics)
+        .zip(&columns)
+        .map(|(expr, column)| format!("{expr} AS {}", quote(&column.name)))
+        .collect();
+    let group_count = aggregation.group_by.len();
+    let group_by = if group_count == 0 {
+        String::new()
+    } else {
+        let positions: Vec<String> = (1..=group_count).map(|i| i.to_string()).collect();
+        format!(" GROUP BY {}", positions.join(", "))
+    };
+    let mut order: Vec<String> = aggregation
+        .order
+        .iter()
+        .map(|(column, descending)| {
+            format!(
+                "{} {} NULLS LAST",
+                column + 1,
+                if *descending { "DESC" } else { "ASC" }
+            )
+        })
+        .collect();
+    order.extend(
+        (0..group_count)
+            .filter(|c| !aggregation.order.iter().any(|(o, _)| o == c))
+            .map(|c| format!("{} ASC NULLS LAST", c + 1)),
+    );
+    let order = if order.is_empty() {
+        String::new()
+    } else {
+        format!(" ORDER BY {}", order.join(", "))
+    };
     Statement {
-        sql: format!("SELECT count(*) FROM {}{clause}", quote(&schema.name)),
+        sql: format!(
+            "SELECT {} FROM {}{clause}{group_by}{order}{}",
+            select.join(", "),
+            quote(&schema.name),
+            limit_clause(aggregation.limit)
+        ),
         params,
     }
+}
+
+/// A count of matching rows; `sample_percent` counts a system sample of the table instead and
+/// scales it up.
+pub(crate) fn count(
+    schema: &DatasetSchema,
+    filter: &Predicate,
+    sample_percent: Option<u32>,
+) -> Statement {
+    let mut conditions = Conditions::new(schema);
+    conditions.predicate(filter);
+    let (clause, params) = conditions.finish();
+    let sql = match sample_percent {
+        None => format!("SELECT count(*) FROM {}{clause}", quote(&schema.name)),
+        Some(percent) => format!(
+            "SELECT CAST(count(*) * {} AS BIGINT) FROM {} TABLESAMPLE {percent}% (system){clause}",
+            100 / percent.max(1),
+            quote(&schema.name)
+        ),
+    };
+    Statement { sql, params }
 }
 
 /// The row with a given primary key.

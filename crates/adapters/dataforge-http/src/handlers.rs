@@ -1,16 +1,17 @@
 //! Route handlers: turn HTTP requests into use-case calls and their results into answers.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use dataforge_app::read::ReadRequest;
 use dataforge_app::{App, AppError};
 use dataforge_domain::records::BodyFormat;
 use dataforge_domain::write::parse_write_params;
 use serde_json::{Value as Json, json};
 
 use crate::body;
-use crate::encode;
+use crate::encode::{self, AnswerFormat};
 use crate::problem::{Problem, from_app_error};
 use crate::views;
 
@@ -183,23 +184,76 @@ pub async fn insert_records(
     ))
 }
 
+/// Answers a read: a JSON page, or the whole answer streamed in another format.
+async fn read(
+    state: &HttpState,
+    dataset: &str,
+    request: ReadRequest<'_>,
+    format: AnswerFormat,
+) -> Answer {
+    let failed = |e| problem(state, dataset, e);
+    if format == AnswerFormat::Json {
+        let page = state
+            .app
+            .read_page(dataset, request)
+            .await
+            .map_err(failed)?;
+        return Ok(json_response(StatusCode::OK, encode::page_json(&page)));
+    }
+    let export = state
+        .app
+        .read_export(dataset, request)
+        .await
+        .map_err(failed)?;
+    let mut response = encode::stream_body(format, export).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.media_type()),
+    );
+    Ok(response)
+}
+
 pub async fn list_records(
     State(state): State<HttpState>,
     Path(dataset): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Answer {
-    let page = state
-        .app
-        .list_records(&dataset, &query_pairs(query))
-        .await
-        .map_err(|e| problem(&state, &dataset, e))?;
-    let mut out = Vec::with_capacity(4096);
-    out.extend_from_slice(br#"{"items":"#);
-    encode::rows_json(&page.rows, &mut out);
-    out.extend_from_slice(br#","next_cursor":"#);
-    out.extend_from_slice(json!(page.next_cursor).to_string().as_bytes());
-    out.push(b'}');
-    Ok(json_response(StatusCode::OK, out))
+    let mut params = query_pairs(query);
+    let format = AnswerFormat::negotiate(&headers, &mut params)?;
+    read(&state, &dataset, ReadRequest::Records(&params), format).await
+}
+
+pub async fn aggregate(
+    State(state): State<HttpState>,
+    Path(dataset): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Answer {
+    let mut params = query_pairs(query);
+    let format = AnswerFormat::negotiate(&headers, &mut params)?;
+    read(&state, &dataset, ReadRequest::Aggregate(&params), format).await
+}
+
+/// `POST .../query`: the query language (a JSON body), answered like a listing or an aggregate.
+pub async fn query(
+    State(state): State<HttpState>,
+    Path(dataset): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let mut params = query_pairs(query);
+    let format = AnswerFormat::negotiate(&headers, &mut params)?;
+    if let Some((name, _)) = params.first() {
+        return Err(Problem::bad_request(
+            name,
+            "a query takes its parts in the body; only `format` may be a query parameter",
+        ));
+    }
+    let body: Json = serde_json::from_slice(&body)
+        .map_err(|e| Problem::bad_request("body", format!("the body is not valid JSON: {e}")))?;
+    read(&state, &dataset, ReadRequest::Body(&body), format).await
 }
 
 pub async fn count_records(
@@ -214,7 +268,9 @@ pub async fn count_records(
         .map_err(|e| problem(&state, &dataset, e))?;
     Ok(json_response(
         StatusCode::OK,
-        json!({ "count": count }).to_string().into_bytes(),
+        json!({ "count": count.rows, "exact": count.exact })
+            .to_string()
+            .into_bytes(),
     ))
 }
 
@@ -248,17 +304,10 @@ pub async fn get_record(
         .get_record(&dataset, &segments)
         .await
         .map_err(|e| problem(&state, &dataset, e))?;
+    // the use case answers one row or RecordNotFound
     let mut out = Vec::with_capacity(512);
-    match rows.batches.first() {
-        Some(batch) if batch.num_rows() > 0 => encode::write_row(&rows, batch, 0, &mut out),
-        _ => {
-            return Err(Problem::new(
-                StatusCode::NOT_FOUND,
-                "record-not-found",
-                "Record not found",
-                "no such record",
-            ));
-        }
+    if let Some(batch) = rows.batches.first() {
+        encode::JsonRows::new(&rows.columns, batch).write(0, &mut out);
     }
     Ok(json_response(StatusCode::OK, out))
 }

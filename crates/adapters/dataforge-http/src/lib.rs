@@ -8,7 +8,7 @@ mod problem;
 mod views;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use dataforge_app::App;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -42,6 +42,8 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
             get(handlers::get_record),
         )
         .route("/v1/datasets/{dataset}/count", get(handlers::count_records))
+        .route("/v1/datasets/{dataset}/aggregate", get(handlers::aggregate))
+        .route("/v1/datasets/{dataset}/query", post(handlers::query))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
         .layer(

@@ -128,6 +128,12 @@ pub fn from_app_error(
             .with("conflicts", json!(listed))
             .with("total_conflicts", json!(total))
         }
+        AppError::Timeout(_) => Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "query-timeout",
+            "Query timed out",
+            detail,
+        ),
         AppError::Unavailable(_) => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",

@@ -1,13 +1,20 @@
 //! The query model: what a read asks for (filters, projection, order, page size, position), checked
 //! against the schema when it is parsed so storage adapters only ever see valid, typed queries.
 
+mod aggregate;
+mod body;
 mod cursor;
 mod params;
 
+pub use aggregate::{
+    Aggregation, Bucket, GroupKey, Metric, MetricFunction, parse_aggregate_params,
+};
+pub use body::{FILTER_MAX_DEPTH, FILTER_MAX_NODES, parse_query_body};
 pub use cursor::Cursor;
 pub use params::{QueryLimits, parse_count_params, parse_key, parse_list_params};
 
-use crate::value::Value;
+use crate::schema::DatasetSchema;
+use crate::value::{FieldType, Value};
 
 /// A comparison with one operand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +36,8 @@ pub enum Condition {
     Like(String),
     /// SQL LIKE pattern, case-insensitive.
     ILike(String),
+    /// Both bounds included.
+    Between(Value, Value),
     IsNull,
     IsNotNull,
 }
@@ -40,6 +49,56 @@ pub struct Filter {
     pub condition: Condition,
 }
 
+/// A tree of conditions. An empty `And` holds for every row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Predicate {
+    Filter(Filter),
+    And(Vec<Predicate>),
+    Or(Vec<Predicate>),
+    Not(Box<Predicate>),
+}
+
+impl Predicate {
+    /// Every filter must hold (the meaning of several URL filters).
+    pub fn all(filters: Vec<Filter>) -> Predicate {
+        Predicate::And(filters.into_iter().map(Predicate::Filter).collect())
+    }
+
+    /// Whether the predicate holds for every row (no condition at all).
+    pub fn is_always(&self) -> bool {
+        matches!(self, Predicate::And(terms) if terms.iter().all(Predicate::is_always))
+    }
+}
+
+/// Whether operator `op` applies to a field of type `ty`; the reason it does not otherwise.
+pub(crate) fn operator_fits(op: &str, ty: FieldType) -> Result<(), String> {
+    match op {
+        "is" | "is_null" => Ok(()),
+        _ if ty == FieldType::Json => Err("does not apply to json fields; only `is` does".into()),
+        "eq" | "ne" | "in" => Ok(()),
+        "gt" | "gte" | "lt" | "lte" | "between" if ty == FieldType::Boolean => {
+            Err("does not apply to booleans; use eq or ne".into())
+        }
+        "gt" | "gte" | "lt" | "lte" | "between" => Ok(()),
+        "like" | "ilike" if ty.is_text() => Ok(()),
+        "like" | "ilike" => Err("applies to string fields only".into()),
+        _ => Err("is not an operator".into()),
+    }
+}
+
+/// The comparison an operator name stands for.
+pub(crate) fn comparison(op: &str) -> Option<Comparison> {
+    Some(match op {
+        "eq" => Comparison::Eq,
+        "ne" => Comparison::Ne,
+        "gt" => Comparison::Gt,
+        "gte" => Comparison::Gte,
+        "lt" => Comparison::Lt,
+        "lte" => Comparison::Lte,
+        _ => return None,
+    })
+}
+
 /// One sort key, by field position. Nulls sort last in both directions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SortKey {
@@ -47,15 +106,16 @@ pub struct SortKey {
     pub descending: bool,
 }
 
-/// A page of records: the rows matching every filter, in `order`, after the `after` position.
+/// Records: the rows matching `filter`, in `order`, after the `after` position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordQuery {
-    pub filters: Vec<Filter>,
+    pub filter: Predicate,
     /// Field positions to return, in answer order.
     pub select: Vec<usize>,
     /// Sort keys; always ends with the primary key, so the order is total and pages are stable.
     pub order: Vec<SortKey>,
-    pub limit: usize,
+    /// At most this many rows; `None` streams every matching row.
+    pub limit: Option<usize>,
     /// Values of `order`'s fields in the last row of the previous page.
     pub after: Option<Vec<Value>>,
 }
@@ -75,5 +135,65 @@ impl QueryError {
             parameter: parameter.into(),
             message: message.into(),
         }
+    }
+}
+
+/// A column of a read's answer: a field, a group key or a metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputColumn {
+    pub name: String,
+    pub field_type: FieldType,
+}
+
+/// What a read asks storage for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadPlan {
+    Records(RecordQuery),
+    Aggregate(Aggregation),
+}
+
+impl ReadPlan {
+    /// The columns storage answers with, in order.
+    pub fn columns(&self, schema: &DatasetSchema) -> Vec<OutputColumn> {
+        match self {
+            ReadPlan::Records(query) => query
+                .fetched_fields()
+                .into_iter()
+                .map(|i| OutputColumn {
+                    name: schema.fields[i].name.clone(),
+                    field_type: schema.fields[i].field_type,
+                })
+                .collect(),
+            ReadPlan::Aggregate(aggregation) => aggregation.columns(schema),
+        }
+    }
+
+    pub fn limit(&self) -> Option<usize> {
+        match self {
+            ReadPlan::Records(query) => query.limit,
+            ReadPlan::Aggregate(aggregation) => aggregation.limit,
+        }
+    }
+
+    pub fn set_limit(&mut self, limit: Option<usize>) {
+        match self {
+            ReadPlan::Records(query) => query.limit = limit,
+            ReadPlan::Aggregate(aggregation) => aggregation.limit = limit,
+        }
+    }
+}
+
+impl RecordQuery {
+    /// The fields a storage answer carries: the selected ones, then sort-key fields not selected
+    /// (needed to make the next cursor).
+    pub fn fetched_fields(&self) -> Vec<usize> {
+        let mut fields = self.select.clone();
+        fields.extend(
+            self.order
+                .iter()
+                .map(|k| k.field)
+                .filter(|f| !self.select.contains(f)),
+        );
+        fields
     }
 }

@@ -2,7 +2,9 @@
 //! and primary-key path segments into the query model.
 
 use super::cursor::Cursor;
-use super::{Comparison, Condition, Filter, QueryError, RecordQuery, SortKey};
+use super::{
+    Condition, Filter, Predicate, QueryError, RecordQuery, SortKey, comparison, operator_fits,
+};
 use crate::identifier::RESERVED_PARAMETERS;
 use crate::schema::DatasetSchema;
 use crate::value::{FieldType, Value};
@@ -23,13 +25,15 @@ impl Default for QueryLimits {
     }
 }
 
-const OPERATORS: &str = "eq, ne, gt, gte, lt, lte, in, like, ilike, is";
+const OPERATORS: &str = "eq, ne, gt, gte, lt, lte, in, between, like, ilike, is";
 
-/// Parses the parameters of a records listing.
+/// Parses the parameters of a records listing. A `paged` listing (JSON) has a page size of at most
+/// `limits.max_limit`; a streamed one returns every matching row unless `limit` says otherwise.
 pub fn parse_list_params(
     schema: &DatasetSchema,
     params: &[(String, String)],
     limits: QueryLimits,
+    paged: bool,
 ) -> Result<RecordQuery, QueryError> {
     let mut filters = Vec::new();
     let (mut select, mut order, mut limit, mut cursor) = (None, None, None, None);
@@ -49,31 +53,17 @@ pub fn parse_list_params(
         }
     }
     let select = match select {
-        Some(raw) => parse_select(schema, raw)?,
+        Some(raw) => parse_select(schema, raw, "select")?,
         None => (0..schema.fields.len()).collect(),
     };
-    let order = parse_order(schema, order.unwrap_or(""))?;
-    let limit = match limit {
-        None => limits.default_limit,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=limits.max_limit).contains(&n) => n,
-            _ => {
-                return Err(QueryError::new(
-                    "limit",
-                    format!(
-                        "must be an integer from 1 to {}, found `{raw}`",
-                        limits.max_limit
-                    ),
-                ));
-            }
-        },
-    };
+    let order = parse_order(schema, order.unwrap_or(""), "order")?;
+    let limit = parse_limit("limit", limit, limits, paged)?;
     let after = cursor
         .map(|token| Cursor::decode(schema, &order, token))
         .transpose()?
         .map(|c| c.values);
     Ok(RecordQuery {
-        filters,
+        filter: Predicate::all(filters),
         select,
         order,
         limit,
@@ -81,23 +71,76 @@ pub fn parse_list_params(
     })
 }
 
-/// Parses the parameters of a count: filters only.
+/// Parses a page size: `None` when not given for a streamed answer, the default for a paged one.
+pub(crate) fn parse_limit(
+    at: &str,
+    raw: Option<&str>,
+    limits: QueryLimits,
+    paged: bool,
+) -> Result<Option<usize>, QueryError> {
+    let Some(raw) = raw else {
+        return Ok(paged.then_some(limits.default_limit));
+    };
+    let max = if paged { limits.max_limit } else { usize::MAX };
+    match raw.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+        _ if paged => Err(QueryError::new(
+            at,
+            format!("must be an integer from 1 to {max}, found `{raw}`"),
+        )),
+        _ => Err(QueryError::new(
+            at,
+            format!("must be a positive integer, found `{raw}`"),
+        )),
+    }
+}
+
+/// Parses the parameters of a count: filters, and `exact=false` for an estimate.
 pub fn parse_count_params(
     schema: &DatasetSchema,
     params: &[(String, String)],
+) -> Result<(Predicate, bool), QueryError> {
+    let mut filters = Vec::new();
+    let mut exact = None;
+    for (name, raw) in params {
+        match name.as_str() {
+            "exact" => {
+                let value = match raw.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(QueryError::new(
+                            name,
+                            format!("must be `true` or `false`, found `{raw}`"),
+                        ));
+                    }
+                };
+                if exact.replace(value).is_some() {
+                    return Err(QueryError::new(name, "given more than once"));
+                }
+            }
+            _ if RESERVED_PARAMETERS.contains(&name.as_str()) => {
+                return Err(QueryError::new(
+                    name,
+                    "does not apply to a count; only filters and `exact` do",
+                ));
+            }
+            _ => filters.push(parse_filter(schema, name, raw)?),
+        }
+    }
+    Ok((Predicate::all(filters), exact.unwrap_or(true)))
+}
+
+/// Parses the URL filters among `params`, leaving out the names in `skip`.
+pub(crate) fn parse_filters(
+    schema: &DatasetSchema,
+    params: &[(String, String)],
+    skip: &[&str],
 ) -> Result<Vec<Filter>, QueryError> {
     params
         .iter()
-        .map(|(name, raw)| {
-            if RESERVED_PARAMETERS.contains(&name.as_str()) {
-                Err(QueryError::new(
-                    name,
-                    "does not apply to a count; only filters do",
-                ))
-            } else {
-                parse_filter(schema, name, raw)
-            }
-        })
+        .filter(|(name, _)| !skip.contains(&name.as_str()))
+        .map(|(name, raw)| parse_filter(schema, name, raw))
         .collect()
 }
 
@@ -154,16 +197,39 @@ fn parse_filter(schema: &DatasetSchema, name: &str, raw: &str) -> Result<Filter,
             ),
         )
     })?;
+    if let Err(why) = operator_fits(op, ty) {
+        let message = if why == "is not an operator" {
+            format!("unknown operator `{op}`; operators: {OPERATORS}")
+        } else {
+            format!("operator `{op}` {why} (field `{name}` is {ty})")
+        };
+        return Err(QueryError::new(name, message));
+    }
     let value = |text: &str| {
         Value::parse_text(ty, text).map_err(|e| {
             QueryError::new(name, format!("`{text}` is not a valid {ty}: {}", e.message))
         })
     };
-    let refuse = |why: &str| {
-        Err(QueryError::new(
-            name,
-            format!("operator `{op}` {why} (field `{name}` is {ty})"),
-        ))
+    let list = |min: usize| -> Result<Vec<Value>, QueryError> {
+        let inner = operand
+            .strip_prefix('(')
+            .and_then(|s| s.strip_suffix(')'))
+            .ok_or_else(|| {
+                QueryError::new(
+                    name,
+                    format!(
+                        "`{op}` takes a list in parentheses, e.g. `{op}.(1,2)`, found `{operand}`"
+                    ),
+                )
+            })?;
+        let items = split_list(inner).map_err(|why| QueryError::new(name, why))?;
+        if items.len() < min {
+            return Err(QueryError::new(
+                name,
+                format!("`{op}` needs at least one value"),
+            ));
+        }
+        items.iter().map(|item| value(item)).collect()
     };
     let condition = match op {
         "is" => match operand {
@@ -176,63 +242,27 @@ fn parse_filter(schema: &DatasetSchema, name: &str, raw: &str) -> Result<Filter,
                 ));
             }
         },
-        _ if ty == FieldType::Json => {
-            return refuse("does not apply to json fields; only `is` does");
-        }
-        "eq" | "ne" | "gt" | "gte" | "lt" | "lte" => {
-            let comparison = match op {
-                "eq" => Comparison::Eq,
-                "ne" => Comparison::Ne,
-                "gt" => Comparison::Gt,
-                "gte" => Comparison::Gte,
-                "lt" => Comparison::Lt,
-                _ => Comparison::Lte,
-            };
-            if ty == FieldType::Boolean && !matches!(comparison, Comparison::Eq | Comparison::Ne) {
-                return refuse("does not apply to booleans; use eq or ne");
+        "in" => Condition::In(list(1)?),
+        "between" => match <[Value; 2]>::try_from(list(1)?) {
+            Ok([low, high]) => Condition::Between(low, high),
+            Err(_) => {
+                return Err(QueryError::new(
+                    name,
+                    format!("`between` takes two values, e.g. `between.(1,9)`, found `{operand}`"),
+                ));
             }
-            Condition::Compare(comparison, value(operand)?)
-        }
-        "in" => {
-            let inner = operand
-                .strip_prefix('(')
-                .and_then(|s| s.strip_suffix(')'))
-                .ok_or_else(|| {
-                    QueryError::new(
-                        name,
-                        format!(
-                            "`in` takes a list in parentheses, e.g. `in.(1,2,3)`, found `{operand}`"
-                        ),
-                    )
-                })?;
-            let items = split_list(inner).map_err(|why| QueryError::new(name, why))?;
-            if items.is_empty() {
-                return Err(QueryError::new(name, "`in` needs at least one value"));
+        },
+        "like" => Condition::Like(operand.replace('*', "%")),
+        "ilike" => Condition::ILike(operand.replace('*', "%")),
+        _ => match comparison(op) {
+            Some(comparison) => Condition::Compare(comparison, value(operand)?),
+            None => {
+                return Err(QueryError::new(
+                    name,
+                    format!("unknown operator `{op}`; operators: {OPERATORS}"),
+                ));
             }
-            Condition::In(
-                items
-                    .iter()
-                    .map(|item| value(item))
-                    .collect::<Result<_, _>>()?,
-            )
-        }
-        "like" | "ilike" => {
-            if !ty.is_text() {
-                return refuse("applies to string fields only");
-            }
-            let pattern = operand.replace('*', "%");
-            if op == "like" {
-                Condition::Like(pattern)
-            } else {
-                Condition::ILike(pattern)
-            }
-        }
-        _ => {
-            return Err(QueryError::new(
-                name,
-                format!("unknown operator `{op}`; operators: {OPERATORS}"),
-            ));
-        }
+        },
     };
     Ok(Filter {
         field: field_index,
@@ -285,12 +315,16 @@ fn split_list(text: &str) -> Result<Vec<String>, String> {
     }
 }
 
-fn parse_select(schema: &DatasetSchema, raw: &str) -> Result<Vec<usize>, QueryError> {
+pub(crate) fn parse_select(
+    schema: &DatasetSchema,
+    raw: &str,
+    at: &str,
+) -> Result<Vec<usize>, QueryError> {
     let mut select = Vec::new();
     for name in raw.split(',').map(str::trim) {
         let index = schema.field_index(name).ok_or_else(|| {
             QueryError::new(
-                "select",
+                at,
                 format!(
                     "unknown field `{name}`; {} has fields: {}",
                     schema.name,
@@ -300,7 +334,7 @@ fn parse_select(schema: &DatasetSchema, raw: &str) -> Result<Vec<usize>, QueryEr
         })?;
         if select.contains(&index) {
             return Err(QueryError::new(
-                "select",
+                at,
                 format!("field `{name}` is listed twice"),
             ));
         }
@@ -309,7 +343,11 @@ fn parse_select(schema: &DatasetSchema, raw: &str) -> Result<Vec<usize>, QueryEr
     Ok(select)
 }
 
-fn parse_order(schema: &DatasetSchema, raw: &str) -> Result<Vec<SortKey>, QueryError> {
+pub(crate) fn parse_order(
+    schema: &DatasetSchema,
+    raw: &str,
+    at: &str,
+) -> Result<Vec<SortKey>, QueryError> {
     let mut order: Vec<SortKey> = Vec::new();
     for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, direction) = item.split_once('.').unwrap_or((item, "asc"));
@@ -318,14 +356,14 @@ fn parse_order(schema: &DatasetSchema, raw: &str) -> Result<Vec<SortKey>, QueryE
             "desc" => true,
             _ => {
                 return Err(QueryError::new(
-                    "order",
+                    at,
                     format!("direction must be `asc` or `desc`, found `{direction}` in `{item}`"),
                 ));
             }
         };
         let field = schema.field_index(name).ok_or_else(|| {
             QueryError::new(
-                "order",
+                at,
                 format!(
                     "unknown field `{name}`; {} has fields: {}",
                     schema.name,
@@ -335,13 +373,13 @@ fn parse_order(schema: &DatasetSchema, raw: &str) -> Result<Vec<SortKey>, QueryE
         })?;
         if schema.fields[field].field_type == FieldType::Json {
             return Err(QueryError::new(
-                "order",
+                at,
                 format!("field `{name}` is json and cannot be sorted"),
             ));
         }
         if order.iter().any(|k| k.field == field) {
             return Err(QueryError::new(
-                "order",
+                at,
                 format!("field `{name}` is listed twice"),
             ));
         }
@@ -361,6 +399,7 @@ fn parse_order(schema: &DatasetSchema, raw: &str) -> Result<Vec<SortKey>, QueryE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::Comparison;
     use crate::testing::wells;
 
     fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -384,30 +423,48 @@ mod tests {
                 ("note", "is.null"),
                 ("name", "like.A_%"),
                 ("well_code", "ne.8"),
+                ("well_code", "between.(3,9)"),
             ]),
             QueryLimits::default(),
+            true,
         )
         .unwrap();
-        assert_eq!(q.filters.len(), 8);
+        let Predicate::And(terms) = &q.filter else {
+            panic!("URL filters make an `and`: {:?}", q.filter)
+        };
+        let filters: Vec<&Filter> = terms
+            .iter()
+            .map(|t| match t {
+                Predicate::Filter(f) => f,
+                other => panic!("not a leaf: {other:?}"),
+            })
+            .collect();
+        assert_eq!(filters.len(), 9);
         assert_eq!(
-            q.filters[0].condition,
+            filters[0].condition,
             Condition::Compare(Comparison::Eq, Value::Integer(7))
         );
         assert_eq!(
-            q.filters[1].condition,
+            filters[1].condition,
             Condition::In(vec![
                 Value::Integer(1),
                 Value::Integer(2),
                 Value::Integer(3)
             ])
         );
-        assert_eq!(q.filters[3].condition, Condition::ILike("%north%".into()));
+        assert_eq!(filters[3].condition, Condition::ILike("%north%".into()));
         assert_eq!(
-            q.filters[4].condition,
+            filters[4].condition,
             Condition::Compare(Comparison::Lt, Value::Timestamp(1_577_836_800_000_000))
         );
-        assert_eq!(q.filters[5].condition, Condition::IsNull);
-        assert_eq!(q.limit, 100);
+        assert_eq!(filters[5].condition, Condition::IsNull);
+        assert_eq!(
+            filters[8].condition,
+            Condition::Between(Value::Integer(3), Value::Integer(9))
+        );
+        assert_eq!(q.limit, Some(100));
+        let streamed = parse_list_params(&s, &[], QueryLimits::default(), false).unwrap();
+        assert_eq!(streamed.limit, None);
     }
 
     #[test]
@@ -421,13 +478,14 @@ mod tests {
             ("well_code", "like.7", "applies to string fields only"),
             ("well_code", "in.1,2", "`in` takes a list in parentheses"),
             ("well_code", "in.()", "at least one value"),
+            ("well_code", "between.(1)", "`between` takes two values"),
             ("note", "is.empty", "`is` takes `null` or `notnull`"),
             ("active", "gt.true", "does not apply to booleans"),
             ("extra", "eq.{}", "does not apply to json fields"),
         ];
         for (name, raw, expected) in cases {
-            let err =
-                parse_list_params(&s, &params(&[(name, raw)]), QueryLimits::default()).unwrap_err();
+            let err = parse_list_params(&s, &params(&[(name, raw)]), QueryLimits::default(), true)
+                .unwrap_err();
             assert_eq!(err.parameter, name, "{name}={raw}");
             assert!(
                 err.message.contains(expected),
@@ -451,6 +509,7 @@ mod tests {
             &s,
             &params(&[("order", "period.desc,name")]),
             QueryLimits::default(),
+            true,
         )
         .unwrap();
         let names: Vec<_> = q
@@ -468,8 +527,9 @@ mod tests {
             ("name,name", "twice"),
             ("extra", "cannot be sorted"),
         ] {
-            let err = parse_list_params(&s, &params(&[("order", raw)]), QueryLimits::default())
-                .unwrap_err();
+            let err =
+                parse_list_params(&s, &params(&[("order", raw)]), QueryLimits::default(), true)
+                    .unwrap_err();
             assert_eq!(err.parameter, "order");
             assert!(err.message.contains(expected), "{raw}: {}", err.message);
         }
@@ -482,10 +542,11 @@ mod tests {
             &s,
             &params(&[("select", "name,well_code"), ("limit", "10")]),
             QueryLimits::default(),
+            true,
         )
         .unwrap();
         assert_eq!(q.select, vec![s.field_index("name").unwrap(), 0]);
-        assert_eq!(q.limit, 10);
+        assert_eq!(q.limit, Some(10));
         for (param, raw) in [
             ("select", "name,ghost"),
             ("select", "name,name"),
@@ -493,7 +554,7 @@ mod tests {
             ("limit", "10001"),
             ("limit", "ten"),
         ] {
-            let err = parse_list_params(&s, &params(&[(param, raw)]), QueryLimits::default())
+            let err = parse_list_params(&s, &params(&[(param, raw)]), QueryLimits::default(), true)
                 .unwrap_err();
             assert_eq!(err.parameter, param, "{param}={raw}");
         }
@@ -501,6 +562,7 @@ mod tests {
             &s,
             &params(&[("limit", "1"), ("limit", "2")]),
             QueryLimits::default(),
+            true,
         )
         .unwrap_err();
         assert_eq!(twice.message, "given more than once");
@@ -509,26 +571,36 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_are_checked() {
         let s = wells();
-        let order = parse_order(&s, "period.desc").unwrap();
+        let order = parse_order(&s, "period.desc", "order").unwrap();
         let values = vec![Value::Timestamp(1_000_000), Value::Integer(5)];
         let token = Cursor::encode(&s, &order, &values);
         let q = parse_list_params(
             &s,
             &params(&[("order", "period.desc"), ("cursor", &token)]),
             QueryLimits::default(),
+            true,
         )
         .unwrap();
         assert_eq!(q.after, Some(values));
-        let other_order =
-            parse_list_params(&s, &params(&[("cursor", &token)]), QueryLimits::default())
-                .unwrap_err();
+        let other_order = parse_list_params(
+            &s,
+            &params(&[("cursor", &token)]),
+            QueryLimits::default(),
+            true,
+        )
+        .unwrap_err();
         assert!(
             other_order.message.contains("made for order"),
             "{}",
             other_order.message
         );
-        let garbage = parse_list_params(&s, &params(&[("cursor", "%%%")]), QueryLimits::default())
-            .unwrap_err();
+        let garbage = parse_list_params(
+            &s,
+            &params(&[("cursor", "%%%")]),
+            QueryLimits::default(),
+            true,
+        )
+        .unwrap_err();
         assert_eq!(garbage.parameter, "cursor");
     }
 
@@ -536,10 +608,20 @@ mod tests {
     fn count_takes_filters_only() {
         let s = wells();
         assert_eq!(
-            parse_count_params(&s, &params(&[("well_code", "gt.1")]))
-                .unwrap()
-                .len(),
-            1
+            parse_count_params(&s, &params(&[("well_code", "gt.1"), ("exact", "false")])),
+            Ok((
+                Predicate::all(vec![Filter {
+                    field: 0,
+                    condition: Condition::Compare(Comparison::Gt, Value::Integer(1))
+                }]),
+                false
+            ))
+        );
+        assert_eq!(
+            parse_count_params(&s, &params(&[("exact", "maybe")]))
+                .unwrap_err()
+                .parameter,
+            "exact"
         );
         assert_eq!(
             parse_count_params(&s, &params(&[("limit", "1")]))

@@ -1,0 +1,189 @@
+//! Text encodings of answer rows, column by column: each column is downcast once per batch and its
+//! cells are written straight into the output buffer, in the notation the API accepts (RFC 3339
+//! timestamps, dates as YYYY-MM-DD, json fields inline in JSON and as their text in CSV).
+
+use std::io::Write;
+
+use arrow_array::{
+    Array, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use dataforge_domain::query::OutputColumn;
+use dataforge_domain::value::{FieldType, format_date, format_timestamp};
+
+/// One column of a batch, downcast to its field type's array.
+enum Cells<'a> {
+    Text(&'a StringArray),
+    Json(&'a StringArray),
+    Integer(&'a Int64Array),
+    Float(&'a Float64Array),
+    Boolean(&'a BooleanArray),
+    Date(&'a Date32Array),
+    Timestamp(&'a TimestampMicrosecondArray),
+    /// A column whose array is not of its field's type (never made by storage): all null.
+    Missing,
+}
+
+impl<'a> Cells<'a> {
+    fn of(ty: FieldType, array: &'a dyn Array) -> Self {
+        let any = array.as_any();
+        let cells = match ty {
+            FieldType::String => any.downcast_ref().map(Cells::Text),
+            FieldType::Json => any.downcast_ref().map(Cells::Json),
+            FieldType::Integer => any.downcast_ref().map(Cells::Integer),
+            FieldType::Float => any.downcast_ref().map(Cells::Float),
+            FieldType::Boolean => any.downcast_ref().map(Cells::Boolean),
+            FieldType::Date => any.downcast_ref().map(Cells::Date),
+            FieldType::Timestamp => any.downcast_ref().map(Cells::Timestamp),
+        };
+        cells.unwrap_or(Cells::Missing)
+    }
+
+    fn is_null(&self, row: usize) -> bool {
+        match self {
+            Cells::Text(a) | Cells::Json(a) => a.is_null(row),
+            Cells::Integer(a) => a.is_null(row),
+            Cells::Float(a) => a.is_null(row),
+            Cells::Boolean(a) => a.is_null(row),
+            Cells::Date(a) => a.is_null(row),
+            Cells::Timestamp(a) => a.is_null(row),
+            Cells::Missing => true,
+        }
+    }
+
+    /// Writes a non-null cell as text: what a CSV field holds, and (quoted where needed) JSON.
+    fn write_text(&self, row: usize, out: &mut Vec<u8>) {
+        match self {
+            Cells::Text(a) | Cells::Json(a) => out.extend_from_slice(a.value(row).as_bytes()),
+            Cells::Integer(a) => {
+                let _ = write!(out, "{}", a.value(row));
+            }
+            Cells::Float(a) => {
+                // serde_json's shortest round-trip notation, the same as in JSON answers
+                let _ = serde_json::to_writer(&mut *out, &a.value(row));
+            }
+            Cells::Boolean(a) => {
+                out.extend_from_slice(if a.value(row) { b"true" } else { b"false" })
+            }
+            Cells::Date(a) => out.extend_from_slice(format_date(a.value(row)).as_bytes()),
+            Cells::Timestamp(a) => out.extend_from_slice(format_timestamp(a.value(row)).as_bytes()),
+            Cells::Missing => {}
+        }
+    }
+
+    fn write_json(&self, row: usize, out: &mut Vec<u8>) {
+        if self.is_null(row) {
+            out.extend_from_slice(b"null");
+            return;
+        }
+        match self {
+            // stored json fields were checked to be JSON when written
+            Cells::Json(a) => out.extend_from_slice(a.value(row).as_bytes()),
+            Cells::Text(a) => {
+                let _ = serde_json::to_writer(&mut *out, a.value(row));
+            }
+            Cells::Date(_) | Cells::Timestamp(_) => {
+                out.push(b'"');
+                self.write_text(row, out);
+                out.push(b'"');
+            }
+            other => other.write_text(row, out),
+        }
+    }
+}
+
+/// Writes rows of one batch as JSON objects.
+pub(crate) struct JsonRows<'a> {
+    /// `"name":` for each column, already escaped.
+    keys: Vec<Vec<u8>>,
+    cells: Vec<Cells<'a>>,
+}
+
+impl<'a> JsonRows<'a> {
+    pub(crate) fn new(columns: &[OutputColumn], batch: &'a RecordBatch) -> Self {
+        let keys = columns
+            .iter()
+            .map(|c| {
+                let mut key = serde_json::to_vec(&c.name).unwrap_or_default();
+                key.push(b':');
+                key
+            })
+            .collect();
+        JsonRows {
+            keys,
+            cells: cells(columns, batch),
+        }
+    }
+
+    pub(crate) fn write(&self, row: usize, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, (key, cells)) in self.keys.iter().zip(&self.cells).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(key);
+            cells.write_json(row, out);
+        }
+        out.push(b'}');
+    }
+}
+
+fn cells<'a>(columns: &[OutputColumn], batch: &'a RecordBatch) -> Vec<Cells<'a>> {
+    columns
+        .iter()
+        .zip(batch.columns())
+        .map(|(c, array)| Cells::of(c.field_type, array.as_ref()))
+        .collect()
+}
+
+/// Writes the header line of a CSV answer.
+pub(crate) fn csv_header(columns: &[OutputColumn], out: &mut Vec<u8>) {
+    for (i, column) in columns.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        csv_field(column.name.as_bytes(), out);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes every row of a batch as CSV lines (RFC 4180: CRLF, fields quoted when they hold a
+/// comma, quote or line break; null is an empty field).
+pub(crate) fn csv_rows(columns: &[OutputColumn], batch: &RecordBatch, out: &mut Vec<u8>) {
+    let cells = cells(columns, batch);
+    let mut text = Vec::with_capacity(64);
+    for row in 0..batch.num_rows() {
+        for (i, cells) in cells.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if cells.is_null(row) {
+                continue;
+            }
+            text.clear();
+            cells.write_text(row, &mut text);
+            csv_field(&text, out);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn csv_field(text: &[u8], out: &mut Vec<u8>) {
+    // an empty string is quoted, for readers that tell it from null (an empty field)
+    let quote = text.is_empty()
+        || text
+            .iter()
+            .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'));
+    if !quote {
+        out.extend_from_slice(text);
+        return;
+    }
+    out.push(b'"');
+    for &b in text {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}

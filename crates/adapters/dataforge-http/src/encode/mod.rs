@@ -1,0 +1,349 @@
+//! Answer encodings: the paged JSON shape, and streamed NDJSON, CSV, Arrow IPC and Parquet.
+//! A streamed answer is encoded on a blocking thread, batch by batch, into chunks sent through a
+//! small bounded channel to the response body: memory stays flat whatever the row count, and a
+//! client that hangs up closes the channel, which stops the encoder and with it the query.
+
+mod cells;
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Field, Schema, SchemaRef};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, StatusCode, header};
+use dataforge_app::read::{Export, Page, Rows};
+use dataforge_domain::query::OutputColumn;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::problem::Problem;
+pub(crate) use cells::JsonRows;
+
+/// The formats an answer can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AnswerFormat {
+    /// Paged: `{items, next_cursor}`.
+    Json,
+    Ndjson,
+    Csv,
+    Arrow,
+    Parquet,
+}
+
+/// Media types (first: the one answered with), `?format=` names and formats.
+const FORMATS: &[(&str, &str, AnswerFormat)] = &[
+    ("application/json", "json", AnswerFormat::Json),
+    ("application/x-ndjson", "ndjson", AnswerFormat::Ndjson),
+    ("application/ndjson", "ndjson", AnswerFormat::Ndjson),
+    ("text/csv", "csv", AnswerFormat::Csv),
+    (
+        "application/vnd.apache.arrow.stream",
+        "arrow",
+        AnswerFormat::Arrow,
+    ),
+    (
+        "application/vnd.apache.parquet",
+        "parquet",
+        AnswerFormat::Parquet,
+    ),
+];
+
+impl AnswerFormat {
+    pub(crate) fn media_type(self) -> &'static str {
+        FORMATS
+            .iter()
+            .find(|(_, _, f)| *f == self)
+            .map(|(m, _, _)| *m)
+            .unwrap_or("application/json")
+    }
+
+    /// The format asked for: `?format=` if given (and taken out of `params`), else `Accept`.
+    pub(crate) fn negotiate(
+        headers: &HeaderMap,
+        params: &mut Vec<(String, String)>,
+    ) -> Result<AnswerFormat, Problem> {
+        if let Some(i) = params.iter().position(|(name, _)| name == "format") {
+            let (_, name) = params.remove(i);
+            if params.iter().any(|(n, _)| n == "format") {
+                return Err(Problem::bad_request("format", "given more than once"));
+            }
+            return FORMATS
+                .iter()
+                .find(|(_, n, _)| *n == name)
+                .map(|(_, _, f)| *f)
+                .ok_or_else(|| {
+                    Problem::bad_request(
+                        "format",
+                        format!(
+                            "unknown format `{name}`; formats: json, ndjson, csv, arrow, parquet"
+                        ),
+                    )
+                });
+        }
+        let Some(accept) = headers.get(header::ACCEPT) else {
+            return Ok(AnswerFormat::Json);
+        };
+        let accept = accept.to_str().unwrap_or_default();
+        // media ranges by preference (q), in the order given among equals
+        let mut ranges: Vec<(f32, String)> = accept
+            .split(',')
+            .filter_map(|item| {
+                let mut parts = item.split(';');
+                let range = parts.next()?.trim().to_ascii_lowercase();
+                let q = parts
+                    .filter_map(|p| p.trim().strip_prefix("q="))
+                    .find_map(|q| q.trim().parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                (!range.is_empty() && q > 0.0).then_some((q, range))
+            })
+            .collect();
+        ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (_, range) in &ranges {
+            if matches!(range.as_str(), "*/*" | "application/*") {
+                return Ok(AnswerFormat::Json);
+            }
+            if let Some((_, _, format)) = FORMATS.iter().find(|(m, _, _)| m == range) {
+                return Ok(*format);
+            }
+        }
+        if ranges.is_empty() {
+            return Ok(AnswerFormat::Json);
+        }
+        let supported: Vec<&str> = FORMATS.iter().map(|(m, _, _)| *m).collect();
+        Err(Problem::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-acceptable",
+            "Not acceptable",
+            format!(
+                "cannot answer as `{accept}`; supported: {} (or ?format=json|ndjson|csv|arrow|parquet)",
+                supported.join(", ")
+            ),
+        )
+        .with("supported", json!(supported)))
+    }
+}
+
+/// Writes rows as a JSON array into `out`.
+pub(crate) fn rows_json(rows: &Rows, out: &mut Vec<u8>) {
+    out.push(b'[');
+    let mut first = true;
+    for batch in &rows.batches {
+        let writer = JsonRows::new(&rows.columns, batch);
+        for row in 0..batch.num_rows() {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            writer.write(row, out);
+        }
+    }
+    out.push(b']');
+}
+
+/// The paged JSON answer: `{"items": [...], "next_cursor": ...}` for records, and
+/// `{"items": [...], "truncated": bool}` for groups.
+pub(crate) fn page_json(page: &Page) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(br#"{"items":"#);
+    rows_json(&page.rows, &mut out);
+    if page.aggregate {
+        out.extend_from_slice(format!(r#","truncated":{}}}"#, page.more).as_bytes());
+    } else {
+        out.extend_from_slice(br#","next_cursor":"#);
+        out.extend_from_slice(json!(page.next_cursor).to_string().as_bytes());
+        out.push(b'}');
+    }
+    out
+}
+
+/// Chunks of a streamed body, as they are sent.
+const CHUNK_BYTES: usize = 256 * 1024;
+/// Chunks that may wait for the client.
+const CHUNKS_AHEAD: usize = 4;
+
+/// A `Write` that hands full chunks to the response body; fails once the client has gone.
+struct ChunkSink {
+    buffer: Vec<u8>,
+    body: mpsc::Sender<Result<Bytes, io::Error>>,
+}
+
+impl ChunkSink {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK_BYTES),
+        ));
+        self.body
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client hung up"))
+    }
+
+    /// Sends when a chunk is full.
+    fn maybe_send(&mut self) -> io::Result<()> {
+        if self.buffer.len() >= CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for ChunkSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        self.maybe_send()?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// The Arrow schema of an answer: its columns, all nullable.
+fn arrow_schema(columns: &[OutputColumn]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.field_type.arrow_type(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// A batch under the answer's own schema (names and types as declared), casting a column only
+/// where storage handed back another type.
+fn conform(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch, String> {
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| {
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                arrow_cast::cast(column, field.data_type()).map_err(|e| e.to_string())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| e.to_string())
+}
+
+/// Why a stream ended early.
+enum Stopped {
+    /// The client hung up: nothing to report.
+    ClientGone,
+    Failed(String),
+}
+
+impl From<io::Error> for Stopped {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            Stopped::ClientGone
+        } else {
+            Stopped::Failed(e.to_string())
+        }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> Stopped {
+    Stopped::Failed(e.to_string())
+}
+
+/// Encodes every batch of `export` into `sink`.
+fn encode(format: AnswerFormat, export: Export, sink: &mut ChunkSink) -> Result<(), Stopped> {
+    let Export { columns, batches } = export;
+    match format {
+        AnswerFormat::Json | AnswerFormat::Ndjson => {
+            for batch in batches {
+                let batch = batch.map_err(failed)?;
+                let rows = JsonRows::new(&columns, &batch);
+                for row in 0..batch.num_rows() {
+                    rows.write(row, &mut sink.buffer);
+                    sink.buffer.push(b'\n');
+                }
+                sink.maybe_send()?;
+            }
+        }
+        AnswerFormat::Csv => {
+            cells::csv_header(&columns, &mut sink.buffer);
+            for batch in batches {
+                cells::csv_rows(&columns, &batch.map_err(failed)?, &mut sink.buffer);
+                sink.maybe_send()?;
+            }
+        }
+        AnswerFormat::Arrow => {
+            let schema = arrow_schema(&columns);
+            let mut writer =
+                arrow_ipc::writer::StreamWriter::try_new(&mut *sink, &schema).map_err(failed)?;
+            for batch in batches {
+                let batch = conform(&schema, &batch.map_err(failed)?).map_err(failed)?;
+                writer.write(&batch).map_err(ipc_stopped)?;
+            }
+            writer.finish().map_err(ipc_stopped)?;
+        }
+        AnswerFormat::Parquet => {
+            let schema = arrow_schema(&columns);
+            let properties = WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_max_row_group_row_count(Some(128 * 1024))
+                .build();
+            let mut writer =
+                ArrowWriter::try_new(&mut *sink, Arc::clone(&schema), Some(properties))
+                    .map_err(failed)?;
+            for batch in batches {
+                let batch = conform(&schema, &batch.map_err(failed)?).map_err(failed)?;
+                writer.write(&batch).map_err(parquet_stopped)?;
+            }
+            writer.close().map_err(parquet_stopped)?;
+        }
+    }
+    sink.send()?;
+    Ok(())
+}
+
+fn ipc_stopped(e: arrow_schema::ArrowError) -> Stopped {
+    match e {
+        arrow_schema::ArrowError::IoError(_, io) => io.into(),
+        other => failed(other),
+    }
+}
+
+fn parquet_stopped(e: parquet::errors::ParquetError) -> Stopped {
+    match e {
+        parquet::errors::ParquetError::External(inner) => match inner.downcast::<io::Error>() {
+            Ok(io) => (*io).into(),
+            Err(other) => failed(other),
+        },
+        other => failed(other),
+    }
+}
+
+/// The body of a streamed answer. Encoding runs on a blocking thread; a failure after the answer
+/// has begun can only cut the body short, which the client sees as an incomplete response.
+pub(crate) fn stream_body(format: AnswerFormat, export: Export) -> Body {
+    let (body, chunks) = mpsc::channel(CHUNKS_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut sink = ChunkSink {
+            buffer: Vec::with_capacity(CHUNK_BYTES),
+            body: body.clone(),
+        };
+        match encode(format, export, &mut sink) {
+            Ok(()) => {}
+            Err(Stopped::ClientGone) => tracing::debug!("the client hung up during an export"),
+            Err(Stopped::Failed(why)) => {
+                tracing::error!(error = %why, "an export failed after it had begun");
+                let _ = body.blocking_send(Err(io::Error::other(why)));
+            }
+        }
+    });
+    Body::from_stream(futures_util::stream::unfold(
+        chunks,
+        |mut chunks| async move { chunks.recv().await.map(|chunk| (chunk, chunks)) },
+    ))
+}
