@@ -1,0 +1,576 @@
+//! The read path over real HTTP: streamed exports in every format against the JSON pages, the
+//! query language and its errors, aggregates on hand-computed data, a client hanging up mid-export,
+//! and the query timeout.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use dataforge_domain::value::{FieldType, Value as Cell};
+use serde_json::{Value, json};
+use support::Server;
+
+const WP: &str = "/v1/datasets/well_production";
+
+/// Raw answer: status, content type and body bytes.
+fn fetch(server: &Server, path: &str, accept: Option<&str>) -> (u16, String, Vec<u8>) {
+    let mut request = ureq::get(&format!("{}{}", server.base, path));
+    if let Some(accept) = accept {
+        request = request.set("Accept", accept);
+    }
+    let response = match request.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let status = response.status();
+    let content_type = response.content_type().to_owned();
+    let mut body = Vec::new();
+    response.into_reader().read_to_end(&mut body).unwrap();
+    (status, content_type, body)
+}
+
+/// Field name to type, from the dataset's description.
+fn field_types(server: &Server) -> HashMap<String, FieldType> {
+    let dataset = server.get(WP).body;
+    dataset["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_owned(),
+                FieldType::from_name(f["type"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Rows of Arrow batches as JSON objects, read with the domain's own value conversion.
+fn batch_rows(batches: &[RecordBatch], types: &HashMap<String, FieldType>) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let schema = batch.schema();
+        for row in 0..batch.num_rows() {
+            let mut object = serde_json::Map::new();
+            for (field, column) in schema.fields().iter().zip(batch.columns()) {
+                let ty = types[field.name()];
+                assert_eq!(field.data_type(), &ty.arrow_type(), "{}", field.name());
+                object.insert(
+                    field.name().clone(),
+                    Cell::from_array(ty, column, row).to_json(),
+                );
+            }
+            rows.push(Value::Object(object));
+        }
+    }
+    rows
+}
+
+/// Decodes a streamed answer into JSON objects.
+fn decode(format: &str, body: &[u8], types: &HashMap<String, FieldType>) -> Vec<Value> {
+    match format {
+        "ndjson" => std::str::from_utf8(body)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect(),
+        "csv" => {
+            let mut reader = csv::Reader::from_reader(body);
+            let header: Vec<String> = reader
+                .headers()
+                .unwrap()
+                .iter()
+                .map(str::to_owned)
+                .collect();
+            reader
+                .records()
+                .map(|record| {
+                    let record = record.unwrap();
+                    let object = header
+                        .iter()
+                        .zip(record.iter())
+                        .map(|(name, text)| {
+                            let value = if text.is_empty() {
+                                Value::Null
+                            } else {
+                                Cell::parse_text(types[name], text).unwrap().to_json()
+                            };
+                            (name.clone(), value)
+                        })
+                        .collect();
+                    Value::Object(object)
+                })
+                .collect()
+        }
+        "arrow" => {
+            let reader =
+                arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None).unwrap();
+            let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+            batch_rows(&batches, types)
+        }
+        "parquet" => {
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+                bytes::Bytes::copy_from_slice(body),
+                1024,
+            )
+            .unwrap();
+            let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+            batch_rows(&batches, types)
+        }
+        other => panic!("no decoder for {other}"),
+    }
+}
+
+/// Every page of a JSON listing, followed by its cursors.
+fn all_pages(server: &Server, query: &str) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let mut path = format!("{WP}/records?{query}&limit=97");
+    loop {
+        let page = server.get(&path);
+        assert_eq!(page.status, 200, "{page:?}");
+        rows.extend(page.body["items"].as_array().unwrap().iter().cloned());
+        match page.body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("{WP}/records?{query}&limit=97&cursor={cursor}"),
+            None => return rows,
+        }
+    }
+}
+
+const STREAMED: [(&str, &str); 4] = [
+    ("ndjson", "application/x-ndjson"),
+    ("csv", "text/csv"),
+    ("arrow", "application/vnd.apache.arrow.stream"),
+    ("parquet", "application/vnd.apache.parquet"),
+];
+
+#[test]
+fn every_export_format_returns_the_rows_of_the_json_pages_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db.duckdb"));
+    let records: Vec<Value> = (0..2400).map(support::production).collect();
+    let loaded = server.post_json(&format!("{WP}/records"), &json!(records));
+    assert_eq!(loaded.status, 201, "{loaded:?}");
+    let types = field_types(&server);
+
+    for query in [
+        "field_code=in.(2,3,5)&production_period=gte.2020-03-01&order=production_period.desc,oil_production_kbd",
+        // the order uses fields that are not selected
+        "select=well_name,oil_production_kbd&order=days_on_production.desc&oil_production_kbd=lt.5",
+    ] {
+        let pages = all_pages(&server, query);
+        assert!(pages.len() > 300, "{query}: {} rows", pages.len());
+        for (format, media_type) in STREAMED {
+            let (status, content_type, body) =
+                fetch(&server, &format!("{WP}/records?{query}"), Some(media_type));
+            assert_eq!(status, 200, "{format}: {}", String::from_utf8_lossy(&body));
+            assert_eq!(content_type, media_type);
+            let rows = decode(format, &body, &types);
+            assert_eq!(rows.len(), pages.len(), "{format} {query}");
+            assert!(
+                rows == pages,
+                "{format} {query}: rows differ from the pages"
+            );
+            // ?format= says the same as Accept
+            let (_, _, by_param) = fetch(
+                &server,
+                &format!("{WP}/records?{query}&format={format}"),
+                None,
+            );
+            assert_eq!(decode(format, &by_param, &types), pages, "?format={format}");
+        }
+    }
+
+    // a streamed answer has no page limit; `limit` still applies when given
+    let (_, _, body) = fetch(&server, &format!("{WP}/records?format=ndjson"), None);
+    assert_eq!(decode("ndjson", &body, &types).len(), 2400);
+    let (_, _, body) = fetch(&server, &format!("{WP}/records?format=csv&limit=7"), None);
+    assert_eq!(decode("csv", &body, &types).len(), 7);
+    // and the query endpoint streams too
+    let answer = ureq::post(&format!("{}{WP}/query?format=ndjson", server.base))
+        .send_json(json!({"filter": {"eq": {"well_code": 100001}}, "select": ["well_code"]}))
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(answer.lines().count(), 12);
+
+    let refused = fetch(&server, &format!("{WP}/records"), Some("application/xml"));
+    assert_eq!(refused.0, 406);
+    let problem: Value = serde_json::from_slice(&refused.2).unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("text/csv"),
+        "{problem}"
+    );
+    assert_eq!(problem["supported"].as_array().unwrap().len(), 6);
+    let unknown = server.get(&format!("{WP}/records?format=xml"));
+    assert_eq!(unknown.status, 400);
+    assert_eq!(unknown.body["parameter"], "format");
+    // preferences: the highest q that is supported wins; */* means JSON
+    let (status, content_type, _) = fetch(
+        &server,
+        &format!("{WP}/records?limit=1"),
+        Some("application/xml, text/csv;q=0.5, application/json;q=0.2"),
+    );
+    assert_eq!((status, content_type.as_str()), (200, "text/csv"));
+    let (_, content_type, _) = fetch(&server, &format!("{WP}/records?limit=1"), Some("*/*"));
+    assert_eq!(content_type, "application/json");
+}
+
+/// A `well_production` record with the values aggregates are computed over.
+fn record(well: i64, field: i64, period: &str, oil: f64, gas: f64) -> Value {
+    let mut r = support::production(0);
+    r["well_code"] = json!(well);
+    r["field_code"] = json!(field);
+    r["production_period"] = json!(format!("{period}T00:00:00Z"));
+    r["oil_production_kbd"] = json!(oil);
+    r["gas_production_mmcfd"] = json!(gas);
+    r
+}
+
+fn items(answer: &support::Answer) -> Vec<Value> {
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.body["items"].as_array().unwrap().clone()
+}
+
+#[test]
+fn aggregates_give_the_hand_computed_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db.duckdb"));
+    let rows = json!([
+        record(1, 10, "2020-01-01", 1.0, 10.0),
+        record(1, 10, "2020-02-01", 2.0, 20.0),
+        record(1, 10, "2020-04-01", 4.0, 30.0),
+        record(2, 20, "2020-01-01", 8.0, 5.0),
+        record(2, 20, "2021-07-01", 16.0, 15.0),
+        record(3, 20, "2021-07-05", 32.0, 40.0),
+    ]);
+    assert_eq!(
+        server.post_json(&format!("{WP}/records"), &rows).status,
+        201
+    );
+    let aggregate = |query: &str| server.get(&format!("{WP}/aggregate?{query}"));
+
+    let by_field = aggregate(
+        "group_by=field_code&metrics=sum(oil_production_kbd),avg(gas_production_mmcfd),count(),min(production_period),max(production_period)",
+    );
+    assert_eq!(
+        items(&by_field),
+        vec![
+            json!({"field_code": 10, "sum_oil_production_kbd": 7.0, "avg_gas_production_mmcfd": 20.0, "count": 3,
+                   "min_production_period": "2020-01-01T00:00:00Z", "max_production_period": "2020-04-01T00:00:00Z"}),
+            json!({"field_code": 20, "sum_oil_production_kbd": 56.0, "avg_gas_production_mmcfd": 20.0, "count": 3,
+                   "min_production_period": "2020-01-01T00:00:00Z", "max_production_period": "2021-07-05T00:00:00Z"}),
+        ]
+    );
+    assert_eq!(by_field.body["truncated"], false);
+
+    let buckets = |unit: &str| -> Vec<(String, f64)> {
+        items(&aggregate(&format!(
+            "bucket=production_period:{unit}&metrics=sum(oil_production_kbd)"
+        )))
+        .iter()
+        .map(|g| {
+            (
+                g["production_period"].as_str().unwrap()[..10].to_owned(),
+                g["sum_oil_production_kbd"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+    };
+    let expect = |pairs: &[(&str, f64)]| -> Vec<(String, f64)> {
+        pairs.iter().map(|(d, v)| (d.to_string(), *v)).collect()
+    };
+    assert_eq!(
+        buckets("year"),
+        expect(&[("2020-01-01", 15.0), ("2021-01-01", 48.0)])
+    );
+    assert_eq!(
+        buckets("quarter"),
+        expect(&[
+            ("2020-01-01", 11.0),
+            ("2020-04-01", 4.0),
+            ("2021-07-01", 48.0)
+        ])
+    );
+    assert_eq!(
+        buckets("month"),
+        expect(&[
+            ("2020-01-01", 9.0),
+            ("2020-02-01", 2.0),
+            ("2020-04-01", 4.0),
+            ("2021-07-01", 48.0)
+        ])
+    );
+    // ISO weeks start on Monday: 2020-01-01 is a Wednesday, 2021-07-05 a Monday
+    assert_eq!(
+        buckets("week"),
+        expect(&[
+            ("2019-12-30", 9.0),
+            ("2020-01-27", 2.0),
+            ("2020-03-30", 4.0),
+            ("2021-06-28", 16.0),
+            ("2021-07-05", 32.0)
+        ])
+    );
+    assert_eq!(buckets("day").len(), 5);
+
+    // order and limit apply to groups
+    let top = aggregate(
+        "group_by=field_code&bucket=production_period:day&metrics=sum(oil_production_kbd)&order=sum_oil_production_kbd.desc&limit=2",
+    );
+    assert_eq!(
+        items(&top),
+        vec![
+            json!({"field_code": 20, "production_period": "2021-07-05T00:00:00Z", "sum_oil_production_kbd": 32.0}),
+            json!({"field_code": 20, "production_period": "2021-07-01T00:00:00Z", "sum_oil_production_kbd": 16.0}),
+        ]
+    );
+    assert_eq!(top.body["truncated"], true);
+
+    // filters apply before grouping; the query body says the same
+    let filtered = aggregate("metrics=count()&production_period=between.(2020-01-01,2020-12-31)");
+    assert_eq!(items(&filtered), vec![json!({"count": 4})]);
+    let body = server.post_json(
+        &format!("{WP}/query"),
+        &json!({"metrics": ["count()"], "filter": {"between": {"production_period": ["2020-01-01", "2020-12-31"]}}}),
+    );
+    assert_eq!(items(&body), vec![json!({"count": 4})]);
+
+    // every output format works for groups
+    let (status, content_type, csv) = fetch(
+        &server,
+        &format!("{WP}/aggregate?group_by=field_code&metrics=count()"),
+        Some("text/csv"),
+    );
+    assert_eq!((status, content_type.as_str()), (200, "text/csv"));
+    assert_eq!(
+        String::from_utf8(csv).unwrap(),
+        "field_code,count\r\n10,3\r\n20,3\r\n"
+    );
+
+    // a metric that does not fit its field's type is the client's mistake
+    for (query, parameter) in [
+        ("metrics=sum(well_name)", "metrics"),
+        ("metrics=avg(production_period)", "metrics"),
+        ("metrics=count()&bucket=field_code:month", "bucket"),
+        ("metrics=count()&order=nope", "order"),
+    ] {
+        let answer = aggregate(query);
+        assert_eq!(answer.status, 400, "{query}: {answer:?}");
+        assert_eq!(answer.body["parameter"], parameter, "{query}");
+    }
+}
+
+#[test]
+fn query_body_errors_name_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db.duckdb"));
+    let records: Vec<Value> = (0..24).map(support::production).collect();
+    assert_eq!(
+        server
+            .post_json(&format!("{WP}/records"), &json!(records))
+            .status,
+        201
+    );
+    let query = |body: Value| server.post_json(&format!("{WP}/query"), &body);
+
+    // well 100001 (rows 12 to 23) is in field 1 + 100001 % 7; its rows have days_on_production
+    // 13 to 24, so only November and December match
+    let body = |cursor: Option<&str>| {
+        json!({
+            "filter": {"and": [
+                {"eq": {"field_code": 1 + 100_001 % 7}},
+                {"or": [{"gte": {"production_period": "2020-11-01"}}, {"not": {"gt": {"days_on_production": 1}}}]}
+            ]},
+            "select": ["well_code", "production_period"],
+            "order": ["production_period.desc"],
+            "limit": 1,
+            "cursor": cursor
+        })
+    };
+    let first = query(body(None));
+    assert_eq!(
+        items(&first),
+        vec![json!({"well_code": 100001, "production_period": "2020-12-01T00:00:00Z"})]
+    );
+    let second = query(body(first.body["next_cursor"].as_str()));
+    assert_eq!(
+        items(&second),
+        vec![json!({"well_code": 100001, "production_period": "2020-11-01T00:00:00Z"})]
+    );
+    assert_eq!(second.body["next_cursor"], Value::Null);
+
+    for (body, path, detail) in [
+        (
+            json!({"filter": {"and": [{"eq": {"well_code": 1}}, {"eq": {"well_name": "x"}}, {"gte": {"production_period": "soon"}}]}}),
+            "filter.and[2].gte",
+            "not a valid timestamp",
+        ),
+        (
+            json!({"filter": {"or": [{"like": {"oil_production_kbd": "1%"}}]}}),
+            "filter.or[0].like",
+            "applies to string fields only",
+        ),
+        (
+            json!({"filter": {"in": {"nope": [1]}}}),
+            "filter.in",
+            "unknown field `nope`",
+        ),
+        (json!({"order": "well_code.sideways"}), "order", "direction"),
+        (
+            json!({"metrics": ["sum(well_name)"]}),
+            "metrics",
+            "applies to integer and float",
+        ),
+        (json!([1, 2]), "body", "expected a JSON object"),
+    ] {
+        let answer = query(body.clone());
+        assert_eq!(answer.status, 400, "{body}: {answer:?}");
+        assert_eq!(answer.body["parameter"], path, "{body}");
+        assert!(
+            answer.body["detail"].as_str().unwrap().contains(detail),
+            "{body}: {answer:?}"
+        );
+    }
+    let malformed = server.post_raw(&format!("{WP}/query"), "application/json", b"{\"filter\":");
+    assert_eq!(malformed.status, 400);
+    assert_eq!(malformed.body["parameter"], "body");
+}
+
+/// Generates `rows` rows and imports them into a new database in `dir`.
+fn loaded_database(dir: &Path, rows: u64) -> PathBuf {
+    let file = dir.join("rows.arrow");
+    let db = dir.join("big.duckdb");
+    let schemas = support::shipped_schemas();
+    let schemas = schemas.to_str().unwrap();
+    let rows = rows.to_string();
+    let (code, _, stderr) = support::run(
+        &[
+            "generate",
+            "well_production",
+            "--rows",
+            &rows,
+            "--format",
+            "arrow",
+            "-o",
+            file.to_str().unwrap(),
+            "--schemas",
+            schemas,
+        ],
+        dir,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = support::run(
+        &[
+            "import",
+            "--dataset",
+            "well_production",
+            "--db",
+            db.to_str().unwrap(),
+            "--schemas",
+            schemas,
+            file.to_str().unwrap(),
+        ],
+        dir,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    db
+}
+
+/// A request on a fresh connection that must be answered within `within`.
+fn answered_within(server: &Server, path: &str, within: Duration) -> support::Answer {
+    let started = Instant::now();
+    let agent = ureq::AgentBuilder::new().timeout(within).build();
+    let response = match agent.get(&format!("{}{}", server.base, path)).call() {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(e) => panic!("{path} was not answered within {within:?}: {e}"),
+    };
+    assert!(started.elapsed() <= within);
+    support::Answer {
+        status: response.status(),
+        content_type: response.content_type().to_owned(),
+        body: serde_json::from_str(&response.into_string().unwrap()).unwrap(),
+    }
+}
+
+#[test]
+fn a_client_hanging_up_mid_export_frees_the_only_read_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = loaded_database(dir.path(), 300_000);
+    let server = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[("DATAFORGE_DATABASE__READ_CONNECTIONS", "1")],
+    );
+    let address = server.base.trim_start_matches("http://").to_owned();
+    for format in ["csv", "ndjson", "arrow", "parquet"] {
+        let mut socket = TcpStream::connect(&address).unwrap();
+        write!(
+            socket,
+            "GET {WP}/records?format={format} HTTP/1.1\r\nHost: test\r\n\r\n"
+        )
+        .unwrap();
+        let mut start = vec![0u8; 64 * 1024];
+        socket.read_exact(&mut start).unwrap();
+        assert!(start.starts_with(b"HTTP/1.1 200"), "{format}");
+        drop(socket); // hang up with most of the export unread
+        // the only read connection is back for the next read
+        let count = answered_within(&server, &format!("{WP}/count"), Duration::from_secs(20));
+        assert_eq!(
+            count.body,
+            json!({"count": 300_000, "exact": true}),
+            "{format}"
+        );
+    }
+    // an estimate of the whole table comes from DuckDB's own row count
+    let estimate = server.get(&format!("{WP}/count?exact=false"));
+    assert_eq!(estimate.body, json!({"count": 300_000, "exact": false}));
+}
+
+#[test]
+fn a_query_past_the_timeout_gets_504_and_frees_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = loaded_database(dir.path(), 300_000);
+    let server = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[
+            ("DATAFORGE_DATABASE__READ_CONNECTIONS", "1"),
+            ("DATAFORGE_DATABASE__QUERY_TIMEOUT_MS", "5"),
+        ],
+    );
+    // grouping 300,000 rows into 300,000 groups and sorting them takes far longer than 5 ms
+    let heavy = format!(
+        "{WP}/aggregate?group_by=well_name,production_period,field_name&metrics=avg(oil_production_kbd),max(well_reference)&order=avg_oil_production_kbd.desc&format=csv"
+    );
+    let (status, content_type, body) = fetch(&server, &heavy, None);
+    assert_eq!(status, 504, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(content_type, "application/problem+json");
+    let problem: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("5 ms"),
+        "{problem}"
+    );
+    let paged = server.get(&heavy.replace("&format=csv", ""));
+    assert_eq!(paged.status, 504, "{paged:?}");
+    // the interrupted connection was replaced: a cheap read still gets one
+    let mut answered = false;
+    for _ in 0..50 {
+        let count = answered_within(
+            &server,
+            &format!("{WP}/count?exact=false"),
+            Duration::from_secs(20),
+        );
+        if count.status == 200 {
+            assert_eq!(count.body["count"], 300_000);
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "no read was answered after the timeouts");
+}
