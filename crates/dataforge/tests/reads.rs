@@ -574,3 +574,92 @@ fn a_query_past_the_timeout_gets_504_and_frees_its_connection() {
     }
     assert!(answered, "no read was answered after the timeouts");
 }
+
+#[test]
+fn reads_by_key_follow_every_write_and_survive_an_index_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.duckdb");
+    let server = Server::start(&db);
+    let key_path = |r: &Value| {
+        format!(
+            "{WP}/records/{}/{}/{}",
+            r["field_code"],
+            r["well_code"],
+            &r["production_period"].as_str().unwrap()[..10]
+        )
+    };
+    let read = |server: &Server, r: &Value| {
+        let answer = server.get(&key_path(r));
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer.body
+    };
+    // a small write (kept in memory by the writer) and a large one (through a staging table)
+    let small: Vec<Value> = (0..3).map(support::production).collect();
+    let large: Vec<Value> = (3..12_003).map(support::production).collect();
+    for rows in [&small, &large] {
+        assert_eq!(
+            server
+                .post_json(&format!("{WP}/records"), &json!(rows))
+                .status,
+            201
+        );
+    }
+    for r in small.iter().chain(large.iter().step_by(997)) {
+        assert_eq!(&read(&server, r), r);
+    }
+
+    // upsert replaces the record a read returns; ignore keeps the stored one
+    let mut changed = small[1].clone();
+    changed["oil_production_kbd"] = json!(99.5);
+    let upserted = server.post_json(
+        &format!("{WP}/records?on_conflict=upsert"),
+        &json!([changed]),
+    );
+    assert_eq!(upserted.body["updated"], 1, "{upserted:?}");
+    assert_eq!(read(&server, &changed), changed);
+    let mut ignored = changed.clone();
+    ignored["oil_production_kbd"] = json!(1.25);
+    let mut fresh = support::production(50_000);
+    fresh["well_name"] = json!("NEW");
+    let answer = server.post_json(
+        &format!("{WP}/records?on_conflict=ignore"),
+        &json!([ignored, fresh]),
+    );
+    assert_eq!(answer.body["skipped"], 1, "{answer:?}");
+    assert_eq!(read(&server, &changed), changed);
+    assert_eq!(read(&server, &fresh), fresh);
+    // a large upsert goes through a staging table: the last record of a key wins
+    let mut large_update: Vec<Value> = large.clone();
+    for r in large_update.iter_mut() {
+        r["water_production_kbd"] = json!(7.0);
+    }
+    let mut last = large_update[5].clone();
+    last["water_production_kbd"] = json!(8.0);
+    large_update.push(last.clone());
+    let answer = server.post_json(
+        &format!("{WP}/records?on_conflict=upsert"),
+        &json!(large_update),
+    );
+    assert_eq!(answer.status, 201, "{answer:?}");
+    assert_eq!(read(&server, &large_update[0]), large_update[0]);
+    assert_eq!(read(&server, &last), last);
+    server.stop();
+
+    // the index is derived data: deleted, it is rebuilt from the tables, records included
+    std::fs::remove_dir_all(dir.path().join("db.duckdb.keys")).unwrap();
+    let server = Server::start(&db);
+    assert!(
+        server
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("rebuilding the key index")),
+        "the index was not rebuilt"
+    );
+    assert_eq!(read(&server, &changed), changed);
+    assert_eq!(read(&server, &last), last);
+    assert_eq!(read(&server, &large_update[9_000]), large_update[9_000]);
+    assert_eq!(
+        server.get(&format!("{WP}/records/1/2/2020-01-01")).status,
+        404
+    );
+}

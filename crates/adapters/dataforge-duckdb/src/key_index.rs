@@ -1,27 +1,30 @@
-//! The primary-key index: every stored key of every dataset in an embedded LMDB environment beside
-//! the database file, kept by the single writer. Key checks become lookups instead of scans of the
-//! table. DuckDB stays the record of the data: the writer commits there first, then adds the keys
-//! here with the same write sequence number; at start a sequence that differs from DuckDB's means
-//! the index missed a write (a crash in between), and it is rebuilt from the tables.
+//! The primary-key index and read model: every stored record of every dataset under its key, in an
+//! embedded LMDB environment beside the database file, kept by the single writer. Key checks
+//! become lookups instead of scans of the table, and a read by key is one lookup. DuckDB stays the
+//! record of the data: the writer commits there first, then writes the records here with the same
+//! write sequence number; at start a sequence that differs from DuckDB's means the index missed a
+//! write (a crash in between), and it is rebuilt from the tables.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow_array::ArrayRef;
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_row::{RowConverter, SortField};
 use dataforge_domain::ports::StoreError;
 use dataforge_domain::schema::{Catalog, DatasetSchema};
 use dataforge_domain::value::Value;
 use duckdb::Connection;
 use heed::byteorder::BE;
-use heed::types::{Bytes, Str, U64, Unit};
+use heed::types::{Bytes, Str, U64};
 
+use crate::row_codec::{decode_row, encode_rows, one_value_array};
 use crate::sql::{column_list, quote};
 use crate::store_error;
 
-/// Bump when the key encoding changes, so existing indexes are rebuilt.
-const FORMAT: u64 = 1;
+/// Bump when the key or record encoding changes, so existing indexes are rebuilt.
+const FORMAT: u64 = 2;
 
 /// Virtual size reserved for the index (LMDB maps it; disk grows only with use).
 const MAP_SIZE: usize = 256 << 30;
@@ -82,8 +85,12 @@ impl KeyEncoder {
 
 pub(crate) struct KeyIndex {
     env: heed::Env,
-    keys: HashMap<String, heed::Database<Bytes, Unit>>,
+    /// Per dataset: encoded key to encoded record.
+    records: HashMap<String, (heed::Database<Bytes, Bytes>, KeyEncoder)>,
     meta: heed::Database<Str, U64<BE>>,
+    /// Cleared when a write to the index fails: it no longer matches the tables until a restart
+    /// rebuilds it, so neither key checks nor reads may use it.
+    usable: AtomicBool,
 }
 
 impl KeyIndex {
@@ -122,16 +129,20 @@ impl KeyIndex {
         let meta: heed::Database<Str, U64<BE>> = env
             .create_database(&mut tx, Some("_meta"))
             .map_err(index_error)?;
-        let mut keys = HashMap::new();
+        let mut records = HashMap::new();
         for schema in catalog.iter() {
-            keys.insert(
-                schema.name.clone(),
-                env.create_database(&mut tx, Some(&schema.name))
-                    .map_err(index_error)?,
-            );
+            let db = env
+                .create_database(&mut tx, Some(&schema.name))
+                .map_err(index_error)?;
+            records.insert(schema.name.clone(), (db, KeyEncoder::new(schema)?));
         }
         tx.commit().map_err(index_error)?;
-        let index = KeyIndex { env, keys, meta };
+        let index = KeyIndex {
+            env,
+            records,
+            meta,
+            usable: AtomicBool::new(true),
+        };
 
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {0} (seq BIGINT NOT NULL); INSERT INTO {0} SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM {0})",
@@ -157,36 +168,44 @@ impl KeyIndex {
     }
 
     fn rebuild(&self, catalog: &Catalog, conn: &Connection, seq: u64) -> Result<(), StoreError> {
-        let mut tx = self.env.write_txn().map_err(index_error)?;
+        let mut write = self.write()?;
         for schema in catalog.iter() {
-            let db = self.database(&schema.name)?;
-            db.clear(&mut tx).map_err(index_error)?;
-            let encoder = KeyEncoder::new(schema)?;
-            let keys = column_list(schema.key_fields().map(|f| f.name.as_str()));
+            let (db, _) = self.dataset(&schema.name)?;
+            db.clear(&mut write.tx).map_err(index_error)?;
+            let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
             let mut statement = conn
-                .prepare(&format!("SELECT {keys} FROM {}", quote(&schema.name)))
+                .prepare(&format!("SELECT {columns} FROM {}", quote(&schema.name)))
                 .map_err(store_error)?;
             let mut count = 0u64;
             for batch in statement.query_arrow([]).map_err(store_error)? {
-                for key in encoder.encode(batch.columns())? {
-                    db.put(&mut tx, &key, &()).map_err(index_error)?;
-                    count += 1;
-                }
+                write.put(schema, &batch)?;
+                count += batch.num_rows() as u64;
             }
-            tracing::info!(dataset = %schema.name, keys = count, "indexed keys");
+            tracing::info!(dataset = %schema.name, records = count, "indexed records");
         }
-        self.meta.put(&mut tx, "seq", &seq).map_err(index_error)?;
         self.meta
-            .put(&mut tx, "format", &FORMAT)
+            .put(&mut write.tx, "format", &FORMAT)
             .map_err(index_error)?;
-        tx.commit().map_err(index_error)
+        write.commit(seq)
     }
 
-    fn database(&self, dataset: &str) -> Result<heed::Database<Bytes, Unit>, StoreError> {
-        self.keys
+    fn dataset(
+        &self,
+        dataset: &str,
+    ) -> Result<&(heed::Database<Bytes, Bytes>, KeyEncoder), StoreError> {
+        self.records
             .get(dataset)
-            .copied()
             .ok_or_else(|| StoreError::Internal(format!("no key index for {dataset}")))
+    }
+
+    /// Whether the index is in step with the tables.
+    pub(crate) fn is_usable(&self) -> bool {
+        self.usable.load(Ordering::Acquire)
+    }
+
+    /// Marks the index out of step with the tables until the next start.
+    pub(crate) fn disable(&self) {
+        self.usable.store(false, Ordering::Release);
     }
 
     /// Which of `keys` are stored, as flags in the same order (looked up in key order).
@@ -195,7 +214,7 @@ impl KeyIndex {
         dataset: &str,
         keys: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError> {
-        let db = self.database(dataset)?;
+        let (db, _) = self.dataset(dataset)?;
         let tx = self.env.read_txn().map_err(index_error)?;
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
@@ -206,23 +225,76 @@ impl KeyIndex {
         Ok(found)
     }
 
-    /// Records the keys of a committed write group and its sequence number, in one transaction.
-    pub(crate) fn add(
+    /// The stored record with this key (values in key order), as a one-row batch.
+    pub(crate) fn get(
         &self,
-        keys: &[(Arc<DatasetSchema>, Vec<Vec<u8>>)],
-        seq: u64,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.env.write_txn().map_err(index_error)?;
-        for (schema, encoded) in keys {
-            let db = self.database(&schema.name)?;
-            // in key order, B-tree pages are filled one after another instead of at random
-            let mut sorted: Vec<&Vec<u8>> = encoded.iter().collect();
-            sorted.sort_unstable();
-            for key in sorted {
-                db.put(&mut tx, key, &()).map_err(index_error)?;
-            }
+        schema: &DatasetSchema,
+        key: &[Value],
+    ) -> Result<Option<RecordBatch>, StoreError> {
+        let (db, encoder) = self.dataset(&schema.name)?;
+        let columns: Vec<ArrayRef> = schema
+            .key_fields()
+            .zip(key)
+            .map(|(f, v)| one_value_array(f.field_type, v))
+            .collect();
+        let encoded = encoder.encode(&columns)?;
+        let Some(key) = encoded.first() else {
+            return Ok(None);
+        };
+        let tx = self.env.read_txn().map_err(index_error)?;
+        match db.get(&tx, key).map_err(index_error)? {
+            Some(record) => decode_row(schema, record).map(Some),
+            None => Ok(None),
         }
-        self.meta.put(&mut tx, "seq", &seq).map_err(index_error)?;
-        tx.commit().map_err(index_error)
+    }
+
+    /// Starts writing the records of a committed write group.
+    pub(crate) fn write(&self) -> Result<IndexWrite<'_>, StoreError> {
+        Ok(IndexWrite {
+            index: self,
+            tx: self.env.write_txn().map_err(index_error)?,
+        })
+    }
+}
+
+/// Records being written to the index, visible to lookups once committed.
+pub(crate) struct IndexWrite<'a> {
+    index: &'a KeyIndex,
+    tx: heed::RwTxn<'a>,
+}
+
+impl IndexWrite<'_> {
+    /// Stores every record of `batch` (shaped as the dataset's schema) under its key, replacing
+    /// what the key held.
+    pub(crate) fn put(
+        &mut self,
+        schema: &DatasetSchema,
+        batch: &RecordBatch,
+    ) -> Result<(), StoreError> {
+        let (db, encoder) = self.index.dataset(&schema.name)?;
+        let key_columns: Vec<ArrayRef> = schema
+            .primary_key
+            .iter()
+            .map(|&c| Arc::clone(batch.column(c)))
+            .collect();
+        let keys = encoder.encode(&key_columns)?;
+        let records = encode_rows(schema, batch)?;
+        // in key order, B-tree pages are filled one after another instead of at random
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
+        for i in order {
+            db.put(&mut self.tx, &keys[i], &records[i])
+                .map_err(index_error)?;
+        }
+        Ok(())
+    }
+
+    /// Commits the records with the sequence number of the DuckDB transaction that stored them.
+    pub(crate) fn commit(mut self, seq: u64) -> Result<(), StoreError> {
+        self.index
+            .meta
+            .put(&mut self.tx, "seq", &seq)
+            .map_err(index_error)?;
+        self.tx.commit().map_err(index_error)
     }
 }

@@ -4,6 +4,7 @@
 mod config;
 mod key_index;
 mod read_pool;
+mod row_codec;
 mod select;
 mod sql;
 mod tables;
@@ -11,7 +12,7 @@ mod writer;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -68,6 +69,9 @@ pub struct DuckDbStore {
     next_write: AtomicU64,
     /// Where the primary-key index lives.
     index_path: PathBuf,
+    /// The primary-key index, once `prepare` has opened it; reads by key use it while it is
+    /// usable.
+    index: OnceLock<Arc<KeyIndex>>,
 }
 
 impl DuckDbStore {
@@ -147,6 +151,7 @@ impl DuckDbStore {
             write_wait: Duration::from_millis(config.write_wait_ms),
             next_write: AtomicU64::new(0),
             index_path: KeyIndex::path_for(&config.path),
+            index: OnceLock::new(),
         })
     }
 
@@ -188,6 +193,12 @@ impl DatasetStorage for DuckDbStore {
         }
         // the key index, in step with the tables, goes to the writer
         let (index, seq) = KeyIndex::open(&self.index_path, catalog, &conn)?;
+        let index = Arc::new(index);
+        if self.index.set(Arc::clone(&index)).is_err() {
+            return Err(StoreError::Internal(
+                "the datasets were prepared twice".into(),
+            ));
+        }
         let (reply, attached) = oneshot::channel();
         self.queue()?
             .sender
@@ -323,6 +334,15 @@ impl RecordReader for DuckDbStore {
         dataset: Arc<DatasetSchema>,
         key: Vec<Value>,
     ) -> BoxFuture<'_, Result<Option<RecordBatch>, StoreError>> {
+        // the key index holds every record: one lookup, off the async executor
+        if let Some(index) = self.index.get().filter(|i| i.is_usable()) {
+            let index = Arc::clone(index);
+            return Box::pin(async move {
+                tokio::task::spawn_blocking(move || index.get(&dataset, &key))
+                    .await
+                    .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+            });
+        }
         Box::pin(self.readers.run(move |conn| {
             let statement = select::by_key(&dataset, &key);
             let mut prepared = conn.prepare(&statement.sql).map_err(store_error)?;

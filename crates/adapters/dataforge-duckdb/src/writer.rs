@@ -43,7 +43,7 @@ struct Commit {
 pub(crate) enum WriterJob {
     /// Hands the writer the key index (in step with the tables) and the last write's sequence.
     Attach {
-        index: KeyIndex,
+        index: Arc<KeyIndex>,
         seq: u64,
         reply: oneshot::Sender<()>,
     },
@@ -150,16 +150,26 @@ struct WriterState {
     staged: HashMap<u64, Staged>,
     /// The key index, once attached and while in step with the tables; without it, keys are
     /// checked against the tables with SQL.
-    index: Option<KeyIndex>,
+    index: Option<Arc<KeyIndex>>,
     /// Sequence number of the last committed write, once the sequence table exists.
     seq: Option<u64>,
 }
 
-/// What a transaction learns while it applies writes: per dataset, the keys it stores (for the
-/// key index, and so that a later write of the same transaction sees them as taken).
+/// What a transaction learns while it applies writes: per dataset, the keys it stores (so that a
+/// later write of the same transaction sees them as taken), and where the stored records are (for
+/// the key index).
 #[derive(Default)]
 struct Applied {
     keys: HashMap<String, (Arc<DatasetSchema>, HashSet<Vec<u8>>)>,
+    records: Vec<(Arc<DatasetSchema>, Records)>,
+}
+
+/// Where the records a write stored can be read back once it is committed.
+enum Records {
+    /// A small write's batches.
+    Batches(Vec<RecordBatch>),
+    /// A write's staging table, left holding exactly the rows it stored.
+    Staging(u64),
 }
 
 impl Applied {
@@ -173,13 +183,6 @@ impl Applied {
             .or_insert_with(|| (Arc::clone(schema), HashSet::new()))
             .1
             .extend(keys);
-    }
-
-    fn into_batches(self) -> Vec<(Arc<DatasetSchema>, Vec<Vec<u8>>)> {
-        self.keys
-            .into_values()
-            .map(|(schema, keys)| (schema, keys.into_iter().collect()))
-            .collect()
     }
 }
 
@@ -407,12 +410,43 @@ impl WriterState {
         }
         self.seq = next;
         if let (Some(index), Some(seq)) = (&self.index, next)
-            && let Err(e) = index.add(&applied.into_batches(), seq)
+            && let Err(e) = self.index_records(index, &applied.records, seq)
         {
-            tracing::error!(error = %e, "the key index failed; checking keys with SQL until the next start rebuilds it");
+            tracing::error!(error = %e, "the key index failed; checking keys and reading by key with SQL until the next start rebuilds it");
+            index.disable();
             self.index = None;
         }
         Ok(())
+    }
+
+    /// Writes the records a committed transaction stored to the key index, with its sequence.
+    fn index_records(
+        &self,
+        index: &KeyIndex,
+        records: &[(Arc<DatasetSchema>, Records)],
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        let mut write = index.write()?;
+        for (schema, records) in records {
+            match records {
+                Records::Batches(batches) => {
+                    for batch in batches {
+                        write.put(schema, batch)?;
+                    }
+                }
+                Records::Staging(id) => {
+                    let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
+                    let mut statement = self
+                        .conn
+                        .prepare(&format!("SELECT {columns} FROM {}", staging_table(*id)))
+                        .map_err(store_error)?;
+                    for batch in statement.query_arrow([]).map_err(store_error)? {
+                        write.put(schema, &batch)?;
+                    }
+                }
+            }
+        }
+        write.commit(seq)
     }
 
     fn commit_alone(&mut self, commit: &Commit) -> Result<WriteOutcome, StoreError> {
@@ -571,6 +605,14 @@ impl WriterState {
             )? {
                 None => {
                     applied.add(schema, write_keys.iter().cloned());
+                    let batches = self
+                        .staged
+                        .get(&commits[i].write)
+                        .and_then(|s| s.memory.clone())
+                        .unwrap_or_default();
+                    applied
+                        .records
+                        .push((Arc::clone(schema), Records::Batches(batches)));
                     let outcome = WriteOutcome {
                         inserted: write_keys.len() as u64,
                         ..WriteOutcome::default()
@@ -612,6 +654,7 @@ impl WriterState {
         if let Some(index) = &self.index {
             return index.contains(&schema.name, keys);
         }
+        // without the index, the tables are asked
         let matches = key_matches(schema);
         let columns = schema
             .key_fields()
@@ -661,11 +704,14 @@ impl WriterState {
             }
             ConflictMode::Ignore => {
                 let rows = self.count(&staged)?;
-                // the first record of each key, if its key is not stored
+                // the first record of each key, if its key is not stored; the staging table is
+                // left with exactly the records stored
                 self.execute(&format!("DELETE FROM {staged} WHERE rowid NOT IN (SELECT min(rowid) FROM {staged} GROUP BY {keys})"))?;
-                outcome.inserted = self.execute(&format!(
-                    "INSERT INTO {table} SELECT * FROM {staged} s WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {matches})"
+                self.execute(&format!(
+                    "DELETE FROM {staged} s WHERE EXISTS (SELECT 1 FROM {table} t WHERE {matches})"
                 ))?;
+                outcome.inserted =
+                    self.execute(&format!("INSERT INTO {table} SELECT * FROM {staged}"))?;
                 outcome.skipped = rows - outcome.inserted;
             }
             ConflictMode::Upsert => {
@@ -682,10 +728,13 @@ impl WriterState {
             }
         }
         if commit.mode != ConflictMode::Error && self.index.is_some() {
-            // every staged key is stored now (inserted, replaced or already there)
+            // the keys the write stored are taken for later writes of the transaction
             let staged_keys = self.table_keys(schema, &KeyEncoder::new(schema)?, &staged)?;
             applied.add(schema, staged_keys);
         }
+        applied
+            .records
+            .push((Arc::clone(schema), Records::Staging(commit.write)));
         Ok(outcome)
     }
 
