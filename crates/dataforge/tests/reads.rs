@@ -648,13 +648,7 @@ fn reads_by_key_follow_every_write_and_survive_an_index_rebuild() {
     // the index is derived data: deleted, it is rebuilt from the tables, records included
     std::fs::remove_dir_all(dir.path().join("db.duckdb.keys")).unwrap();
     let server = Server::start(&db);
-    assert!(
-        server
-            .log_lines()
-            .iter()
-            .any(|l| l.contains("rebuilding the key index")),
-        "the index was not rebuilt"
-    );
+    assert!(dir.path().join("db.duckdb.keys").join("data.mdb").exists());
     assert_eq!(read(&server, &changed), changed);
     assert_eq!(read(&server, &last), last);
     assert_eq!(read(&server, &large_update[9_000]), large_update[9_000]);
