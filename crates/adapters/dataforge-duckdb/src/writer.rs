@@ -199,6 +199,9 @@ struct Staged {
     rows: usize,
 }
 
+/// The staging table's column numbering rows in request order.
+const ROW_COLUMN: &str = "__row";
+
 /// The name of a write's staging table (a temporary table).
 fn staging_name(write: u64) -> String {
     format!("staging__{write}")
@@ -243,7 +246,8 @@ impl WriterState {
         }
     }
 
-    /// Adds a batch to the write's staged rows, in request order (a staging table keeps it in `rowid`).
+    /// Adds a batch to the write's staged rows, in request order (a staging table numbers its rows
+    /// in a column of its own, [`ROW_COLUMN`]: DuckDB's `rowid` need not follow append order).
     fn stage(
         &mut self,
         write: u64,
@@ -256,6 +260,7 @@ impl WriterState {
             memory: Some(Vec::new()),
             rows: 0,
         });
+        let first_row = staged.rows;
         staged.rows += batch.num_rows();
         if let Some(batches) = staged.memory.as_mut() {
             batches.push(batch);
@@ -264,7 +269,7 @@ impl WriterState {
             }
             return self.spill(write, schema);
         }
-        self.append_to_staging(write, batch)
+        self.append_to_staging(write, batch, first_row)
     }
 
     /// Moves a write's in-memory batches to a staging table of its own.
@@ -274,23 +279,48 @@ impl WriterState {
         };
         self.conn
             .execute_batch(&format!(
-                "CREATE TEMP TABLE {} AS SELECT * FROM {} LIMIT 0",
+                "CREATE TEMP TABLE {} AS SELECT *, CAST(0 AS BIGINT) AS {} FROM {} LIMIT 0",
                 quote(&staging_name(write)),
+                quote(ROW_COLUMN),
                 quote(&schema.name)
             ))
             .map_err(store_error)?;
+        let mut first_row = 0;
         for batch in batches {
-            self.append_to_staging(write, batch)?;
+            let rows = batch.num_rows();
+            self.append_to_staging(write, batch, first_row)?;
+            first_row += rows;
         }
         Ok(())
     }
 
-    fn append_to_staging(&self, write: u64, batch: RecordBatch) -> Result<(), StoreError> {
+    /// Appends a batch to the staging table, numbering its rows from `first_row`.
+    fn append_to_staging(
+        &self,
+        write: u64,
+        batch: RecordBatch,
+        first_row: usize,
+    ) -> Result<(), StoreError> {
+        let numbers: Int64Array =
+            (first_row as i64..(first_row + batch.num_rows()) as i64).collect();
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(ROW_COLUMN, DataType::Int64, false));
+        let mut columns = batch.columns().to_vec();
+        columns.push(Arc::new(numbers));
+        let numbered = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         let mut appender = self
             .conn
             .appender_to_catalog_and_db(&staging_name(write), "temp", "main")
             .map_err(store_error)?;
-        appender.append_record_batch(batch).map_err(store_error)?;
+        appender
+            .append_record_batch(numbered)
+            .map_err(store_error)?;
         appender.flush().map_err(store_error)
     }
 
@@ -684,6 +714,8 @@ impl WriterState {
         let keys = column_list(schema.key_fields().map(|f| f.name.as_str()));
         let table = quote(&schema.name);
         let matches = key_matches(schema);
+        let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
+        let row = quote(ROW_COLUMN);
         match commit.mode {
             ConflictMode::Error => {
                 let encoder = KeyEncoder::new(schema)?;
@@ -698,32 +730,35 @@ impl WriterState {
                 )? {
                     return Err(conflict);
                 }
-                outcome.inserted =
-                    self.execute(&format!("INSERT INTO {table} SELECT * FROM {staged}"))?;
+                outcome.inserted = self.execute(&format!(
+                    "INSERT INTO {table} SELECT {columns} FROM {staged}"
+                ))?;
                 applied.add(schema, staged_keys);
             }
             ConflictMode::Ignore => {
                 let rows = self.count(&staged)?;
                 // the first record of each key, if its key is not stored; the staging table is
                 // left with exactly the records stored
-                self.execute(&format!("DELETE FROM {staged} WHERE rowid NOT IN (SELECT min(rowid) FROM {staged} GROUP BY {keys})"))?;
+                self.execute(&format!("DELETE FROM {staged} WHERE {row} NOT IN (SELECT min({row}) FROM {staged} GROUP BY {keys})"))?;
                 self.execute(&format!(
                     "DELETE FROM {staged} s WHERE EXISTS (SELECT 1 FROM {table} t WHERE {matches})"
                 ))?;
-                outcome.inserted =
-                    self.execute(&format!("INSERT INTO {table} SELECT * FROM {staged}"))?;
+                outcome.inserted = self.execute(&format!(
+                    "INSERT INTO {table} SELECT {columns} FROM {staged}"
+                ))?;
                 outcome.skipped = rows - outcome.inserted;
             }
             ConflictMode::Upsert => {
                 // the last record of each key replaces the stored one
                 outcome.skipped = self.execute(&format!(
-                    "DELETE FROM {staged} WHERE rowid NOT IN (SELECT max(rowid) FROM {staged} GROUP BY {keys})"
+                    "DELETE FROM {staged} WHERE {row} NOT IN (SELECT max({row}) FROM {staged} GROUP BY {keys})"
                 ))?;
                 outcome.updated = self.execute(&format!(
                     "DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM {staged} s WHERE {matches})"
                 ))?;
-                let stored =
-                    self.execute(&format!("INSERT INTO {table} SELECT * FROM {staged}"))?;
+                let stored = self.execute(&format!(
+                    "INSERT INTO {table} SELECT {columns} FROM {staged}"
+                ))?;
                 outcome.inserted = stored - outcome.updated;
             }
         }
