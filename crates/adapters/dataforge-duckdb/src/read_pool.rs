@@ -18,6 +18,10 @@ use crate::store_error;
 /// Batches a streamed read may have ready ahead of its consumer.
 const READ_AHEAD: usize = 4;
 
+/// Rows per batch handed on: DuckDB's 2,048-row chunks are gathered to this many, so each batch
+/// costs one channel hand-over and one message in the answer's format.
+const BATCH_ROWS: usize = 64 * 1024;
+
 pub(crate) struct ReadPool {
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
@@ -163,50 +167,65 @@ impl ReadPool {
     }
 }
 
-/// Runs the statement and sends its batches: the first one (or the failure, or `None` for an
-/// empty answer) through `first`, the rest through `rest`, until the consumer hangs up.
+/// Runs the statement and sends its batches (DuckDB's chunks gathered to [`BATCH_ROWS`]): the first
+/// one (or the failure, or `None` for an empty answer) through `first`, the rest through `rest`,
+/// until the consumer hangs up.
 fn pump(
     conn: &Connection,
     statement: &Statement,
     first: oneshot::Sender<Option<Result<RecordBatch, StoreError>>>,
     rest: mpsc::SyncSender<Result<RecordBatch, StoreError>>,
 ) {
+    let mut first = Some(first);
+    // hands one item on; false once the consumer is gone
+    let mut deliver = |item: Result<RecordBatch, StoreError>| match first.take() {
+        Some(first) => first.send(Some(item)).is_ok(),
+        None => rest.send(item).is_ok(),
+    };
     let mut prepared = match conn.prepare(&statement.sql) {
         Ok(prepared) => prepared,
         Err(e) => {
-            let _ = first.send(Some(Err(store_error(e))));
+            deliver(Err(store_error(e)));
             return;
         }
     };
     if let Err(e) = prepared.stream_arrow(duckdb::params_from_iter(statement.params.iter())) {
-        let _ = first.send(Some(Err(store_error(e))));
+        deliver(Err(store_error(e)));
         return;
     }
-    let mut first = Some(first);
+    let mut gathered: Vec<RecordBatch> = Vec::new();
+    let mut rows = 0;
     loop {
-        let next = match prepared.step() {
-            Ok(Some(chunk)) => {
-                let batch = RecordBatch::from(&chunk);
-                if batch.num_rows() == 0 {
-                    continue;
-                }
-                Ok(batch)
-            }
-            Ok(None) => {
-                if let Some(first) = first.take() {
-                    let _ = first.send(None);
-                }
+        let (chunk, done) = match prepared.step() {
+            Ok(Some(chunk)) => (Some(RecordBatch::from(&chunk)), false),
+            Ok(None) => (None, true),
+            Err(e) => {
+                deliver(Err(store_error(e)));
                 return;
             }
-            Err(e) => Err(store_error(e)),
         };
-        let failed = next.is_err();
-        let delivered = match first.take() {
-            Some(first) => first.send(Some(next)).is_ok(),
-            None => rest.send(next).is_ok(),
-        };
-        if failed || !delivered {
-            return; // the consumer is gone (or told of the failure): stop the query
+        if let Some(chunk) = chunk.filter(|c| c.num_rows() > 0) {
+            rows += chunk.num_rows();
+            gathered.push(chunk);
+        }
+        if (rows >= BATCH_ROWS || done) && !gathered.is_empty() {
+            let batch = match gathered.as_slice() {
+                [one] => Ok(one.clone()),
+                many => arrow_select::concat::concat_batches(&many[0].schema(), many)
+                    .map_err(|e| StoreError::Internal(e.to_string())),
+            };
+            gathered.clear();
+            rows = 0;
+            let failed = batch.is_err();
+            if !deliver(batch) || failed {
+                return; // the consumer is gone (or told of the failure): stop the query
+            }
+        }
+        if done {
+            if let Some(first) = first.take() {
+                let _ = first.send(None);
+            }
+            return;
         }
     }
 }

@@ -65,8 +65,8 @@ impl<'a> Cells<'a> {
             Cells::Boolean(a) => {
                 out.extend_from_slice(if a.value(row) { b"true" } else { b"false" })
             }
-            Cells::Date(a) => out.extend_from_slice(format_date(a.value(row)).as_bytes()),
-            Cells::Timestamp(a) => out.extend_from_slice(format_timestamp(a.value(row)).as_bytes()),
+            Cells::Date(a) => write_date(a.value(row), out),
+            Cells::Timestamp(a) => write_timestamp(a.value(row), out),
             Cells::Missing => {}
         }
     }
@@ -90,6 +90,74 @@ impl<'a> Cells<'a> {
             other => other.write_text(row, out),
         }
     }
+}
+
+/// The civil date of a day count since 1970-01-01 (proleptic Gregorian; H. Hinnant's algorithm).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Writes `n` as `width` zero-padded digits.
+fn digits(mut n: u32, width: usize, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// `YYYY-MM-DD`, the same text as [`format_date`] without its allocation; other years go through it.
+fn write_date(days: i32, out: &mut Vec<u8>) {
+    let (year, month, day) = civil(i64::from(days));
+    if !(0..=9999).contains(&year) {
+        out.extend_from_slice(format_date(days).as_bytes());
+        return;
+    }
+    digits(year as u32, 4, out);
+    out.push(b'-');
+    digits(month, 2, out);
+    out.push(b'-');
+    digits(day, 2, out);
+}
+
+/// RFC 3339 in UTC with as many fraction digits as needed (none, 3 or 6), the same text as
+/// [`format_timestamp`] without its allocation.
+fn write_timestamp(micros: i64, out: &mut Vec<u8>) {
+    let days = micros.div_euclid(86_400_000_000);
+    let (year, _, _) = civil(days);
+    if !(0..=9999).contains(&year) {
+        out.extend_from_slice(format_timestamp(micros).as_bytes());
+        return;
+    }
+    write_date(days as i32, out);
+    let of_day = micros.rem_euclid(86_400_000_000);
+    let seconds = (of_day / 1_000_000) as u32;
+    out.push(b'T');
+    digits(seconds / 3600, 2, out);
+    out.push(b':');
+    digits(seconds / 60 % 60, 2, out);
+    out.push(b':');
+    digits(seconds % 60, 2, out);
+    let fraction = (of_day % 1_000_000) as u32;
+    if fraction != 0 {
+        out.push(b'.');
+        if fraction.is_multiple_of(1000) {
+            digits(fraction / 1000, 3, out);
+        } else {
+            digits(fraction, 6, out);
+        }
+    }
+    out.push(b'Z');
 }
 
 /// Writes rows of one batch as JSON objects.
@@ -186,4 +254,43 @@ fn csv_field(text: &[u8], out: &mut Vec<u8>) {
         out.push(b);
     }
     out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_timestamps_read_as_the_domain_writes_them() {
+        let mut day = -800_000i64;
+        while day < 3_000_000 {
+            let mut out = Vec::new();
+            write_date(day as i32, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), format_date(day as i32));
+            day += 997;
+        }
+        for micros in [
+            0i64,
+            1,
+            999,
+            1_000,
+            123_456_789,
+            1_600_000_000_000_000,
+            1_600_000_000_123_000,
+            1_600_000_000_000_001,
+            -1,
+            -86_400_000_000,
+            -62_135_596_800_000_000,
+            253_402_300_799_999_999,
+            253_402_300_800_000_000,
+        ] {
+            let mut out = Vec::new();
+            write_timestamp(micros, &mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format_timestamp(micros),
+                "{micros}"
+            );
+        }
+    }
 }

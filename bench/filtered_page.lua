@@ -1,0 +1,13 @@
+-- wrk script: a filtered page of well_production: one random field, periods from 2000, ordered by
+-- period, 100 rows.
+function init(args)
+  math.randomseed(os.time() + math.floor(os.clock() * 1000000))
+end
+
+function request()
+  local field = math.random(1, 2000)
+  local path = string.format(
+    "/v1/datasets/well_production/records?field_code=eq.%d&production_period=gte.2000-01-01&order=production_period&limit=100",
+    field)
+  return wrk.format("GET", path)
+end
