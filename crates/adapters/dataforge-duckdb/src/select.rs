@@ -192,9 +192,13 @@ fn records(schema: &DatasetSchema, query: &RecordQuery) -> Statement {
         .collect();
     Statement {
         sql: format!(
-            "SELECT {columns} FROM {}{clause} ORDER BY {}{}",
+            "SELECT {columns} FROM {}{clause}{}{}",
             quote(&schema.name),
-            order.join(", "),
+            if order.is_empty() {
+                String::new()
+            } else {
+                format!(" ORDER BY {}", order.join(", "))
+            },
             limit_clause(query.limit)
         ),
         params,

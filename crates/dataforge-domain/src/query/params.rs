@@ -28,7 +28,8 @@ impl Default for QueryLimits {
 const OPERATORS: &str = "eq, ne, gt, gte, lt, lte, in, between, like, ilike, is";
 
 /// Parses the parameters of a records listing. A `paged` listing (JSON) has a page size of at most
-/// `limits.max_limit`; a streamed one returns every matching row unless `limit` says otherwise.
+/// `limits.max_limit` and is always ordered (by the primary key last); a streamed one returns every
+/// matching row unless `limit` says otherwise, in storage order unless `order` says otherwise.
 pub fn parse_list_params(
     schema: &DatasetSchema,
     params: &[(String, String)],
@@ -56,7 +57,12 @@ pub fn parse_list_params(
         Some(raw) => parse_select(schema, raw, "select")?,
         None => (0..schema.fields.len()).collect(),
     };
-    let order = parse_order(schema, order.unwrap_or(""), "order")?;
+    // a stream asked for no order (and resuming no cursor) comes in storage order: no sort
+    let order = if !paged && order.is_none() && cursor.is_none() {
+        Vec::new()
+    } else {
+        parse_order(schema, order.unwrap_or(""), "order")?
+    };
     let limit = parse_limit("limit", limit, limits, paged)?;
     let after = cursor
         .map(|token| Cursor::decode(schema, &order, token))
@@ -465,6 +471,11 @@ mod tests {
         assert_eq!(q.limit, Some(100));
         let streamed = parse_list_params(&s, &[], QueryLimits::default(), false).unwrap();
         assert_eq!(streamed.limit, None);
+        assert_eq!(
+            streamed.order,
+            Vec::new(),
+            "an unordered stream is not sorted"
+        );
     }
 
     #[test]
