@@ -2,8 +2,6 @@
 //! cells are written straight into the output buffer, in the notation the API accepts (RFC 3339
 //! timestamps, dates as YYYY-MM-DD, json fields inline in JSON and as their text in CSV).
 
-use std::io::Write;
-
 use arrow_array::{
     Array, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
@@ -56,11 +54,12 @@ impl<'a> Cells<'a> {
         match self {
             Cells::Text(a) | Cells::Json(a) => out.extend_from_slice(a.value(row).as_bytes()),
             Cells::Integer(a) => {
-                let _ = write!(out, "{}", a.value(row));
+                out.extend_from_slice(itoa::Buffer::new().format(a.value(row)).as_bytes())
             }
             Cells::Float(a) => {
-                // serde_json's shortest round-trip notation, the same as in JSON answers
-                let _ = serde_json::to_writer(&mut *out, &a.value(row));
+                // the shortest round-trip notation (ryu), as serde_json writes floats (NaN and
+                // infinities, which only Arrow or Parquet input can carry, as `NaN`, `inf`)
+                out.extend_from_slice(ryu::Buffer::new().format(a.value(row)).as_bytes())
             }
             Cells::Boolean(a) => {
                 out.extend_from_slice(if a.value(row) { b"true" } else { b"false" })
@@ -82,6 +81,8 @@ impl<'a> Cells<'a> {
             Cells::Text(a) => {
                 let _ = serde_json::to_writer(&mut *out, a.value(row));
             }
+            // JSON has no NaN or infinity; serde_json writes them as null too
+            Cells::Float(a) if !a.value(row).is_finite() => out.extend_from_slice(b"null"),
             Cells::Date(_) | Cells::Timestamp(_) => {
                 out.push(b'"');
                 self.write_text(row, out);
