@@ -57,6 +57,11 @@ done
 began=$(now)
 "$bin" import --dataset well_production --db "$db" "$work"/load/*.arrow >"$work/import.log" 2>&1
 echo "Loaded $rows rows with \`dataforge import\` in $(echo "$(now) - $began" | bc | xargs printf '%.0f') s."
+if [ "${CLUSTER:-1}" = 1 ]; then
+  began=$(now)
+  "$bin" cluster --dataset well_production --db "$db" >/dev/null 2>>"$work/import.log"
+  echo "Clustered by (field_code, production_period) with \`dataforge cluster\` in $(echo "$(now) - $began" | bc | xargs printf '%.1f') s (CLUSTER=0 skips it)."
+fi
 rm -rf "$work/load"
 echo "Disk: DuckDB file $(du -sm "$db" | cut -f1) MiB, key index (keys and records) $(du -sm "$db.keys" | cut -f1) MiB."
 echo

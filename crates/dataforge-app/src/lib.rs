@@ -1,6 +1,8 @@
-//! The dataforge use cases. Commands change data ([`ingest`]); queries read it ([`read`]). Both
+//! The dataforge use cases. Commands change data ([`ingest`], and `cluster` reorders it); queries
+//! read it ([`read`]). Both
 //! work on any storage that implements the domain ports, and know nothing of HTTP.
 
+mod cluster;
 mod error;
 pub mod ingest;
 pub mod read;

@@ -35,6 +35,11 @@ pub trait RecordWriter: Send + Sync {
         &self,
         dataset: Arc<DatasetSchema>,
     ) -> BoxFuture<'_, Result<Box<dyn StagedWrite>, StoreError>>;
+
+    /// Rewrites the dataset's stored rows in the order of its `cluster_by` fields, so filters on
+    /// them read a small part of the table. The records do not change; writes wait meanwhile.
+    /// Answers the number of rows rewritten.
+    fn cluster(&self, dataset: Arc<DatasetSchema>) -> BoxFuture<'_, Result<u64, StoreError>>;
 }
 
 /// One write in progress.

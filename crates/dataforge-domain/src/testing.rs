@@ -24,6 +24,7 @@ pub fn dataset(name: &str, fields: Vec<FieldDraft>, key: &[&str]) -> DatasetDraf
             Some(1),
         )),
         indexes: vec![],
+        cluster_by: None,
     }
 }
 

@@ -130,6 +130,7 @@ impl DuckDbStore {
         let writer = writer::start(
             conn.try_clone().map_err(store_error)?,
             config.write_queue as usize,
+            config.preserve_insertion_order,
         )?;
         tracing::info!(
             path = %config.path.display(),
@@ -321,6 +322,16 @@ impl RecordWriter for DuckDbStore {
                 alive: Arc::new(()),
             };
             Ok(Box::new(write) as Box<dyn StagedWrite>)
+        })
+    }
+
+    fn cluster(&self, dataset: Arc<DatasetSchema>) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let (reply, answered) = oneshot::channel();
+            self.queue()?
+                .submit(WriterJob::Cluster { dataset, reply })
+                .await?;
+            answer(answered).await
         })
     }
 }

@@ -26,6 +26,11 @@ pub(crate) fn column_type(ty: FieldType) -> &'static str {
 /// `CREATE TABLE` for a dataset. No key constraint: the single writer enforces key uniqueness,
 /// which keeps DuckDB's bulk appends free of index maintenance.
 pub(crate) fn create_table(schema: &DatasetSchema) -> String {
+    create_table_named(schema, &schema.name)
+}
+
+/// `CREATE TABLE` with a dataset's columns under another name.
+pub(crate) fn create_table_named(schema: &DatasetSchema, name: &str) -> String {
     let columns: Vec<String> = schema
         .fields
         .iter()
@@ -41,7 +46,7 @@ pub(crate) fn create_table(schema: &DatasetSchema) -> String {
         .collect();
     format!(
         "CREATE TABLE IF NOT EXISTS {} ({})",
-        quote(&schema.name),
+        quote(name),
         columns.join(", ")
     )
 }

@@ -19,7 +19,7 @@ use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::key_index::{KeyEncoder, KeyIndex, SEQUENCE_TABLE};
-use crate::sql::{column_list, quote};
+use crate::sql::{column_list, create_indexes, create_table_named, quote};
 use crate::store_error;
 
 /// Conflicting keys listed in one answer, at most.
@@ -56,6 +56,11 @@ pub(crate) enum WriterJob {
         batch: RecordBatch,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Rewrites a dataset's table in the order of its `cluster_by` fields.
+    Cluster {
+        dataset: Arc<DatasetSchema>,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
     /// Stores a write's staged rows and drops its staging table.
     Commit {
         write: u64,
@@ -71,7 +76,11 @@ pub(crate) struct Writer {
     pub thread: JoinHandle<()>,
 }
 
-pub(crate) fn start(conn: Connection, queue_size: usize) -> Result<Writer, StoreError> {
+pub(crate) fn start(
+    conn: Connection,
+    queue_size: usize,
+    preserve_insertion_order: bool,
+) -> Result<Writer, StoreError> {
     let (queue, mut jobs) = mpsc::channel::<WriterJob>(queue_size.max(1));
     let thread = std::thread::Builder::new()
         .name("dataforge-writer".into())
@@ -81,6 +90,7 @@ pub(crate) fn start(conn: Connection, queue_size: usize) -> Result<Writer, Store
                 staged: HashMap::new(),
                 index: None,
                 seq: None,
+                preserve_insertion_order,
             };
             while let Some(first) = jobs.blocking_recv() {
                 state.discard_abandoned();
@@ -110,6 +120,9 @@ pub(crate) fn start(conn: Connection, queue_size: usize) -> Result<Writer, Store
                             mode,
                             reply,
                         }),
+                        WriterJob::Cluster { dataset, reply } => {
+                            let _ = reply.send(state.cluster(&dataset));
+                        }
                         WriterJob::Attach { index, seq, reply } => {
                             state.index = Some(index);
                             state.seq = Some(seq);
@@ -153,6 +166,8 @@ struct WriterState {
     index: Option<Arc<KeyIndex>>,
     /// Sequence number of the last committed write, once the sequence table exists.
     seq: Option<u64>,
+    /// The configured `preserve_insertion_order`, restored after a clustering rewrite.
+    preserve_insertion_order: bool,
 }
 
 /// What a transaction learns while it applies writes: per dataset, the keys it stores (so that a
@@ -322,6 +337,65 @@ impl WriterState {
             .append_record_batch(numbered)
             .map_err(store_error)?;
         appender.flush().map_err(store_error)
+    }
+
+    /// Rewrites the dataset's table ordered by its `cluster_by` fields, in one transaction: a new
+    /// table is filled in that order (insertion order kept for this statement), replaces the old
+    /// one and gets the declared indexes. Row groups then hold narrow ranges of those fields, so
+    /// DuckDB's zone maps skip most of the table for filters on them. The records, and so the key
+    /// index, do not change.
+    fn cluster(&mut self, schema: &DatasetSchema) -> Result<u64, StoreError> {
+        if schema.cluster_by.is_empty() {
+            return Err(StoreError::Internal(format!(
+                "{} declares no cluster_by",
+                schema.name
+            )));
+        }
+        let table = quote(&schema.name);
+        let rewritten = format!("{}__clustered", schema.name);
+        let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
+        let order = column_list(
+            schema
+                .cluster_by
+                .iter()
+                .map(|&i| schema.fields[i].name.as_str()),
+        );
+        self.conn
+            .execute_batch("SET preserve_insertion_order = true")
+            .map_err(store_error)?;
+        let result = (|| {
+            self.conn
+                .execute_batch("BEGIN TRANSACTION")
+                .map_err(store_error)?;
+            self.conn
+                .execute_batch(&create_table_named(schema, &rewritten))
+                .map_err(store_error)?;
+            let rows = self.execute(&format!(
+                "INSERT INTO {} SELECT {columns} FROM {table} ORDER BY {order}",
+                quote(&rewritten)
+            ))?;
+            self.conn
+                .execute_batch(&format!(
+                    "DROP TABLE {table}; ALTER TABLE {} RENAME TO {table}",
+                    quote(&rewritten)
+                ))
+                .map_err(store_error)?;
+            for statement in create_indexes(schema) {
+                self.conn.execute_batch(&statement).map_err(store_error)?;
+            }
+            self.conn.execute_batch("COMMIT").map_err(store_error)?;
+            Ok(rows)
+        })();
+        if result.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        if let Err(e) = self.conn.execute_batch(&format!(
+            "SET preserve_insertion_order = {}",
+            self.preserve_insertion_order
+        )) {
+            tracing::warn!(error = %e, "could not restore preserve_insertion_order");
+        }
+        result
     }
 
     /// Commits a group of writes in one transaction (one WAL sync for all). A write whose keys

@@ -15,6 +15,7 @@ pub fn dataset(schema: &DatasetSchema) -> Json {
         "description": schema.description,
         "primary_key": names(&schema.primary_key),
         "indexes": schema.indexes.iter().map(|i| names(i)).collect::<Vec<_>>(),
+        "cluster_by": names(&schema.cluster_by),
         "fields": schema.fields.iter().map(field).collect::<Vec<_>>(),
     })
 }

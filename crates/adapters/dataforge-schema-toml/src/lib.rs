@@ -85,7 +85,14 @@ fn problem(
     }
 }
 
-const DATASET_KEYS: &[&str] = &["name", "description", "primary_key", "indexes", "fields"];
+const DATASET_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "primary_key",
+    "indexes",
+    "cluster_by",
+    "fields",
+];
 const FIELD_KEYS: &[&str] = &[
     "name",
     "type",
@@ -171,6 +178,7 @@ impl FileReader<'_> {
             fields: Vec::new(),
             primary_key: None,
             indexes: Vec::new(),
+            cluster_by: None,
         };
         for (key, value) in table {
             let line = self.line(value.span());
@@ -180,6 +188,11 @@ impl FileReader<'_> {
                 "primary_key" => {
                     draft.primary_key = self
                         .strings(value, "primary_key")
+                        .map(|k| Located::new(k, line))
+                }
+                "cluster_by" => {
+                    draft.cluster_by = self
+                        .strings(value, "cluster_by")
                         .map(|k| Located::new(k, line))
                 }
                 "indexes" => {
@@ -399,6 +412,7 @@ name = "sensors"
 description = "Readings"
 primary_key = ["sensor_id", "taken_at"]
 indexes = [["taken_at"]]
+cluster_by = ["kind", "taken_at"]
 
 [[datasets.fields]]
 name = "sensor_id"
@@ -437,7 +451,32 @@ fields = [{ name = "id", type = "integer" }, { name = "meta", type = "json" }]
         assert_eq!(sensors.fields.len(), 4);
         assert_eq!(sensors.primary_key, vec![0, 1]);
         assert_eq!(sensors.indexes, vec![vec![1]]);
+        assert_eq!(sensors.cluster_by, vec![3, 1]);
         assert!(sensors.fields[0].constraints.pattern.is_some());
+        assert_eq!(
+            catalog.get("sites").unwrap().cluster_by,
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn cluster_by_names_ordered_fields() {
+        let text = r#"[[datasets]]
+name = "c"
+primary_key = ["id"]
+cluster_by = ["ghost", "meta"]
+fields = [{ name = "id", type = "integer" }, { name = "meta", type = "json" }]
+"#;
+        let problems = load(&[("c.toml", text)]).unwrap_err();
+        for e in [
+            "c.toml:4: cluster_by field `ghost` is not a field of c",
+            "c.toml:4: cluster_by field `meta` has type json",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(e)),
+                "missing `{e}` in {problems:#?}"
+            );
+        }
     }
 
     #[test]

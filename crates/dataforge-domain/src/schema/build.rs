@@ -236,8 +236,49 @@ fn build_dataset(draft: &DatasetDraft, problems: &mut Problems<'_>) -> Option<Da
         }
     }
 
+    let mut cluster_ok = true;
+    let mut cluster_by = Vec::new();
+    if let Some(Located { value, line }) = &draft.cluster_by {
+        if value.is_empty() {
+            problems.add(
+                *line,
+                format!("`cluster_by` of {what} lists no fields"),
+                None,
+            );
+            cluster_ok = false;
+        }
+        for name in value {
+            match field_position(name) {
+                Some(i) if fields[i].field_type == FieldType::Json => {
+                    problems.add(
+                        *line,
+                        format!("cluster_by field `{name}` has type json, which has no order"),
+                        None,
+                    );
+                    cluster_ok = false;
+                }
+                Some(i) => cluster_by.push(i),
+                None => {
+                    if fields_ok {
+                        problems.add(
+                            *line,
+                            format!("cluster_by field `{name}` is not a field of {what}"),
+                            Some(format!("declared fields: {}", declared())),
+                        );
+                    }
+                    cluster_ok = false;
+                }
+            }
+        }
+    }
+
     let name = name?;
-    if !fields_ok || !key_ok || fields.is_empty() || indexes.len() != draft.indexes.len() {
+    if !fields_ok
+        || !key_ok
+        || !cluster_ok
+        || fields.is_empty()
+        || indexes.len() != draft.indexes.len()
+    {
         return None;
     }
     for &i in &primary_key {
@@ -249,6 +290,7 @@ fn build_dataset(draft: &DatasetDraft, problems: &mut Problems<'_>) -> Option<Da
         fields,
         primary_key,
         indexes,
+        cluster_by,
     ))
 }
 

@@ -26,6 +26,7 @@ pub struct DatasetDraft {
     pub fields: Vec<FieldDraft>,
     pub primary_key: Option<Located<Vec<String>>>,
     pub indexes: Vec<Located<Vec<String>>>,
+    pub cluster_by: Option<Located<Vec<String>>>,
 }
 
 /// One field as declared. Bounds and defaults are JSON values, read against the type later.

@@ -25,6 +25,9 @@ pub struct DatasetSchema {
     pub primary_key: Vec<usize>,
     /// Secondary indexes, each as positions in `fields`.
     pub indexes: Vec<Vec<usize>>,
+    /// Fields (positions) stored data is ordered by when it is clustered, so that filters on
+    /// them skip most of the table; empty when not declared.
+    pub cluster_by: Vec<usize>,
     arrow: SchemaRef,
 }
 
@@ -66,6 +69,7 @@ impl DatasetSchema {
         fields: Vec<FieldSchema>,
         primary_key: Vec<usize>,
         indexes: Vec<Vec<usize>>,
+        cluster_by: Vec<usize>,
     ) -> Self {
         let arrow = Arc::new(Schema::new(
             fields
@@ -79,6 +83,7 @@ impl DatasetSchema {
             fields,
             primary_key,
             indexes,
+            cluster_by,
             arrow,
         }
     }
