@@ -182,15 +182,19 @@ fn pump(
         Some(first) => first.send(Some(item)).is_ok(),
         None => rest.send(item).is_ok(),
     };
-    let mut prepared = match conn.prepare(&statement.sql) {
+    // reads of the same shape (same filters, order and limit; values are bound) reuse their plan
+    let mut prepared = match conn.prepare_cached(&statement.sql) {
         Ok(prepared) => prepared,
         Err(e) => {
             deliver(Err(store_error(e)));
             return;
         }
     };
+    // a read that ends early leaves its statement mid-result: it is discarded, not cached, so no
+    // pending result holds a snapshot open on the pooled connection
     if let Err(e) = prepared.stream_arrow(duckdb::params_from_iter(statement.params.iter())) {
         deliver(Err(store_error(e)));
+        prepared.discard();
         return;
     }
     let mut gathered: Vec<RecordBatch> = Vec::new();
@@ -201,6 +205,7 @@ fn pump(
             Ok(None) => (None, true),
             Err(e) => {
                 deliver(Err(store_error(e)));
+                prepared.discard();
                 return;
             }
         };
@@ -218,7 +223,9 @@ fn pump(
             rows = 0;
             let failed = batch.is_err();
             if !deliver(batch) || failed {
-                return; // the consumer is gone (or told of the failure): stop the query
+                // the consumer is gone (or told of the failure): stop the query
+                prepared.discard();
+                return;
             }
         }
         if done {
