@@ -213,15 +213,29 @@ async fn read(
     Ok(response)
 }
 
+/// Answers a read given as query parameters (filters and the read's own parameters).
+async fn read_params(
+    state: &HttpState,
+    dataset: &str,
+    query: Option<String>,
+    headers: &HeaderMap,
+    request: for<'a> fn(&'a [(String, String)]) -> ReadRequest<'a>,
+) -> Answer {
+    let mut params = query_pairs(query);
+    let format = AnswerFormat::negotiate(headers, &mut params)?;
+    read(state, dataset, request(&params), format).await
+}
+
 pub async fn list_records(
     State(state): State<HttpState>,
     Path(dataset): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Answer {
-    let mut params = query_pairs(query);
-    let format = AnswerFormat::negotiate(&headers, &mut params)?;
-    read(&state, &dataset, ReadRequest::Records(&params), format).await
+    read_params(&state, &dataset, query, &headers, |p| {
+        ReadRequest::Records(p)
+    })
+    .await
 }
 
 pub async fn aggregate(
@@ -230,9 +244,10 @@ pub async fn aggregate(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Answer {
-    let mut params = query_pairs(query);
-    let format = AnswerFormat::negotiate(&headers, &mut params)?;
-    read(&state, &dataset, ReadRequest::Aggregate(&params), format).await
+    read_params(&state, &dataset, query, &headers, |p| {
+        ReadRequest::Aggregate(p)
+    })
+    .await
 }
 
 /// `POST .../query`: the query language (a JSON body), answered like a listing or an aggregate.

@@ -2,7 +2,7 @@
 //! the groups. Every part is checked against the schema when parsed.
 
 use super::params::{parse_filters, parse_limit};
-use super::{OutputColumn, Predicate, QueryError, QueryLimits};
+use super::{OutputColumn, Predicate, QueryError, QueryLimits, field_at};
 use crate::schema::DatasetSchema;
 use crate::value::FieldType;
 
@@ -193,18 +193,7 @@ pub(crate) fn build(
     text: AggregateText<'_>,
     limit: Option<usize>,
 ) -> Result<Aggregation, QueryError> {
-    let field = |at: &str, name: &str| {
-        schema.field_index(name).ok_or_else(|| {
-            QueryError::new(
-                at,
-                format!(
-                    "unknown field `{name}`; {} has fields: {}",
-                    schema.name,
-                    schema.field_names()
-                ),
-            )
-        })
-    };
+    let field = |at: &str, name: &str| field_at(schema, at, name);
     let mut group_by: Vec<GroupKey> = Vec::new();
     for (at, name) in &text.group_by {
         let f = field(at, name)?;
@@ -362,16 +351,7 @@ fn parse_metric(schema: &DatasetSchema, at: &str, item: &str) -> Result<Metric, 
             ))
         };
     }
-    let field = schema.field_index(argument).ok_or_else(|| {
-        QueryError::new(
-            at,
-            format!(
-                "unknown field `{argument}`; {} has fields: {}",
-                schema.name,
-                schema.field_names()
-            ),
-        )
-    })?;
+    let field = field_at(schema, at, argument)?;
     let ty = schema.fields[field].field_type;
     let fits = match function {
         MetricFunction::Count => true,

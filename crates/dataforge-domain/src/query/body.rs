@@ -16,8 +16,8 @@ use super::aggregate::{AggregateText, build};
 use super::cursor::Cursor;
 use super::params::{parse_limit, parse_order, parse_select};
 use super::{
-    Condition, Filter, Predicate, QueryError, QueryLimits, ReadPlan, RecordQuery, comparison,
-    operator_fits,
+    Condition, Filter, Predicate, QueryError, QueryLimits, ReadPlan, RecordQuery, check_operator,
+    comparison, field_at,
 };
 use crate::schema::DatasetSchema;
 use crate::value::Value;
@@ -283,19 +283,6 @@ fn all(
     })
 }
 
-fn field_at(schema: &DatasetSchema, at: &str, name: &str) -> Result<usize, QueryError> {
-    schema.field_index(name).ok_or_else(|| {
-        QueryError::new(
-            at,
-            format!(
-                "unknown field `{name}`; {} has fields: {}",
-                schema.name,
-                schema.field_names()
-            ),
-        )
-    })
-}
-
 fn comparison_leaf(
     schema: &DatasetSchema,
     at: &str,
@@ -306,14 +293,7 @@ fn comparison_leaf(
 ) -> Result<Predicate, QueryError> {
     let field = field_at(schema, at, name)?;
     let ty = schema.fields[field].field_type;
-    if let Err(why) = operator_fits(op, ty) {
-        let message = if why == "is not an operator" {
-            format!("unknown operator `{op}`; operators: {OPERATORS}")
-        } else {
-            format!("operator `{op}` {why} (field `{name}` is {ty})")
-        };
-        return Err(QueryError::new(at, message));
-    }
+    check_operator(at, op, name, ty, OPERATORS)?;
     let value = |json: &Json| {
         if json.is_null() {
             return Err(QueryError::new(

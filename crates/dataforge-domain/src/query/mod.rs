@@ -86,6 +86,40 @@ pub(crate) fn operator_fits(op: &str, ty: FieldType) -> Result<(), String> {
     }
 }
 
+/// The position of field `name`, or an error at `at` (a parameter or body path) listing the
+/// dataset's fields.
+pub(crate) fn field_at(schema: &DatasetSchema, at: &str, name: &str) -> Result<usize, QueryError> {
+    schema.field_index(name).ok_or_else(|| {
+        QueryError::new(
+            at,
+            format!(
+                "unknown field `{name}`; {} has fields: {}",
+                schema.name,
+                schema.field_names()
+            ),
+        )
+    })
+}
+
+/// [`operator_fits`] as an error at `at`, listing `operators` (the caller's syntax) when `op` is
+/// not one.
+pub(crate) fn check_operator(
+    at: &str,
+    op: &str,
+    name: &str,
+    ty: FieldType,
+    operators: &str,
+) -> Result<(), QueryError> {
+    operator_fits(op, ty).map_err(|why| {
+        let message = if why == "is not an operator" {
+            format!("unknown operator `{op}`; operators: {operators}")
+        } else {
+            format!("operator `{op}` {why} (field `{name}` is {ty})")
+        };
+        QueryError::new(at, message)
+    })
+}
+
 /// The comparison an operator name stands for.
 pub(crate) fn comparison(op: &str) -> Option<Comparison> {
     Some(match op {

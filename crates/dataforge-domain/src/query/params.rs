@@ -3,7 +3,8 @@
 
 use super::cursor::Cursor;
 use super::{
-    Condition, Filter, Predicate, QueryError, RecordQuery, SortKey, comparison, operator_fits,
+    Condition, Filter, Predicate, QueryError, RecordQuery, SortKey, check_operator, comparison,
+    field_at,
 };
 use crate::identifier::RESERVED_PARAMETERS;
 use crate::schema::DatasetSchema;
@@ -203,14 +204,7 @@ fn parse_filter(schema: &DatasetSchema, name: &str, raw: &str) -> Result<Filter,
             ),
         )
     })?;
-    if let Err(why) = operator_fits(op, ty) {
-        let message = if why == "is not an operator" {
-            format!("unknown operator `{op}`; operators: {OPERATORS}")
-        } else {
-            format!("operator `{op}` {why} (field `{name}` is {ty})")
-        };
-        return Err(QueryError::new(name, message));
-    }
+    check_operator(name, op, name, ty, OPERATORS)?;
     let value = |text: &str| {
         Value::parse_text(ty, text).map_err(|e| {
             QueryError::new(name, format!("`{text}` is not a valid {ty}: {}", e.message))
@@ -328,16 +322,7 @@ pub(crate) fn parse_select(
 ) -> Result<Vec<usize>, QueryError> {
     let mut select = Vec::new();
     for name in raw.split(',').map(str::trim) {
-        let index = schema.field_index(name).ok_or_else(|| {
-            QueryError::new(
-                at,
-                format!(
-                    "unknown field `{name}`; {} has fields: {}",
-                    schema.name,
-                    schema.field_names()
-                ),
-            )
-        })?;
+        let index = field_at(schema, at, name)?;
         if select.contains(&index) {
             return Err(QueryError::new(
                 at,
@@ -367,16 +352,7 @@ pub(crate) fn parse_order(
                 ));
             }
         };
-        let field = schema.field_index(name).ok_or_else(|| {
-            QueryError::new(
-                at,
-                format!(
-                    "unknown field `{name}`; {} has fields: {}",
-                    schema.name,
-                    schema.field_names()
-                ),
-            )
-        })?;
+        let field = field_at(schema, at, name)?;
         if schema.fields[field].field_type == FieldType::Json {
             return Err(QueryError::new(
                 at,
