@@ -628,7 +628,9 @@ impl WriterState {
 
     /// Inside an open transaction: stores small in-memory writes of one dataset (mode `error`)
     /// with a handful of statements for all of them. Keys repeated within a write, already stored,
-    /// or taken by an earlier write of the transaction refuse that write alone.
+    /// or taken by an earlier write of the transaction refuse that write alone. With the key index
+    /// the checks are lookups and the accepted batches are appended straight to the table; without
+    /// it, the rows go through a temporary table tagged by write for an SQL check.
     fn apply_small(
         &self,
         commits: &[Commit],
@@ -636,66 +638,39 @@ impl WriterState {
         applied: &mut Applied,
     ) -> Result<Vec<(usize, WriteResult)>, StoreError> {
         let schema = &commits[indices[0]].dataset;
-        let group = format!("group__{}", schema.name);
-        self.conn
-            .execute_batch(&format!(
-                "CREATE OR REPLACE TEMP TABLE {} AS SELECT *, CAST(0 AS BIGINT) AS \"__write\" FROM {} LIMIT 0",
-                quote(&group),
-                quote(&schema.name)
-            ))
-            .map_err(store_error)?;
-        let internal = |e: arrow_schema::ArrowError| StoreError::Internal(e.to_string());
         let encoder = KeyEncoder::new(schema)?;
-        let mut tagged_schema: Vec<Field> = schema
-            .arrow_schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        tagged_schema.push(Field::new("__write", DataType::Int64, false));
-        let tagged_schema = Arc::new(Schema::new(tagged_schema));
-        // key rows of every write, and the combined rows tagged with their write's position
+        let batches_of = |i: usize| -> &[RecordBatch] {
+            self.staged
+                .get(&commits[i].write)
+                .and_then(|s| s.memory.as_deref())
+                .unwrap_or_default()
+        };
+        // the encoded keys of every write
         let mut keys: Vec<Vec<Vec<u8>>> = Vec::with_capacity(indices.len());
-        {
-            let mut appender = self
-                .conn
-                .appender_to_catalog_and_db(&group, "temp", "main")
-                .map_err(store_error)?;
-            for (position, &i) in indices.iter().enumerate() {
-                let mut write_keys = Vec::new();
-                for batch in self
-                    .staged
-                    .get(&commits[i].write)
-                    .and_then(|s| s.memory.as_ref())
-                    .into_iter()
-                    .flatten()
-                {
-                    let key_columns: Vec<ArrayRef> = schema
-                        .primary_key
-                        .iter()
-                        .map(|&c| Arc::clone(batch.column(c)))
-                        .collect();
-                    write_keys.extend(encoder.encode(&key_columns)?);
-                    let mut columns = batch.columns().to_vec();
-                    columns.push(Arc::new(Int64Array::from(vec![
-                        position as i64;
-                        batch.num_rows()
-                    ])));
-                    let tagged = RecordBatch::try_new(Arc::clone(&tagged_schema), columns)
-                        .map_err(internal)?;
-                    appender.append_record_batch(tagged).map_err(store_error)?;
-                }
-                keys.push(write_keys);
+        for &i in indices {
+            let mut write_keys = Vec::new();
+            for batch in batches_of(i) {
+                let key_columns: Vec<ArrayRef> = schema
+                    .primary_key
+                    .iter()
+                    .map(|&c| Arc::clone(batch.column(c)))
+                    .collect();
+                write_keys.extend(encoder.encode(&key_columns)?);
             }
-            appender.flush().map_err(store_error)?;
+            keys.push(write_keys);
         }
-        let source = format!("temp.{}", quote(&group));
+        let group = match &self.index {
+            Some(_) => None,
+            None => Some(self.group_table(schema, indices.iter().map(|&i| batches_of(i)))?),
+        };
+        let source = group.as_deref().unwrap_or_default();
         let stored = keys
             .iter()
-            .map(|write_keys| self.stored(schema, &encoder, &source, write_keys))
+            .map(|write_keys| self.stored(schema, &encoder, source, write_keys))
             .collect::<Result<Vec<_>, _>>()?;
         // decide write by write, in commit order
         let mut refused = Vec::new();
+        let mut accepted = Vec::new();
         let mut results = Vec::with_capacity(indices.len());
         for (position, ((&i, write_keys), stored)) in
             indices.iter().zip(&keys).zip(&stored).enumerate()
@@ -709,14 +684,10 @@ impl WriterState {
             )? {
                 None => {
                     applied.add(schema, write_keys.iter().cloned());
-                    let batches = self
-                        .staged
-                        .get(&commits[i].write)
-                        .and_then(|s| s.memory.clone())
-                        .unwrap_or_default();
                     applied
                         .records
-                        .push((Arc::clone(schema), Records::Batches(batches)));
+                        .push((Arc::clone(schema), Records::Batches(batches_of(i).to_vec())));
+                    accepted.push(i);
                     let outcome = WriteOutcome {
                         inserted: write_keys.len() as u64,
                         ..WriteOutcome::default()
@@ -729,20 +700,76 @@ impl WriterState {
                 }
             }
         }
-        if !refused.is_empty() {
-            self.execute(&format!(
-                "DELETE FROM temp.{} WHERE \"__write\" IN ({})",
-                quote(&group),
-                refused.join(", ")
-            ))?;
+        match group {
+            None => {
+                let mut appender = self.conn.appender(&schema.name).map_err(store_error)?;
+                for &i in &accepted {
+                    for batch in batches_of(i) {
+                        appender
+                            .append_record_batch(batch.clone())
+                            .map_err(store_error)?;
+                    }
+                }
+                appender.flush().map_err(store_error)?;
+            }
+            Some(group) => {
+                if !refused.is_empty() {
+                    self.execute(&format!(
+                        "DELETE FROM {group} WHERE \"__write\" IN ({})",
+                        refused.join(", ")
+                    ))?;
+                }
+                let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
+                self.execute(&format!(
+                    "INSERT INTO {} SELECT {columns} FROM {group}",
+                    quote(&schema.name)
+                ))?;
+            }
         }
-        let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
-        self.execute(&format!(
-            "INSERT INTO {} SELECT {columns} FROM temp.{}",
-            quote(&schema.name),
-            quote(&group)
-        ))?;
         Ok(results)
+    }
+
+    /// Fills a temporary table with the rows of several writes, each row tagged with its write's
+    /// position (`__write`), for the SQL key check; answers its qualified name.
+    fn group_table<'b>(
+        &self,
+        schema: &DatasetSchema,
+        writes: impl Iterator<Item = &'b [RecordBatch]>,
+    ) -> Result<String, StoreError> {
+        let group = format!("group__{}", schema.name);
+        self.conn
+            .execute_batch(&format!(
+                "CREATE OR REPLACE TEMP TABLE {} AS SELECT *, CAST(0 AS BIGINT) AS \"__write\" FROM {} LIMIT 0",
+                quote(&group),
+                quote(&schema.name)
+            ))
+            .map_err(store_error)?;
+        let mut tagged_schema: Vec<Field> = schema
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        tagged_schema.push(Field::new("__write", DataType::Int64, false));
+        let tagged_schema = Arc::new(Schema::new(tagged_schema));
+        let mut appender = self
+            .conn
+            .appender_to_catalog_and_db(&group, "temp", "main")
+            .map_err(store_error)?;
+        for (position, batches) in writes.enumerate() {
+            for batch in batches {
+                let mut columns = batch.columns().to_vec();
+                columns.push(Arc::new(Int64Array::from(vec![
+                    position as i64;
+                    batch.num_rows()
+                ])));
+                let tagged = RecordBatch::try_new(Arc::clone(&tagged_schema), columns)
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                appender.append_record_batch(tagged).map_err(store_error)?;
+            }
+        }
+        appender.flush().map_err(store_error)?;
+        Ok(format!("temp.{}", quote(&group)))
     }
 
     /// Which of `keys` (rows of the table `source`) are stored in the dataset: from the key index
@@ -853,5 +880,34 @@ impl WriterState {
                 row.get(0)
             })
             .map_err(store_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small writes are appended straight to the table inside the group's transaction: a rolled
+    /// back group must leave nothing behind.
+    #[test]
+    fn appends_belong_to_the_open_transaction() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (a BIGINT)").unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
+        let count = || -> i64 {
+            conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+                .unwrap()
+        };
+        for (end, expected) in [("ROLLBACK", 0), ("COMMIT", 3)] {
+            conn.execute_batch("BEGIN TRANSACTION").unwrap();
+            let mut appender = conn.appender("t").unwrap();
+            appender.append_record_batch(batch.clone()).unwrap();
+            appender.flush().unwrap();
+            drop(appender);
+            conn.execute_batch(end).unwrap();
+            assert_eq!(count(), expected, "after {end}");
+        }
     }
 }
