@@ -270,18 +270,24 @@ struct DuckDbWrite {
     queue: WriterQueue,
     /// The writer discards the staging table once this handle is gone without a commit.
     alive: Arc<()>,
+    /// The latest batch, held back until the next one arrives or the commit carries it, so a
+    /// write of one batch (every small request) costs one trip to the writer, not two.
+    held: Option<RecordBatch>,
 }
 
 impl StagedWrite for DuckDbWrite {
     fn stage(&mut self, batch: RecordBatch) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            let Some(previous) = self.held.replace(batch) else {
+                return Ok(());
+            };
             let (reply, answered) = oneshot::channel();
             let alive = Arc::downgrade(&self.alive);
             let job = WriterJob::Stage {
                 write: self.id,
                 alive,
                 dataset: Arc::clone(&self.dataset),
-                batch,
+                batch: previous,
                 reply,
             };
             self.queue.submit(job).await?;
@@ -293,17 +299,20 @@ impl StagedWrite for DuckDbWrite {
         self: Box<Self>,
         mode: ConflictMode,
     ) -> BoxFuture<'static, Result<WriteOutcome, StoreError>> {
+        let mut this = self;
         Box::pin(async move {
             let (reply, answered) = oneshot::channel();
             let job = WriterJob::Commit {
-                write: self.id,
-                dataset: Arc::clone(&self.dataset),
+                write: this.id,
+                alive: Arc::downgrade(&this.alive),
+                dataset: Arc::clone(&this.dataset),
+                last: this.held.take(),
                 mode,
                 reply,
             };
-            self.queue.submit(job).await?;
+            this.queue.submit(job).await?;
             let outcome = answer(answered).await;
-            drop(self);
+            drop(this);
             outcome
         })
     }
@@ -320,6 +329,7 @@ impl RecordWriter for DuckDbStore {
                 dataset,
                 queue: self.queue()?,
                 alive: Arc::new(()),
+                held: None,
             };
             Ok(Box::new(write) as Box<dyn StagedWrite>)
         })

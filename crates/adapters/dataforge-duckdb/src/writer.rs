@@ -61,10 +61,13 @@ pub(crate) enum WriterJob {
         dataset: Arc<DatasetSchema>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
-    /// Stores a write's staged rows and drops its staging table.
+    /// Stores a write's staged rows and drops its staging table. `last` is a batch the write
+    /// kept back to send with its commit (a write of one batch then costs one trip to the writer).
     Commit {
         write: u64,
+        alive: Weak<()>,
         dataset: Arc<DatasetSchema>,
+        last: Option<RecordBatch>,
         mode: ConflictMode,
         reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
     },
@@ -111,15 +114,29 @@ pub(crate) fn start(
                         }
                         WriterJob::Commit {
                             write,
+                            alive,
                             dataset,
+                            last,
                             mode,
                             reply,
-                        } => commits.push(Commit {
-                            write,
-                            dataset,
-                            mode,
-                            reply,
-                        }),
+                        } => {
+                            let staged = match last {
+                                Some(batch) => state.stage(write, alive, &dataset, batch),
+                                None => Ok(()),
+                            };
+                            match staged {
+                                Ok(()) => commits.push(Commit {
+                                    write,
+                                    dataset,
+                                    mode,
+                                    reply,
+                                }),
+                                Err(e) => {
+                                    state.drop_staging(write);
+                                    let _ = reply.send(Err(e));
+                                }
+                            }
+                        }
                         WriterJob::Cluster { dataset, reply } => {
                             let _ = reply.send(state.cluster(&dataset));
                         }
