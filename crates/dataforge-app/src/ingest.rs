@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_select::filter::filter_record_batch;
-use dataforge_domain::records::{BATCH_ROWS, BodyError, BodyFormat, DecodedBatch, Halt};
+use dataforge_domain::ports::StagedWrite;
+use dataforge_domain::records::{
+    BATCH_ROWS, BatchDecoder, BodyError, BodyFormat, DecodedBatch, Halt,
+};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::validate::{Violation, Violations, validate_batch};
 use dataforge_domain::write::{ErrorMode, WriteOptions, WriteOutcome};
@@ -66,43 +69,134 @@ impl App {
             let decoder = Arc::clone(&self.decoder);
             tokio::task::spawn_blocking(move || {
                 let mut body = body;
-                let mut checker = Checker::new(&schema, options.on_error);
-                let read = decoder.decode(format, &schema, &mut body, BATCH_ROWS, &mut |decoded| {
-                    seen.fetch_add(decoded.batch.num_rows() as u64, Ordering::Relaxed);
-                    match checker.check(decoded)? {
-                        Some(batch) => valid.blocking_send(batch).map_err(|_| Halt),
-                        None => Ok(()),
-                    }
-                });
-                (read, checker.finish())
+                decode_checked(
+                    &*decoder,
+                    format,
+                    &schema,
+                    &mut body,
+                    options,
+                    &seen,
+                    |batch| valid.blocking_send(batch).map_err(|_| Halt),
+                )
             })
         };
 
         // stage batches as they come; on a staging failure stop reading (the decoder halts)
-        let mut write = None;
-        let mut staging = Ok(());
+        let mut write = Staging::default();
         while let Some(batch) = batches.recv().await {
-            if write.is_none() {
-                match self.writer.begin(Arc::clone(&schema)).await {
-                    Ok(begun) => write = Some(begun),
-                    Err(e) => {
-                        staging = Err(e);
-                        break;
-                    }
-                }
-            }
-            if let Some(write) = write.as_mut()
-                && let Err(e) = write.stage(batch).await
-            {
-                staging = Err(e);
+            if !write.stage(self, &schema, batch).await {
                 break;
             }
         }
         drop(batches);
-        let (read, verdict) = decoding
+        let decoded = decoding
             .await
             .map_err(|e| AppError::Internal(format!("decoding task failed: {e}")))?;
-        staging?;
+        write.finish(decoded, options).await
+    }
+
+    /// [`App::ingest`] for a body already in memory and small (at most [`INLINE_BODY_BYTES`]):
+    /// decoded on the calling task, which costs less than handing a few hundred bytes to a
+    /// blocking thread and back, and is too short to hold up the executor.
+    pub async fn ingest_small(
+        &self,
+        dataset: &str,
+        format: BodyFormat,
+        body: &[u8],
+        options: WriteOptions,
+    ) -> Result<IngestSummary, AppError> {
+        let schema = self.dataset(dataset)?;
+        let mut valid = Vec::new();
+        let mut reader = body;
+        let decoded = decode_checked(
+            &*self.decoder,
+            format,
+            &schema,
+            &mut reader,
+            options,
+            &AtomicU64::new(0),
+            |batch| {
+                valid.push(batch);
+                Ok(())
+            },
+        );
+        let mut write = Staging::default();
+        for batch in valid {
+            if !write.stage(self, &schema, batch).await {
+                break;
+            }
+        }
+        write.finish(decoded, options).await
+    }
+}
+
+/// Bodies this small may be read whole and decoded with [`App::ingest_small`].
+pub const INLINE_BODY_BYTES: usize = 64 * 1024;
+
+/// What the decoding of a body found: how it ended, and the violations (or the request's failure).
+type Decoded = (Result<u64, BodyError>, Result<Violations, AppError>);
+
+/// Decodes a body and validates each batch, handing the records to write to `deliver`.
+fn decode_checked(
+    decoder: &dyn BatchDecoder,
+    format: BodyFormat,
+    schema: &DatasetSchema,
+    body: &mut dyn Read,
+    options: WriteOptions,
+    seen: &AtomicU64,
+    mut deliver: impl FnMut(RecordBatch) -> Result<(), Halt>,
+) -> Decoded {
+    let mut checker = Checker::new(schema, options.on_error);
+    let read = decoder.decode(format, schema, body, BATCH_ROWS, &mut |decoded| {
+        seen.fetch_add(decoded.batch.num_rows() as u64, Ordering::Relaxed);
+        match checker.check(decoded)? {
+            Some(batch) => deliver(batch),
+            None => Ok(()),
+        }
+    });
+    (read, checker.finish())
+}
+
+/// A write being staged batch by batch; begun with its first batch.
+#[derive(Default)]
+struct Staging {
+    write: Option<Box<dyn StagedWrite>>,
+    failure: Option<AppError>,
+}
+
+impl Staging {
+    /// Stages a batch; false once staging failed (the rest of the body is not needed).
+    async fn stage(&mut self, app: &App, schema: &Arc<DatasetSchema>, batch: RecordBatch) -> bool {
+        let staged = match self.write.as_mut() {
+            Some(write) => write.stage(batch).await,
+            None => match app.writer.begin(Arc::clone(schema)).await {
+                Ok(mut begun) => {
+                    let staged = begun.stage(batch).await;
+                    self.write = Some(begun);
+                    staged
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match staged {
+            Ok(()) => true,
+            Err(e) => {
+                self.failure = Some(e.into());
+                false
+            }
+        }
+    }
+
+    /// Commits the staged rows if the body was read whole and valid (or `on_error=skip`).
+    async fn finish(
+        self,
+        decoded: Decoded,
+        options: WriteOptions,
+    ) -> Result<IngestSummary, AppError> {
+        let (read, verdict) = decoded;
+        if let Some(failure) = self.failure {
+            return Err(failure);
+        }
         match read {
             Ok(_) => {}
             Err(BodyError::Halted) => {}
@@ -114,7 +208,7 @@ impl App {
             Err(other) => return Err(AppError::MalformedBody(other.to_string())),
         }
         let violations = verdict?;
-        let outcome = match write {
+        let outcome = match self.write {
             Some(write) => write.commit(options.on_conflict).await?,
             None => WriteOutcome::default(),
         };

@@ -22,6 +22,12 @@ use dataforge_http::HttpSettings;
 use settings::Settings;
 use tracing_subscriber::EnvFilter;
 
+/// Record batches are built on request threads and freed on the writer's, many small ones per
+/// second: mimalloc handles that cross-thread traffic with less contention than glibc's malloc
+/// (single-record writes, 64 clients: 13,644 -> 17,174 requests/s, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "dataforge",

@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
+use arrow_select::concat::concat_batches;
 use dataforge_domain::ports::{ConflictReason, ConflictingKey, StoreError};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::write::{ConflictMode, WriteOutcome};
@@ -252,6 +253,16 @@ impl WriterState {
             .map_err(store_error)
     }
 
+    /// Runs a statement without parameters, prepared once per connection: a group's transaction
+    /// control costs no parsing or planning.
+    fn run(&self, sql: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute([]))
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
     /// Drops the staging tables of writes abandoned before their commit (a failed request).
     fn discard_abandoned(&mut self) {
         let abandoned: Vec<u64> = self
@@ -381,9 +392,7 @@ impl WriterState {
             .execute_batch("SET preserve_insertion_order = true")
             .map_err(store_error)?;
         let result = (|| {
-            self.conn
-                .execute_batch("BEGIN TRANSACTION")
-                .map_err(store_error)?;
+            self.run("BEGIN TRANSACTION")?;
             self.conn
                 .execute_batch(&create_table_named(schema, &rewritten))
                 .map_err(store_error)?;
@@ -400,11 +409,11 @@ impl WriterState {
             for statement in create_indexes(schema) {
                 self.conn.execute_batch(&statement).map_err(store_error)?;
             }
-            self.conn.execute_batch("COMMIT").map_err(store_error)?;
+            self.run("COMMIT")?;
             Ok(rows)
         })();
         if result.is_err() {
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = self.run("ROLLBACK");
         }
         if let Err(e) = self.conn.execute_batch(&format!(
             "SET preserve_insertion_order = {}",
@@ -462,9 +471,7 @@ impl WriterState {
         commits: &[Commit],
         spilled: &[Result<(), StoreError>],
     ) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
-        self.conn
-            .execute_batch("BEGIN TRANSACTION")
-            .map_err(store_error)?;
+        self.run("BEGIN TRANSACTION")?;
         let mut applied = Applied::default();
         let outcome = (|| {
             let mut results: Vec<Option<Result<WriteOutcome, StoreError>>> =
@@ -508,7 +515,7 @@ impl WriterState {
                 Ok(results)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = self.run("ROLLBACK");
                 Err(e)
             }
         }
@@ -521,12 +528,15 @@ impl WriterState {
         let next = self.seq.map(|seq| seq + 1);
         let committed = match next {
             Some(seq) => self
-                .execute(&format!("UPDATE {} SET seq = {seq}", quote(SEQUENCE_TABLE)))
-                .and_then(|_| self.conn.execute_batch("COMMIT").map_err(store_error)),
-            None => self.conn.execute_batch("COMMIT").map_err(store_error),
+                .conn
+                .prepare_cached(&format!("UPDATE {} SET seq = ?", quote(SEQUENCE_TABLE)))
+                .and_then(|mut update| update.execute([seq as i64]))
+                .map_err(store_error)
+                .and_then(|_| self.run("COMMIT")),
+            None => self.run("COMMIT"),
         };
         if let Err(e) = committed {
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = self.run("ROLLBACK");
             return Err(e);
         }
         self.seq = next;
@@ -571,9 +581,7 @@ impl WriterState {
     }
 
     fn commit_alone(&mut self, commit: &Commit) -> Result<WriteOutcome, StoreError> {
-        self.conn
-            .execute_batch("BEGIN TRANSACTION")
-            .map_err(store_error)?;
+        self.run("BEGIN TRANSACTION")?;
         let mut applied = Applied::default();
         match self.apply(commit, &mut applied) {
             Ok(outcome) => {
@@ -581,7 +589,7 @@ impl WriterState {
                 Ok(outcome)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = self.run("ROLLBACK");
                 Err(e)
             }
         }
@@ -701,9 +709,6 @@ impl WriterState {
             )? {
                 None => {
                     applied.add(schema, write_keys.iter().cloned());
-                    applied
-                        .records
-                        .push((Arc::clone(schema), Records::Batches(batches_of(i).to_vec())));
                     accepted.push(i);
                     let outcome = WriteOutcome {
                         inserted: write_keys.len() as u64,
@@ -717,16 +722,18 @@ impl WriterState {
                 }
             }
         }
+        // the accepted rows as one batch: one append (and one index pass) for the whole group
+        // costs far less than one per write when writes are single records
+        let accepted_batches = accepted.iter().flat_map(|&i| batches_of(i));
+        let stored = concat_batches(schema.arrow_schema(), accepted_batches)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         match group {
+            None if stored.num_rows() == 0 => {}
             None => {
                 let mut appender = self.conn.appender(&schema.name).map_err(store_error)?;
-                for &i in &accepted {
-                    for batch in batches_of(i) {
-                        appender
-                            .append_record_batch(batch.clone())
-                            .map_err(store_error)?;
-                    }
-                }
+                appender
+                    .append_record_batch(stored.clone())
+                    .map_err(store_error)?;
                 appender.flush().map_err(store_error)?;
             }
             Some(group) => {
@@ -743,6 +750,9 @@ impl WriterState {
                 ))?;
             }
         }
+        applied
+            .records
+            .push((Arc::clone(schema), Records::Batches(vec![stored])));
         Ok(results)
     }
 

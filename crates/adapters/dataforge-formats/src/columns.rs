@@ -132,6 +132,10 @@ pub(crate) struct RowDecoder<'s> {
     done: u64,
 }
 
+/// Rows the builders make room for at first; they grow as records come, so a one-record request
+/// does not allocate (and the writer later free) room for thousands.
+const INITIAL_ROWS: usize = 256;
+
 impl<'s> RowDecoder<'s> {
     pub(crate) fn new(schema: &'s DatasetSchema, batch_rows: usize) -> Self {
         RowDecoder {
@@ -139,7 +143,7 @@ impl<'s> RowDecoder<'s> {
             columns: schema
                 .fields
                 .iter()
-                .map(|f| ColumnBuilder::new(f.field_type, batch_rows.min(8192)))
+                .map(|f| ColumnBuilder::new(f.field_type, batch_rows.min(INITIAL_ROWS)))
                 .collect(),
             present: vec![false; schema.fields.len()],
             violations: Violations::default(),

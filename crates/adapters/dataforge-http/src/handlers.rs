@@ -4,6 +4,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use dataforge_app::ingest::INLINE_BODY_BYTES;
 use dataforge_app::read::ReadRequest;
 use dataforge_app::{App, AppError};
 use dataforge_domain::records::BodyFormat;
@@ -152,21 +153,36 @@ pub async fn insert_records(
         if declared.is_some_and(|length| length > state.max_body_bytes as u64) {
             return Err(too_large());
         }
-        Ok((options, format))
+        Ok((options, format, declared))
     })();
-    let (options, format) = match checked {
+    let (options, format, declared) = match checked {
         Ok(checked) => checked,
         Err(problem) => {
             body::discard(body).await;
             return Err(problem);
         }
     };
-    let (reader, overflow) = body::stream(body, state.max_body_bytes);
-    let ingested = state.app.ingest(&dataset, format, reader, options).await;
-    if overflow.happened() {
-        return Err(too_large());
-    }
-    let summary = ingested.map_err(|e| problem(&state, &dataset, e))?;
+    let summary = if declared.is_some_and(|length| length <= INLINE_BODY_BYTES as u64) {
+        // a small body (most single-record writes): read whole, decoded on this task
+        let whole = axum::body::to_bytes(body, INLINE_BODY_BYTES)
+            .await
+            .map_err(|e| {
+                let e = AppError::MalformedBody(format!("the body could not be read: {e}"));
+                problem(&state, &dataset, e)
+            })?;
+        state
+            .app
+            .ingest_small(&dataset, format, &whole, options)
+            .await
+    } else {
+        let (reader, overflow) = body::stream(body, state.max_body_bytes);
+        let ingested = state.app.ingest(&dataset, format, reader, options).await;
+        if overflow.happened() {
+            return Err(too_large());
+        }
+        ingested
+    };
+    let summary = summary.map_err(|e| problem(&state, &dataset, e))?;
     let outcome = summary.outcome;
     let mut answer = json!({
         "inserted": outcome.inserted,
