@@ -400,8 +400,19 @@ fn csv_bodies_load_the_same_rows_as_json() {
 
 #[test]
 fn concurrent_small_writes_are_committed_in_groups_and_each_stays_whole() {
+    writes_in_groups_stay_whole(&[]);
+}
+
+/// The same with no write buffer: every write goes through a staging table of its own.
+#[test]
+fn concurrent_staged_writes_are_committed_in_groups_and_each_stays_whole() {
+    writes_in_groups_stay_whole(&[("DATAFORGE_DATABASE__WRITE_BUFFER_MIB", "0")]);
+}
+
+fn writes_in_groups_stay_whole(settings: &[(&str, &str)]) {
     let (_dir, db) = temp_db();
-    let env = [("RUST_LOG", "info,dataforge_duckdb::writer=debug")];
+    let mut env = vec![("RUST_LOG", "info,dataforge_duckdb::writer=debug")];
+    env.extend_from_slice(settings);
     let server = Server::start_with(&db, &support::shipped_schemas(), &env);
     assert_eq!(
         counts(&server.post_json(&format!("{WP}/records"), &production(0))),

@@ -26,6 +26,10 @@ pub struct DuckDbConfig {
     pub write_queue: u32,
     /// Milliseconds a write waits for room in a full queue before it is answered 503.
     pub write_wait_ms: u64,
+    /// MiB of incoming records the writer keeps in memory, over all writes in progress; a write
+    /// within its share (a quarter, at most 64 MiB) is appended straight to its table at commit,
+    /// a larger one is staged in a temporary table that spills to disk. 0 stages every write.
+    pub write_buffer_mib: u32,
     /// Milliseconds a read may take to start answering before it is stopped and answered 504.
     pub query_timeout_ms: u64,
 }
@@ -42,6 +46,7 @@ impl Default for DuckDbConfig {
             read_connections: 4,
             write_queue: 256,
             write_wait_ms: 10_000,
+            write_buffer_mib: 256,
             query_timeout_ms: 30_000,
         }
     }

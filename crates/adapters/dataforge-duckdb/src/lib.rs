@@ -131,6 +131,7 @@ impl DuckDbStore {
             conn.try_clone().map_err(store_error)?,
             config.write_queue as usize,
             config.preserve_insertion_order,
+            config.write_buffer_mib as usize * 1024 * 1024,
         )?;
         tracing::info!(
             path = %config.path.display(),

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
-use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use arrow_select::concat::concat_batches;
 use dataforge_domain::ports::{ConflictReason, ConflictingKey, StoreError};
@@ -84,6 +84,7 @@ pub(crate) fn start(
     conn: Connection,
     queue_size: usize,
     preserve_insertion_order: bool,
+    memory_budget: usize,
 ) -> Result<Writer, StoreError> {
     let (queue, mut jobs) = mpsc::channel::<WriterJob>(queue_size.max(1));
     let thread = std::thread::Builder::new()
@@ -95,6 +96,8 @@ pub(crate) fn start(
                 index: None,
                 seq: None,
                 preserve_insertion_order,
+                memory_bytes: 0,
+                budget: MemoryBudget::new(memory_budget),
             };
             while let Some(first) = jobs.blocking_recv() {
                 state.discard_abandoned();
@@ -186,6 +189,9 @@ struct WriterState {
     seq: Option<u64>,
     /// The configured `preserve_insertion_order`, restored after a clustering rewrite.
     preserve_insertion_order: bool,
+    /// Bytes of batches staged in memory, over all writes.
+    memory_bytes: usize,
+    budget: MemoryBudget,
 }
 
 /// What a transaction learns while it applies writes: per dataset, the keys it stores (so that a
@@ -199,7 +205,7 @@ struct Applied {
 
 /// Where the records a write stored can be read back once it is committed.
 enum Records {
-    /// A small write's batches.
+    /// An in-memory write's batches.
     Batches(Vec<RecordBatch>),
     /// A write's staging table, left holding exactly the rows it stored.
     Staging(u64),
@@ -219,17 +225,58 @@ impl Applied {
     }
 }
 
-/// Rows a write may keep in memory before they move to a staging table of its own.
-const MEMORY_ROWS: usize = 8192;
+/// Bytes of batches one write may keep in memory, at most, before they move to a staging table of
+/// its own.
+const WRITE_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 
-/// A write's staged rows: small writes stay in memory (no table to create, fill and drop), larger
-/// ones go to a temporary staging table, which DuckDB spills to disk past its memory limit.
+/// How much of the writer's memory budget (`write_buffer_mib`, over all writes: past it, a growing
+/// write moves to its staging table) one write may hold.
+#[derive(Clone, Copy)]
+struct MemoryBudget {
+    total: usize,
+    per_write: usize,
+}
+
+impl MemoryBudget {
+    fn new(total: usize) -> Self {
+        MemoryBudget {
+            total,
+            per_write: (total / 4).min(WRITE_MEMORY_BYTES),
+        }
+    }
+}
+
+/// A write's staged rows: writes within their memory share (every single-record or 100,000-row
+/// request, by default) stay in memory and are appended straight to the table at commit, with no
+/// staging table to create, fill, read back and drop; larger ones go to a temporary staging table,
+/// which DuckDB spills to disk past its memory limit.
 struct Staged {
     /// Alive while the write's handle is; a write whose handle is gone uncommitted is discarded.
     alive: Weak<()>,
-    /// The batches while the write is small; `None` once they are in the staging table.
+    /// The batches while the write is in memory; `None` once they are in the staging table.
     memory: Option<Vec<RecordBatch>>,
+    /// Bytes of the batches in memory.
+    bytes: usize,
     rows: usize,
+}
+
+/// Rows of a group's accepted in-memory writes that are gathered into one batch before they are
+/// stored.
+const COALESCED_ROWS: usize = 8192;
+
+/// The bytes a batch's rows take. Batches decoded from Arrow IPC are slices of one message buffer,
+/// so what each column refers to is counted, not the capacity of the buffers it shares.
+fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size())
+        })
+        .sum()
 }
 
 /// The staging table's column numbering rows in request order.
@@ -280,6 +327,7 @@ impl WriterState {
         let Some(staged) = self.staged.remove(&write) else {
             return;
         };
+        self.memory_bytes -= staged.bytes;
         if staged.memory.is_none()
             && let Err(e) = self
                 .conn
@@ -301,13 +349,17 @@ impl WriterState {
         let staged = self.staged.entry(write).or_insert(Staged {
             alive,
             memory: Some(Vec::new()),
+            bytes: 0,
             rows: 0,
         });
         let first_row = staged.rows;
         staged.rows += batch.num_rows();
         if let Some(batches) = staged.memory.as_mut() {
+            let bytes = batch_bytes(&batch);
             batches.push(batch);
-            if staged.rows <= MEMORY_ROWS {
+            staged.bytes += bytes;
+            self.memory_bytes += bytes;
+            if staged.bytes <= self.budget.per_write && self.memory_bytes <= self.budget.total {
                 return Ok(());
             }
             return self.spill(write, schema);
@@ -317,9 +369,13 @@ impl WriterState {
 
     /// Moves a write's in-memory batches to a staging table of its own.
     fn spill(&mut self, write: u64, schema: &DatasetSchema) -> Result<(), StoreError> {
-        let Some(batches) = self.staged.get_mut(&write).and_then(|s| s.memory.take()) else {
+        let Some(staged) = self.staged.get_mut(&write) else {
             return Ok(());
         };
+        let Some(batches) = staged.memory.take() else {
+            return Ok(());
+        };
+        self.memory_bytes -= std::mem::take(&mut staged.bytes);
         self.conn
             .execute_batch(&format!(
                 "CREATE TEMP TABLE {} AS SELECT *, CAST(0 AS BIGINT) AS {} FROM {} LIMIT 0",
@@ -429,7 +485,7 @@ impl WriterState {
     /// rolled back and each write is committed on its own, so one request cannot fail another.
     fn commit_group(&mut self, commits: Vec<Commit>) {
         tracing::debug!(writes = commits.len(), "group commit");
-        // small writes in mode `error` are checked and stored together from memory; the others
+        // in-memory writes in mode `error` are checked and stored together from memory; the others
         // need their rows in a staging table
         let mut spilled: Vec<Result<(), StoreError>> = Vec::with_capacity(commits.len());
         for commit in &commits {
@@ -476,8 +532,8 @@ impl WriterState {
         let outcome = (|| {
             let mut results: Vec<Option<Result<WriteOutcome, StoreError>>> =
                 spilled.iter().map(|s| s.clone().err().map(Err)).collect();
-            // small writes, by dataset, together
-            let mut small: HashMap<&str, Vec<usize>> = HashMap::new();
+            // in-memory writes, by dataset, together
+            let mut in_memory: HashMap<&str, Vec<usize>> = HashMap::new();
             for (i, commit) in commits.iter().enumerate() {
                 if results[i].is_none()
                     && self
@@ -485,14 +541,14 @@ impl WriterState {
                         .get(&commit.write)
                         .is_some_and(|s| s.memory.is_some())
                 {
-                    small
+                    in_memory
                         .entry(commit.dataset.name.as_str())
                         .or_default()
                         .push(i);
                 }
             }
-            for indices in small.values() {
-                for (i, result) in self.apply_small(commits, indices, &mut applied)? {
+            for indices in in_memory.values() {
+                for (i, result) in self.apply_in_memory(commits, indices, &mut applied)? {
                     results[i] = Some(result);
                 }
             }
@@ -651,12 +707,12 @@ impl WriterState {
         Ok(out)
     }
 
-    /// Inside an open transaction: stores small in-memory writes of one dataset (mode `error`)
+    /// Inside an open transaction: stores in-memory writes of one dataset (mode `error`)
     /// with a handful of statements for all of them. Keys repeated within a write, already stored,
     /// or taken by an earlier write of the transaction refuse that write alone. With the key index
     /// the checks are lookups and the accepted batches are appended straight to the table; without
     /// it, the rows go through a temporary table tagged by write for an SQL check.
-    fn apply_small(
+    fn apply_in_memory(
         &self,
         commits: &[Commit],
         indices: &[usize],
@@ -722,18 +778,31 @@ impl WriterState {
                 }
             }
         }
-        // the accepted rows as one batch: one append (and one index pass) for the whole group
-        // costs far less than one per write when writes are single records
-        let accepted_batches = accepted.iter().flat_map(|&i| batches_of(i));
-        let stored = concat_batches(schema.arrow_schema(), accepted_batches)
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        // many small accepted batches (single-record writes) become one: one append and one index
+        // pass for the whole group cost far less than one per write; large ones go as they are
+        let accepted: Vec<RecordBatch> = accepted
+            .iter()
+            .flat_map(|&i| batches_of(i))
+            .cloned()
+            .collect();
+        let rows: usize = accepted.iter().map(RecordBatch::num_rows).sum();
+        let stored = if accepted.len() > 1 && rows <= COALESCED_ROWS {
+            vec![
+                concat_batches(schema.arrow_schema(), &accepted)
+                    .map_err(|e| StoreError::Internal(e.to_string()))?,
+            ]
+        } else {
+            accepted
+        };
         match group {
-            None if stored.num_rows() == 0 => {}
+            None if rows == 0 => {}
             None => {
                 let mut appender = self.conn.appender(&schema.name).map_err(store_error)?;
-                appender
-                    .append_record_batch(stored.clone())
-                    .map_err(store_error)?;
+                for batch in &stored {
+                    appender
+                        .append_record_batch(batch.clone())
+                        .map_err(store_error)?;
+                }
                 appender.flush().map_err(store_error)?;
             }
             Some(group) => {
@@ -752,7 +821,7 @@ impl WriterState {
         }
         applied
             .records
-            .push((Arc::clone(schema), Records::Batches(vec![stored])));
+            .push((Arc::clone(schema), Records::Batches(stored)));
         Ok(results)
     }
 
