@@ -13,6 +13,19 @@ use support::{Server, production};
 const WP: &str = "/v1/datasets/well_production";
 const ROWS_PER_REQUEST: i64 = 500;
 
+/// Writers 2 and 3 send large requests, whose records the writer indexes on a second thread while
+/// DuckDB commits.
+const LARGE_REQUEST: i64 = 20_000;
+
+/// Rows of each request of a writer.
+fn rows_of(writer: i64) -> i64 {
+    if writer < 2 {
+        ROWS_PER_REQUEST
+    } else {
+        LARGE_REQUEST
+    }
+}
+
 #[test]
 fn sigkill_mid_ingest_loses_no_acknowledged_request_and_leaves_no_partial_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -20,7 +33,8 @@ fn sigkill_mid_ingest_loses_no_acknowledged_request_and_leaves_no_partial_one() 
     let server = Server::start(&db);
     let base = server.base.clone();
     let stop = Arc::new(AtomicBool::new(false));
-    // 4 writers send requests of 500 rows, each request marked in data_source, until the crash
+    // 4 writers send requests of 500 or 20,000 rows, each request marked in data_source, until the
+    // crash
     let writers: Vec<_> = (0..4i64)
         .map(|writer| {
             let (base, stop) = (base.clone(), Arc::clone(&stop));
@@ -31,9 +45,9 @@ fn sigkill_mid_ingest_loses_no_acknowledged_request_and_leaves_no_partial_one() 
                         break;
                     }
                     let id = writer * 1_000_000 + request;
-                    let rows: Vec<Value> = (0..ROWS_PER_REQUEST)
+                    let rows: Vec<Value> = (0..rows_of(writer))
                         .map(|k| {
-                            let mut row = production(id * ROWS_PER_REQUEST + k);
+                            let mut row = production(id * rows_of(writer) + k);
                             row["data_source"] = json!(format!("req-{id}"));
                             row
                         })
@@ -85,25 +99,36 @@ fn sigkill_mid_ingest_loses_no_acknowledged_request_and_leaves_no_partial_one() 
     for id in &acknowledged {
         assert_eq!(
             per_request.get(&format!("req-{id}")),
-            Some(&ROWS_PER_REQUEST),
+            Some(&rows_of(id / 1_000_000)),
             "acknowledged request {id} is whole"
         );
     }
     for (request, rows) in &per_request {
+        let id: i64 = request.trim_start_matches("req-").parse().unwrap();
         assert_eq!(
-            *rows, ROWS_PER_REQUEST,
+            *rows,
+            rows_of(id / 1_000_000),
             "{request} is stored whole or not at all"
         );
     }
+    assert!(
+        acknowledged.iter().any(|id| id / 1_000_000 >= 2),
+        "a large request was acknowledged before the crash"
+    );
     // the restarted server takes new writes, and its key index knows every stored key: an
     // acknowledged request sent again conflicts
     let again = server.post_json(&format!("{WP}/records"), &production(4_000_000_000));
     assert_eq!(again.status, 201, "{again:?}");
     let repeat = |server: &Server| {
-        let id = acknowledged[acknowledged.len() / 2];
-        let rows: Vec<Value> = (0..ROWS_PER_REQUEST)
+        // a large request: its keys were indexed alongside DuckDB's commit
+        let id = *acknowledged
+            .iter()
+            .rev()
+            .find(|id| *id / 1_000_000 >= 2)
+            .unwrap();
+        let rows: Vec<Value> = (0..LARGE_REQUEST)
             .map(|k| {
-                let mut row = production(id * ROWS_PER_REQUEST + k);
+                let mut row = production(id * LARGE_REQUEST + k);
                 row["data_source"] = json!(format!("req-{id}"));
                 row
             })
@@ -112,7 +137,7 @@ fn sigkill_mid_ingest_loses_no_acknowledged_request_and_leaves_no_partial_one() 
     };
     let conflict = repeat(&server);
     assert_eq!(conflict.status, 409, "{conflict:?}");
-    assert_eq!(conflict.body["total_conflicts"], json!(ROWS_PER_REQUEST));
+    assert_eq!(conflict.body["total_conflicts"], json!(LARGE_REQUEST));
 
     // a lost key index is rebuilt from the tables at start
     server.stop();

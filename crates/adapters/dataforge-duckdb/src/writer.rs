@@ -279,6 +279,26 @@ fn batch_bytes(batch: &RecordBatch) -> usize {
         .sum()
 }
 
+/// Records of one transaction from which indexing them alongside DuckDB's commit pays for the
+/// second thread.
+const ALONGSIDE_ROWS: usize = 16 * 1024;
+
+/// Whether a transaction's records are indexed on a second thread while DuckDB commits: when they
+/// are all in memory (records in a staging table are read back through the writer's connection)
+/// and many.
+fn indexed_alongside(records: &[(Arc<DatasetSchema>, Records)]) -> bool {
+    let mut rows = 0;
+    for (_, records) in records {
+        match records {
+            Records::Batches(batches) => {
+                rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>()
+            }
+            Records::Staging(_) => return false,
+        }
+    }
+    rows >= ALONGSIDE_ROWS
+}
+
 /// The staging table's column numbering rows in request order.
 const ROW_COLUMN: &str = "__row";
 
@@ -582,6 +602,71 @@ impl WriterState {
     /// at the next start, when its sequence number no longer matches DuckDB's.
     fn finish(&mut self, applied: Applied) -> Result<(), StoreError> {
         let next = self.seq.map(|seq| seq + 1);
+        if let (Some(index), Some(seq)) = (self.index.clone(), next)
+            && indexed_alongside(&applied.records)
+        {
+            return self.finish_alongside(&index, &applied.records, seq);
+        }
+        self.commit_duckdb(next)?;
+        if let (Some(index), Some(seq)) = (&self.index, next)
+            && let Err(e) = self.index_records(index, &applied.records, seq)
+        {
+            self.index_failed(e);
+        }
+        Ok(())
+    }
+
+    /// [`Self::finish`] for a large transaction whose records are all in memory: a second thread
+    /// writes them to the key index while DuckDB commits, and commits the index once DuckDB has
+    /// (or abandons it if DuckDB failed), so the two stores' costs overlap instead of adding up.
+    fn finish_alongside(
+        &mut self,
+        index: &Arc<KeyIndex>,
+        records: &[(Arc<DatasetSchema>, Records)],
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        let (verdict, committed_in_duckdb) = std::sync::mpsc::channel::<bool>();
+        let (committed, indexed) = std::thread::scope(|scope| {
+            let indexing = scope.spawn(move || -> Result<(), StoreError> {
+                // LMDB ties a write transaction to the thread that began it
+                let mut write = index.write()?;
+                for (schema, records) in records {
+                    if let Records::Batches(batches) = records {
+                        for batch in batches {
+                            write.put(schema, batch)?;
+                        }
+                    }
+                }
+                match committed_in_duckdb.recv() {
+                    Ok(true) => write.commit(seq),
+                    _ => Ok(()), // dropped uncommitted
+                }
+            });
+            let committed = self.commit_duckdb(Some(seq));
+            let _ = verdict.send(committed.is_ok());
+            let indexed = indexing.join().unwrap_or_else(|_| {
+                Err(StoreError::Internal("the indexing thread panicked".into()))
+            });
+            (committed, indexed)
+        });
+        committed?;
+        if let Err(e) = indexed {
+            self.index_failed(e);
+        }
+        Ok(())
+    }
+
+    /// Drops the key index after a failed write to it: keys are checked and read with SQL until the
+    /// next start rebuilds it (its sequence number no longer matches DuckDB's).
+    fn index_failed(&mut self, e: StoreError) {
+        tracing::error!(error = %e, "the key index failed; checking keys and reading by key with SQL until the next start rebuilds it");
+        if let Some(index) = self.index.take() {
+            index.disable();
+        }
+    }
+
+    /// Commits the open DuckDB transaction, with the sequence number `next` when there is one.
+    fn commit_duckdb(&mut self, next: Option<u64>) -> Result<(), StoreError> {
         let committed = match next {
             Some(seq) => self
                 .conn
@@ -596,13 +681,6 @@ impl WriterState {
             return Err(e);
         }
         self.seq = next;
-        if let (Some(index), Some(seq)) = (&self.index, next)
-            && let Err(e) = self.index_records(index, &applied.records, seq)
-        {
-            tracing::error!(error = %e, "the key index failed; checking keys and reading by key with SQL until the next start rebuilds it");
-            index.disable();
-            self.index = None;
-        }
         Ok(())
     }
 
