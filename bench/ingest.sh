@@ -41,10 +41,12 @@ echo
 read -r _ _ raw_s raw_rate < <("$CARGO_TARGET_DIR/release/examples/raw_load" "$work/all.arrow" "$work" | grep raw_unkeyed)
 read -r _ _ keyed_s keyed_rate < <("$CARGO_TARGET_DIR/release/examples/raw_load" "$work/all.arrow" "$work" | grep raw_keyed)
 rm -f "$work/all.arrow" "$work"/raw_*.duckdb*
-echo "| load | rows/s | ratio to the limit | peak RSS (MiB) |"
-echo "| --- | ---: | ---: | ---: |"
-echo "| (a) raw DuckDB, Arrow appender, no key constraint (the limit) | $raw_rate | 1.00 | |"
-echo "| raw DuckDB, Arrow appender, composite PRIMARY KEY | $keyed_rate | $(echo "scale=2; $keyed_rate / $raw_rate" | bc) | |"
+# the limit, as the issue defines it: the same rows into the same keyed table (composite PRIMARY
+# KEY); the ratio to an unkeyed table (no uniqueness at all) is shown beside it
+echo "| load | rows/s | ratio to the limit (keyed table) | ratio to an unkeyed table | peak RSS (MiB) |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+echo "| (a) raw DuckDB, Arrow appender, composite PRIMARY KEY (the limit) | $keyed_rate | 1.00 | $(echo "scale=2; $keyed_rate / $raw_rate" | bc) | |"
+echo "| raw DuckDB, Arrow appender, no key constraint | $raw_rate | $(echo "scale=2; $raw_rate / $keyed_rate" | bc) | 1.00 | |"
 
 # (b) dataforge HTTP ingest, 100,000-row requests, per format
 declare -A media=([arrow]="application/vnd.apache.arrow.stream" [parquet]="application/vnd.apache.parquet"
@@ -62,7 +64,7 @@ for format in arrow parquet csv ndjson json; do
   done
   seconds=$(echo "$(now) - $began" | bc)
   rate=$(echo "$rows / $seconds" | bc)
-  echo "| (b) dataforge HTTP, $format | $rate | $(echo "scale=2; $rate / $raw_rate" | bc) | $(peak_rss_mib) |"
+  echo "| (b) dataforge HTTP, $format | $rate | $(echo "scale=2; $rate / $keyed_rate" | bc) | $(echo "scale=2; $rate / $raw_rate" | bc) | $(peak_rss_mib) |"
   stop_server
   rm -rf "$work/chunks"
 done
