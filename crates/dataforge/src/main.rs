@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use dataforge_app::App;
 use dataforge_domain::ports::DatasetStorage;
 use dataforge_domain::records::BodyFormat;
@@ -39,19 +39,27 @@ struct Cli {
     command: Command,
 }
 
+/// Where the configuration, the schemas and the database are: shared by every command that opens
+/// the store.
+#[derive(Args)]
+struct StoreArgs {
+    /// Configuration file (default: ./dataforge.toml when present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory of schema files (default: ./schemas).
+    #[arg(long)]
+    schemas: Option<PathBuf>,
+    /// Database file (default: ./data/dataforge.duckdb).
+    #[arg(long)]
+    db: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API for every dataset in the schema directory.
     Serve {
-        /// Configuration file (default: ./dataforge.toml when present).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Directory of schema files (default: ./schemas).
-        #[arg(long)]
-        schemas: Option<PathBuf>,
-        /// Database file (default: ./data/dataforge.duckdb).
-        #[arg(long)]
-        db: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Address to listen on (default: 127.0.0.1:8000).
         #[arg(long)]
         listen: Option<String>,
@@ -73,15 +81,8 @@ enum Command {
         /// What to do with invalid records: reject (the whole file) or skip (them).
         #[arg(long, default_value = "reject")]
         on_error: String,
-        /// Configuration file (default: ./dataforge.toml when present).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Directory of schema files (default: ./schemas).
-        #[arg(long)]
-        schemas: Option<PathBuf>,
-        /// Database file (default: ./data/dataforge.duckdb).
-        #[arg(long)]
-        db: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Write deterministic synthetic rows of a dataset (well_production) to a file.
     Generate {
@@ -109,15 +110,8 @@ enum Command {
         /// Dataset to cluster.
         #[arg(long)]
         dataset: String,
-        /// Configuration file (default: ./dataforge.toml when present).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Directory of schema files (default: ./schemas).
-        #[arg(long)]
-        schemas: Option<PathBuf>,
-        /// Database file (default: ./data/dataforge.duckdb).
-        #[arg(long)]
-        db: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Check every schema file and print every problem found.
     Check {
@@ -152,11 +146,12 @@ impl From<FormatArg> for BodyFormat {
 }
 
 /// Settings from file and environment, with the `--schemas` and `--db` flags applied on top.
-fn load_settings(
-    config: Option<PathBuf>,
-    schemas: Option<PathBuf>,
-    db: Option<PathBuf>,
-) -> Result<Settings, ExitCode> {
+fn load_settings(store: StoreArgs) -> Result<Settings, ExitCode> {
+    let StoreArgs {
+        config,
+        schemas,
+        db,
+    } = store;
     let mut settings = Settings::load(config.as_deref()).map_err(|e| fail(&e.to_string()))?;
     if let Some(schemas) = schemas {
         settings.server.schemas = schemas;
@@ -211,13 +206,8 @@ fn main() -> ExitCode {
                 Err(message) => fail(&message),
             }
         }
-        Command::Cluster {
-            dataset,
-            config,
-            schemas,
-            db,
-        } => {
-            let settings = match load_settings(config, schemas, db) {
+        Command::Cluster { dataset, store } => {
+            let settings = match load_settings(store) {
                 Ok(settings) => settings,
                 Err(code) => return code,
             };
@@ -252,11 +242,9 @@ fn main() -> ExitCode {
             format,
             on_conflict,
             on_error,
-            config,
-            schemas,
-            db,
+            store,
         } => {
-            let settings = match load_settings(config, schemas, db) {
+            let settings = match load_settings(store) {
                 Ok(settings) => settings,
                 Err(code) => return code,
             };
@@ -305,13 +293,8 @@ fn main() -> ExitCode {
             };
             check(&dir.unwrap_or(settings.server.schemas))
         }
-        Command::Serve {
-            config,
-            schemas,
-            db,
-            listen,
-        } => {
-            let mut settings = match load_settings(config, schemas, db) {
+        Command::Serve { store, listen } => {
+            let mut settings = match load_settings(store) {
                 Ok(settings) => settings,
                 Err(code) => return code,
             };
