@@ -33,11 +33,13 @@ fn sigkill_mid_ingest_loses_no_acknowledged_request_and_leaves_no_partial_one() 
     let server = Server::start(&db);
     let base = server.base.clone();
     let stop = Arc::new(AtomicBool::new(false));
+    let large_acknowledged = Arc::new(AtomicBool::new(false));
     // 4 writers send requests of 500 or 20,000 rows, each request marked in data_source, until the
     // crash
     let writers: Vec<_> = (0..4i64)
         .map(|writer| {
             let (base, stop) = (base.clone(), Arc::clone(&stop));
+            let large_acknowledged = Arc::clone(&large_acknowledged);
             std::thread::spawn(move || {
                 let mut acknowledged = Vec::new();
                 for request in 0.. {
@@ -56,7 +58,12 @@ fn sigkill_mid_ingest_loses_no_acknowledged_request_and_leaves_no_partial_one() 
                         .set("Content-Type", "application/json")
                         .send_string(&Value::Array(rows).to_string());
                     match sent {
-                        Ok(response) if response.status() == 201 => acknowledged.push(id),
+                        Ok(response) if response.status() == 201 => {
+                            acknowledged.push(id);
+                            if rows_of(writer) == LARGE_REQUEST {
+                                large_acknowledged.store(true, Ordering::Relaxed);
+                            }
+                        }
                         Ok(response) => panic!("unexpected status {}", response.status()),
                         Err(_) => break, // the server is gone
                     }
@@ -65,7 +72,13 @@ fn sigkill_mid_ingest_loses_no_acknowledged_request_and_leaves_no_partial_one() 
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // the crash comes once a large request was acknowledged (however slow the machine), while the
+    // writers keep sending
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !large_acknowledged.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(700));
     server.kill();
     stop.store(true, Ordering::Relaxed);
     let acknowledged: Vec<i64> = writers

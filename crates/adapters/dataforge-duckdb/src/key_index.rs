@@ -3,7 +3,8 @@
 //! become lookups instead of scans of the table, and a read by key is one lookup. DuckDB stays the
 //! record of the data: the writer commits there first, then writes the records here with the same
 //! write sequence number; at start a sequence that differs from DuckDB's means the index missed a
-//! write (a crash in between), and it is rebuilt from the tables.
+//! write (a crash in between), and it is rebuilt from the tables. A schema's declared `indexes` live
+//! here too (see [`OrderedIndex`]), written in the same transactions as the records.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,18 +14,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_row::{RowConverter, SortField};
 use dataforge_domain::ports::StoreError;
+use dataforge_domain::query::RecordQuery;
 use dataforge_domain::schema::{Catalog, DatasetSchema};
 use dataforge_domain::value::Value;
 use duckdb::Connection;
 use heed::byteorder::BE;
 use heed::types::{Bytes, Str, U64};
 
-use crate::row_codec::{decode_row, encode_rows, one_value_array};
+use crate::ordered_index::{IndexRange, OrderedIndex};
+use crate::row_codec::{decode_rows, encode_rows, one_value_array};
 use crate::sql::{column_list, quote};
 use crate::store_error;
 
 /// Bump when the key or record encoding changes, so existing indexes are rebuilt.
-const FORMAT: u64 = 2;
+const FORMAT: u64 = 3;
 
 /// Virtual size reserved for the index (LMDB maps it; disk grows only with use).
 const MAP_SIZE: usize = 256 << 30;
@@ -32,7 +35,7 @@ const MAP_SIZE: usize = 256 << 30;
 /// The DuckDB table holding the sequence number of the last committed write.
 pub(crate) const SEQUENCE_TABLE: &str = "_dataforge_sequence";
 
-fn index_error(e: heed::Error) -> StoreError {
+pub(crate) fn index_error(e: heed::Error) -> StoreError {
     StoreError::Internal(format!("key index: {e}"))
 }
 
@@ -83,11 +86,36 @@ impl KeyEncoder {
     }
 }
 
+/// What the index keeps for one dataset.
+struct DatasetIndex {
+    /// Encoded key to encoded record.
+    records: heed::Database<Bytes, Bytes>,
+    keys: KeyEncoder,
+    /// The declared indexes, in schema order.
+    ordered: Vec<OrderedIndex>,
+}
+
+/// The declared indexes of every dataset, as text: a stored index built for other declarations is
+/// rebuilt.
+fn layout(catalog: &Catalog) -> String {
+    catalog
+        .iter()
+        .flat_map(|schema| {
+            schema
+                .indexes
+                .iter()
+                .map(|declared| OrderedIndex::db_name(schema, declared))
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 pub(crate) struct KeyIndex {
     env: heed::Env,
-    /// Per dataset: encoded key to encoded record.
-    records: HashMap<String, (heed::Database<Bytes, Bytes>, KeyEncoder)>,
+    datasets: HashMap<String, DatasetIndex>,
     meta: heed::Database<Str, U64<BE>>,
+    /// The declared indexes the stored ones were built for (see [`layout`]).
+    layout: heed::Database<Str, Str>,
     /// Cleared when a write to the index fails: it no longer matches the tables until a restart
     /// rebuilds it, so neither key checks nor reads may use it.
     usable: AtomicBool,
@@ -117,7 +145,9 @@ impl KeyIndex {
         // so it skips fsync on commit: a process crash loses nothing the OS has not written, and
         // anything lost in a machine crash shows as a sequence mismatch.
         let mut options = heed::EnvOpenOptions::new();
-        options.map_size(MAP_SIZE).max_dbs(catalog.len() as u32 + 1);
+        let databases: usize = catalog.iter().map(|s| 1 + s.indexes.len()).sum();
+        // and `_meta` and `_layout`
+        options.map_size(MAP_SIZE).max_dbs(databases as u32 + 2);
         // SAFETY: the environment is opened once per process, by this store only; NO_SYNC and
         // NO_META_SYNC trade durability of this derived index for speed, as explained above.
         let env = unsafe {
@@ -129,18 +159,35 @@ impl KeyIndex {
         let meta: heed::Database<Str, U64<BE>> = env
             .create_database(&mut tx, Some("_meta"))
             .map_err(index_error)?;
-        let mut records = HashMap::new();
+        let stored_layout: heed::Database<Str, Str> = env
+            .create_database(&mut tx, Some("_layout"))
+            .map_err(index_error)?;
+        let mut datasets = HashMap::new();
         for schema in catalog.iter() {
-            let db = env
+            let records = env
                 .create_database(&mut tx, Some(&schema.name))
                 .map_err(index_error)?;
-            records.insert(schema.name.clone(), (db, KeyEncoder::new(schema)?));
+            let mut ordered = Vec::new();
+            for declared in &schema.indexes {
+                let name = OrderedIndex::db_name(schema, declared);
+                let db = env
+                    .create_database(&mut tx, Some(&name))
+                    .map_err(index_error)?;
+                ordered.push(OrderedIndex::new(schema, declared, db)?);
+            }
+            let dataset = DatasetIndex {
+                records,
+                keys: KeyEncoder::new(schema)?,
+                ordered,
+            };
+            datasets.insert(schema.name.clone(), dataset);
         }
         tx.commit().map_err(index_error)?;
         let index = KeyIndex {
             env,
-            records,
+            datasets,
             meta,
+            layout: stored_layout,
             usable: AtomicBool::new(true),
         };
 
@@ -159,8 +206,10 @@ impl KeyIndex {
         let tx = index.env.read_txn().map_err(index_error)?;
         let indexed = index.meta.get(&tx, "seq").map_err(index_error)?;
         let format = index.meta.get(&tx, "format").map_err(index_error)?;
+        let declared = index.layout.get(&tx, "layout").map_err(index_error)?;
+        let layout_matches = declared == Some(layout(catalog).as_str());
         drop(tx);
-        if indexed != Some(stored) || format != Some(FORMAT) {
+        if indexed != Some(stored) || format != Some(FORMAT) || !layout_matches {
             tracing::info!(indexed = ?indexed, stored, "rebuilding the key index from the tables");
             index.rebuild(catalog, conn, stored)?;
         }
@@ -170,8 +219,11 @@ impl KeyIndex {
     fn rebuild(&self, catalog: &Catalog, conn: &Connection, seq: u64) -> Result<(), StoreError> {
         let mut write = self.write()?;
         for schema in catalog.iter() {
-            let (db, _) = self.dataset(&schema.name)?;
-            db.clear(&mut write.tx).map_err(index_error)?;
+            let dataset = self.dataset(&schema.name)?;
+            dataset.records.clear(&mut write.tx).map_err(index_error)?;
+            for ordered in &dataset.ordered {
+                ordered.db.clear(&mut write.tx).map_err(index_error)?;
+            }
             let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
             let mut statement = conn
                 .prepare(&format!("SELECT {columns} FROM {}", quote(&schema.name)))
@@ -186,14 +238,14 @@ impl KeyIndex {
         self.meta
             .put(&mut write.tx, "format", &FORMAT)
             .map_err(index_error)?;
+        self.layout
+            .put(&mut write.tx, "layout", &layout(catalog))
+            .map_err(index_error)?;
         write.commit(seq)
     }
 
-    fn dataset(
-        &self,
-        dataset: &str,
-    ) -> Result<&(heed::Database<Bytes, Bytes>, KeyEncoder), StoreError> {
-        self.records
+    fn dataset(&self, dataset: &str) -> Result<&DatasetIndex, StoreError> {
+        self.datasets
             .get(dataset)
             .ok_or_else(|| StoreError::Internal(format!("no key index for {dataset}")))
     }
@@ -214,7 +266,7 @@ impl KeyIndex {
         dataset: &str,
         keys: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError> {
-        let (db, _) = self.dataset(dataset)?;
+        let db = self.dataset(dataset)?.records;
         let tx = self.env.read_txn().map_err(index_error)?;
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
@@ -231,21 +283,64 @@ impl KeyIndex {
         schema: &DatasetSchema,
         key: &[Value],
     ) -> Result<Option<RecordBatch>, StoreError> {
-        let (db, encoder) = self.dataset(&schema.name)?;
+        let dataset = self.dataset(&schema.name)?;
         let columns: Vec<ArrayRef> = schema
             .key_fields()
             .zip(key)
             .map(|(f, v)| one_value_array(f.field_type, v))
             .collect();
-        let encoded = encoder.encode(&columns)?;
+        let encoded = dataset.keys.encode(&columns)?;
         let Some(key) = encoded.first() else {
             return Ok(None);
         };
         let tx = self.env.read_txn().map_err(index_error)?;
-        match db.get(&tx, key).map_err(index_error)? {
-            Some(record) => decode_row(schema, record).map(Some),
+        match dataset.records.get(&tx, key).map_err(index_error)? {
+            Some(record) => decode_rows(schema, &[record]).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// A declared index that answers `query`, and the entries it reads (see
+    /// [`OrderedIndex::plan`]).
+    pub(crate) fn plan(
+        &self,
+        schema: &DatasetSchema,
+        query: &RecordQuery,
+    ) -> Option<(usize, IndexRange)> {
+        let dataset = self.datasets.get(&schema.name)?;
+        dataset
+            .ordered
+            .iter()
+            .enumerate()
+            .find_map(|(i, ordered)| ordered.plan(query).map(|range| (i, range)))
+    }
+
+    /// The page a [`Self::plan`] found, with the columns `fields` (positions in the schema).
+    pub(crate) fn page(
+        &self,
+        schema: &DatasetSchema,
+        (index, range): &(usize, IndexRange),
+        fields: &[usize],
+    ) -> Result<RecordBatch, StoreError> {
+        let dataset = self.dataset(&schema.name)?;
+        let ordered = dataset
+            .ordered
+            .get(*index)
+            .ok_or_else(|| StoreError::Internal(format!("{} has no index {index}", schema.name)))?;
+        let tx = self.env.read_txn().map_err(index_error)?;
+        let mut records = Vec::new();
+        ordered.scan(schema, &tx, range, |primary_key| {
+            let record = dataset
+                .records
+                .get(&tx, primary_key)
+                .map_err(index_error)?
+                .ok_or_else(|| StoreError::Internal("an index entry points to no record".into()))?;
+            records.push(record);
+            Ok(())
+        })?;
+        decode_rows(schema, &records)?
+            .project(fields)
+            .map_err(|e| StoreError::Internal(e.to_string()))
     }
 
     /// Starts writing the records of a committed write group.
@@ -271,19 +366,59 @@ impl IndexWrite<'_> {
         schema: &DatasetSchema,
         batch: &RecordBatch,
     ) -> Result<(), StoreError> {
-        let (db, encoder) = self.index.dataset(&schema.name)?;
+        let dataset = self.index.dataset(&schema.name)?;
         let key_columns: Vec<ArrayRef> = schema
             .primary_key
             .iter()
             .map(|&c| Arc::clone(batch.column(c)))
             .collect();
-        let keys = encoder.encode(&key_columns)?;
+        let keys = dataset.keys.encode(&key_columns)?;
         let records = encode_rows(schema, batch)?;
         // in key order, B-tree pages are filled one after another instead of at random
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
-        for i in order {
-            db.put(&mut self.tx, &keys[i], &records[i])
+        if !dataset.ordered.is_empty() {
+            for &i in &order {
+                self.unindex_stored(schema, dataset, &keys[i])?;
+            }
+        }
+        for &i in &order {
+            dataset
+                .records
+                .put(&mut self.tx, &keys[i], &records[i])
+                .map_err(index_error)?;
+        }
+        for ordered in &dataset.ordered {
+            let entries = ordered.entry_keys(batch)?;
+            let mut order: Vec<usize> = (0..entries.num_rows()).collect();
+            order.sort_unstable_by(|a, b| entries.row(*a).cmp(&entries.row(*b)));
+            for i in order {
+                ordered
+                    .db
+                    .put(&mut self.tx, entries.row(i).as_ref(), &keys[i])
+                    .map_err(index_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the declared-index entries of the record stored under `key`, if there is one, before
+    /// it is replaced.
+    fn unindex_stored(
+        &mut self,
+        schema: &DatasetSchema,
+        dataset: &DatasetIndex,
+        key: &[u8],
+    ) -> Result<(), StoreError> {
+        let Some(stored) = dataset.records.get(&self.tx, key).map_err(index_error)? else {
+            return Ok(());
+        };
+        let stored = decode_rows(schema, &[stored])?;
+        for ordered in &dataset.ordered {
+            let entries = ordered.entry_keys(&stored)?;
+            ordered
+                .db
+                .delete(&mut self.tx, entries.row(0).as_ref())
                 .map_err(index_error)?;
         }
         Ok(())

@@ -3,6 +3,7 @@
 
 mod config;
 mod key_index;
+mod ordered_index;
 mod read_pool;
 mod row_codec;
 mod select;
@@ -380,6 +381,21 @@ impl RecordReader for DuckDbStore {
         dataset: Arc<DatasetSchema>,
         plan: ReadPlan,
     ) -> BoxFuture<'_, Result<BatchStream, StoreError>> {
+        // a bounded page a declared index answers is read from the key index, without SQL
+        if let ReadPlan::Records(query) = &plan
+            && let Some(index) = self.index.get().filter(|i| i.is_usable())
+            && let Some(range) = index.plan(&dataset, query)
+        {
+            let index = Arc::clone(index);
+            let fields = query.fetched_fields();
+            return Box::pin(async move {
+                let page =
+                    tokio::task::spawn_blocking(move || index.page(&dataset, &range, &fields))
+                        .await
+                        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))??;
+                Ok(BatchStream::new(std::iter::once(Ok(page))))
+            });
+        }
         Box::pin(self.readers.stream(select::plan(&dataset, &plan)))
     }
 

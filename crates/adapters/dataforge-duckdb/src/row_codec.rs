@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use arrow_array::builder::StringBuilder;
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
@@ -92,43 +93,92 @@ fn array<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], StoreError> {
     Ok(out)
 }
 
-/// Decodes one record into a one-row batch shaped as the dataset's schema.
-pub(crate) fn decode_row(
-    schema: &DatasetSchema,
-    mut bytes: &[u8],
-) -> Result<RecordBatch, StoreError> {
-    let mut values = Vec::with_capacity(schema.fields.len());
-    for field in &schema.fields {
-        let present = take(&mut bytes, 1)?[0];
-        if present == 0 {
-            values.push(Value::Null);
-            continue;
-        }
-        values.push(match field.field_type {
-            FieldType::Integer => Value::Integer(i64::from_le_bytes(array(&mut bytes)?)),
-            FieldType::Float => Value::Float(f64::from_le_bytes(array(&mut bytes)?)),
-            FieldType::Date => Value::Date(i32::from_le_bytes(array(&mut bytes)?)),
-            FieldType::Timestamp => Value::Timestamp(i64::from_le_bytes(array(&mut bytes)?)),
-            FieldType::Boolean => Value::Boolean(present == 2),
+/// One column being decoded, typed as its field.
+enum Decoded {
+    Integer(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Date(Vec<Option<i32>>),
+    Timestamp(Vec<Option<i64>>),
+    Boolean(Vec<Option<bool>>),
+    Text(StringBuilder),
+}
+
+impl Decoded {
+    fn new(ty: FieldType, rows: usize) -> Self {
+        match ty {
+            FieldType::Integer => Decoded::Integer(Vec::with_capacity(rows)),
+            FieldType::Float => Decoded::Float(Vec::with_capacity(rows)),
+            FieldType::Date => Decoded::Date(Vec::with_capacity(rows)),
+            FieldType::Timestamp => Decoded::Timestamp(Vec::with_capacity(rows)),
+            FieldType::Boolean => Decoded::Boolean(Vec::with_capacity(rows)),
             FieldType::String | FieldType::Json => {
-                let len = u32::from_le_bytes(array(&mut bytes)?) as usize;
-                let text = String::from_utf8(take(&mut bytes, len)?.to_vec()).map_err(|_| {
-                    StoreError::Internal("a record in the key index is not UTF-8".into())
-                })?;
-                if field.field_type == FieldType::Json {
-                    Value::Json(text)
+                Decoded::Text(StringBuilder::with_capacity(rows, rows * 16))
+            }
+        }
+    }
+
+    /// Reads this column's next value from the front of `bytes`.
+    fn read(&mut self, bytes: &mut &[u8]) -> Result<(), StoreError> {
+        let tag = take(bytes, 1)?[0];
+        let present = tag != 0;
+        macro_rules! fixed {
+            ($values:expr, $ty:ty) => {
+                $values.push(if present {
+                    Some(<$ty>::from_le_bytes(array(bytes)?))
                 } else {
-                    Value::String(text)
+                    None
+                })
+            };
+        }
+        match self {
+            Decoded::Integer(values) | Decoded::Timestamp(values) => fixed!(values, i64),
+            Decoded::Float(values) => fixed!(values, f64),
+            Decoded::Date(values) => fixed!(values, i32),
+            Decoded::Boolean(values) => values.push(present.then_some(tag == 2)),
+            Decoded::Text(builder) => {
+                if present {
+                    let len = u32::from_le_bytes(array(bytes)?) as usize;
+                    let text = std::str::from_utf8(take(bytes, len)?).map_err(|_| {
+                        StoreError::Internal("a record in the key index is not UTF-8".into())
+                    })?;
+                    builder.append_value(text);
+                } else {
+                    builder.append_null();
                 }
             }
-        });
+        }
+        Ok(())
     }
-    let columns = schema
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Decoded::Integer(values) => Arc::new(Int64Array::from(values)),
+            Decoded::Float(values) => Arc::new(Float64Array::from(values)),
+            Decoded::Date(values) => Arc::new(Date32Array::from(values)),
+            Decoded::Timestamp(values) => Arc::new(TimestampMicrosecondArray::from(values)),
+            Decoded::Boolean(values) => Arc::new(BooleanArray::from(values)),
+            Decoded::Text(mut builder) => Arc::new(builder.finish()),
+        }
+    }
+}
+
+/// Decodes records into one batch shaped as the dataset's schema, column by column.
+pub(crate) fn decode_rows(
+    schema: &DatasetSchema,
+    records: &[&[u8]],
+) -> Result<RecordBatch, StoreError> {
+    let mut columns: Vec<Decoded> = schema
         .fields
         .iter()
-        .zip(&values)
-        .map(|(field, value)| one_value_array(field.field_type, value))
+        .map(|f| Decoded::new(f.field_type, records.len()))
         .collect();
+    for record in records {
+        let mut bytes = *record;
+        for column in &mut columns {
+            column.read(&mut bytes)?;
+        }
+    }
+    let columns = columns.into_iter().map(Decoded::finish).collect();
     RecordBatch::try_new(Arc::clone(schema.arrow_schema()), columns)
         .map_err(|e| StoreError::Internal(e.to_string()))
 }
@@ -180,6 +230,7 @@ mod tests {
                 Value::Null,
             ],
         ];
+        let mut batches = Vec::new();
         for row in values {
             let columns = schema
                 .fields
@@ -189,9 +240,15 @@ mod tests {
                 .collect();
             let batch = RecordBatch::try_new(Arc::clone(schema.arrow_schema()), columns).unwrap();
             let encoded = encode_rows(&schema, &batch).unwrap();
-            let decoded = decode_row(&schema, &encoded[0]).unwrap();
+            let decoded = decode_rows(&schema, &[&encoded[0]]).unwrap();
             assert_eq!(decoded, batch);
-            assert!(decode_row(&schema, &encoded[0][..encoded[0].len() - 1]).is_err());
+            assert!(decode_rows(&schema, &[&encoded[0][..encoded[0].len() - 1]]).is_err());
+            batches.push(batch);
         }
+        // several records decode into one batch, column by column
+        let both = arrow_select::concat::concat_batches(schema.arrow_schema(), &batches).unwrap();
+        let encoded = encode_rows(&schema, &both).unwrap();
+        let records: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+        assert_eq!(decode_rows(&schema, &records).unwrap(), both);
     }
 }

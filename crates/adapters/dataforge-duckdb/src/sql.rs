@@ -51,8 +51,9 @@ pub(crate) fn create_table_named(schema: &DatasetSchema, name: &str) -> String {
     )
 }
 
-/// `CREATE INDEX` statements for the declared secondary indexes.
-pub(crate) fn create_indexes(schema: &DatasetSchema) -> Vec<String> {
+/// `DROP INDEX` statements for the DuckDB indexes earlier versions made of the declared secondary
+/// indexes: those now live in the key index, and a DuckDB index would only slow writes down.
+pub(crate) fn drop_legacy_indexes(schema: &DatasetSchema) -> Vec<String> {
     schema
         .indexes
         .iter()
@@ -62,13 +63,7 @@ pub(crate) fn create_indexes(schema: &DatasetSchema) -> Vec<String> {
                 .map(|&i| schema.fields[i].name.as_str())
                 .collect();
             let index_name = format!("{}__{}", schema.name, names.join("__"));
-            let columns: Vec<String> = names.iter().map(|n| quote(n)).collect();
-            format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
-                quote(&index_name),
-                quote(&schema.name),
-                columns.join(", ")
-            )
+            format!("DROP INDEX IF EXISTS {}", quote(&index_name))
         })
         .collect()
 }

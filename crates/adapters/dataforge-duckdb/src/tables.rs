@@ -5,7 +5,7 @@ use dataforge_domain::ports::StoreError;
 use dataforge_domain::schema::DatasetSchema;
 use duckdb::Connection;
 
-use crate::sql::{column_type, create_indexes, create_table};
+use crate::sql::{column_type, create_table, drop_legacy_indexes};
 use crate::store_error;
 
 /// A stored column as DuckDB describes it.
@@ -82,7 +82,7 @@ fn differences(schema: &DatasetSchema, stored: &[StoredColumn]) -> Vec<String> {
     found
 }
 
-/// Creates the dataset's table and indexes if missing; checks an existing table matches.
+/// Creates the dataset's table if missing; checks an existing table matches.
 pub(crate) fn prepare(conn: &Connection, schema: &DatasetSchema) -> Result<(), StoreError> {
     let stored = stored_columns(conn, &schema.name)?;
     if stored.is_empty() {
@@ -99,7 +99,7 @@ pub(crate) fn prepare(conn: &Connection, schema: &DatasetSchema) -> Result<(), S
             return Err(StoreError::SchemaMismatch { differences });
         }
     }
-    for statement in create_indexes(schema) {
+    for statement in drop_legacy_indexes(schema) {
         conn.execute_batch(&statement).map_err(store_error)?;
     }
     Ok(())

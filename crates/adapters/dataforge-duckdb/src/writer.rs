@@ -20,7 +20,7 @@ use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::key_index::{KeyEncoder, KeyIndex, SEQUENCE_TABLE};
-use crate::sql::{column_list, create_indexes, create_table_named, quote};
+use crate::sql::{column_list, create_table_named, quote};
 use crate::store_error;
 
 /// Conflicting keys listed in one answer, at most.
@@ -445,7 +445,7 @@ impl WriterState {
 
     /// Rewrites the dataset's table ordered by its `cluster_by` fields, in one transaction: a new
     /// table is filled in that order (insertion order kept for this statement), replaces the old
-    /// one and gets the declared indexes. Row groups then hold narrow ranges of those fields, so
+    /// one. Row groups then hold narrow ranges of those fields, so
     /// DuckDB's zone maps skip most of the table for filters on them. The records, and so the key
     /// index, do not change.
     fn cluster(&mut self, schema: &DatasetSchema) -> Result<u64, StoreError> {
@@ -482,9 +482,6 @@ impl WriterState {
                     quote(&rewritten)
                 ))
                 .map_err(store_error)?;
-            for statement in create_indexes(schema) {
-                self.conn.execute_batch(&statement).map_err(store_error)?;
-            }
             self.run("COMMIT")?;
             Ok(rows)
         })();
