@@ -163,8 +163,20 @@ fn exported(server: &Server, dataset: &str, query: &str) -> Vec<Value> {
 #[test]
 fn pages_read_from_a_declared_index_are_the_rows_the_table_holds() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("db.duckdb"));
-    // well_production declares an index on (field_code, production_period)
+    // the shipped schemas, with an index on (field_code, production_period) declared for
+    // well_production (well_registry ships one on field_code)
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir(&schemas).unwrap();
+    for name in ["well_production.toml", "well_registry.toml"] {
+        let text = std::fs::read_to_string(support::shipped_schemas().join(name)).unwrap();
+        let text = text.replacen(
+            "\n[[datasets.fields]]",
+            "indexes = [[\"field_code\", \"production_period\"]]\n\n[[datasets.fields]]",
+            usize::from(name == "well_production.toml"),
+        );
+        std::fs::write(schemas.join(name), text).unwrap();
+    }
+    let server = Server::start_with(&dir.path().join("db.duckdb"), &schemas, &[]);
     let records: Vec<Value> = (0..2400).map(support::production).collect();
     let loaded = server.post_json(&format!("{WP}/records"), &json!(records));
     assert_eq!(loaded.status, 201, "{loaded:?}");

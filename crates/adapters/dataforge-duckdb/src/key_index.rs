@@ -21,13 +21,14 @@ use duckdb::Connection;
 use heed::byteorder::BE;
 use heed::types::{Bytes, Str, U64};
 
+use crate::mapped_pages::MappedPages;
 use crate::ordered_index::{IndexRange, OrderedIndex};
 use crate::row_codec::{decode_rows, encode_rows, one_value_array};
 use crate::sql::{column_list, quote};
 use crate::store_error;
 
 /// Bump when the key or record encoding changes, so existing indexes are rebuilt.
-const FORMAT: u64 = 3;
+const FORMAT: u64 = 4;
 
 /// Virtual size reserved for the index (LMDB maps it; disk grows only with use).
 const MAP_SIZE: usize = 256 << 30;
@@ -112,6 +113,7 @@ fn layout(catalog: &Catalog) -> String {
 
 pub(crate) struct KeyIndex {
     env: heed::Env,
+    mapped: MappedPages,
     datasets: HashMap<String, DatasetIndex>,
     meta: heed::Database<Str, U64<BE>>,
     /// The declared indexes the stored ones were built for (see [`layout`]).
@@ -185,6 +187,7 @@ impl KeyIndex {
         tx.commit().map_err(index_error)?;
         let index = KeyIndex {
             env,
+            mapped: MappedPages::new(path),
             datasets,
             meta,
             layout: stored_layout,
@@ -328,16 +331,23 @@ impl KeyIndex {
             .get(*index)
             .ok_or_else(|| StoreError::Internal(format!("{} has no index {index}", schema.name)))?;
         let tx = self.env.read_txn().map_err(index_error)?;
-        let mut records = Vec::new();
-        ordered.scan(schema, &tx, range, |primary_key| {
+        let mut entries = Vec::new();
+        ordered.scan(schema, &tx, range, |entry| {
+            entries.push(entry);
+            Ok(())
+        })?;
+        let keys = dataset
+            .keys
+            .encode(&ordered.primary_key_columns(schema, &entries)?)?;
+        let mut records = Vec::with_capacity(keys.len());
+        for key in &keys {
             let record = dataset
                 .records
-                .get(&tx, primary_key)
+                .get(&tx, key)
                 .map_err(index_error)?
                 .ok_or_else(|| StoreError::Internal("an index entry points to no record".into()))?;
             records.push(record);
-            Ok(())
-        })?;
+        }
         decode_rows(schema, &records)?
             .project(fields)
             .map_err(|e| StoreError::Internal(e.to_string()))
@@ -395,10 +405,11 @@ impl IndexWrite<'_> {
             for i in order {
                 ordered
                     .db
-                    .put(&mut self.tx, entries.row(i).as_ref(), &keys[i])
+                    .put(&mut self.tx, entries.row(i).as_ref(), &())
                     .map_err(index_error)?;
             }
         }
+        self.index.mapped.trim();
         Ok(())
     }
 
@@ -430,6 +441,8 @@ impl IndexWrite<'_> {
             .meta
             .put(&mut self.tx, "seq", &seq)
             .map_err(index_error)?;
-        self.tx.commit().map_err(index_error)
+        self.tx.commit().map_err(index_error)?;
+        self.index.mapped.trim();
+        Ok(())
     }
 }

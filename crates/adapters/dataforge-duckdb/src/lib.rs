@@ -3,6 +3,7 @@
 
 mod config;
 mod key_index;
+mod mapped_pages;
 mod ordered_index;
 mod read_pool;
 mod row_codec;

@@ -4,11 +4,12 @@
 //! reading the next entries of a B-tree and the records they point to.
 //!
 //! An entry's key is the declared fields followed by the primary-key fields not among them, encoded
-//! so bytes sort as the values do (ascending, nulls last); its value is the record's primary key.
-//! Entries are therefore unique, and ties on the declared fields sort by primary key, which is how
-//! a page breaks them too.
+//! so bytes sort as the values do (ascending, nulls last), and it has no value: the key holds the
+//! record's primary key. Entries are therefore unique, and ties on the declared fields sort by
+//! primary key, which is how a page breaks them too.
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_row::{RowConverter, Rows, SortField};
@@ -17,7 +18,7 @@ use dataforge_domain::ports::StoreError;
 use dataforge_domain::query::{Comparison, Condition, Filter, Predicate, RecordQuery};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::Value;
-use heed::types::Bytes;
+use heed::types::{Bytes, Unit};
 
 use crate::row_codec::one_value_array;
 
@@ -38,7 +39,7 @@ fn row_error(e: arrow_schema::ArrowError) -> StoreError {
 
 /// One declared index.
 pub(crate) struct OrderedIndex {
-    pub(crate) db: heed::Database<Bytes, Bytes>,
+    pub(crate) db: heed::Database<Bytes, Unit>,
     /// Field positions of an entry's key, in order.
     columns: Vec<usize>,
     converter: RowConverter,
@@ -49,7 +50,7 @@ impl OrderedIndex {
     pub(crate) fn new(
         schema: &DatasetSchema,
         declared: &[usize],
-        db: heed::Database<Bytes, Bytes>,
+        db: heed::Database<Bytes, Unit>,
     ) -> Result<Self, StoreError> {
         let mut columns = declared.to_vec();
         columns.extend(schema.primary_key.iter().filter(|f| !declared.contains(f)));
@@ -88,6 +89,32 @@ impl OrderedIndex {
             .map(|&c| batch.column(c).clone())
             .collect();
         self.converter.convert_columns(&columns).map_err(row_error)
+    }
+
+    /// The primary-key columns (in key order) of entry keys read from this index.
+    pub(crate) fn primary_key_columns(
+        &self,
+        schema: &DatasetSchema,
+        entries: &[&[u8]],
+    ) -> Result<Vec<ArrayRef>, StoreError> {
+        let parser = self.converter.parser();
+        let columns = self
+            .converter
+            .convert_rows(entries.iter().map(|e| parser.parse(e)))
+            .map_err(row_error)?;
+        schema
+            .primary_key
+            .iter()
+            .map(|field| {
+                self.columns
+                    .iter()
+                    .position(|c| c == field)
+                    .map(|i| Arc::clone(&columns[i]))
+                    .ok_or_else(|| {
+                        StoreError::Internal("an index key lacks a primary-key field".into())
+                    })
+            })
+            .collect()
     }
 
     /// The encoding of the first `values.len()` key columns holding `values`: a prefix of the
@@ -202,14 +229,14 @@ impl OrderedIndex {
         })
     }
 
-    /// The primary keys of the entries in `range`, in order, passed to `found` until it has
-    /// taken `range.limit` of them.
-    pub(crate) fn scan(
+    /// The keys of the entries in `range`, in order, passed to `found` until it has taken
+    /// `range.limit` of them.
+    pub(crate) fn scan<'t>(
         &self,
         schema: &DatasetSchema,
-        tx: &heed::RoTxn<'_>,
+        tx: &'t heed::RoTxn<'_>,
         range: &IndexRange,
-        mut found: impl FnMut(&[u8]) -> Result<(), StoreError>,
+        mut found: impl FnMut(&'t [u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let prefix = self.encode(schema, &range.prefix)?;
         let with = |value: &Value| {
@@ -254,7 +281,7 @@ impl OrderedIndex {
             if taken == range.limit {
                 break;
             }
-            let (key, primary_key) = entry.map_err(crate::key_index::index_error)?;
+            let (key, ()) = entry.map_err(crate::key_index::index_error)?;
             if !key.starts_with(&prefix) {
                 break;
             }
@@ -268,7 +295,7 @@ impl OrderedIndex {
             {
                 continue;
             }
-            found(primary_key)?;
+            found(key)?;
             taken += 1;
         }
         Ok(())
@@ -330,7 +357,6 @@ mod tests {
     use dataforge_domain::query::{QueryLimits, parse_list_params};
     use dataforge_domain::schema::{Located, build_catalog};
     use dataforge_domain::testing::{dataset, field};
-    use std::sync::Arc;
 
     /// `wells` keyed by (well_code, period), with an index on (field_code, period).
     fn schema() -> Arc<DatasetSchema> {
