@@ -5,19 +5,24 @@
 //! file, and every page touched stays mapped: resident memory grew with the index (15 GiB during a
 //! 30-million-row upload). Those pages are file cache, clean and reclaimable, but they count in RSS
 //! and the kernel is slower to reclaim mapped pages than unmapped ones. After a write to the index,
-//! once more than [`MAPPED_BUDGET`] of file pages are resident, the writer unmaps the index file's
-//! pages (`MADV_DONTNEED`): the data stays in the kernel's page cache and the next access maps a
-//! page again, without disk I/O while the cache holds it.
+//! once resident file pages have grown by [`MAPPED_BUDGET`] since the last release, the writer
+//! unmaps the index file's pages (`MADV_DONTNEED`): the data stays in the kernel's page cache and
+//! the next access maps a page again, without disk I/O while the cache holds it. Measuring growth
+//! rather than the total keeps the release rare when writes touch few new pages (single records),
+//! instead of unmapping the B-tree's hot pages after every commit.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Resident file-backed memory above which the index's mapped pages are released.
+/// Growth of resident file-backed memory after which the index's mapped pages are released.
 const MAPPED_BUDGET: u64 = 256 << 20;
 
 /// The index file's mapping in this process.
 pub(crate) struct MappedPages {
     file: PathBuf,
     page_size: u64,
+    /// Resident file-backed bytes just after the last release (or at start).
+    floor: AtomicU64,
 }
 
 impl MappedPages {
@@ -25,12 +30,15 @@ impl MappedPages {
     pub(crate) fn new(dir: &Path) -> Self {
         // SAFETY: sysconf has no preconditions
         let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        MappedPages {
+        let mut pages = MappedPages {
             file: std::fs::canonicalize(dir)
                 .unwrap_or_else(|_| dir.to_path_buf())
                 .join("data.mdb"),
             page_size: u64::try_from(page_size).unwrap_or(4096),
-        }
+            floor: AtomicU64::new(0),
+        };
+        pages.floor = AtomicU64::new(pages.resident_file_bytes().unwrap_or(0));
+        pages
     }
 
     /// Releases the mapped pages of the index file if resident file pages exceed the budget.
@@ -66,6 +74,9 @@ impl MappedPages {
             unsafe {
                 libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
             }
+        }
+        if let Some(after) = self.resident_file_bytes() {
+            self.floor.store(after, Ordering::Relaxed);
         }
     }
 

@@ -29,6 +29,9 @@ const MAX_LISTED_KEYS: usize = 100;
 /// What one write's commit answers.
 type WriteResult = Result<WriteOutcome, StoreError>;
 
+/// Rows of a staging table read back at once to index them.
+const READ_BACK_ROWS: usize = 128 * 1024;
+
 /// Writes committed together in one transaction, at most.
 const MAX_GROUP: usize = 256;
 
@@ -697,13 +700,31 @@ impl WriterState {
                     }
                 }
                 Records::Staging(id) => {
+                    // DuckDB's Arrow results are materialised whole: read the staging table a
+                    // slice of row numbers at a time, so a write of any size is indexed in
+                    // bounded memory
+                    let staging = staging_table(*id);
+                    let row = quote(ROW_COLUMN);
+                    let rows: i64 = self
+                        .conn
+                        .query_row(
+                            &format!("SELECT coalesce(max({row}) + 1, 0) FROM {staging}"),
+                            [],
+                            |r| r.get(0),
+                        )
+                        .map_err(store_error)?;
                     let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
                     let mut statement = self
                         .conn
-                        .prepare(&format!("SELECT {columns} FROM {}", staging_table(*id)))
+                        .prepare(&format!(
+                            "SELECT {columns} FROM {staging} WHERE {row} >= ? AND {row} < ?"
+                        ))
                         .map_err(store_error)?;
-                    for batch in statement.query_arrow([]).map_err(store_error)? {
-                        write.put(schema, &batch)?;
+                    for start in (0..rows).step_by(READ_BACK_ROWS) {
+                        let end = start + READ_BACK_ROWS as i64;
+                        for batch in statement.query_arrow([start, end]).map_err(store_error)? {
+                            write.put(schema, &batch)?;
+                        }
                     }
                 }
             }
