@@ -493,3 +493,54 @@ fn writes_in_groups_stay_whole(settings: &[(&str, &str)]) {
         groups.len()
     );
 }
+
+/// An NDJSON body of `production(i)` for each `i`.
+fn ndjson_of(ids: impl Iterator<Item = i64>) -> Vec<u8> {
+    let mut body = Vec::new();
+    for i in ids {
+        body.extend_from_slice(production(i).to_string().as_bytes());
+        body.push(b'\n');
+    }
+    body
+}
+
+#[test]
+fn a_write_too_large_to_check_in_memory_still_finds_every_conflict() {
+    // past 128Ki staged records the writer checks keys slice by slice against the key index and
+    // lets DuckDB find repeats within the write (with no write buffer, every write is staged)
+    const LARGE: i64 = 140_000;
+    let (_dir, db) = temp_db();
+    let server = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[("DATAFORGE_DATABASE__WRITE_BUFFER_MIB", "0")],
+    );
+    let count = |server: &Server| server.get(&format!("{WP}/count")).body["count"].clone();
+    let small: Vec<Value> = (0..10).map(production).collect();
+    assert_eq!(
+        counts(&server.post_json(&format!("{WP}/records"), &json!(small))).0,
+        10
+    );
+
+    // five keys already stored (5..9) and one record repeated
+    let mut body = ndjson_of(5..5 + LARGE);
+    body.extend_from_slice(&ndjson_of(std::iter::once(100_000)));
+    let refused = server.post_raw(&format!("{WP}/records"), "application/x-ndjson", &body);
+    assert_eq!(refused.status, 409, "{refused:?}");
+    assert_eq!(refused.body["total_conflicts"], 6, "{}", refused.body);
+    let keys = refused.body["conflicts"].as_array().unwrap();
+    let reasons = |reason: &str| keys.iter().filter(|k| k["reason"] == reason).count();
+    assert_eq!((reasons("exists"), reasons("repeated")), (5, 1), "{keys:?}");
+    assert_eq!(count(&server), 10, "a refused write stores nothing");
+
+    // without conflicts it is stored whole, and sent again every key exists
+    let body = ndjson_of(10..10 + LARGE);
+    let stored = server.post_raw(&format!("{WP}/records"), "application/x-ndjson", &body);
+    assert_eq!(counts(&stored).0, LARGE as u64);
+    assert_eq!(count(&server), 10 + LARGE);
+    let again = server.post_raw(&format!("{WP}/records"), "application/x-ndjson", &body);
+    assert_eq!(again.status, 409, "{again:?}");
+    assert_eq!(again.body["total_conflicts"], LARGE);
+    assert_eq!(again.body["conflicts"].as_array().unwrap().len(), 100);
+    assert_eq!(count(&server), 10 + LARGE);
+}

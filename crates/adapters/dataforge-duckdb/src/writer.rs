@@ -29,7 +29,34 @@ const MAX_LISTED_KEYS: usize = 100;
 /// What one write's commit answers.
 type WriteResult = Result<WriteOutcome, StoreError>;
 
-/// Rows of a staging table read back at once to index them.
+/// A staged write's conflict, if any, and the keys of a small one (for the transaction to claim).
+type StagedCheck = (Option<StoreError>, Option<Vec<Vec<u8>>>);
+
+/// The conflict answer for `found` keys (the first [`MAX_LISTED_KEYS`] are listed) of `total`.
+fn conflict(
+    schema: &DatasetSchema,
+    encoder: &KeyEncoder,
+    mut found: Vec<(impl AsRef<[u8]>, ConflictReason)>,
+    total: u64,
+) -> Result<Option<StoreError>, StoreError> {
+    if total == 0 {
+        return Ok(None);
+    }
+    found.truncate(MAX_LISTED_KEYS);
+    let listed: Vec<&[u8]> = found.iter().map(|(k, _)| k.as_ref()).collect();
+    let values = encoder.decode(schema, &listed)?;
+    let keys = values
+        .into_iter()
+        .zip(&found)
+        .map(|(key, (_, reason))| ConflictingKey {
+            key,
+            reason: *reason,
+        })
+        .collect();
+    Ok(Some(StoreError::Conflict { keys, total }))
+}
+
+/// Rows of a staging table read at once, to check or index them.
 const READ_BACK_ROWS: usize = 128 * 1024;
 
 /// Writes committed together in one transaction, at most.
@@ -203,6 +230,9 @@ struct WriterState {
 #[derive(Default)]
 struct Applied {
     keys: HashMap<String, (Arc<DatasetSchema>, HashSet<Vec<u8>>)>,
+    /// Large staged writes (dataset, write) whose keys are not in `keys`: later writes are checked
+    /// against their staging tables with SQL.
+    unclaimed: Vec<(String, u64)>,
     records: Vec<(Arc<DatasetSchema>, Records)>,
 }
 
@@ -217,6 +247,14 @@ enum Records {
 impl Applied {
     fn claimed(&self, dataset: &str) -> Option<&HashSet<Vec<u8>>> {
         self.keys.get(dataset).map(|(_, keys)| keys)
+    }
+
+    fn unclaimed(&self, dataset: &str) -> Vec<u64> {
+        self.unclaimed
+            .iter()
+            .filter(|(d, _)| d == dataset)
+            .map(|(_, write)| *write)
+            .collect()
     }
 
     fn add(&mut self, schema: &Arc<DatasetSchema>, keys: impl IntoIterator<Item = Vec<u8>>) {
@@ -747,55 +785,146 @@ impl WriterState {
         }
     }
 
-    /// The conflict a write's keys make, if any: keys repeated within the write, already stored
+    /// The keys of a write that conflict, in order: repeated within the write, already stored
     /// (`stored` flags, in the same order), or taken by an earlier write of the same transaction.
-    /// Only the listed keys are decoded back into values.
-    fn key_conflicts(
-        schema: &DatasetSchema,
-        encoder: &KeyEncoder,
-        keys: &[Vec<u8>],
+    fn key_conflicts<'k>(
+        keys: &'k [Vec<u8>],
         stored: &[bool],
         claimed: Option<&HashSet<Vec<u8>>>,
-    ) -> Result<Option<StoreError>, StoreError> {
+    ) -> Vec<(&'k [u8], ConflictReason)> {
         let mut seen: HashSet<&[u8]> = HashSet::new();
-        let mut found: Vec<(&[u8], ConflictReason)> = Vec::new();
+        let mut found = Vec::new();
         for (encoded, &is_stored) in keys.iter().zip(stored) {
             if !seen.insert(encoded.as_slice()) {
-                found.push((encoded, ConflictReason::Repeated));
+                found.push((encoded.as_slice(), ConflictReason::Repeated));
             } else if is_stored || claimed.is_some_and(|c| c.contains(encoded)) {
-                found.push((encoded, ConflictReason::Exists));
+                found.push((encoded.as_slice(), ConflictReason::Exists));
             }
         }
-        if found.is_empty() {
-            return Ok(None);
-        }
-        let total = found.len() as u64;
-        found.truncate(MAX_LISTED_KEYS);
-        let listed: Vec<&[u8]> = found.iter().map(|(k, _)| *k).collect();
-        let values = encoder.decode(schema, &listed)?;
-        let keys = values
-            .into_iter()
-            .zip(&found)
-            .map(|(key, (_, reason))| ConflictingKey {
-                key,
-                reason: *reason,
-            })
-            .collect();
-        Ok(Some(StoreError::Conflict { keys, total }))
+        found
     }
 
-    /// The encoded keys of a table's rows.
-    fn table_keys(
+    /// Inside an open transaction: the conflicts of a staged write (mode `error`) of `rows`
+    /// records. A write of at most [`READ_BACK_ROWS`] is checked with its keys in memory, like an
+    /// in-memory write, and answers them so the transaction can claim them. A larger one is checked
+    /// without holding its keys, whatever its size: DuckDB groups the staging table for keys
+    /// repeated within the write (spilling to disk past its memory limit), and the key index is
+    /// asked a slice of rows at a time. Either way, large staged writes earlier in the transaction
+    /// (whose keys were not claimed) are joined with SQL; without the key index, the table is.
+    fn staged_conflicts(
         &self,
         schema: &DatasetSchema,
-        encoder: &KeyEncoder,
-        table: &str,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        staged: &str,
+        rows: usize,
+        applied: &Applied,
+    ) -> Result<StagedCheck, StoreError> {
+        let encoder = KeyEncoder::new(schema)?;
         let keys = column_list(schema.key_fields().map(|f| f.name.as_str()));
-        let mut statement = self
+        let claimed = applied.claimed(&schema.name);
+        let mut found: Vec<(Vec<u8>, ConflictReason)> = Vec::new();
+        let mut total = 0;
+        let mut small_keys = None;
+        if rows <= READ_BACK_ROWS {
+            let write_keys = self.query_keys(&encoder, &format!("SELECT {keys} FROM {staged}"))?;
+            let stored = self.stored(schema, &encoder, staged, &write_keys)?;
+            for (key, reason) in Self::key_conflicts(&write_keys, &stored, claimed) {
+                total += 1;
+                if found.len() < MAX_LISTED_KEYS {
+                    found.push((key.to_vec(), reason));
+                }
+            }
+            small_keys = Some(write_keys);
+        } else {
+            // each record after the first of its key is a repeat
+            total = self
+                .conn
+                .query_row(
+                    &format!("SELECT coalesce(sum(n - 1), 0)::BIGINT FROM (SELECT count(*) AS n FROM {staged} GROUP BY {keys} HAVING count(*) > 1)"),
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(store_error)? as u64;
+            if total > 0 {
+                let repeated = self.query_keys(
+                    &encoder,
+                    &format!("SELECT {keys} FROM {staged} GROUP BY {keys} HAVING count(*) > 1 LIMIT {MAX_LISTED_KEYS}"),
+                )?;
+                found.extend(repeated.into_iter().map(|k| (k, ConflictReason::Repeated)));
+            }
+            match &self.index {
+                Some(index) => {
+                    let row = quote(ROW_COLUMN);
+                    let mut statement = self
+                        .conn
+                        .prepare(&format!(
+                            "SELECT {keys} FROM {staged} WHERE {row} >= ? AND {row} < ?"
+                        ))
+                        .map_err(store_error)?;
+                    for start in (0..rows).step_by(READ_BACK_ROWS) {
+                        let range = [start as i64, (start + READ_BACK_ROWS) as i64];
+                        for batch in statement.query_arrow(range).map_err(store_error)? {
+                            let slice = encoder.encode(batch.columns())?;
+                            let stored = index.contains(&schema.name, &slice)?;
+                            for (key, is_stored) in slice.into_iter().zip(stored) {
+                                if is_stored || claimed.is_some_and(|c| c.contains(&key)) {
+                                    total += 1;
+                                    if found.len() < MAX_LISTED_KEYS {
+                                        found.push((key, ConflictReason::Exists));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                None => {
+                    let table = quote(&schema.name);
+                    total += self.joined_keys(&encoder, schema, staged, &table, &mut found)?;
+                }
+            }
+        }
+        if self.index.is_some() {
+            for earlier in applied.unclaimed(&schema.name) {
+                let table = staging_table(earlier);
+                total += self.joined_keys(&encoder, schema, staged, &table, &mut found)?;
+            }
+        }
+        Ok((conflict(schema, &encoder, found, total)?, small_keys))
+    }
+
+    /// How many records of `staged` have a key that `table` holds; the first are added to `found`.
+    fn joined_keys(
+        &self,
+        encoder: &KeyEncoder,
+        schema: &DatasetSchema,
+        staged: &str,
+        table: &str,
+        found: &mut Vec<(Vec<u8>, ConflictReason)>,
+    ) -> Result<u64, StoreError> {
+        let columns = schema
+            .key_fields()
+            .map(|f| format!("s.{}", quote(&f.name)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let joined = format!(
+            "FROM {staged} s WHERE EXISTS (SELECT 1 FROM {table} t WHERE {})",
+            key_matches(schema)
+        );
+        let total: i64 = self
             .conn
-            .prepare(&format!("SELECT {keys} FROM {table}"))
+            .query_row(&format!("SELECT count(*) {joined}"), [], |r| r.get(0))
             .map_err(store_error)?;
+        let room = MAX_LISTED_KEYS.saturating_sub(found.len());
+        if total > 0 && room > 0 {
+            let listed =
+                self.query_keys(encoder, &format!("SELECT {columns} {joined} LIMIT {room}"))?;
+            found.extend(listed.into_iter().map(|k| (k, ConflictReason::Exists)));
+        }
+        Ok(total as u64)
+    }
+
+    /// The encoded keys a query over key columns answers.
+    fn query_keys(&self, encoder: &KeyEncoder, sql: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut statement = self.conn.prepare(sql).map_err(store_error)?;
         let mut out = Vec::new();
         for batch in statement.query_arrow([]).map_err(store_error)? {
             out.extend(encoder.encode(batch.columns())?);
@@ -852,13 +981,9 @@ impl WriterState {
         for (position, ((&i, write_keys), stored)) in
             indices.iter().zip(&keys).zip(&stored).enumerate()
         {
-            match Self::key_conflicts(
-                schema,
-                &encoder,
-                write_keys,
-                stored,
-                applied.claimed(&schema.name),
-            )? {
+            let found = Self::key_conflicts(write_keys, stored, applied.claimed(&schema.name));
+            let total = found.len() as u64;
+            match conflict(schema, &encoder, found, total)? {
                 None => {
                     applied.add(schema, write_keys.iter().cloned());
                     accepted.push(i);
@@ -1009,24 +1134,18 @@ impl WriterState {
         let matches = key_matches(schema);
         let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
         let row = quote(ROW_COLUMN);
+        let rows = self.staged.get(&commit.write).map_or(0, |s| s.rows);
+        let mut small_keys = None;
         match commit.mode {
             ConflictMode::Error => {
-                let encoder = KeyEncoder::new(schema)?;
-                let staged_keys = self.table_keys(schema, &encoder, &staged)?;
-                let stored = self.stored(schema, &encoder, &staged, &staged_keys)?;
-                if let Some(conflict) = Self::key_conflicts(
-                    schema,
-                    &encoder,
-                    &staged_keys,
-                    &stored,
-                    applied.claimed(&schema.name),
-                )? {
+                let (conflict, keys) = self.staged_conflicts(schema, &staged, rows, applied)?;
+                if let Some(conflict) = conflict {
                     return Err(conflict);
                 }
                 outcome.inserted = self.execute(&format!(
                     "INSERT INTO {table} SELECT {columns} FROM {staged}"
                 ))?;
-                applied.add(schema, staged_keys);
+                small_keys = keys;
             }
             ConflictMode::Ignore => {
                 let rows = self.count(&staged)?;
@@ -1055,10 +1174,22 @@ impl WriterState {
                 outcome.inserted = stored - outcome.updated;
             }
         }
-        if commit.mode != ConflictMode::Error && self.index.is_some() {
-            // the keys the write stored are taken for later writes of the transaction
-            let staged_keys = self.table_keys(schema, &KeyEncoder::new(schema)?, &staged)?;
-            applied.add(schema, staged_keys);
+        // the keys the write stored are taken for later writes of the transaction (checked against
+        // the key index, which has not seen them yet): a small write's in memory, a large one's
+        // by its staging table, left holding exactly the records stored
+        if self.index.is_some() {
+            if rows > READ_BACK_ROWS {
+                applied.unclaimed.push((schema.name.clone(), commit.write));
+            } else {
+                let keys = match small_keys {
+                    Some(keys) => keys,
+                    None => self.query_keys(
+                        &KeyEncoder::new(schema)?,
+                        &format!("SELECT {keys} FROM {staged}"),
+                    )?,
+                };
+                applied.add(schema, keys);
+            }
         }
         applied
             .records
