@@ -21,6 +21,7 @@ use duckdb::Connection;
 use heed::byteorder::BE;
 use heed::types::{Bytes, Str, U64};
 
+use crate::batches::for_each_batch;
 use crate::mapped_pages::MappedPages;
 use crate::ordered_index::{IndexRange, OrderedIndex};
 use crate::row_codec::{decode_rows, encode_rows, one_value_array};
@@ -228,14 +229,12 @@ impl KeyIndex {
                 ordered.db.clear(&mut write.tx).map_err(index_error)?;
             }
             let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
-            let mut statement = conn
-                .prepare(&format!("SELECT {columns} FROM {}", quote(&schema.name)))
-                .map_err(store_error)?;
+            let sql = format!("SELECT {columns} FROM {}", quote(&schema.name));
             let mut count = 0u64;
-            for batch in statement.query_arrow([]).map_err(store_error)? {
-                write.put(schema, &batch)?;
+            for_each_batch(conn, &sql, [], |batch| {
                 count += batch.num_rows() as u64;
-            }
+                write.put(schema, &batch)
+            })?;
             tracing::info!(dataset = %schema.name, records = count, "indexed records");
         }
         self.meta

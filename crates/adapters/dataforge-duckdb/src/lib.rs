@@ -1,6 +1,7 @@
 //! The embedded DuckDB adapter: implements dataforge's storage ports on one database file, with a
 //! single writer thread and a pool of read connections.
 
+mod batches;
 mod config;
 mod key_index;
 mod mapped_pages;

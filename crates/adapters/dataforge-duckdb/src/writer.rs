@@ -19,6 +19,7 @@ use dataforge_domain::write::{ConflictMode, WriteOutcome};
 use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::batches::for_each_batch;
 use crate::key_index::{KeyEncoder, KeyIndex, SEQUENCE_TABLE};
 use crate::sql::{column_list, create_table_named, quote};
 use crate::store_error;
@@ -56,8 +57,8 @@ fn conflict(
     Ok(Some(StoreError::Conflict { keys, total }))
 }
 
-/// Rows of a staging table read at once, to check or index them.
-const READ_BACK_ROWS: usize = 128 * 1024;
+/// Staged writes of more records than this are checked for conflicts without holding their keys.
+const LARGE_STAGED_ROWS: usize = 128 * 1024;
 
 /// Writes committed together in one transaction, at most.
 const MAX_GROUP: usize = 256;
@@ -738,32 +739,9 @@ impl WriterState {
                     }
                 }
                 Records::Staging(id) => {
-                    // DuckDB's Arrow results are materialised whole: read the staging table a
-                    // slice of row numbers at a time, so a write of any size is indexed in
-                    // bounded memory
-                    let staging = staging_table(*id);
-                    let row = quote(ROW_COLUMN);
-                    let rows: i64 = self
-                        .conn
-                        .query_row(
-                            &format!("SELECT coalesce(max({row}) + 1, 0) FROM {staging}"),
-                            [],
-                            |r| r.get(0),
-                        )
-                        .map_err(store_error)?;
                     let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
-                    let mut statement = self
-                        .conn
-                        .prepare(&format!(
-                            "SELECT {columns} FROM {staging} WHERE {row} >= ? AND {row} < ?"
-                        ))
-                        .map_err(store_error)?;
-                    for start in (0..rows).step_by(READ_BACK_ROWS) {
-                        let end = start + READ_BACK_ROWS as i64;
-                        for batch in statement.query_arrow([start, end]).map_err(store_error)? {
-                            write.put(schema, &batch)?;
-                        }
-                    }
+                    let sql = format!("SELECT {columns} FROM {}", staging_table(*id));
+                    for_each_batch(&self.conn, &sql, [], |batch| write.put(schema, &batch))?;
                 }
             }
         }
@@ -805,11 +783,11 @@ impl WriterState {
     }
 
     /// Inside an open transaction: the conflicts of a staged write (mode `error`) of `rows`
-    /// records. A write of at most [`READ_BACK_ROWS`] is checked with its keys in memory, like an
+    /// records. A write of at most [`LARGE_STAGED_ROWS`] is checked with its keys in memory, like an
     /// in-memory write, and answers them so the transaction can claim them. A larger one is checked
     /// without holding its keys, whatever its size: DuckDB groups the staging table for keys
     /// repeated within the write (spilling to disk past its memory limit), and the key index is
-    /// asked a slice of rows at a time. Either way, large staged writes earlier in the transaction
+    /// asked batch by batch as the staging table streams by. Either way, large staged writes earlier in the transaction
     /// (whose keys were not claimed) are joined with SQL; without the key index, the table is.
     fn staged_conflicts(
         &self,
@@ -824,7 +802,7 @@ impl WriterState {
         let mut found: Vec<(Vec<u8>, ConflictReason)> = Vec::new();
         let mut total = 0;
         let mut small_keys = None;
-        if rows <= READ_BACK_ROWS {
+        if rows <= LARGE_STAGED_ROWS {
             let write_keys = self.query_keys(&encoder, &format!("SELECT {keys} FROM {staged}"))?;
             let stored = self.stored(schema, &encoder, staged, &write_keys)?;
             for (key, reason) in Self::key_conflicts(&write_keys, &stored, claimed) {
@@ -853,28 +831,20 @@ impl WriterState {
             }
             match &self.index {
                 Some(index) => {
-                    let row = quote(ROW_COLUMN);
-                    let mut statement = self
-                        .conn
-                        .prepare(&format!(
-                            "SELECT {keys} FROM {staged} WHERE {row} >= ? AND {row} < ?"
-                        ))
-                        .map_err(store_error)?;
-                    for start in (0..rows).step_by(READ_BACK_ROWS) {
-                        let range = [start as i64, (start + READ_BACK_ROWS) as i64];
-                        for batch in statement.query_arrow(range).map_err(store_error)? {
-                            let slice = encoder.encode(batch.columns())?;
-                            let stored = index.contains(&schema.name, &slice)?;
-                            for (key, is_stored) in slice.into_iter().zip(stored) {
-                                if is_stored || claimed.is_some_and(|c| c.contains(&key)) {
-                                    total += 1;
-                                    if found.len() < MAX_LISTED_KEYS {
-                                        found.push((key, ConflictReason::Exists));
-                                    }
+                    let sql = format!("SELECT {keys} FROM {staged}");
+                    for_each_batch(&self.conn, &sql, [], |batch| {
+                        let slice = encoder.encode(batch.columns())?;
+                        let stored = index.contains(&schema.name, &slice)?;
+                        for (key, is_stored) in slice.into_iter().zip(stored) {
+                            if is_stored || claimed.is_some_and(|c| c.contains(&key)) {
+                                total += 1;
+                                if found.len() < MAX_LISTED_KEYS {
+                                    found.push((key, ConflictReason::Exists));
                                 }
                             }
                         }
-                    }
+                        Ok(())
+                    })?;
                 }
                 None => {
                     let table = quote(&schema.name);
@@ -1178,7 +1148,7 @@ impl WriterState {
         // the key index, which has not seen them yet): a small write's in memory, a large one's
         // by its staging table, left holding exactly the records stored
         if self.index.is_some() {
-            if rows > READ_BACK_ROWS {
+            if rows > LARGE_STAGED_ROWS {
                 applied.unclaimed.push((schema.name.clone(), commit.write));
             } else {
                 let keys = match small_keys {
