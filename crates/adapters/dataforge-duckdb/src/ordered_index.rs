@@ -17,7 +17,7 @@ use arrow_schema::SortOptions;
 use dataforge_domain::ports::StoreError;
 use dataforge_domain::query::{Comparison, Condition, Filter, Predicate, RecordQuery};
 use dataforge_domain::schema::DatasetSchema;
-use dataforge_domain::value::Value;
+use dataforge_domain::value::{FieldType, Value};
 use heed::types::{Bytes, Unit};
 
 use crate::row_codec::one_value_array;
@@ -44,6 +44,9 @@ pub(crate) struct OrderedIndex {
     columns: Vec<usize>,
     converter: RowConverter,
     schema_fields: Vec<SortField>,
+    /// Key columns holding floats: bytes order -0.0 before 0.0 where SQL calls them equal, so
+    /// filters on them are left to DuckDB.
+    float_columns: Vec<usize>,
 }
 
 impl OrderedIndex {
@@ -64,11 +67,17 @@ impl OrderedIndex {
             })
             .collect();
         let converter = RowConverter::new(schema_fields.clone()).map_err(row_error)?;
+        let float_columns = columns
+            .iter()
+            .copied()
+            .filter(|&c| schema.fields[c].field_type == FieldType::Float)
+            .collect();
         Ok(OrderedIndex {
             db,
             columns,
             converter,
             schema_fields,
+            float_columns,
         })
     }
 
@@ -145,7 +154,11 @@ impl OrderedIndex {
     pub(crate) fn plan(&self, query: &RecordQuery) -> Option<IndexRange> {
         let limit = query.limit.filter(|&n| n <= MAX_INDEXED_PAGE)?;
         let mut filters = Vec::new();
-        if !conjunction(&query.filter, &mut filters) {
+        if !conjunction(&query.filter, &mut filters)
+            || filters
+                .iter()
+                .any(|f| self.float_columns.contains(&f.field))
+        {
             return None;
         }
         let on = |column: usize| -> Vec<&Condition> {
@@ -443,5 +456,14 @@ mod tests {
         let mut unbounded = query(&schema, "field_code=eq.3&order=period");
         unbounded.limit = None;
         assert!(index.plan(&unbounded).is_none());
+        // and filters on floats (-0.0 sorts before 0.0 in the index, equals it in SQL)
+        let by_oil = OrderedIndex::new(&schema, &[3], db).unwrap();
+        assert!(by_oil.plan(&query(&schema, "order=oil")).is_some());
+        assert!(by_oil.plan(&query(&schema, "oil=eq.0&order=oil")).is_none());
+        assert!(
+            by_oil
+                .plan(&query(&schema, "oil=gte.0&order=oil"))
+                .is_none()
+        );
     }
 }
