@@ -408,7 +408,10 @@ impl IndexWrite<'_> {
                     .map_err(index_error)?;
             }
         }
-        self.index.mapped.trim();
+        let entries_per_record = 1 + dataset.ordered.len() as u64;
+        self.index
+            .mapped
+            .wrote(batch.num_rows() as u64 * entries_per_record);
         Ok(())
     }
 
@@ -440,8 +443,6 @@ impl IndexWrite<'_> {
             .meta
             .put(&mut self.tx, "seq", &seq)
             .map_err(index_error)?;
-        self.tx.commit().map_err(index_error)?;
-        self.index.mapped.trim();
-        Ok(())
+        self.tx.commit().map_err(index_error)
     }
 }

@@ -2,54 +2,56 @@
 //!
 //! LMDB reads its file through a shared memory map, and a write copies each page it changes from
 //! the map. Records arrive in no particular key order, so a large load touches pages all over the
-//! file, and every page touched stays mapped: resident memory grew with the index (15 GiB during a
-//! 30-million-row upload). Those pages are file cache, clean and reclaimable, but they count in RSS
-//! and the kernel is slower to reclaim mapped pages than unmapped ones. After a write to the index,
-//! once resident file pages have grown by [`MAPPED_BUDGET`] since the last release, the writer
-//! unmaps the index file's pages (`MADV_DONTNEED`): the data stays in the kernel's page cache and
-//! the next access maps a page again, without disk I/O while the cache holds it. Measuring growth
-//! rather than the total keeps the release rare when writes touch few new pages (single records),
-//! instead of unmapping the B-tree's hot pages after every commit.
+//! file, and every page touched stays mapped: resident memory grew with the index. Those pages are
+//! file cache, clean and reclaimable, but they count in RSS and the kernel is slower to reclaim
+//! mapped pages than unmapped ones. So after every [`RELEASE_EVERY_PUTS`] records written to the
+//! index (each put touches at most a few pages, so at most a few hundred MiB are mapped between
+//! releases), the writer unmaps the index file's pages (`MADV_DONTNEED`): the data stays in the
+//! kernel's page cache and the next access maps a page again, without disk I/O while the cache
+//! holds it. Counting writes rather than reading the process's RSS counters keeps the check free
+//! (and those counters are approximate on some kernels).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Growth of resident file-backed memory after which the index's mapped pages are released.
-const MAPPED_BUDGET: u64 = 256 << 20;
+/// Index puts between two releases of the mapped pages.
+const RELEASE_EVERY_PUTS: u64 = 64 * 1024;
 
-/// The index file's mapping in this process.
+/// The index file's mapping in this process, and the writes since its pages were last released.
 pub(crate) struct MappedPages {
     file: PathBuf,
-    page_size: u64,
-    /// Resident file-backed bytes just after the last release (or at start).
-    floor: AtomicU64,
+    every: u64,
+    puts: AtomicU64,
 }
 
 impl MappedPages {
     /// For the LMDB environment in `dir` (its data file is `data.mdb`).
     pub(crate) fn new(dir: &Path) -> Self {
-        // SAFETY: sysconf has no preconditions
-        let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        let mut pages = MappedPages {
+        Self::releasing_every(dir, RELEASE_EVERY_PUTS)
+    }
+
+    fn releasing_every(dir: &Path, every: u64) -> Self {
+        MappedPages {
             file: std::fs::canonicalize(dir)
                 .unwrap_or_else(|_| dir.to_path_buf())
                 .join("data.mdb"),
-            page_size: u64::try_from(page_size).unwrap_or(4096),
-            floor: AtomicU64::new(0),
-        };
-        pages.floor = AtomicU64::new(pages.resident_file_bytes().unwrap_or(0));
-        pages
+            every,
+            puts: AtomicU64::new(0),
+        }
     }
 
-    /// Releases the mapped pages of the index file if resident file pages exceed the budget.
-    /// Best effort: on any failure to read the process's maps, nothing is released.
-    pub(crate) fn trim(&self) {
-        if self
-            .resident_file_bytes()
-            .is_none_or(|b| b <= MAPPED_BUDGET)
-        {
-            return;
+    /// Counts `n` records written to the index; releases the mapped pages once enough were.
+    pub(crate) fn wrote(&self, n: u64) {
+        let before = self.puts.fetch_add(n, Ordering::Relaxed);
+        if before + n >= self.every {
+            self.puts.store(0, Ordering::Relaxed);
+            self.release();
         }
+    }
+
+    /// Unmaps every page of the index file. Best effort: when the process's maps cannot be read,
+    /// nothing is released.
+    fn release(&self) {
         let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
             return;
         };
@@ -75,15 +77,75 @@ impl MappedPages {
                 libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
             }
         }
-        if let Some(after) = self.resident_file_bytes() {
-            self.floor.store(after, Ordering::Relaxed);
-        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// Resident kilobytes of the mapping of `file`, from the kernel's page-table walk.
+    fn resident_kib(file: &Path) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let name = file.to_string_lossy();
+        smaps
+            .lines()
+            .skip_while(|l| !l.ends_with(name.as_ref()))
+            .find_map(|l| l.strip_prefix("Rss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
     }
 
-    /// Resident file-backed and shared memory of this process (`/proc/self/statm`).
-    fn resident_file_bytes(&self) -> Option<u64> {
-        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-        let shared: u64 = statm.split_whitespace().nth(2)?.parse().ok()?;
-        Some(shared * self.page_size)
+    #[test]
+    fn releases_the_mapped_pages_of_the_index_file_after_enough_writes() {
+        const SIZE: usize = 16 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.mdb");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut &file, &vec![1u8; SIZE]).unwrap();
+        let pages = MappedPages::releasing_every(dir.path(), 1_000);
+        // SAFETY: a fresh shared read-only mapping of a file this test owns, unmapped at the end
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SIZE,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        let touch = || {
+            (0..SIZE)
+                .step_by(4096)
+                // SAFETY: inside the mapping
+                .map(|offset| {
+                    usize::from(unsafe { std::ptr::read_volatile(map.cast::<u8>().add(offset)) })
+                })
+                .sum::<usize>()
+        };
+        let file = std::fs::canonicalize(&path).unwrap();
+        assert_eq!(touch(), SIZE / 4096);
+        assert_eq!(resident_kib(&file), (SIZE / 1024) as u64);
+        // fewer writes than the threshold leave the pages mapped
+        pages.wrote(999);
+        assert_eq!(resident_kib(&file), (SIZE / 1024) as u64);
+        // the thousandth releases them; the data reads the same afterwards
+        pages.wrote(1);
+        assert_eq!(resident_kib(&file), 0);
+        assert_eq!(touch(), SIZE / 4096);
+        // and the count starts again
+        pages.wrote(999);
+        assert_eq!(resident_kib(&file), (SIZE / 1024) as u64);
+        // SAFETY: the mapping made above, no longer used
+        unsafe { libc::munmap(map, SIZE) };
     }
 }
