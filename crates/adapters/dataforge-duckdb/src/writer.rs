@@ -487,9 +487,8 @@ impl WriterState {
 
     /// Rewrites the dataset's table ordered by its `cluster_by` fields, in one transaction: a new
     /// table is filled in that order (insertion order kept for this statement), replaces the old
-    /// one. Row groups then hold narrow ranges of those fields, so
-    /// DuckDB's zone maps skip most of the table for filters on them. The records, and so the key
-    /// index, do not change.
+    /// one. Row groups then hold narrow ranges of those fields, so DuckDB's zone maps skip most of
+    /// the table for filters on them. The records, and so the key index, do not change.
     fn cluster(&mut self, schema: &DatasetSchema) -> Result<u64, StoreError> {
         if schema.cluster_by.is_empty() {
             return Err(StoreError::Internal(format!(
@@ -783,12 +782,13 @@ impl WriterState {
     }
 
     /// Inside an open transaction: the conflicts of a staged write (mode `error`) of `rows`
-    /// records. A write of at most [`LARGE_STAGED_ROWS`] is checked with its keys in memory, like an
-    /// in-memory write, and answers them so the transaction can claim them. A larger one is checked
-    /// without holding its keys, whatever its size: DuckDB groups the staging table for keys
-    /// repeated within the write (spilling to disk past its memory limit), and the key index is
-    /// asked batch by batch as the staging table streams by. Either way, large staged writes earlier in the transaction
-    /// (whose keys were not claimed) are joined with SQL; without the key index, the table is.
+    /// records. A write of at most [`LARGE_STAGED_ROWS`] is checked with its keys in memory, like
+    /// an in-memory write, and answers them so the transaction can claim them. A larger one is
+    /// checked without holding its keys, whatever its size: DuckDB groups the staging table for
+    /// keys repeated within the write (spilling to disk past its memory limit), and the key index
+    /// is asked batch by batch as the staging table streams by. Either way, large staged writes
+    /// earlier in the transaction (whose keys were not claimed) are joined with SQL; without the
+    /// key index, the table is.
     fn staged_conflicts(
         &self,
         schema: &DatasetSchema,
@@ -798,12 +798,13 @@ impl WriterState {
     ) -> Result<StagedCheck, StoreError> {
         let encoder = KeyEncoder::new(schema)?;
         let keys = column_list(schema.key_fields().map(|f| f.name.as_str()));
+        let select_keys = format!("SELECT {keys} FROM {staged}");
         let claimed = applied.claimed(&schema.name);
         let mut found: Vec<(Vec<u8>, ConflictReason)> = Vec::new();
         let mut total = 0;
         let mut small_keys = None;
         if rows <= LARGE_STAGED_ROWS {
-            let write_keys = self.query_keys(&encoder, &format!("SELECT {keys} FROM {staged}"))?;
+            let write_keys = self.query_keys(&encoder, &select_keys)?;
             let stored = self.stored(schema, &encoder, staged, &write_keys)?;
             for (key, reason) in Self::key_conflicts(&write_keys, &stored, claimed) {
                 total += 1;
@@ -831,8 +832,7 @@ impl WriterState {
             }
             match &self.index {
                 Some(index) => {
-                    let sql = format!("SELECT {keys} FROM {staged}");
-                    for_each_batch(&self.conn, &sql, [], |batch| {
+                    for_each_batch(&self.conn, &select_keys, [], |batch| {
                         let slice = encoder.encode(batch.columns())?;
                         let stored = index.contains(&schema.name, &slice)?;
                         for (key, is_stored) in slice.into_iter().zip(stored) {
