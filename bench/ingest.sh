@@ -4,6 +4,8 @@
 # clients, and the server's peak RSS (during each format's load and during one large CSV upload).
 #
 # Usage: bench/ingest.sh [ROWS] [BIG_CSV_GB]     (defaults: 10000000 rows, 5 GB)
+# INDEX=1 declares `indexes = [["field_code", "production_period"]]` on well_production (the index
+# bench/read.sh declares), to measure what it costs writes.
 # Needs: curl, and wrk for the single-record part (apt-get install wrk). Prints a Markdown report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,11 +22,16 @@ cargo build --release --quiet
 cargo build --release --quiet -p dataforge-duckdb --example raw_load
 bin="$CARGO_TARGET_DIR/release/dataforge"
 rm -rf "$work" && mkdir -p "$work"
+schemas="$work/schemas"
+mkdir -p "$schemas" && cp schemas/*.toml "$schemas/"
+if [ "${INDEX:-0}" = 1 ]; then
+  sed -i '/^cluster_by = /a indexes = [["field_code", "production_period"]]' "$schemas/well_production.toml"
+fi
 
 server_pid=""
 start_server() {
   rm -rf "$work/db" && mkdir -p "$work/db"
-  "$bin" serve --db "$work/db/bench.duckdb" --listen "127.0.0.1:$port" 2>"$work/server.log" &
+  "$bin" serve --schemas "$schemas" --db "$work/db/bench.duckdb" --listen "127.0.0.1:$port" 2>"$work/server.log" &
   server_pid=$!
   for _ in $(seq 1 100); do curl -sf "$base/health" >/dev/null && return; sleep 0.1; done
   echo "server did not start" >&2; cat "$work/server.log" >&2; exit 1
@@ -33,7 +40,7 @@ peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$server_pid/sta
 stop_server() { kill -TERM "$server_pid"; wait "$server_pid" || true; }
 now() { date +%s.%N; }
 
-echo "## Ingest benchmark: $rows rows, $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo "## Ingest benchmark: $rows rows, $(nproc) cores, $(date -u +%Y-%m-%d)$([ "${INDEX:-0}" = 1 ] && echo ", index declared")"
 echo
 
 # (a) the limit: raw DuckDB appending the same rows (Arrow appender)

@@ -350,6 +350,15 @@ impl RecordWriter for DuckDbStore {
     }
 }
 
+/// Runs a blocking read of the key index on tokio's blocking pool, never on an executor thread.
+async fn off_executor<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+}
+
 /// Tables at least this large are counted from a sample when an estimate is asked for.
 const ESTIMATE_FROM_ROWS: u64 = 1_000_000;
 
@@ -362,11 +371,7 @@ impl RecordReader for DuckDbStore {
         // the key index holds every record: one lookup, off the async executor
         if let Some(index) = self.index.get().filter(|i| i.is_usable()) {
             let index = Arc::clone(index);
-            return Box::pin(async move {
-                tokio::task::spawn_blocking(move || index.get(&dataset, &key))
-                    .await
-                    .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
-            });
+            return Box::pin(off_executor(move || index.get(&dataset, &key)));
         }
         Box::pin(self.readers.run(move |conn| {
             let statement = select::by_key(&dataset, &key);
@@ -391,10 +396,7 @@ impl RecordReader for DuckDbStore {
             let index = Arc::clone(index);
             let fields = query.fetched_fields();
             return Box::pin(async move {
-                let page =
-                    tokio::task::spawn_blocking(move || index.page(&dataset, &range, &fields))
-                        .await
-                        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))??;
+                let page = off_executor(move || index.page(&dataset, &range, &fields)).await?;
                 Ok(BatchStream::new(std::iter::once(Ok(page))))
             });
         }
