@@ -233,7 +233,7 @@ impl KeyIndex {
             let mut count = 0u64;
             for_each_batch(conn, &sql, [], |batch| {
                 count += batch.num_rows() as u64;
-                write.put(schema, &batch)
+                write.put(schema, &batch, false)
             })?;
             tracing::info!(dataset = %schema.name, records = count, "indexed records");
         }
@@ -368,12 +368,15 @@ pub(crate) struct IndexWrite<'a> {
 }
 
 impl IndexWrite<'_> {
-    /// Stores every record of `batch` (shaped as the dataset's schema) under its key, replacing
-    /// what the key held.
+    /// Stores every record of `batch` (shaped as the dataset's schema) under its key. With
+    /// `replacing`, a key may hold a record already, which is replaced and whose declared-index
+    /// entries are removed; without, the keys are known to be new (a write checked in mode
+    /// `error`, a rebuild) and no lookup is spent on them.
     pub(crate) fn put(
         &mut self,
         schema: &DatasetSchema,
         batch: &RecordBatch,
+        replacing: bool,
     ) -> Result<(), StoreError> {
         let dataset = self.index.dataset(&schema.name)?;
         let key_columns: Vec<ArrayRef> = schema
@@ -386,7 +389,7 @@ impl IndexWrite<'_> {
         // in key order, B-tree pages are filled one after another instead of at random
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
-        if !dataset.ordered.is_empty() {
+        if replacing && !dataset.ordered.is_empty() {
             for &i in &order {
                 self.unindex_stored(schema, dataset, &keys[i])?;
             }

@@ -239,7 +239,7 @@ struct Applied {
 
 /// Where the records a write stored can be read back once it is committed.
 enum Records {
-    /// An in-memory write's batches.
+    /// An in-memory write's batches (always mode `error`: its keys were new).
     Batches(Vec<RecordBatch>),
     /// A write's staging table, left holding exactly the rows it stored.
     Staging(u64),
@@ -671,7 +671,7 @@ impl WriterState {
                 for (schema, records) in records {
                     if let Records::Batches(batches) = records {
                         for batch in batches {
-                            write.put(schema, batch)?;
+                            write.put(schema, batch, false)?;
                         }
                     }
                 }
@@ -734,13 +734,15 @@ impl WriterState {
             match records {
                 Records::Batches(batches) => {
                     for batch in batches {
-                        write.put(schema, batch)?;
+                        write.put(schema, batch, false)?;
                     }
                 }
                 Records::Staging(id) => {
                     let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
                     let sql = format!("SELECT {columns} FROM {}", staging_table(*id));
-                    for_each_batch(&self.conn, &sql, [], |batch| write.put(schema, &batch))?;
+                    for_each_batch(&self.conn, &sql, [], |batch| {
+                        write.put(schema, &batch, true)
+                    })?;
                 }
             }
         }
