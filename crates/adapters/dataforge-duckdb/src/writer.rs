@@ -209,6 +209,21 @@ fn key_matches(schema: &DatasetSchema) -> String {
         .join(" AND ")
 }
 
+/// The key columns of `source` (aliased `s`) and the `FROM … WHERE` clause selecting its rows whose
+/// key `table` holds.
+fn keys_held_by(schema: &DatasetSchema, source: &str, table: &str) -> (String, String) {
+    let columns = schema
+        .key_fields()
+        .map(|f| format!("s.{}", quote(&f.name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let joined = format!(
+        "FROM {source} s WHERE EXISTS (SELECT 1 FROM {table} t WHERE {})",
+        key_matches(schema)
+    );
+    (columns, joined)
+}
+
 struct WriterState {
     conn: Connection,
     /// Writes with staged rows.
@@ -872,15 +887,7 @@ impl WriterState {
         table: &str,
         found: &mut Vec<(Vec<u8>, ConflictReason)>,
     ) -> Result<u64, StoreError> {
-        let columns = schema
-            .key_fields()
-            .map(|f| format!("s.{}", quote(&f.name)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let joined = format!(
-            "FROM {staged} s WHERE EXISTS (SELECT 1 FROM {table} t WHERE {})",
-            key_matches(schema)
-        );
+        let (columns, joined) = keys_held_by(schema, staged, table);
         let total: i64 = self
             .conn
             .query_row(&format!("SELECT count(*) {joined}"), [], |r| r.get(0))
@@ -896,11 +903,11 @@ impl WriterState {
 
     /// The encoded keys a query over key columns answers.
     fn query_keys(&self, encoder: &KeyEncoder, sql: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut statement = self.conn.prepare(sql).map_err(store_error)?;
         let mut out = Vec::new();
-        for batch in statement.query_arrow([]).map_err(store_error)? {
+        for_each_batch(&self.conn, sql, [], |batch| {
             out.extend(encoder.encode(batch.columns())?);
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -1075,20 +1082,11 @@ impl WriterState {
             return index.contains(&schema.name, keys);
         }
         // without the index, the tables are asked
-        let matches = key_matches(schema);
-        let columns = schema
-            .key_fields()
-            .map(|f| format!("s.{}", quote(&f.name)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut statement = self
-            .conn
-            .prepare(&format!("SELECT {columns} FROM {source} s WHERE EXISTS (SELECT 1 FROM {} t WHERE {matches})", quote(&schema.name)))
-            .map_err(store_error)?;
-        let mut found: HashSet<Vec<u8>> = HashSet::new();
-        for batch in statement.query_arrow([]).map_err(store_error)? {
-            found.extend(encoder.encode(batch.columns())?);
-        }
+        let (columns, joined) = keys_held_by(schema, source, &quote(&schema.name));
+        let found: HashSet<Vec<u8>> = self
+            .query_keys(encoder, &format!("SELECT {columns} {joined}"))?
+            .into_iter()
+            .collect();
         Ok(keys.iter().map(|k| found.contains(k)).collect())
     }
 
