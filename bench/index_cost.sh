@@ -15,9 +15,9 @@ pairs=${2:-2}
 work=${BENCH_DIR:-/tmp/dataforge-index-cost}
 cargo build --release --quiet
 bin="$CARGO_TARGET_DIR/release/dataforge"
-rm -rf "$work" && mkdir -p "$work/load" "$work/indexed"
-cp schemas/*.toml "$work/indexed/"
-sed -i '/^cluster_by = /a indexes = [["field_code", "production_period"]]' "$work/indexed/well_production.toml"
+rm -rf "$work" && mkdir -p "$work/load"
+source bench/schemas.sh
+bench_schemas "$work/indexed" 1
 for ((start = 0; start < rows; start += 1000000)); do
   n=$((rows - start < 1000000 ? rows - start : 1000000))
   "$bin" generate well_production --start "$start" --rows "$n" --format arrow -o "$work/load/$(printf '%012d' "$start").arrow"

@@ -23,10 +23,8 @@ cargo build --release --quiet -p dataforge-duckdb --example raw_load
 bin="$CARGO_TARGET_DIR/release/dataforge"
 rm -rf "$work" && mkdir -p "$work"
 schemas="$work/schemas"
-mkdir -p "$schemas" && cp schemas/*.toml "$schemas/"
-if [ "${INDEX:-0}" = 1 ]; then
-  sed -i '/^cluster_by = /a indexes = [["field_code", "production_period"]]' "$schemas/well_production.toml"
-fi
+source bench/schemas.sh
+bench_schemas "$schemas" "${INDEX:-0}"
 
 server_pid=""
 start_server() {

@@ -28,10 +28,8 @@ db="$work/bench.duckdb"
 # The shipped schemas, with the index a filtered page of one field by period is read from declared
 # on well_production (INDEX=0 leaves it out; docs/read-path.md has what it costs writes).
 schemas="$work/schemas"
-mkdir -p "$schemas" && cp schemas/*.toml "$schemas/"
-if [ "${INDEX:-1}" = 1 ]; then
-  sed -i '/^cluster_by = /a indexes = [["field_code", "production_period"]]' "$schemas/well_production.toml"
-fi
+source bench/schemas.sh
+bench_schemas "$schemas" "${INDEX:-1}"
 
 server_pid=""
 start_server() {
