@@ -75,16 +75,25 @@ for format in arrow parquet csv ndjson json; do
 done
 echo
 
-# (c) 64 concurrent clients POSTing single records for 10 s
+# (c) 64 concurrent clients POSTing single records for 10 s; beside it, GET /health with the same
+# clients as the reference for the HTTP stack alone, and the same POSTs with deferred appends off
+# (every group committed to DuckDB before it is answered)
 if command -v wrk >/dev/null; then
   start_server
-  wrk -t2 -c64 -d10s --latency -s bench/single_record.lua "$base" >"$work/wrk.txt"
+  wrk -t2 -c64 -d10s "$base/health" >"$work/wrk.txt"
   stop_server
-  rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
-  p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")
-  p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
-  errors=$(awk '/Non-2xx/ {print $5}' "$work/wrk.txt")
-  echo "(c) 64 clients, single-record POST, 10 s: $rps requests/s, p50 $p50, p99 $p99, non-2xx: ${errors:-0}"
+  health=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
+  echo "(c) reference: 64 clients, GET /health, 10 s: $health requests/s"
+  for deferred_ms in 200 0; do
+    DATAFORGE_DATABASE__DEFERRED_APPEND_MS=$deferred_ms start_server
+    wrk -t2 -c64 -d10s --latency -s bench/single_record.lua "$base" >"$work/wrk.txt"
+    stop_server
+    rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
+    p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")
+    p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
+    errors=$(awk '/Non-2xx/ {print $5}' "$work/wrk.txt")
+    echo "(c) 64 clients, single-record POST, 10 s, deferred_append_ms=$deferred_ms: $rps requests/s ($(echo "scale=2; $rps / $health" | bc) of /health), p50 $p50, p99 $p99, non-2xx: ${errors:-0}"
+  done
 else
   echo "(c) skipped: wrk is not installed"
 fi

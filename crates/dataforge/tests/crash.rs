@@ -164,3 +164,103 @@ fn sigkill_mid_ingest_loses_no_acknowledged_request_and_leaves_no_partial_one() 
         409
     );
 }
+
+/// Single-record writes are acknowledged once their records are durable in the key index, and
+/// reach DuckDB later: killed before that append (the tick is set to ten minutes and nothing reads
+/// through DuckDB), the server appends them from the index's log at the next start.
+#[test]
+fn sigkill_before_deferred_writes_reach_duckdb_loses_none_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("deferred.duckdb");
+    let never = [("DATAFORGE_DATABASE__DEFERRED_APPEND_MS", "600000")];
+    let server = Server::start_with(&db, &support::shipped_schemas(), &never);
+    let base = server.base.clone();
+    // 8 clients, 40 single records each, concurrently: groups of several writes
+    let clients: Vec<_> = (0..8i64)
+        .map(|client| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                for k in 0..40 {
+                    let record = production(client * 1000 + k);
+                    let sent = ureq::post(&format!("{base}{WP}/records"))
+                        .set("Content-Type", "application/json")
+                        .send_string(&record.to_string())
+                        .expect("write accepted");
+                    assert_eq!(sent.status(), 201);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    // a key read comes from the index and does not append the deferred writes
+    let one = server.get(&format!("{WP}/records/6/100000/2020-01-01T00:00:00Z"));
+    assert_eq!(one.status, 200, "{one:?}");
+    server.kill();
+
+    let server = Server::start(&db);
+    let replayed = server
+        .log_lines()
+        .iter()
+        .any(|line| line.contains("appended deferred writes to the tables"));
+    assert!(
+        replayed,
+        "the start appended the deferred writes from the log"
+    );
+    let count = server.get(&format!("{WP}/count"));
+    assert_eq!(count.body["count"], json!(320), "{count:?}");
+    let page = server.get(&format!(
+        "{WP}/records?select=well_code,production_period&limit=1000"
+    ));
+    let mut stored: Vec<(i64, String)> = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            (
+                item["well_code"].as_i64().unwrap(),
+                item["production_period"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    stored.sort();
+    let mut expected: Vec<(i64, String)> = (0..8i64)
+        .flat_map(|client| (0..40).map(move |k| production(client * 1000 + k)))
+        .map(|r| {
+            (
+                r["well_code"].as_i64().unwrap(),
+                r["production_period"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(
+        stored, expected,
+        "every acknowledged record is in the table, once"
+    );
+    // the index and the table agree: a replayed record conflicts, a new one is taken
+    assert_eq!(
+        server
+            .post_json(&format!("{WP}/records"), &production(7039))
+            .status,
+        409
+    );
+    assert_eq!(
+        server
+            .post_json(&format!("{WP}/records"), &production(9000))
+            .status,
+        201
+    );
+    // a clean stop appends what is deferred: nothing is left to replay at the next start
+    server.stop();
+    let server = Server::start_with(&db, &support::shipped_schemas(), &never);
+    assert!(
+        !server
+            .log_lines()
+            .iter()
+            .any(|line| line.contains("appended deferred writes")),
+        "nothing was left deferred after a clean stop"
+    );
+    assert_eq!(server.get(&format!("{WP}/count")).body["count"], json!(321));
+}

@@ -403,6 +403,59 @@ fn concurrent_small_writes_are_committed_in_groups_and_each_stays_whole() {
     writes_in_groups_stay_whole(&[]);
 }
 
+/// The same with deferred appends off: every group is appended to DuckDB before it is answered.
+#[test]
+fn concurrent_small_writes_appended_at_once_are_committed_in_groups_and_each_stays_whole() {
+    writes_in_groups_stay_whole(&[("DATAFORGE_DATABASE__DEFERRED_APPEND_MS", "0")]);
+}
+
+/// Small writes are acknowledged before DuckDB holds them; every read that goes to DuckDB (pages,
+/// counts, aggregates, exports) first has them appended, so a read after a `201` sees the write
+/// even when the periodic append is ten minutes away.
+#[test]
+fn reads_after_an_acknowledged_small_write_see_it() {
+    let (_dir, db) = temp_db();
+    let later = [("DATAFORGE_DATABASE__DEFERRED_APPEND_MS", "600000")];
+    let server = Server::start_with(&db, &support::shipped_schemas(), &later);
+    for round in 0..3i64 {
+        let i = 100 + round;
+        assert_eq!(
+            counts(&server.post_json(&format!("{WP}/records"), &production(i))),
+            (1, 0, 0, 0)
+        );
+        let count = server.get(&format!("{WP}/count"));
+        assert_eq!(count.body["count"], json!(round + 1), "{count:?}");
+        let well = production(i)["well_code"].clone();
+        let page = server.get(&format!("{WP}/records?well_code=eq.{well}"));
+        let items = page.body["items"].as_array().unwrap();
+        assert!(
+            items
+                .iter()
+                .any(|r| r["production_period"] == production(i)["production_period"]),
+            "the page holds record {i}: {page:?}"
+        );
+        let sum = server.get(&format!("{WP}/aggregate?metrics=count()"));
+        assert_eq!(sum.body["items"][0]["count"], json!(round + 1), "{sum:?}");
+        // the key index knew the key all along
+        assert_eq!(
+            server
+                .post_json(&format!("{WP}/records"), &production(i))
+                .status,
+            409
+        );
+    }
+    let csv = ureq::get(&format!("{}{WP}/records?format=csv", server.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        1 + 3,
+        "a header and three records: {csv}"
+    );
+}
+
 /// The same with no write buffer: every write goes through a staging table of its own.
 #[test]
 fn concurrent_staged_writes_are_committed_in_groups_and_each_stays_whole() {

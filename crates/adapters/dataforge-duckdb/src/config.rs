@@ -30,6 +30,11 @@ pub struct DuckDbConfig {
     /// within its share (a quarter, at most 64 MiB) is appended straight to its table at commit,
     /// a larger one is staged in a temporary table that spills to disk. 0 stages every write.
     pub write_buffer_mib: u32,
+    /// Milliseconds, at most, that groups of small writes (up to 8,192 records in all) wait before
+    /// they are appended to their tables: such groups are acknowledged once their records are
+    /// durable in the key index, and appended to DuckDB many groups at a time (reads wait for
+    /// them, so a read after a `201` sees the write). 0 appends every group before acknowledging it.
+    pub deferred_append_ms: u64,
     /// Milliseconds a read may take to start answering before it is stopped and answered 504.
     pub query_timeout_ms: u64,
 }
@@ -48,6 +53,7 @@ impl Default for DuckDbConfig {
             write_wait_ms: 10_000,
             write_buffer_mib: 256,
             query_timeout_ms: 30_000,
+            deferred_append_ms: 200,
         }
     }
 }

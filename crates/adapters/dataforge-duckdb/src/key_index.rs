@@ -5,8 +5,11 @@
 //! write sequence number; at start a sequence that differs from DuckDB's means the index missed a
 //! write (a crash in between), and it is rebuilt from the tables. A schema's declared `indexes` live
 //! here too (see [`OrderedIndex`]), written in the same transactions as the records.
+//! Small writes may reach the index first (see the writer's deferred appends): their keys are then
+//! listed in a log (`_deferred`) under their sequence number, the index is synced before they are
+//! acknowledged, and a start that finds DuckDB behind appends them to their tables from the log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,6 +91,37 @@ impl KeyEncoder {
     }
 }
 
+/// Records read back and appended per batch when deferred writes are replayed.
+const REPLAY_CHUNK: usize = 8192;
+
+/// The sequence number and dataset of a log entry of deferred writes.
+fn deferred_entry(entry: &[u8]) -> Result<(u64, &str), StoreError> {
+    let broken = || StoreError::Internal("a broken entry in the log of deferred writes".into());
+    let (seq, dataset) = entry.split_first_chunk::<8>().ok_or_else(broken)?;
+    let dataset = std::str::from_utf8(dataset).map_err(|_| broken())?;
+    Ok((u64::from_be_bytes(*seq), dataset))
+}
+
+/// The keys a log entry of deferred writes lists (each one after its length, u32 little-endian).
+fn listed_keys(mut listed: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
+    let mut keys = Vec::new();
+    while let Some((len, rest)) = listed.split_first_chunk::<4>() {
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            break;
+        }
+        keys.push(&rest[..len]);
+        listed = &rest[len..];
+    }
+    if listed.is_empty() {
+        Ok(keys)
+    } else {
+        Err(StoreError::Internal(
+            "a truncated entry in the log of deferred writes".into(),
+        ))
+    }
+}
+
 /// What the index keeps for one dataset.
 struct DatasetIndex {
     /// Encoded key to encoded record.
@@ -119,6 +153,8 @@ pub(crate) struct KeyIndex {
     meta: heed::Database<Str, U64<BE>>,
     /// The declared indexes the stored ones were built for (see [`layout`]).
     layout: heed::Database<Str, Str>,
+    /// The log of deferred writes: sequence number and dataset to the keys of the records written.
+    deferred: heed::Database<Bytes, Bytes>,
     /// Cleared when a write to the index fails: it no longer matches the tables until a restart
     /// rebuilds it, so neither key checks nor reads may use it.
     usable: AtomicBool,
@@ -149,8 +185,8 @@ impl KeyIndex {
         // anything lost in a machine crash shows as a sequence mismatch.
         let mut options = heed::EnvOpenOptions::new();
         let databases: usize = catalog.iter().map(|s| 1 + s.indexes.len()).sum();
-        // and `_meta` and `_layout`
-        options.map_size(MAP_SIZE).max_dbs(databases as u32 + 2);
+        // and `_meta`, `_layout` and `_deferred`
+        options.map_size(MAP_SIZE).max_dbs(databases as u32 + 3);
         // SAFETY: the environment is opened once per process, by this store only; NO_SYNC and
         // NO_META_SYNC trade durability of this derived index for speed, as explained above.
         let env = unsafe {
@@ -164,6 +200,9 @@ impl KeyIndex {
             .map_err(index_error)?;
         let stored_layout: heed::Database<Str, Str> = env
             .create_database(&mut tx, Some("_layout"))
+            .map_err(index_error)?;
+        let deferred: heed::Database<Bytes, Bytes> = env
+            .create_database(&mut tx, Some("_deferred"))
             .map_err(index_error)?;
         let mut datasets = HashMap::new();
         for schema in catalog.iter() {
@@ -192,6 +231,7 @@ impl KeyIndex {
             datasets,
             meta,
             layout: stored_layout,
+            deferred,
             usable: AtomicBool::new(true),
         };
 
@@ -200,7 +240,7 @@ impl KeyIndex {
             quote(SEQUENCE_TABLE)
         ))
         .map_err(store_error)?;
-        let stored: u64 = conn
+        let mut stored: u64 = conn
             .query_row(
                 &format!("SELECT max(seq) FROM {}", quote(SEQUENCE_TABLE)),
                 [],
@@ -213,11 +253,108 @@ impl KeyIndex {
         let declared = index.layout.get(&tx, "layout").map_err(index_error)?;
         let layout_matches = declared == Some(layout(catalog).as_str());
         drop(tx);
+        // writes acknowledged from the index alone are appended to their tables first
+        if let Some(indexed) = indexed
+            && indexed > stored
+            && format == Some(FORMAT)
+            && layout_matches
+        {
+            if index.replay_deferred(catalog, conn, stored, indexed)? {
+                tracing::info!(
+                    from = stored + 1,
+                    to = indexed,
+                    "appended deferred writes to the tables"
+                );
+                stored = indexed;
+            } else {
+                tracing::error!(
+                    stored,
+                    indexed,
+                    "the key index is ahead of the tables but its log of deferred writes does not cover the gap; rebuilding it from the tables"
+                );
+            }
+        }
+        index.clear_deferred()?;
         if indexed != Some(stored) || format != Some(FORMAT) || !layout_matches {
             tracing::info!(indexed = ?indexed, stored, "rebuilding the key index from the tables");
             index.rebuild(catalog, conn, stored)?;
         }
         Ok((index, stored))
+    }
+
+    /// Appends to the tables, in one DuckDB transaction that also sets DuckDB's sequence number to
+    /// `indexed`, the records of the writes `stored + 1 ..= indexed` the log lists (writes that
+    /// were acknowledged once in the index and not yet appended when the process stopped).
+    /// Answers false, changing nothing, when the log does not list every one of those writes.
+    fn replay_deferred(
+        &self,
+        catalog: &Catalog,
+        conn: &Connection,
+        stored: u64,
+        indexed: u64,
+    ) -> Result<bool, StoreError> {
+        let tx = self.env.read_txn().map_err(index_error)?;
+        let mut writes = HashSet::new();
+        let mut keys: HashMap<&str, Vec<&[u8]>> = HashMap::new();
+        for entry in self.deferred.iter(&tx).map_err(index_error)? {
+            let (entry, listed) = entry.map_err(index_error)?;
+            let (seq, dataset) = deferred_entry(entry)?;
+            if seq > stored {
+                writes.insert(seq);
+                keys.entry(dataset)
+                    .or_default()
+                    .extend(listed_keys(listed)?);
+            }
+        }
+        if (stored + 1..=indexed).any(|seq| !writes.contains(&seq)) {
+            return Ok(false);
+        }
+        conn.execute_batch("BEGIN TRANSACTION")
+            .map_err(store_error)?;
+        let appended = (|| {
+            for (name, keys) in &keys {
+                let schema = catalog
+                    .get(name)
+                    .ok_or_else(|| StoreError::Internal(format!("no dataset {name}")))?;
+                let records = self.dataset(name)?.records;
+                let mut appender = conn.appender(name).map_err(store_error)?;
+                for chunk in keys.chunks(REPLAY_CHUNK) {
+                    let mut found = Vec::with_capacity(chunk.len());
+                    for key in chunk {
+                        found.push(records.get(&tx, key).map_err(index_error)?.ok_or_else(
+                            || StoreError::Internal("a deferred write's record is missing".into()),
+                        )?);
+                    }
+                    appender
+                        .append_record_batch(decode_rows(schema, &found)?)
+                        .map_err(store_error)?;
+                }
+                appender.flush().map_err(store_error)?;
+            }
+            conn.execute(
+                &format!("UPDATE {} SET seq = ?", quote(SEQUENCE_TABLE)),
+                [indexed as i64],
+            )
+            .map_err(store_error)?;
+            conn.execute_batch("COMMIT").map_err(store_error)
+        })();
+        if appended.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        appended.map(|()| true)
+    }
+
+    /// Empties the log of deferred writes (DuckDB holds every write it lists).
+    pub(crate) fn clear_deferred(&self) -> Result<(), StoreError> {
+        let mut tx = self.env.write_txn().map_err(index_error)?;
+        self.deferred.clear(&mut tx).map_err(index_error)?;
+        tx.commit().map_err(index_error)
+    }
+
+    /// Flushes every committed transaction to disk: commits skip fsync, so a write acknowledged
+    /// before DuckDB holds it is made durable here.
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        self.env.force_sync().map_err(index_error)
     }
 
     fn rebuild(&self, catalog: &Catalog, conn: &Connection, seq: u64) -> Result<(), StoreError> {
@@ -438,6 +575,27 @@ impl IndexWrite<'_> {
                 .map_err(index_error)?;
         }
         Ok(())
+    }
+
+    /// Lists the keys of a write's records in the log of deferred writes, under its sequence
+    /// number: the records are in the index before their table holds them.
+    pub(crate) fn defer<'k>(
+        &mut self,
+        seq: u64,
+        dataset: &str,
+        keys: impl IntoIterator<Item = &'k Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let mut entry = seq.to_be_bytes().to_vec();
+        entry.extend_from_slice(dataset.as_bytes());
+        let mut listed = Vec::new();
+        for key in keys {
+            listed.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            listed.extend_from_slice(key);
+        }
+        self.index
+            .deferred
+            .put(&mut self.tx, &entry, &listed)
+            .map_err(index_error)
     }
 
     /// Commits the records with the sequence number of the DuckDB transaction that stored them.

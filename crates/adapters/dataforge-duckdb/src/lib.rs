@@ -14,7 +14,7 @@ mod tables;
 mod writer;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -66,6 +66,9 @@ pub struct DuckDbStore {
     setup: Mutex<Connection>,
     readers: Arc<ReadPool>,
     writer: Mutex<Option<Writer>>,
+    /// Set while the writer holds acknowledged writes its tables do not yet hold (see
+    /// [`DuckDbStore::settled`]).
+    deferred: Arc<AtomicBool>,
     /// How long a write may wait for room in the queue before it is refused as unavailable.
     write_wait: Duration,
     /// Source of write ids, which name staging tables.
@@ -135,6 +138,7 @@ impl DuckDbStore {
             config.write_queue as usize,
             config.preserve_insertion_order,
             config.write_buffer_mib as usize * 1024 * 1024,
+            Duration::from_millis(config.deferred_append_ms),
         )?;
         tracing::info!(
             path = %config.path.display(),
@@ -147,11 +151,13 @@ impl DuckDbStore {
             write_queue = config.write_queue,
             write_wait_ms = config.write_wait_ms,
             query_timeout_ms = config.query_timeout_ms,
+            deferred_append_ms = config.deferred_append_ms,
             "opened DuckDB database"
         );
         Ok(DuckDbStore {
             setup: Mutex::new(conn),
             readers,
+            deferred: Arc::clone(&writer.deferred),
             writer: Mutex::new(Some(writer)),
             write_wait: Duration::from_millis(config.write_wait_ms),
             next_write: AtomicU64::new(0),
@@ -163,7 +169,7 @@ impl DuckDbStore {
     /// Finishes queued writes, checkpoints and stops the writer. Later writes fail as unavailable.
     pub fn close(&self) {
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
-        if let Some(Writer { queue, thread }) = writer {
+        if let Some(Writer { queue, thread, .. }) = writer {
             drop(queue);
             if thread.join().is_err() {
                 tracing::error!("the writer thread panicked");
@@ -216,6 +222,19 @@ impl DatasetStorage for DuckDbStore {
 }
 
 impl DuckDbStore {
+    /// The read barrier: a read through DuckDB first has the writer append the writes it
+    /// acknowledged from the key index alone, so that it sees every acknowledged write.
+    async fn settled(&self) -> Result<(), StoreError> {
+        if !self.deferred.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let (reply, answered) = oneshot::channel();
+        self.queue()?
+            .submit(WriterJob::Flush { reply: Some(reply) })
+            .await?;
+        answer(answered).await
+    }
+
     fn queue(&self) -> Result<WriterQueue, StoreError> {
         let sender = self
             .writer
@@ -373,14 +392,19 @@ impl RecordReader for DuckDbStore {
             let index = Arc::clone(index);
             return Box::pin(off_executor(move || index.get(&dataset, &key)));
         }
-        Box::pin(self.readers.run(move |conn| {
-            let statement = select::by_key(&dataset, &key);
-            let mut prepared = conn.prepare(&statement.sql).map_err(store_error)?;
-            let batches = prepared
-                .query_arrow(duckdb::params_from_iter(statement.params.iter()))
-                .map_err(store_error)?;
-            Ok(batches.into_iter().find(|b| b.num_rows() > 0))
-        }))
+        Box::pin(async move {
+            self.settled().await?;
+            self.readers
+                .run(move |conn| {
+                    let statement = select::by_key(&dataset, &key);
+                    let mut prepared = conn.prepare(&statement.sql).map_err(store_error)?;
+                    let batches = prepared
+                        .query_arrow(duckdb::params_from_iter(statement.params.iter()))
+                        .map_err(store_error)?;
+                    Ok(batches.into_iter().find(|b| b.num_rows() > 0))
+                })
+                .await
+        })
     }
 
     fn scan(
@@ -400,7 +424,10 @@ impl RecordReader for DuckDbStore {
                 Ok(BatchStream::new(std::iter::once(Ok(page))))
             });
         }
-        Box::pin(self.readers.stream(select::plan(&dataset, &plan)))
+        Box::pin(async move {
+            self.settled().await?;
+            self.readers.stream(select::plan(&dataset, &plan)).await
+        })
     }
 
     fn count(
@@ -409,7 +436,9 @@ impl RecordReader for DuckDbStore {
         filter: Predicate,
         exact: bool,
     ) -> BoxFuture<'_, Result<RowCount, StoreError>> {
-        Box::pin(self.readers.run(move |conn| {
+        Box::pin(async move {
+            self.settled().await?;
+            self.readers.run(move |conn| {
             let one = |statement: select::Statement| {
                 conn.query_row(
                     &statement.sql,
@@ -443,6 +472,7 @@ impl RecordReader for DuckDbStore {
                 rows: one(select::count(&dataset, &filter, sample))?,
                 exact: sample.is_none(),
             })
-        }))
+        }).await
+        })
     }
 }

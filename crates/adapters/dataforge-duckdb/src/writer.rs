@@ -5,10 +5,16 @@
 //! together are applied in one transaction (group commit), so many small concurrent writes cost
 //! far fewer WAL syncs than requests.
 //! Being alone, the writer can check keys and insert without races and without unique indexes.
+//! Groups of small writes are acknowledged from the key index and appended to DuckDB later, many
+//! groups at a time ([`deferred`]).
+
+mod deferred;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
@@ -88,6 +94,10 @@ pub(crate) enum WriterJob {
         batch: RecordBatch,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Appends deferred writes to their tables (see [`deferred`]); answered when asked by a read.
+    Flush {
+        reply: Option<oneshot::Sender<Result<(), StoreError>>>,
+    },
     /// Rewrites a dataset's table in the order of its `cluster_by` fields.
     Cluster {
         dataset: Arc<DatasetSchema>,
@@ -109,6 +119,8 @@ pub(crate) enum WriterJob {
 pub(crate) struct Writer {
     pub queue: mpsc::Sender<WriterJob>,
     pub thread: JoinHandle<()>,
+    /// Set while writes are deferred: reads through DuckDB ask for a [`WriterJob::Flush`] first.
+    pub deferred: Arc<AtomicBool>,
 }
 
 pub(crate) fn start(
@@ -116,8 +128,12 @@ pub(crate) fn start(
     queue_size: usize,
     preserve_insertion_order: bool,
     memory_budget: usize,
+    deferred_append: Duration,
 ) -> Result<Writer, StoreError> {
     let (queue, mut jobs) = mpsc::channel::<WriterJob>(queue_size.max(1));
+    let deferred = deferred::Deferred::new(deferred_append);
+    let deferred_flag = deferred.flag();
+    deferred.start_ticker(queue.downgrade());
     let thread = std::thread::Builder::new()
         .name("dataforge-writer".into())
         .spawn(move || {
@@ -129,6 +145,7 @@ pub(crate) fn start(
                 preserve_insertion_order,
                 memory_bytes: 0,
                 budget: MemoryBudget::new(memory_budget),
+                deferred,
             };
             while let Some(first) = jobs.blocking_recv() {
                 state.discard_abandoned();
@@ -173,7 +190,17 @@ pub(crate) fn start(
                             }
                         }
                         WriterJob::Cluster { dataset, reply } => {
-                            let _ = reply.send(state.cluster(&dataset));
+                            let clustered = state.flush_deferred().and_then(|()| state.cluster(&dataset));
+                            let _ = reply.send(clustered);
+                        }
+                        WriterJob::Flush { reply } => {
+                            let flushed = state.flush_deferred();
+                            if let Err(e) = &flushed {
+                                tracing::error!(error = %e, "could not append deferred writes");
+                            }
+                            if let Some(reply) = reply {
+                                let _ = reply.send(flushed);
+                            }
                         }
                         WriterJob::Attach { index, seq, reply } => {
                             state.index = Some(index);
@@ -192,12 +219,19 @@ pub(crate) fn start(
                 }
             }
             state.discard_abandoned();
+            if let Err(e) = state.flush_deferred() {
+                tracing::error!(error = %e, "could not append deferred writes at shutdown; the next start appends them");
+            }
             if let Err(e) = state.conn.execute_batch("CHECKPOINT") {
                 tracing::warn!(error = %e, "checkpoint at shutdown failed");
             }
         })
         .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
-    Ok(Writer { queue, thread })
+    Ok(Writer {
+        queue,
+        thread,
+        deferred: deferred_flag,
+    })
 }
 
 /// `t.k1 = s.k1 AND ...` over the primary key, joining the table `t` to staged rows `s`.
@@ -238,6 +272,8 @@ struct WriterState {
     /// Bytes of batches staged in memory, over all writes.
     memory_bytes: usize,
     budget: MemoryBudget,
+    /// Writes acknowledged from the key index, waiting to be appended to their tables.
+    deferred: deferred::Deferred,
 }
 
 /// What a transaction learns while it applies writes: per dataset, the keys it stores (so that a
@@ -315,6 +351,18 @@ struct Staged {
     /// Bytes of the batches in memory.
     bytes: usize,
     rows: usize,
+}
+
+/// What the key check of a group's in-memory writes of one dataset decided.
+struct SettledInMemory {
+    /// Each write's answer, by its position in the group.
+    results: Vec<(usize, WriteResult)>,
+    /// The accepted writes' batches (many small ones gathered into one).
+    stored: Vec<RecordBatch>,
+    /// Without the key index: positions of the refused writes in `group`.
+    refused: Vec<String>,
+    /// Without the key index: the temporary table holding every write's rows for the SQL check.
+    group: Option<String>,
 }
 
 /// Rows of a group's accepted in-memory writes that are gathered into one batch before they are
@@ -569,6 +617,19 @@ impl WriterState {
             };
             spilled.push(result);
         }
+        if self.deferrable(&commits) {
+            match self.defer_group(&commits) {
+                Ok(results) => return self.answer(commits, results),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not defer a group of writes; committing it to DuckDB")
+                }
+            }
+        }
+        // DuckDB holds every deferred write before it commits one of its own
+        if let Err(e) = self.flush_deferred() {
+            let results = commits.iter().map(|_| Err(e.clone())).collect();
+            return self.answer(commits, results);
+        }
         let results = match self.try_group(&commits, &spilled) {
             Ok(results) => results,
             Err(e) => {
@@ -584,6 +645,11 @@ impl WriterState {
                     .collect()
             }
         };
+        self.answer(commits, results);
+    }
+
+    /// Sends each write its result and drops what it staged.
+    fn answer(&mut self, commits: Vec<Commit>, results: Vec<WriteResult>) {
         for (commit, result) in commits.into_iter().zip(results) {
             if let Err(e) = &result
                 && !matches!(e, StoreError::Conflict { .. })
@@ -922,6 +988,51 @@ impl WriterState {
         indices: &[usize],
         applied: &mut Applied,
     ) -> Result<Vec<(usize, WriteResult)>, StoreError> {
+        let settled = self.settle_in_memory(commits, indices, applied)?;
+        let schema = &commits[indices[0]].dataset;
+        let rows: usize = settled.stored.iter().map(RecordBatch::num_rows).sum();
+        match settled.group {
+            None if rows == 0 => {}
+            None => self.append(schema, &settled.stored)?,
+            Some(group) => {
+                if !settled.refused.is_empty() {
+                    self.execute(&format!(
+                        "DELETE FROM {group} WHERE \"__write\" IN ({})",
+                        settled.refused.join(", ")
+                    ))?;
+                }
+                let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
+                self.execute(&format!(
+                    "INSERT INTO {} SELECT {columns} FROM {group}",
+                    quote(&schema.name)
+                ))?;
+            }
+        }
+        applied
+            .records
+            .push((Arc::clone(schema), Records::Batches(settled.stored)));
+        Ok(settled.results)
+    }
+
+    /// Appends batches to the dataset's table, in the open transaction.
+    fn append(&self, schema: &DatasetSchema, batches: &[RecordBatch]) -> Result<(), StoreError> {
+        let mut appender = self.conn.appender(&schema.name).map_err(store_error)?;
+        for batch in batches {
+            appender
+                .append_record_batch(batch.clone())
+                .map_err(store_error)?;
+        }
+        appender.flush().map_err(store_error)
+    }
+
+    /// The key-checking half of [`Self::apply_in_memory`]: decides each write, claims the keys of
+    /// the accepted ones in `applied`, and gathers their batches, without storing anything.
+    fn settle_in_memory(
+        &self,
+        commits: &[Commit],
+        indices: &[usize],
+        applied: &mut Applied,
+    ) -> Result<SettledInMemory, StoreError> {
         let schema = &commits[indices[0]].dataset;
         let encoder = KeyEncoder::new(schema)?;
         let batches_of = |i: usize| -> &[RecordBatch] {
@@ -994,35 +1105,12 @@ impl WriterState {
         } else {
             accepted
         };
-        match group {
-            None if rows == 0 => {}
-            None => {
-                let mut appender = self.conn.appender(&schema.name).map_err(store_error)?;
-                for batch in &stored {
-                    appender
-                        .append_record_batch(batch.clone())
-                        .map_err(store_error)?;
-                }
-                appender.flush().map_err(store_error)?;
-            }
-            Some(group) => {
-                if !refused.is_empty() {
-                    self.execute(&format!(
-                        "DELETE FROM {group} WHERE \"__write\" IN ({})",
-                        refused.join(", ")
-                    ))?;
-                }
-                let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
-                self.execute(&format!(
-                    "INSERT INTO {} SELECT {columns} FROM {group}",
-                    quote(&schema.name)
-                ))?;
-            }
-        }
-        applied
-            .records
-            .push((Arc::clone(schema), Records::Batches(stored)));
-        Ok(results)
+        Ok(SettledInMemory {
+            results,
+            stored,
+            refused,
+            group,
+        })
     }
 
     /// Fills a temporary table with the rows of several writes, each row tagged with its write's

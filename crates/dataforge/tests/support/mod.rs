@@ -26,6 +26,8 @@ pub struct Server {
     child: Child,
     /// Kept so the thread draining the server's stderr keeps going (a full pipe would block it).
     log: mpsc::Receiver<String>,
+    /// What the server logged before it listened, until [`Server::log_lines`] hands it out.
+    startup: std::cell::RefCell<Vec<String>>,
 }
 
 /// An HTTP answer: status, content type and parsed JSON body.
@@ -73,10 +75,13 @@ impl Server {
                 Ok(line) => {
                     if let Some(rest) = line.split("listening on http://").nth(1) {
                         let address = rest.split_whitespace().next().expect("address follows");
+                        let base = format!("http://{address}");
+                        seen.push(line);
                         return Server {
-                            base: format!("http://{address}"),
+                            base,
                             child,
                             log,
+                            startup: std::cell::RefCell::new(seen),
                         };
                     }
                     seen.push(line);
@@ -118,7 +123,9 @@ impl Server {
 
     /// Log lines the server printed since it started (or since the last call).
     pub fn log_lines(&self) -> Vec<String> {
-        self.log.try_iter().collect()
+        let mut lines = std::mem::take(&mut *self.startup.borrow_mut());
+        lines.extend(self.log.try_iter());
+        lines
     }
 
     /// Stops the server with SIGTERM and waits for a clean exit.
