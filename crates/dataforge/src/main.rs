@@ -171,11 +171,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Log lines (one per request at `info`) are written by a thread of their own, in batches, so a
+    // request never waits on a write to stderr; nothing is dropped (a full buffer makes the logging
+    // thread wait), and the guard flushes what is left when `main` returns.
+    let (log_writer, _log_flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {

@@ -132,9 +132,11 @@ pub(crate) struct RowDecoder<'s> {
     done: u64,
 }
 
-/// Rows the builders make room for at first; they grow as records come, so a one-record request
-/// does not allocate (and the writer later free) room for thousands.
-const INITIAL_ROWS: usize = 256;
+/// Rows the builders make room for at first; they grow (doubling) as records come, so a
+/// one-record request, the commonest, allocates and the writer later frees room for a handful
+/// (8 rather than 256 measured +5-30% single-record POSTs/s, alternating builds; a 64Ki-row batch
+/// pays five more doublings per column).
+const INITIAL_ROWS: usize = 8;
 
 impl<'s> RowDecoder<'s> {
     pub(crate) fn new(schema: &'s DatasetSchema, batch_rows: usize) -> Self {
