@@ -164,6 +164,10 @@ pub(crate) fn page_json(page: &Page) -> Vec<u8> {
 const CHUNK_BYTES: usize = 256 * 1024;
 /// Chunks that may wait for the client.
 const CHUNKS_AHEAD: usize = 4;
+/// Rows of a batch encoded as CSV before the chunk is checked for fullness: text formats send
+/// chunks of about [`CHUNK_BYTES`], not a whole 64Ki-row batch's text (tens of MiB, four of which
+/// could wait for a slow client).
+const TEXT_SLICE_ROWS: usize = 512;
 
 /// A `Write` that hands full chunks to the response body; fails once the client has gone.
 struct ChunkSink {
@@ -266,15 +270,19 @@ fn encode(format: AnswerFormat, export: Export, sink: &mut ChunkSink) -> Result<
                 for row in 0..batch.num_rows() {
                     rows.write(row, &mut sink.buffer);
                     sink.buffer.push(b'\n');
+                    sink.maybe_send()?;
                 }
-                sink.maybe_send()?;
             }
         }
         AnswerFormat::Csv => {
             cells::csv_header(&columns, &mut sink.buffer);
             for batch in batches {
-                cells::csv_rows(&columns, &batch.map_err(failed)?, &mut sink.buffer);
-                sink.maybe_send()?;
+                let batch = batch.map_err(failed)?;
+                for start in (0..batch.num_rows()).step_by(TEXT_SLICE_ROWS) {
+                    let rows = TEXT_SLICE_ROWS.min(batch.num_rows() - start);
+                    cells::csv_rows(&columns, &batch.slice(start, rows), &mut sink.buffer);
+                    sink.maybe_send()?;
+                }
             }
         }
         AnswerFormat::Arrow => {
