@@ -5,7 +5,8 @@
 //! `raw_select_1 MICROSECONDS`: the cost of `SELECT 1`;
 //! `raw_point_select PER_S`: point SELECTs by the composite key (DuckDB scans for them).
 //!
-//! Usage: cargo run --release --example raw_read -- DB_FILE
+//! Usage: cargo run --release --example raw_read -- DB_FILE [MEMORY_LIMIT]   (default 1GiB; pass
+//! the server's `memory_limit` to compare like with like)
 
 use std::time::Instant;
 
@@ -16,10 +17,13 @@ const AGGREGATE: &str = "SELECT field_code, sum(oil_production_kbd) AS sum_oil_p
     GROUP BY 1 ORDER BY 1";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).ok_or("usage: raw_read DB_FILE")?;
+    let path = std::env::args()
+        .nth(1)
+        .ok_or("usage: raw_read DB_FILE [MEMORY_LIMIT]")?;
+    let memory_limit = std::env::args().nth(2).unwrap_or_else(|| "1GiB".into());
     let config = duckdb::Config::default()
         .access_mode(AccessMode::ReadOnly)?
-        .max_memory("1GiB")?
+        .max_memory(&memory_limit)?
         .with("preserve_insertion_order", "false")?;
     let conn = Connection::open_with_flags(&path, config)?;
 

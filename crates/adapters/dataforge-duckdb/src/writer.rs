@@ -234,6 +234,19 @@ pub(crate) fn start(
     })
 }
 
+/// The positions of the `commits` that `keep` takes, by dataset (in order of first appearance).
+fn by_dataset(commits: &[Commit], keep: impl Fn(usize, &Commit) -> bool) -> Vec<Vec<usize>> {
+    let mut datasets: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, commit) in commits.iter().enumerate().filter(|(i, c)| keep(*i, c)) {
+        let name = commit.dataset.name.as_str();
+        match datasets.iter_mut().find(|(d, _)| *d == name) {
+            Some((_, indices)) => indices.push(i),
+            None => datasets.push((name, vec![i])),
+        }
+    }
+    datasets.into_iter().map(|(_, indices)| indices).collect()
+}
+
 /// `t.k1 = s.k1 AND ...` over the primary key, joining the table `t` to staged rows `s`.
 fn key_matches(schema: &DatasetSchema) -> String {
     schema
@@ -672,21 +685,14 @@ impl WriterState {
             let mut results: Vec<Option<Result<WriteOutcome, StoreError>>> =
                 spilled.iter().map(|s| s.clone().err().map(Err)).collect();
             // in-memory writes, by dataset, together
-            let mut in_memory: HashMap<&str, Vec<usize>> = HashMap::new();
-            for (i, commit) in commits.iter().enumerate() {
-                if results[i].is_none()
+            let in_memory = by_dataset(commits, |i, commit| {
+                results[i].is_none()
                     && self
                         .staged
                         .get(&commit.write)
                         .is_some_and(|s| s.memory.is_some())
-                {
-                    in_memory
-                        .entry(commit.dataset.name.as_str())
-                        .or_default()
-                        .push(i);
-                }
-            }
-            for indices in in_memory.values() {
+            });
+            for indices in &in_memory {
                 for (i, result) in self.apply_in_memory(commits, indices, &mut applied)? {
                     results[i] = Some(result);
                 }

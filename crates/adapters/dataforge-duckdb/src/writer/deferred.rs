@@ -22,7 +22,7 @@ use dataforge_domain::ports::StoreError;
 use dataforge_domain::schema::DatasetSchema;
 use tokio::sync::mpsc;
 
-use super::{Applied, Commit, Records, WriteResult, WriterJob, WriterState};
+use super::{Applied, Commit, Records, WriteResult, WriterJob, WriterState, by_dataset};
 
 /// Records of one group, at most, for it to be deferred; larger groups commit to DuckDB at once
 /// (for them the per-transaction cost does not dominate, and the index is not synced).
@@ -135,16 +135,8 @@ impl WriterState {
         };
         let mut applied = Applied::default();
         let mut results: Vec<Option<WriteResult>> = commits.iter().map(|_| None).collect();
-        let mut datasets: Vec<(&str, Vec<usize>)> = Vec::new();
-        for (i, commit) in commits.iter().enumerate() {
-            let name = commit.dataset.name.as_str();
-            match datasets.iter_mut().find(|(d, _)| *d == name) {
-                Some((_, indices)) => indices.push(i),
-                None => datasets.push((name, vec![i])),
-            }
-        }
-        for (_, indices) in &datasets {
-            let settled = self.settle_in_memory(commits, indices, &mut applied)?;
+        for indices in by_dataset(commits, |_, _| true) {
+            let settled = self.settle_in_memory(commits, &indices, &mut applied)?;
             for (i, result) in settled.results {
                 results[i] = Some(result);
             }
