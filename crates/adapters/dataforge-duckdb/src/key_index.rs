@@ -40,6 +40,11 @@ const MAP_SIZE: usize = 256 << 30;
 /// The DuckDB table holding the sequence number of the last committed write.
 pub(crate) const SEQUENCE_TABLE: &str = "_dataforge_sequence";
 
+/// The statement that records a transaction's sequence number in DuckDB (one parameter).
+pub(crate) fn sequence_update() -> String {
+    format!("UPDATE {} SET seq = ?", quote(SEQUENCE_TABLE))
+}
+
 pub(crate) fn index_error(e: heed::Error) -> StoreError {
     StoreError::Internal(format!("key index: {e}"))
 }
@@ -331,11 +336,8 @@ impl KeyIndex {
                 }
                 appender.flush().map_err(store_error)?;
             }
-            conn.execute(
-                &format!("UPDATE {} SET seq = ?", quote(SEQUENCE_TABLE)),
-                [indexed as i64],
-            )
-            .map_err(store_error)?;
+            conn.execute(&sequence_update(), [indexed as i64])
+                .map_err(store_error)?;
             conn.execute_batch("COMMIT").map_err(store_error)
         })();
         if appended.is_err() {

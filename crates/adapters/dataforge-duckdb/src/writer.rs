@@ -26,7 +26,7 @@ use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::batches::for_each_batch;
-use crate::key_index::{KeyEncoder, KeyIndex, SEQUENCE_TABLE};
+use crate::key_index::{KeyEncoder, KeyIndex, sequence_update};
 use crate::sql::{column_list, create_table_named, quote};
 use crate::store_error;
 
@@ -795,7 +795,7 @@ impl WriterState {
         let committed = match next {
             Some(seq) => self
                 .conn
-                .prepare_cached(&format!("UPDATE {} SET seq = ?", quote(SEQUENCE_TABLE)))
+                .prepare_cached(&sequence_update())
                 .and_then(|mut update| update.execute([seq as i64]))
                 .map_err(store_error)
                 .and_then(|_| self.run("COMMIT")),

@@ -20,6 +20,7 @@ use arrow_array::RecordBatch;
 use arrow_select::concat::concat_batches;
 use dataforge_domain::ports::StoreError;
 use dataforge_domain::schema::DatasetSchema;
+use dataforge_domain::write::ConflictMode;
 use tokio::sync::mpsc;
 
 use super::{Applied, Commit, Records, WriteResult, WriterJob, WriterState, by_dataset};
@@ -113,7 +114,9 @@ impl WriterState {
         let mut rows = 0;
         for commit in commits {
             match self.staged.get(&commit.write) {
-                Some(staged) if staged.memory.is_some() => rows += staged.rows,
+                Some(staged) if staged.memory.is_some() && commit.mode == ConflictMode::Error => {
+                    rows += staged.rows
+                }
                 _ => return false,
             }
         }
