@@ -24,7 +24,7 @@ use duckdb::Connection;
 use heed::byteorder::BE;
 use heed::types::{Bytes, Str, U64};
 
-use crate::batches::for_each_batch;
+use crate::batches::{append_batches, for_each_batch};
 use crate::mapped_pages::MappedPages;
 use crate::ordered_index::{IndexRange, OrderedIndex};
 use crate::row_codec::{decode_rows, encode_rows, one_value_array};
@@ -43,6 +43,33 @@ pub(crate) const SEQUENCE_TABLE: &str = "_dataforge_sequence";
 /// The statement that records a transaction's sequence number in DuckDB (one parameter).
 pub(crate) fn sequence_update() -> String {
     format!("UPDATE {} SET seq = ?", quote(SEQUENCE_TABLE))
+}
+
+/// Appends each batch to its dataset's table and records `seq` as DuckDB's sequence number, in one
+/// transaction that is rolled back if any part fails: how deferred writes reach DuckDB, from the
+/// writer while running and from the log at start.
+pub(crate) fn append_at_sequence(
+    conn: &Connection,
+    batches: &[(Arc<DatasetSchema>, RecordBatch)],
+    seq: u64,
+) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN TRANSACTION")
+        .map_err(store_error)?;
+    let appended = batches
+        .iter()
+        .try_for_each(|(schema, batch)| {
+            append_batches(conn, &schema.name, std::slice::from_ref(batch))
+        })
+        .and_then(|()| {
+            conn.prepare_cached(&sequence_update())
+                .and_then(|mut update| update.execute([seq as i64]))
+                .map_err(store_error)
+        })
+        .and_then(|_| conn.execute_batch("COMMIT").map_err(store_error));
+    if appended.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    appended
 }
 
 pub(crate) fn index_error(e: heed::Error) -> StoreError {
@@ -289,8 +316,9 @@ impl KeyIndex {
 
     /// Appends to the tables, in one DuckDB transaction that also sets DuckDB's sequence number to
     /// `indexed`, the records of the writes `stored + 1 ..= indexed` the log lists (writes that
-    /// were acknowledged once in the index and not yet appended when the process stopped).
-    /// Answers false, changing nothing, when the log does not list every one of those writes.
+    /// were acknowledged once in the index and not yet appended when the process stopped; the
+    /// writer appends past 64Ki deferred records, so they are few). Answers false, changing
+    /// nothing, when the log does not list every one of those writes.
     fn replay_deferred(
         &self,
         catalog: &Catalog,
@@ -314,36 +342,23 @@ impl KeyIndex {
         if (stored + 1..=indexed).any(|seq| !writes.contains(&seq)) {
             return Ok(false);
         }
-        conn.execute_batch("BEGIN TRANSACTION")
-            .map_err(store_error)?;
-        let appended = (|| {
-            for (name, keys) in &keys {
-                let schema = catalog
-                    .get(name)
-                    .ok_or_else(|| StoreError::Internal(format!("no dataset {name}")))?;
-                let records = self.dataset(name)?.records;
-                let mut appender = conn.appender(name).map_err(store_error)?;
-                for chunk in keys.chunks(REPLAY_CHUNK) {
-                    let mut found = Vec::with_capacity(chunk.len());
-                    for key in chunk {
-                        found.push(records.get(&tx, key).map_err(index_error)?.ok_or_else(
-                            || StoreError::Internal("a deferred write's record is missing".into()),
-                        )?);
-                    }
-                    appender
-                        .append_record_batch(decode_rows(schema, &found)?)
-                        .map_err(store_error)?;
+        let mut batches = Vec::new();
+        for (name, keys) in &keys {
+            let schema = catalog
+                .get(name)
+                .ok_or_else(|| StoreError::Internal(format!("no dataset {name}")))?;
+            let records = self.dataset(name)?.records;
+            for chunk in keys.chunks(REPLAY_CHUNK) {
+                let mut found = Vec::with_capacity(chunk.len());
+                for key in chunk {
+                    found.push(records.get(&tx, key).map_err(index_error)?.ok_or_else(|| {
+                        StoreError::Internal("a deferred write's record is missing".into())
+                    })?);
                 }
-                appender.flush().map_err(store_error)?;
+                batches.push((Arc::clone(schema), decode_rows(schema, &found)?));
             }
-            conn.execute(&sequence_update(), [indexed as i64])
-                .map_err(store_error)?;
-            conn.execute_batch("COMMIT").map_err(store_error)
-        })();
-        if appended.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
         }
-        appended.map(|()| true)
+        append_at_sequence(conn, &batches, indexed).map(|()| true)
     }
 
     /// Empties the log of deferred writes (DuckDB holds every write it lists).

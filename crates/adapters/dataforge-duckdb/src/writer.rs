@@ -25,7 +25,7 @@ use dataforge_domain::write::{ConflictMode, WriteOutcome};
 use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::batches::for_each_batch;
+use crate::batches::{append_batches, for_each_batch};
 use crate::key_index::{KeyEncoder, KeyIndex, sequence_update};
 use crate::sql::{column_list, create_table_named, quote};
 use crate::store_error;
@@ -999,7 +999,7 @@ impl WriterState {
         let rows: usize = settled.stored.iter().map(RecordBatch::num_rows).sum();
         match settled.group {
             None if rows == 0 => {}
-            None => self.append(schema, &settled.stored)?,
+            None => append_batches(&self.conn, &schema.name, &settled.stored)?,
             Some(group) => {
                 if !settled.refused.is_empty() {
                     self.execute(&format!(
@@ -1018,17 +1018,6 @@ impl WriterState {
             .records
             .push((Arc::clone(schema), Records::Batches(settled.stored)));
         Ok(settled.results)
-    }
-
-    /// Appends batches to the dataset's table, in the open transaction.
-    fn append(&self, schema: &DatasetSchema, batches: &[RecordBatch]) -> Result<(), StoreError> {
-        let mut appender = self.conn.appender(&schema.name).map_err(store_error)?;
-        for batch in batches {
-            appender
-                .append_record_batch(batch.clone())
-                .map_err(store_error)?;
-        }
-        appender.flush().map_err(store_error)
     }
 
     /// The key-checking half of [`Self::apply_in_memory`]: decides each write, claims the keys of

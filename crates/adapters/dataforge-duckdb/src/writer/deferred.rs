@@ -23,6 +23,8 @@ use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::write::ConflictMode;
 use tokio::sync::mpsc;
 
+use crate::key_index::append_at_sequence;
+
 use super::{Applied, Commit, Records, WriteResult, WriterJob, WriterState, by_dataset};
 
 /// Records of one group, at most, for it to be deferred; larger groups commit to DuckDB at once
@@ -196,19 +198,13 @@ impl WriterState {
             self.deferred.pending.store(false, Ordering::Release);
             return Ok(());
         }
-        let batches = self.deferred.take()?;
-        self.run("BEGIN TRANSACTION")?;
-        let appended = batches
-            .iter()
-            .try_for_each(|(schema, batch)| self.append(schema, std::slice::from_ref(batch)));
-        let committed = match appended {
-            Ok(()) => self.commit_duckdb(self.seq),
-            Err(e) => {
-                let _ = self.run("ROLLBACK");
-                Err(e)
-            }
+        let Some(seq) = self.seq else {
+            return Err(StoreError::Internal(
+                "writes were deferred without a sequence number".into(),
+            ));
         };
-        if let Err(e) = committed {
+        let batches = self.deferred.take()?;
+        if let Err(e) = append_at_sequence(&self.conn, &batches, seq) {
             self.deferred.rows = batches.iter().map(|(_, b)| b.num_rows()).sum();
             self.deferred.batches = batches;
             return Err(e);
