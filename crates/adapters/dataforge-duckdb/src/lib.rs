@@ -438,41 +438,52 @@ impl RecordReader for DuckDbStore {
     ) -> BoxFuture<'_, Result<RowCount, StoreError>> {
         Box::pin(async move {
             self.settled().await?;
-            self.readers.run(move |conn| {
-            let one = |statement: select::Statement| {
-                conn.query_row(
-                    &statement.sql,
-                    duckdb::params_from_iter(statement.params.iter()),
-                    |row| row.get::<_, u64>(0),
-                )
-                .map_err(store_error)
-            };
-            if exact {
-                return Ok(RowCount {
-                    rows: one(select::count(&dataset, &filter, None))?,
-                    exact: true,
-                });
-            }
-            // DuckDB keeps each table's row count: no filter, no scan
-            let stored: u64 = conn
-                .query_row(
-                    "SELECT estimated_size FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
-                    [&dataset.name],
-                    |row| row.get(0),
-                )
-                .map_err(store_error)?;
-            if filter.is_always() {
-                return Ok(RowCount {
-                    rows: stored,
-                    exact: false,
-                });
-            }
-            let sample = (stored >= ESTIMATE_FROM_ROWS).then_some(1);
-            Ok(RowCount {
-                rows: one(select::count(&dataset, &filter, sample))?,
-                exact: sample.is_none(),
-            })
-        }).await
+            self.readers
+                .run(move |conn| count_rows(conn, &dataset, &filter, exact))
+                .await
         })
     }
+}
+
+/// The row count DuckDB keeps for a table (one parameter: its name).
+const TABLE_SIZE: &str =
+    "SELECT estimated_size FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?";
+
+/// Counts the dataset's rows that pass `filter`: exactly, or from DuckDB's table size or a sample
+/// when an estimate will do.
+fn count_rows(
+    conn: &Connection,
+    dataset: &DatasetSchema,
+    filter: &Predicate,
+    exact: bool,
+) -> Result<RowCount, StoreError> {
+    let one = |statement: select::Statement| {
+        conn.query_row(
+            &statement.sql,
+            duckdb::params_from_iter(statement.params.iter()),
+            |row| row.get::<_, u64>(0),
+        )
+        .map_err(store_error)
+    };
+    if exact {
+        return Ok(RowCount {
+            rows: one(select::count(dataset, filter, None))?,
+            exact: true,
+        });
+    }
+    // DuckDB keeps each table's row count: no filter, no scan
+    let stored: u64 = conn
+        .query_row(TABLE_SIZE, [&dataset.name], |row| row.get(0))
+        .map_err(store_error)?;
+    if filter.is_always() {
+        return Ok(RowCount {
+            rows: stored,
+            exact: false,
+        });
+    }
+    let sample = (stored >= ESTIMATE_FROM_ROWS).then_some(1);
+    Ok(RowCount {
+        rows: one(select::count(dataset, filter, sample))?,
+        exact: sample.is_none(),
+    })
 }
