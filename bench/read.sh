@@ -77,7 +77,7 @@ read -r _ _ _ raw_scan_rate < <(grep raw_scan "$work/raw.txt")
 read -r _ raw_aggregate_s < <(grep raw_aggregate "$work/raw.txt")
 # the same aggregate in process with the server's DuckDB memory_limit (like for like; the figure
 # above lets DuckDB cache up to 1 GiB of the table)
-server_memory_limit=${DATAFORGE_DATABASE__MEMORY_LIMIT:-128MiB}
+server_memory_limit=${DATAFORGE_DATABASE__MEMORY_LIMIT:-256MiB}
 read -r _ raw_aggregate_same_s < <("$CARGO_TARGET_DIR/release/examples/raw_read" "$db" "$server_memory_limit" | grep raw_aggregate)
 read -r _ raw_point_rate < <(grep raw_point_select "$work/raw.txt")
 

@@ -11,9 +11,10 @@ pub struct DuckDbConfig {
     /// Database file; its directory is created if missing.
     pub path: PathBuf,
     /// Memory DuckDB may use before spilling to `temp_directory` (e.g. `1GiB`, `512MB`). Its
-    /// buffer pool keeps the table blocks a scan read up to this limit, so it bounds what an
-    /// export of any size holds; 128MiB kept a 10-million-row export under 360 MiB RSS and cost
-    /// bulk loads nothing measurable (docs/benchmarks.md).
+    /// buffer pool keeps the table blocks scans read up to this limit: it is both what an export of
+    /// any size holds and how much of a table repeated scans find cached. 256MiB keeps a
+    /// 10-million-row export under 430 MiB RSS and that table's aggregate columns cached
+    /// (docs/read-path.md).
     pub memory_limit: String,
     /// Worker threads per query; 0 means one per CPU core.
     pub threads: u32,
@@ -46,7 +47,7 @@ impl Default for DuckDbConfig {
     fn default() -> Self {
         DuckDbConfig {
             path: PathBuf::from("./data/dataforge.duckdb"),
-            memory_limit: "128MiB".into(),
+            memory_limit: "256MiB".into(),
             threads: 0,
             temp_directory: None,
             preserve_insertion_order: false,

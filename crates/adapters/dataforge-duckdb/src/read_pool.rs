@@ -15,12 +15,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use crate::select::Statement;
 use crate::store_error;
 
-/// Batches a streamed read may have ready ahead of its consumer.
-const READ_AHEAD: usize = 4;
+/// Batches a streamed read may have ready ahead of its consumer: 128Ki rows, so DuckDB keeps
+/// scanning while a Parquet encoder closes a row group, in a few MiB.
+const READ_AHEAD: usize = 8;
 
 /// Rows per batch handed on: DuckDB's 2,048-row chunks are gathered to this many, so each batch
-/// costs one channel hand-over and one message in the answer's format.
-const BATCH_ROWS: usize = 64 * 1024;
+/// costs one channel hand-over and one message in the answer's format; small enough that the
+/// batches in flight (this, the encoder's and those read ahead) stay a few MiB each.
+const BATCH_ROWS: usize = 16 * 1024;
 
 pub(crate) struct ReadPool {
     idle: Mutex<Vec<Connection>>,
