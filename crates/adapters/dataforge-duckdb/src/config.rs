@@ -39,6 +39,10 @@ pub struct DuckDbConfig {
     /// durable in the key index, and appended to DuckDB many groups at a time (reads wait for
     /// them, so a read after a `201` sees the write). 0 appends every group before acknowledging it.
     pub deferred_append_ms: u64,
+    /// MiB the primary-key index may grow to. LMDB reserves this much address space up front (disk
+    /// grows only with use); when the index is full, writes go on with keys checked by SQL, and
+    /// the server does not start again until this is raised (the log says so).
+    pub key_index_max_mib: u64,
     /// Milliseconds a read may take to start answering before it is stopped and answered 504.
     pub query_timeout_ms: u64,
 }
@@ -58,6 +62,7 @@ impl Default for DuckDbConfig {
             write_buffer_mib: 256,
             query_timeout_ms: 30_000,
             deferred_append_ms: 200,
+            key_index_max_mib: 256 * 1024,
         }
     }
 }
@@ -74,6 +79,12 @@ impl DuckDbConfig {
             name.push(".tmp");
             self.path.with_file_name(name)
         })
+    }
+
+    /// The key index's size limit in bytes (at least 1 MiB).
+    pub fn key_index_max_bytes(&self) -> usize {
+        let mib = self.key_index_max_mib.max(1);
+        usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 
     /// The thread count actually used.

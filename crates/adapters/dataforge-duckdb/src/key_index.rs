@@ -34,9 +34,6 @@ use crate::store_error;
 /// Bump when the key or record encoding changes, so existing indexes are rebuilt.
 const FORMAT: u64 = 4;
 
-/// Virtual size reserved for the index (LMDB maps it; disk grows only with use).
-const MAP_SIZE: usize = 256 << 30;
-
 /// The DuckDB table holding the sequence number of the last committed write.
 pub(crate) const SEQUENCE_TABLE: &str = "_dataforge_sequence";
 
@@ -73,7 +70,13 @@ pub(crate) fn append_at_sequence(
 }
 
 pub(crate) fn index_error(e: heed::Error) -> StoreError {
-    StoreError::Internal(format!("key index: {e}"))
+    match e {
+        heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::Internal(
+            "key index: full; raise database.key_index_max_mib (DATAFORGE_DATABASE__KEY_INDEX_MAX_MIB)"
+                .into(),
+        ),
+        other => StoreError::Internal(format!("key index: {other}")),
+    }
 }
 
 /// Encodes key columns as order-preserving bytes.
@@ -204,9 +207,11 @@ impl KeyIndex {
     }
 
     /// Opens (or creates) the index for every dataset of `catalog` and brings it in step with the
-    /// tables, rebuilding it from them when its sequence number differs from DuckDB's.
+    /// tables, rebuilding it from them when its sequence number differs from DuckDB's. LMDB maps
+    /// `max_bytes` of address space for it; disk grows only with use.
     pub(crate) fn open(
         path: &Path,
+        max_bytes: usize,
         catalog: &Catalog,
         conn: &Connection,
     ) -> Result<(KeyIndex, u64), StoreError> {
@@ -218,7 +223,7 @@ impl KeyIndex {
         let mut options = heed::EnvOpenOptions::new();
         let databases: usize = catalog.iter().map(|s| 1 + s.indexes.len()).sum();
         // and `_meta`, `_layout` and `_deferred`
-        options.map_size(MAP_SIZE).max_dbs(databases as u32 + 3);
+        options.map_size(max_bytes).max_dbs(databases as u32 + 3);
         // SAFETY: the environment is opened once per process, by this store only; NO_SYNC and
         // NO_META_SYNC trade durability of this derived index for speed, as explained above.
         let env = unsafe {

@@ -75,6 +75,8 @@ pub struct DuckDbStore {
     next_write: AtomicU64,
     /// Where the primary-key index lives.
     index_path: PathBuf,
+    /// The most bytes the primary-key index may take.
+    index_max_bytes: usize,
     /// The primary-key index, once `prepare` has opened it; reads by key use it while it is
     /// usable.
     index: OnceLock<Arc<KeyIndex>>,
@@ -152,6 +154,7 @@ impl DuckDbStore {
             write_wait_ms = config.write_wait_ms,
             query_timeout_ms = config.query_timeout_ms,
             deferred_append_ms = config.deferred_append_ms,
+            key_index_max_mib = config.key_index_max_mib,
             "opened DuckDB database"
         );
         Ok(DuckDbStore {
@@ -162,6 +165,7 @@ impl DuckDbStore {
             write_wait: Duration::from_millis(config.write_wait_ms),
             next_write: AtomicU64::new(0),
             index_path: KeyIndex::path_for(&config.path),
+            index_max_bytes: config.key_index_max_bytes(),
             index: OnceLock::new(),
         })
     }
@@ -203,7 +207,7 @@ impl DatasetStorage for DuckDbStore {
             });
         }
         // the key index, in step with the tables, goes to the writer
-        let (index, seq) = KeyIndex::open(&self.index_path, catalog, &conn)?;
+        let (index, seq) = KeyIndex::open(&self.index_path, self.index_max_bytes, catalog, &conn)?;
         let index = Arc::new(index);
         if self.index.set(Arc::clone(&index)).is_err() {
             return Err(StoreError::Internal(

@@ -170,9 +170,15 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Answer {
 
 /// Runs the binary to completion, returning exit code, stdout and stderr.
 pub fn run(args: &[&str], dir: &Path) -> (i32, String, String) {
+    run_with(args, dir, &[])
+}
+
+/// [`run`] with extra environment variables.
+pub fn run_with(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (i32, String, String) {
     let output = Command::new(binary())
         .args(args)
         .current_dir(dir)
+        .envs(env.iter().copied())
         .output()
         .expect("run dataforge");
     (
@@ -207,8 +213,18 @@ pub fn production(i: i64) -> Value {
 /// Runs `dataforge serve` on `db` and `schemas` for a start that is expected to fail, returning
 /// exit code, stdout and stderr.
 pub fn serve_until_exit(db: &Path, schemas: &Path, dir: &Path) -> (i32, String, String) {
+    serve_until_exit_with(db, schemas, dir, &[])
+}
+
+/// [`serve_until_exit`] with extra environment variables.
+pub fn serve_until_exit_with(
+    db: &Path,
+    schemas: &Path,
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let (db, schemas) = (db.to_string_lossy(), schemas.to_string_lossy());
-    run(
+    run_with(
         &[
             "serve",
             "--listen",
@@ -219,5 +235,6 @@ pub fn serve_until_exit(db: &Path, schemas: &Path, dir: &Path) -> (i32, String, 
             &schemas,
         ],
         dir,
+        env,
     )
 }

@@ -1,0 +1,133 @@
+//! When the primary-key index cannot take more records (its size limit is reached), writes go on
+//! with keys checked and read with SQL against the tables, nothing acknowledged is lost, a start
+//! that still has no room fails and says what to raise, and a start with room rebuilds the index.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Server, production, serve_until_exit_with, shipped_schemas};
+
+const WP: &str = "/v1/datasets/well_production";
+const SMALL_INDEX: (&str, &str) = ("DATAFORGE_DATABASE__KEY_INDEX_MAX_MIB", "1");
+const REQUEST_ROWS: i64 = 200;
+
+/// The stored record with the key of `production(i)`, read by key.
+fn by_key(server: &Server, i: i64) -> Value {
+    let r = production(i);
+    let answer = server.get(&format!(
+        "{WP}/records/{}/{}/{}",
+        r["field_code"],
+        r["well_code"],
+        r["production_period"].as_str().unwrap()
+    ));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.body
+}
+
+fn count(server: &Server) -> u64 {
+    let answer = server.get(&format!("{WP}/count"));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.body["count"].as_u64().unwrap()
+}
+
+fn with_oil(i: i64, oil: f64) -> Value {
+    let mut record = production(i);
+    record["oil_production_kbd"] = json!(oil);
+    record
+}
+
+#[test]
+fn a_full_key_index_loses_no_write_and_is_rebuilt_by_a_start_with_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("full.duckdb");
+    let schemas = shipped_schemas();
+    let server = Server::start_with(&db, &schemas, &[SMALL_INDEX]);
+
+    // 200-record requests (small enough to be deferred) until the 1 MiB index is full; every one
+    // is acknowledged, the one that filled it included
+    let mut log = Vec::new();
+    let mut sent = 0;
+    let full = |log: &[String]| log.iter().any(|l| l.contains("the key index failed"));
+    while !full(&log) && sent < 100 * REQUEST_ROWS {
+        let rows: Vec<Value> = (sent..sent + REQUEST_ROWS).map(production).collect();
+        let answer = server.post_json(&format!("{WP}/records"), &Value::Array(rows));
+        assert_eq!(answer.status, 201, "request from record {sent}: {answer:?}");
+        assert_eq!(answer.body["inserted"], json!(REQUEST_ROWS));
+        sent += REQUEST_ROWS;
+        log.extend(server.log_lines());
+    }
+    assert!(full(&log), "1 MiB of index filled up within {sent} records");
+    assert!(
+        log.iter().any(|l| l.contains("key_index_max_mib")),
+        "the log names the setting to raise: {log:?}"
+    );
+    assert_eq!(count(&server), sent as u64);
+
+    // without the index: keys are checked against the tables (a stored key and a key repeated in
+    // the request conflict, in a single record and in a larger request), and nothing is written
+    let stored_again = server.post_json(&format!("{WP}/records"), &production(3));
+    assert_eq!(stored_again.status, 409, "{stored_again:?}");
+    let mixed = Value::Array(vec![production(sent), production(sent + 1), production(5)]);
+    let conflict = server.post_json(&format!("{WP}/records"), &mixed);
+    assert_eq!(conflict.status, 409, "{conflict:?}");
+    assert_eq!(count(&server), sent as u64);
+    // new keys are taken, ignore skips stored keys, upsert replaces them
+    let new = server.post_json(&format!("{WP}/records"), &production(sent));
+    assert_eq!(new.status, 201, "{new:?}");
+    let ignored = server.post_json(
+        &format!("{WP}/records?on_conflict=ignore"),
+        &json!([production(sent), production(sent + 1)]),
+    );
+    assert_eq!(
+        (
+            ignored.status,
+            &ignored.body["inserted"],
+            &ignored.body["skipped"]
+        ),
+        (201, &json!(1), &json!(1)),
+        "{ignored:?}"
+    );
+    let upserted = server.post_json(
+        &format!("{WP}/records?on_conflict=upsert"),
+        &json!([with_oil(7, 42.5), with_oil(sent + 2, 1.25)]),
+    );
+    assert_eq!(
+        (
+            upserted.status,
+            &upserted.body["inserted"],
+            &upserted.body["updated"]
+        ),
+        (201, &json!(1), &json!(1)),
+        "{upserted:?}"
+    );
+    let total = sent as u64 + 3;
+    assert_eq!(count(&server), total);
+    // reads by key come from the tables
+    assert_eq!(by_key(&server, 7)["oil_production_kbd"], json!(42.5));
+    assert_eq!(by_key(&server, sent + 2)["oil_production_kbd"], json!(1.25));
+    assert_eq!(by_key(&server, 11), production(11));
+    server.stop();
+
+    // a start without room cannot rebuild the index: it fails, naming the setting
+    let (code, _, stderr) = serve_until_exit_with(&db, &schemas, dir.path(), &[SMALL_INDEX]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("key_index_max_mib"), "{stderr}");
+
+    // with room, the start rebuilds the index from the tables: every write is there, keys
+    // conflict again through the index, reads by key use it
+    let server = Server::start(&db);
+    let log = server.log_lines();
+    assert!(
+        log.iter().any(|l| l.contains("rebuilding the key index")),
+        "{log:?}"
+    );
+    assert_eq!(count(&server), total);
+    assert_eq!(by_key(&server, 7)["oil_production_kbd"], json!(42.5));
+    assert_eq!(by_key(&server, sent - 1), production(sent - 1));
+    let again = server.post_json(&format!("{WP}/records"), &production(sent + 2));
+    assert_eq!(again.status, 409, "{again:?}");
+    let fresh = server.post_json(&format!("{WP}/records"), &production(sent + 3));
+    assert_eq!(fresh.status, 201, "{fresh:?}");
+    assert_eq!(count(&server), total + 1);
+    server.stop();
+}
