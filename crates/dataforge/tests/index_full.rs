@@ -5,35 +5,16 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Server, production, serve_until_exit_with, shipped_schemas};
+use support::{Server, production, serve_until_exit_with, shipped_schemas, stored, with_oil};
 
 const WP: &str = "/v1/datasets/well_production";
 const SMALL_INDEX: (&str, &str) = ("DATAFORGE_DATABASE__KEY_INDEX_MAX_MIB", "1");
 const REQUEST_ROWS: i64 = 200;
 
-/// The stored record with the key of `production(i)`, read by key.
-fn by_key(server: &Server, i: i64) -> Value {
-    let r = production(i);
-    let answer = server.get(&format!(
-        "{WP}/records/{}/{}/{}",
-        r["field_code"],
-        r["well_code"],
-        r["production_period"].as_str().unwrap()
-    ));
-    assert_eq!(answer.status, 200, "{answer:?}");
-    answer.body
-}
-
 fn count(server: &Server) -> u64 {
     let answer = server.get(&format!("{WP}/count"));
     assert_eq!(answer.status, 200, "{answer:?}");
     answer.body["count"].as_u64().unwrap()
-}
-
-fn with_oil(i: i64, oil: f64) -> Value {
-    let mut record = production(i);
-    record["oil_production_kbd"] = json!(oil);
-    record
 }
 
 #[test]
@@ -103,9 +84,9 @@ fn a_full_key_index_loses_no_write_and_is_rebuilt_by_a_start_with_room() {
     let total = sent as u64 + 3;
     assert_eq!(count(&server), total);
     // reads by key come from the tables
-    assert_eq!(by_key(&server, 7)["oil_production_kbd"], json!(42.5));
-    assert_eq!(by_key(&server, sent + 2)["oil_production_kbd"], json!(1.25));
-    assert_eq!(by_key(&server, 11), production(11));
+    assert_eq!(stored(&server, 7)["oil_production_kbd"], json!(42.5));
+    assert_eq!(stored(&server, sent + 2)["oil_production_kbd"], json!(1.25));
+    assert_eq!(stored(&server, 11), production(11));
     server.stop();
 
     // a start without room cannot rebuild the index: it fails, naming the setting
@@ -122,8 +103,8 @@ fn a_full_key_index_loses_no_write_and_is_rebuilt_by_a_start_with_room() {
         "{log:?}"
     );
     assert_eq!(count(&server), total);
-    assert_eq!(by_key(&server, 7)["oil_production_kbd"], json!(42.5));
-    assert_eq!(by_key(&server, sent - 1), production(sent - 1));
+    assert_eq!(stored(&server, 7)["oil_production_kbd"], json!(42.5));
+    assert_eq!(stored(&server, sent - 1), production(sent - 1));
     let again = server.post_json(&format!("{WP}/records"), &production(sent + 2));
     assert_eq!(again.status, 409, "{again:?}");
     let fresh = server.post_json(&format!("{WP}/records"), &production(sent + 3));

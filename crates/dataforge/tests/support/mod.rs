@@ -210,6 +210,26 @@ pub fn production(i: i64) -> Value {
     })
 }
 
+/// `production(i)` with another oil rate.
+pub fn with_oil(i: i64, oil: f64) -> Value {
+    let mut record = production(i);
+    record["oil_production_kbd"] = serde_json::json!(oil);
+    record
+}
+
+/// The stored `well_production` record with the key of `production(i)`, read by key.
+pub fn stored(server: &Server, i: i64) -> Value {
+    let r = production(i);
+    let answer = server.get(&format!(
+        "/v1/datasets/well_production/records/{}/{}/{}",
+        r["field_code"],
+        r["well_code"],
+        r["production_period"].as_str().unwrap_or_default()
+    ));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.body
+}
+
 /// Runs `dataforge serve` on `db` and `schemas` for a start that is expected to fail, returning
 /// exit code, stdout and stderr.
 pub fn serve_until_exit(db: &Path, schemas: &Path, dir: &Path) -> (i32, String, String) {
