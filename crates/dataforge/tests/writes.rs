@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
-use support::{Server, production};
+use support::{Server, production, stored, with_oil};
 
 const WP: &str = "/v1/datasets/well_production";
 
@@ -20,26 +20,6 @@ fn counts(answer: &support::Answer) -> (u64, u64, u64, u64) {
     assert_eq!(answer.status, 201, "{answer:?}");
     let n = |k: &str| answer.body[k].as_u64().unwrap_or(u64::MAX);
     (n("inserted"), n("updated"), n("skipped"), n("rejected"))
-}
-
-fn with_oil(i: i64, oil: f64) -> Value {
-    let mut record = production(i);
-    record["oil_production_kbd"] = json!(oil);
-    record
-}
-
-/// Reads the stored record with the key of `production(i)`.
-fn stored(server: &Server, i: i64) -> Value {
-    let r = production(i);
-    let path = format!(
-        "{WP}/records/{}/{}/{}",
-        r["field_code"],
-        r["well_code"],
-        r["production_period"].as_str().unwrap()
-    );
-    let answer = server.get(&path);
-    assert_eq!(answer.status, 200, "{answer:?}");
-    answer.body
 }
 
 #[test]
@@ -588,12 +568,30 @@ fn a_write_too_large_to_check_in_memory_still_finds_every_conflict() {
 
     // without conflicts it is stored whole, and sent again every key exists
     let body = ndjson_of(10..10 + LARGE);
-    let stored = server.post_raw(&format!("{WP}/records"), "application/x-ndjson", &body);
-    assert_eq!(counts(&stored).0, LARGE as u64);
+    let written = server.post_raw(&format!("{WP}/records"), "application/x-ndjson", &body);
+    assert_eq!(counts(&written).0, LARGE as u64);
     assert_eq!(count(&server), 10 + LARGE);
-    let again = server.post_raw(&format!("{WP}/records"), "application/x-ndjson", &body);
-    assert_eq!(again.status, 409, "{again:?}");
-    assert_eq!(again.body["total_conflicts"], LARGE);
-    assert_eq!(again.body["conflicts"].as_array().unwrap().len(), 100);
-    assert_eq!(count(&server), 10 + LARGE);
+    let all_taken = |server: &Server| {
+        let again = server.post_raw(&format!("{WP}/records"), "application/x-ndjson", &body);
+        assert_eq!(again.status, 409, "{again:?}");
+        assert_eq!(again.body["total_conflicts"], LARGE);
+        assert_eq!(again.body["conflicts"].as_array().unwrap().len(), 100);
+        assert_eq!(count(server), 10 + LARGE);
+        // the key index took the records in parts of 64Ki: the first and the last read by key
+        assert_eq!(stored(server, 10), production(10));
+        assert_eq!(stored(server, 9 + LARGE), production(9 + LARGE));
+        // ... from the index, not from the SQL fallback of a failed one
+        let log = server.log_lines();
+        assert!(
+            !log.iter().any(|l| l.contains("key index failed")),
+            "{log:?}"
+        );
+    };
+    all_taken(&server);
+    // a start without the index rebuilds it from the table, in parts too
+    server.stop();
+    let keys = db.with_file_name("test.duckdb.keys");
+    std::fs::remove_dir_all(&keys).expect("remove the key index");
+    let server = Server::start(&db);
+    all_taken(&server);
 }

@@ -380,12 +380,14 @@ impl KeyIndex {
     }
 
     fn rebuild(&self, catalog: &Catalog, conn: &Connection, seq: u64) -> Result<(), StoreError> {
-        let mut write = self.write()?;
+        let mut write = self.write_in_parts()?;
+        // until the last part commits, the index is not in step with any sequence number
+        self.meta.delete(write.tx()?, "seq").map_err(index_error)?;
         for schema in catalog.iter() {
             let dataset = self.dataset(&schema.name)?;
-            dataset.records.clear(&mut write.tx).map_err(index_error)?;
+            dataset.records.clear(write.tx()?).map_err(index_error)?;
             for ordered in &dataset.ordered {
-                ordered.db.clear(&mut write.tx).map_err(index_error)?;
+                ordered.db.clear(write.tx()?).map_err(index_error)?;
             }
             let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
             let sql = format!("SELECT {columns} FROM {}", quote(&schema.name));
@@ -397,10 +399,10 @@ impl KeyIndex {
             tracing::info!(dataset = %schema.name, records = count, "indexed records");
         }
         self.meta
-            .put(&mut write.tx, "format", &FORMAT)
+            .put(write.tx()?, "format", &FORMAT)
             .map_err(index_error)?;
         self.layout
-            .put(&mut write.tx, "layout", &layout(catalog))
+            .put(write.tx()?, "layout", &layout(catalog))
             .map_err(index_error)?;
         write.commit(seq)
     }
@@ -515,18 +517,60 @@ impl KeyIndex {
     pub(crate) fn write(&self) -> Result<IndexWrite<'_>, StoreError> {
         Ok(IndexWrite {
             index: self,
-            tx: self.env.write_txn().map_err(index_error)?,
+            tx: Some(self.env.write_txn().map_err(index_error)?),
+            part_entries: None,
         })
     }
+
+    /// Starts writing many records (a staged write, a rebuild), committed every [`PART_ENTRIES`]
+    /// entries: LMDB keeps a transaction's dirty pages in memory until it commits (up to 512 MiB),
+    /// so one transaction for a multi-gigabyte upload held that much. Only the last part records
+    /// the sequence number, so a crash between parts leaves the index behind DuckDB and the next
+    /// start rebuilds it, as after a crash between DuckDB's commit and the index's.
+    pub(crate) fn write_in_parts(&self) -> Result<IndexWrite<'_>, StoreError> {
+        let mut write = self.write()?;
+        write.part_entries = Some(0);
+        Ok(write)
+    }
 }
+
+/// Entries (records and declared-index entries) per part of a write in parts.
+const PART_ENTRIES: u64 = 64 * 1024;
 
 /// Records being written to the index, visible to lookups once committed.
 pub(crate) struct IndexWrite<'a> {
     index: &'a KeyIndex,
-    tx: heed::RwTxn<'a>,
+    /// The open transaction; `None` only between a part's commit and the next part's start.
+    tx: Option<heed::RwTxn<'a>>,
+    /// Entries written in the current part, for a write in parts.
+    part_entries: Option<u64>,
 }
 
-impl IndexWrite<'_> {
+impl<'a> IndexWrite<'a> {
+    fn tx(&mut self) -> Result<&mut heed::RwTxn<'a>, StoreError> {
+        self.tx
+            .as_mut()
+            .ok_or_else(|| StoreError::Internal("no open key index transaction".into()))
+    }
+
+    /// Counts `entries` written; past [`PART_ENTRIES`] in a write in parts, commits them without
+    /// a sequence number and starts the next part.
+    fn wrote(&mut self, entries: u64) -> Result<(), StoreError> {
+        self.index.mapped.wrote(entries);
+        let Some(written) = &mut self.part_entries else {
+            return Ok(());
+        };
+        *written += entries;
+        if *written >= PART_ENTRIES {
+            *written = 0;
+            if let Some(tx) = self.tx.take() {
+                tx.commit().map_err(index_error)?;
+            }
+            self.tx = Some(self.index.env.write_txn().map_err(index_error)?);
+        }
+        Ok(())
+    }
+
     /// Stores every record of `batch` (shaped as the dataset's schema) under its key. With
     /// `replacing`, a key may hold a record already, which is replaced and whose declared-index
     /// entries are removed; without, the keys are known to be new (a write checked in mode
@@ -537,7 +581,8 @@ impl IndexWrite<'_> {
         batch: &RecordBatch,
         replacing: bool,
     ) -> Result<(), StoreError> {
-        let dataset = self.index.dataset(&schema.name)?;
+        let index = self.index;
+        let dataset = index.dataset(&schema.name)?;
         let key_columns: Vec<ArrayRef> = schema
             .primary_key
             .iter()
@@ -556,7 +601,7 @@ impl IndexWrite<'_> {
         for &i in &order {
             dataset
                 .records
-                .put(&mut self.tx, &keys[i], &records[i])
+                .put(self.tx()?, &keys[i], &records[i])
                 .map_err(index_error)?;
         }
         for ordered in &dataset.ordered {
@@ -566,15 +611,12 @@ impl IndexWrite<'_> {
             for i in order {
                 ordered
                     .db
-                    .put(&mut self.tx, entries.row(i).as_ref(), &())
+                    .put(self.tx()?, entries.row(i).as_ref(), &())
                     .map_err(index_error)?;
             }
         }
         let entries_per_record = 1 + dataset.ordered.len() as u64;
-        self.index
-            .mapped
-            .wrote(batch.num_rows() as u64 * entries_per_record);
-        Ok(())
+        self.wrote(batch.num_rows() as u64 * entries_per_record)
     }
 
     /// Removes the declared-index entries of the record stored under `key`, if there is one, before
@@ -585,7 +627,7 @@ impl IndexWrite<'_> {
         dataset: &DatasetIndex,
         key: &[u8],
     ) -> Result<(), StoreError> {
-        let Some(stored) = dataset.records.get(&self.tx, key).map_err(index_error)? else {
+        let Some(stored) = dataset.records.get(self.tx()?, key).map_err(index_error)? else {
             return Ok(());
         };
         let stored = decode_rows(schema, &[stored])?;
@@ -593,7 +635,7 @@ impl IndexWrite<'_> {
             let entries = ordered.entry_keys(&stored)?;
             ordered
                 .db
-                .delete(&mut self.tx, entries.row(0).as_ref())
+                .delete(self.tx()?, entries.row(0).as_ref())
                 .map_err(index_error)?;
         }
         Ok(())
@@ -616,7 +658,7 @@ impl IndexWrite<'_> {
         }
         self.index
             .deferred
-            .put(&mut self.tx, &entry, &listed)
+            .put(self.tx()?, &entry, &listed)
             .map_err(index_error)
     }
 
@@ -624,8 +666,11 @@ impl IndexWrite<'_> {
     pub(crate) fn commit(mut self, seq: u64) -> Result<(), StoreError> {
         self.index
             .meta
-            .put(&mut self.tx, "seq", &seq)
+            .put(self.tx()?, "seq", &seq)
             .map_err(index_error)?;
-        self.tx.commit().map_err(index_error)
+        match self.tx.take() {
+            Some(tx) => tx.commit().map_err(index_error),
+            None => Err(StoreError::Internal("no open key index transaction".into())),
+        }
     }
 }

@@ -816,7 +816,15 @@ impl WriterState {
         records: &[(Arc<DatasetSchema>, Records)],
         seq: u64,
     ) -> Result<(), StoreError> {
-        let mut write = index.write()?;
+        // a staged write may hold millions of records: written in parts, in bounded memory
+        let staged = records
+            .iter()
+            .any(|(_, r)| matches!(r, Records::Staging(_)));
+        let mut write = if staged {
+            index.write_in_parts()?
+        } else {
+            index.write()?
+        };
         for (schema, records) in records {
             match records {
                 Records::Batches(batches) => {
