@@ -169,3 +169,104 @@ fn import_loads_every_format_and_reports_bad_files() {
         json!({"count": ROWS, "exact": true})
     );
 }
+
+/// `batches` as an Arrow IPC stream body.
+fn arrow_body(batches: &[arrow_array::RecordBatch]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut body, &batches[0].schema())
+        .expect("arrow writer");
+    for batch in batches {
+        writer.write(batch).expect("write batch");
+    }
+    writer.finish().expect("finish stream");
+    drop(writer);
+    body
+}
+
+/// The batches of `body` (an Arrow IPC stream) with column `name` replaced by `column`'s answer.
+fn with_column(
+    body: &[u8],
+    name: &str,
+    column: impl Fn(&arrow_array::ArrayRef) -> arrow_array::ArrayRef,
+) -> Vec<arrow_array::RecordBatch> {
+    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None)
+        .expect("arrow reader");
+    reader
+        .map(|batch| {
+            let batch = batch.expect("batch");
+            let schema = batch.schema();
+            let position = schema.index_of(name).expect("column");
+            let mut fields: Vec<arrow_schema::Field> =
+                schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            let mut columns = batch.columns().to_vec();
+            columns[position] = column(&columns[position]);
+            fields[position] =
+                arrow_schema::Field::new(name, columns[position].data_type().clone(), true);
+            arrow_array::RecordBatch::try_new(
+                std::sync::Arc::new(arrow_schema::Schema::new(fields)),
+                columns,
+            )
+            .expect("batch with the new column")
+        })
+        .collect()
+}
+
+#[test]
+fn broken_or_mistyped_binary_bodies_are_refused_whole_and_lossless_casts_load() {
+    use arrow_array::{Array, Int32Array, Int64Array, StringArray};
+
+    let dir = tempfile::tempdir().unwrap();
+    let files = generate_all(dir.path());
+    let read = |format: &str| {
+        let (file, _) = files
+            .iter()
+            .find(|(f, _)| f.extension().is_some_and(|e| e == format))
+            .unwrap();
+        std::fs::read(file).unwrap()
+    };
+    let (arrow, parquet) = (read("arrow"), read("parquet"));
+    let server = Server::start(&dir.path().join("db.duckdb"));
+    let post =
+        |media_type: &str, body: &[u8]| server.post_raw(&format!("{WP}/records"), media_type, body);
+    let count = || server.get(&format!("{WP}/count")).body["count"].clone();
+
+    // an Arrow stream cut short: 400, saying how far it got
+    let cut = post(FORMATS[3].1, &arrow[..arrow.len() - 100]);
+    assert_eq!(cut.status, 400, "{cut:?}");
+    assert!(
+        cut.body["detail"].as_str().unwrap().contains("truncated"),
+        "{cut:?}"
+    );
+    // half a Parquet file
+    let half = post(FORMATS[4].1, &parquet[..parquet.len() / 2]);
+    assert_eq!(half.status, 400, "{half:?}");
+    // a key column of text: 422 naming the column, its type and the field's
+    let as_text = with_column(&arrow, "field_code", |column| {
+        let ints = column.as_any().downcast_ref::<Int64Array>().unwrap();
+        std::sync::Arc::new(StringArray::from_iter(
+            ints.iter().map(|v| v.map(|v| format!("F{v}"))),
+        ))
+    });
+    let mistyped = post(FORMATS[3].1, &arrow_body(&as_text));
+    assert_eq!(mistyped.status, 422, "{mistyped:?}");
+    let error = &mistyped.body["errors"][0];
+    assert_eq!(error["field"], json!("field_code"), "{mistyped:?}");
+    assert_eq!(error["code"], json!("column_type"), "{mistyped:?}");
+    assert!(
+        error["message"].as_str().unwrap().contains("Utf8"),
+        "{mistyped:?}"
+    );
+    assert_eq!(count(), json!(0), "a refused body writes nothing");
+
+    // a narrower integer column converts losslessly and loads
+    let narrower = with_column(&arrow, "days_on_production", |column| {
+        let ints = column.as_any().downcast_ref::<Int64Array>().unwrap();
+        std::sync::Arc::new(Int32Array::from_iter(
+            ints.iter().map(|v| v.map(|v| v as i32)),
+        ))
+    });
+    let loaded = post(FORMATS[3].1, &arrow_body(&narrower));
+    assert_eq!(loaded.status, 201, "{loaded:?}");
+    assert_eq!(loaded.body["inserted"], json!(ROWS));
+    assert_eq!(count(), json!(ROWS));
+}

@@ -98,7 +98,10 @@ pub fn stream(body: Body, limit: usize) -> (BodyReader, TooLarge) {
                 return;
             }
             if sender.send(Ok(chunk)).await.is_err() {
-                return; // the decoder stopped
+                // the decoder stopped (a refused body): read a little more of it, so that a
+                // client still sending gets the answer instead of a reset connection
+                discard(body).await;
+                return;
             }
         }
     });
