@@ -518,32 +518,29 @@ impl KeyIndex {
         Ok(IndexWrite {
             index: self,
             tx: Some(self.env.write_txn().map_err(index_error)?),
-            part_entries: None,
+            in_parts: false,
         })
     }
 
-    /// Starts writing many records (a staged write, a rebuild), committed every [`PART_ENTRIES`]
-    /// entries: LMDB keeps a transaction's dirty pages in memory until it commits (up to 512 MiB),
+    /// Starts writing many records (a staged write, a rebuild), committed in parts, one each time
+    /// the mapped pages are released (every 64Ki entries, [`MappedPages::wrote`]): LMDB keeps a transaction's dirty pages in memory until it commits (up to 512 MiB),
     /// so one transaction for a multi-gigabyte upload held that much. Only the last part records
     /// the sequence number, so a crash between parts leaves the index behind DuckDB and the next
     /// start rebuilds it, as after a crash between DuckDB's commit and the index's.
     pub(crate) fn write_in_parts(&self) -> Result<IndexWrite<'_>, StoreError> {
         let mut write = self.write()?;
-        write.part_entries = Some(0);
+        write.in_parts = true;
         Ok(write)
     }
 }
-
-/// Entries (records and declared-index entries) per part of a write in parts.
-const PART_ENTRIES: u64 = 64 * 1024;
 
 /// Records being written to the index, visible to lookups once committed.
 pub(crate) struct IndexWrite<'a> {
     index: &'a KeyIndex,
     /// The open transaction; `None` only between a part's commit and the next part's start.
     tx: Option<heed::RwTxn<'a>>,
-    /// Entries written in the current part, for a write in parts.
-    part_entries: Option<u64>,
+    /// Whether the write is committed in parts.
+    in_parts: bool,
 }
 
 impl<'a> IndexWrite<'a> {
@@ -553,16 +550,10 @@ impl<'a> IndexWrite<'a> {
             .ok_or_else(|| StoreError::Internal("no open key index transaction".into()))
     }
 
-    /// Counts `entries` written; past [`PART_ENTRIES`] in a write in parts, commits them without
-    /// a sequence number and starts the next part.
+    /// Counts `entries` written; when that releases the mapped pages in a write in parts, commits
+    /// what is written without a sequence number and starts the next part.
     fn wrote(&mut self, entries: u64) -> Result<(), StoreError> {
-        self.index.mapped.wrote(entries);
-        let Some(written) = &mut self.part_entries else {
-            return Ok(());
-        };
-        *written += entries;
-        if *written >= PART_ENTRIES {
-            *written = 0;
+        if self.index.mapped.wrote(entries) && self.in_parts {
             if let Some(tx) = self.tx.take() {
                 tx.commit().map_err(index_error)?;
             }

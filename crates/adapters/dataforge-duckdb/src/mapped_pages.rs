@@ -40,13 +40,16 @@ impl MappedPages {
         }
     }
 
-    /// Counts `n` records written to the index; releases the mapped pages once enough were.
-    pub(crate) fn wrote(&self, n: u64) {
+    /// Counts `n` records written to the index; releases the mapped pages once enough were, and
+    /// then answers true (a write in parts commits a part at the same moment).
+    pub(crate) fn wrote(&self, n: u64) -> bool {
         let before = self.puts.fetch_add(n, Ordering::Relaxed);
-        if before + n >= self.every {
-            self.puts.store(0, Ordering::Relaxed);
-            self.release();
+        if before + n < self.every {
+            return false;
         }
+        self.puts.store(0, Ordering::Relaxed);
+        self.release();
+        true
     }
 
     /// Unmaps every page of the index file. Best effort: when the process's maps cannot be read,
@@ -136,14 +139,14 @@ mod tests {
         assert_eq!(touch(), SIZE / 4096);
         assert_eq!(resident_kib(&file), (SIZE / 1024) as u64);
         // fewer writes than the threshold leave the pages mapped
-        pages.wrote(999);
+        assert!(!pages.wrote(999));
         assert_eq!(resident_kib(&file), (SIZE / 1024) as u64);
         // the thousandth releases them; the data reads the same afterwards
-        pages.wrote(1);
+        assert!(pages.wrote(1));
         assert_eq!(resident_kib(&file), 0);
         assert_eq!(touch(), SIZE / 4096);
         // and the count starts again
-        pages.wrote(999);
+        assert!(!pages.wrote(999));
         assert_eq!(resident_kib(&file), (SIZE / 1024) as u64);
         // SAFETY: the mapping made above, no longer used
         unsafe { libc::munmap(map, SIZE) };
