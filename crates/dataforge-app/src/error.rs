@@ -24,6 +24,10 @@ pub enum AppError {
         keys: Vec<ConflictingKey>,
         total: u64,
     },
+    #[error(
+        "the change would touch {affected} records, more than max_affected={max}; nothing was changed"
+    )]
+    TooMany { affected: u64, max: u64 },
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
     #[error("the query ran longer than {0} ms and was stopped")]
@@ -37,6 +41,26 @@ impl From<StoreError> for AppError {
         match e {
             StoreError::Conflict { keys, total } => AppError::Conflict { keys, total },
             StoreError::Unavailable(why) => AppError::Unavailable(why),
+            StoreError::TooMany { affected, max } => AppError::TooMany { affected, max },
+            StoreError::Incomplete { records, total } => AppError::Invalid {
+                violations: records
+                    .into_iter()
+                    .map(|r| Violation {
+                        row: r.row,
+                        field: Some(r.field),
+                        code: "required",
+                        message: format!(
+                            "no record has the key ({}), so this one is inserted and needs a value",
+                            r.key
+                                .iter()
+                                .map(|v| v.to_json().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    })
+                    .collect(),
+                total,
+            },
             StoreError::Timeout(ms) => AppError::Timeout(ms),
             other => AppError::Internal(other.to_string()),
         }

@@ -13,7 +13,7 @@ use dataforge_domain::records::{
 };
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::validate::{Violation, Violations, validate_batch};
-use dataforge_domain::write::{ErrorMode, WriteOptions, WriteOutcome};
+use dataforge_domain::write::{ConflictMode, ErrorMode, WriteOptions, WriteOutcome};
 
 use crate::{App, AppError};
 
@@ -65,7 +65,7 @@ impl App {
         let schema = self.dataset(dataset)?;
         let (valid, mut batches) = tokio::sync::mpsc::channel::<RecordBatch>(PIPELINE_DEPTH);
         let decoding = {
-            let schema = Arc::clone(&schema);
+            let schema = decoded_as(&schema, options);
             let decoder = Arc::clone(&self.decoder);
             tokio::task::spawn_blocking(move || {
                 let mut body = body;
@@ -111,7 +111,7 @@ impl App {
         let decoded = decode_checked(
             &*self.decoder,
             format,
-            &schema,
+            &decoded_as(&schema, options),
             &mut reader,
             options,
             &AtomicU64::new(0),
@@ -127,6 +127,15 @@ impl App {
             }
         }
         write.finish(decoded, options).await
+    }
+}
+
+/// The schema a body is decoded and validated with: the dataset's own, or for a merge its
+/// partial form (see [`DatasetSchema::for_merge`]). The writer always gets the dataset's own.
+fn decoded_as(schema: &Arc<DatasetSchema>, options: WriteOptions) -> Arc<DatasetSchema> {
+    match options.on_conflict {
+        ConflictMode::Merge => Arc::new(schema.for_merge()),
+        _ => Arc::clone(schema),
     }
 }
 

@@ -2,6 +2,7 @@
 //! read it ([`read`]). Both
 //! work on any storage that implements the domain ports, and know nothing of HTTP.
 
+pub mod change;
 mod cluster;
 mod error;
 pub mod ingest;

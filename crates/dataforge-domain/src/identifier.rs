@@ -162,7 +162,17 @@ const SQL_KEYWORDS: &[&str] = &[
 
 /// Names the HTTP API gives a meaning of its own in query strings; a field may not take them.
 pub const RESERVED_PARAMETERS: &[&str] = &[
-    "select", "order", "limit", "cursor", "format", "exact", "group_by", "metrics", "bucket",
+    "select",
+    "order",
+    "limit",
+    "cursor",
+    "format",
+    "exact",
+    "group_by",
+    "metrics",
+    "bucket",
+    "all",
+    "max_affected",
 ];
 
 /// Why a name was refused, phrased for a person fixing a schema file.

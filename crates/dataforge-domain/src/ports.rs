@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use serde::Serialize;
 
+use crate::change::Mutation;
 use crate::query::{Predicate, ReadPlan};
 use crate::schema::{Catalog, DatasetSchema};
 use crate::value::Value;
@@ -35,6 +36,15 @@ pub trait RecordWriter: Send + Sync {
         &self,
         dataset: Arc<DatasetSchema>,
     ) -> BoxFuture<'_, Result<Box<dyn StagedWrite>, StoreError>>;
+
+    /// Applies `mutation` to every record its filter selects, as one transaction, and answers how
+    /// many records it changed. More than `max_affected` fails with [`StoreError::TooMany`] and
+    /// changes nothing. A read after the answer sees the change, on every read path.
+    fn mutate(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        mutation: Mutation,
+    ) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     /// Rewrites the dataset's stored rows in the order of its `cluster_by` fields, so filters on
     /// them read a small part of the table. The records do not change; writes wait meanwhile.
@@ -127,6 +137,15 @@ pub struct ConflictingKey {
     pub reason: ConflictReason,
 }
 
+/// A merged record inserted under a new key without a value for a required field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncompleteRecord {
+    /// 1-based position among the records written.
+    pub row: u64,
+    pub key: Vec<Value>,
+    pub field: String,
+}
+
 /// What storage can fail with.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
@@ -139,6 +158,16 @@ pub enum StoreError {
     /// Stored tables differ from their schemas; each difference starts with its dataset's name.
     #[error("stored tables differ from their schemas (migrations are not supported yet): {}", differences.join("; "))]
     SchemaMismatch { differences: Vec<String> },
+    /// A change would touch more records than its `max_affected`; nothing was changed.
+    #[error("the change would touch {affected} records, more than max_affected={max}")]
+    TooMany { affected: u64, max: u64 },
+    /// Merged records whose key is not stored lack a required field; nothing was written.
+    #[error("{total} new record(s) lack a required field")]
+    Incomplete {
+        /// The first (at most 100): request position (1-based), key, field.
+        records: Vec<IncompleteRecord>,
+        total: u64,
+    },
     #[error("storage is not accepting work: {0}")]
     Unavailable(String),
     /// A read ran past the configured query timeout and was stopped.

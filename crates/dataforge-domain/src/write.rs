@@ -13,6 +13,10 @@ pub enum ConflictMode {
     Ignore,
     /// Replace the stored record; within a request the last one wins.
     Upsert,
+    /// Update the stored record with the fields the incoming one carries (omitted or null fields
+    /// keep their stored values); a record whose key is not stored is inserted. Within a request
+    /// the last one wins.
+    Merge,
 }
 
 /// What to do with records that break the schema.
@@ -37,14 +41,14 @@ pub struct WriteOptions {
 pub struct WriteOutcome {
     /// Records stored under a new key.
     pub inserted: u64,
-    /// Stored records replaced (upsert).
+    /// Stored records replaced (upsert) or merged into (merge).
     pub updated: u64,
     /// Records not stored because of their key (ignore), or superseded by a later record with the
     /// same key in the same request (upsert).
     pub skipped: u64,
 }
 
-/// Parses `on_conflict=error|ignore|upsert` and `on_error=reject|skip`; any other parameter is refused.
+/// Parses `on_conflict=error|ignore|upsert|merge` and `on_error=reject|skip`; any other parameter is refused.
 pub fn parse_write_params(params: &[(String, String)]) -> Result<WriteOptions, QueryError> {
     let mut options = WriteOptions::default();
     let mut seen = Vec::new();
@@ -59,10 +63,13 @@ pub fn parse_write_params(params: &[(String, String)]) -> Result<WriteOptions, Q
                     "error" => ConflictMode::Error,
                     "ignore" => ConflictMode::Ignore,
                     "upsert" => ConflictMode::Upsert,
+                    "merge" => ConflictMode::Merge,
                     other => {
                         return Err(QueryError::new(
                             name,
-                            format!("must be `error`, `ignore` or `upsert`, found `{other}`"),
+                            format!(
+                                "must be `error`, `ignore`, `upsert` or `merge`, found `{other}`"
+                            ),
                         ));
                     }
                 }
@@ -116,12 +123,16 @@ mod tests {
             parse(&[("on_conflict", "ignore")]).unwrap().on_conflict,
             ConflictMode::Ignore
         );
+        assert_eq!(
+            parse(&[("on_conflict", "merge")]).unwrap().on_conflict,
+            ConflictMode::Merge
+        );
     }
 
     #[test]
     fn mistakes_name_the_parameter() {
         assert_eq!(
-            parse(&[("on_conflict", "merge")]).unwrap_err().parameter,
+            parse(&[("on_conflict", "replace")]).unwrap_err().parameter,
             "on_conflict"
         );
         assert_eq!(

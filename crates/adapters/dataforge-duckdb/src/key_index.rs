@@ -610,6 +610,30 @@ impl<'a> IndexWrite<'a> {
         self.wrote(batch.num_rows() as u64 * entries_per_record)
     }
 
+    /// Removes the records whose keys are the rows of `key_columns` (in key order), with their
+    /// declared-index entries.
+    pub(crate) fn delete(
+        &mut self,
+        schema: &DatasetSchema,
+        key_columns: &[ArrayRef],
+    ) -> Result<(), StoreError> {
+        let index = self.index;
+        let dataset = index.dataset(&schema.name)?;
+        let mut keys = dataset.keys.encode(key_columns)?;
+        keys.sort_unstable();
+        for key in &keys {
+            if !dataset.ordered.is_empty() {
+                self.unindex_stored(schema, dataset, key)?;
+            }
+            dataset
+                .records
+                .delete(self.tx()?, key)
+                .map_err(index_error)?;
+        }
+        let entries_per_record = 1 + dataset.ordered.len() as u64;
+        self.wrote(keys.len() as u64 * entries_per_record)
+    }
+
     /// Removes the declared-index entries of the record stored under `key`, if there is one, before
     /// it is replaced.
     fn unindex_stored(

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
+use dataforge_domain::change::Mutation;
 use dataforge_domain::ports::{
     BatchStream, BoxFuture, DatasetStorage, RecordReader, RecordWriter, RowCount, StagedWrite,
     StoreError,
@@ -359,6 +360,23 @@ impl RecordWriter for DuckDbStore {
                 held: None,
             };
             Ok(Box::new(write) as Box<dyn StagedWrite>)
+        })
+    }
+
+    fn mutate(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        mutation: Mutation,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let (reply, answered) = oneshot::channel();
+            let job = WriterJob::Mutate {
+                dataset,
+                mutation,
+                reply,
+            };
+            self.queue()?.submit(job).await?;
+            answer(answered).await
         })
     }
 

@@ -314,6 +314,15 @@ pub(crate) fn count(
     Statement { sql, params }
 }
 
+/// ` WHERE …` for `filter` (empty when it holds for every row), and its parameters: the rows an
+/// update or a delete changes.
+pub(crate) fn where_clause(schema: &DatasetSchema, filter: &Predicate) -> Statement {
+    let mut conditions = Conditions::new(schema);
+    conditions.predicate(filter);
+    let (sql, params) = conditions.finish();
+    Statement { sql, params }
+}
+
 /// The row with a given primary key.
 pub(crate) fn by_key(schema: &DatasetSchema, key: &[Value]) -> Statement {
     let mut conditions = Conditions::new(schema);

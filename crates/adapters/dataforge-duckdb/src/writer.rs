@@ -9,6 +9,8 @@
 //! groups at a time ([`deferred`]).
 
 mod deferred;
+mod merge;
+mod mutate;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
@@ -19,6 +21,7 @@ use std::time::Duration;
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use arrow_select::concat::concat_batches;
+use dataforge_domain::change::Mutation;
 use dataforge_domain::ports::{ConflictReason, ConflictingKey, StoreError};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::write::{ConflictMode, WriteOutcome};
@@ -97,6 +100,12 @@ pub(crate) enum WriterJob {
     /// Appends deferred writes to their tables (see [`deferred`]); answered when asked by a read.
     Flush {
         reply: Option<oneshot::Sender<Result<(), StoreError>>>,
+    },
+    /// Updates or deletes the records a filter selects (see [`mutate`]).
+    Mutate {
+        dataset: Arc<DatasetSchema>,
+        mutation: Mutation,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     /// Rewrites a dataset's table in the order of its `cluster_by` fields.
     Cluster {
@@ -188,6 +197,18 @@ pub(crate) fn start(
                                     let _ = reply.send(Err(e));
                                 }
                             }
+                        }
+                        WriterJob::Mutate {
+                            dataset,
+                            mutation,
+                            reply,
+                        } => {
+                            // the commits queued before it are stored first: changes apply in
+                            // arrival order
+                            if !commits.is_empty() {
+                                state.commit_group(std::mem::take(&mut commits));
+                            }
+                            let _ = reply.send(state.mutate(&dataset, &mutation));
                         }
                         WriterJob::Cluster { dataset, reply } => {
                             let clustered = state.flush_deferred().and_then(|()| state.cluster(&dataset));
@@ -1221,11 +1242,14 @@ impl WriterState {
                 ))?;
                 outcome.skipped = rows - outcome.inserted;
             }
-            ConflictMode::Upsert => {
-                // the last record of each key replaces the stored one
+            ConflictMode::Upsert | ConflictMode::Merge => {
+                // the last record of each key replaces the stored one (merged into it first)
                 outcome.skipped = self.execute(&format!(
                     "DELETE FROM {staged} WHERE {row} NOT IN (SELECT max({row}) FROM {staged} GROUP BY {keys})"
                 ))?;
+                if commit.mode == ConflictMode::Merge {
+                    self.merge_stored(schema, &staged)?;
+                }
                 outcome.updated = self.execute(&format!(
                     "DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM {staged} s WHERE {matches})"
                 ))?;

@@ -4,8 +4,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use dataforge_app::change::Replaced;
 use dataforge_app::ingest::INLINE_BODY_BYTES;
-use dataforge_app::read::ReadRequest;
+use dataforge_app::read::{ReadRequest, Rows};
 use dataforge_app::{App, AppError};
 use dataforge_domain::records::BodyFormat;
 use dataforge_domain::write::parse_write_params;
@@ -305,16 +306,11 @@ pub async fn count_records(
     ))
 }
 
-/// `GET .../records/{k1}/{k2}/...`: segments are split from the raw path and decoded one by one,
-/// so a key value may contain an encoded `/` (`%2F`).
-pub async fn get_record(
-    State(state): State<HttpState>,
-    Path((dataset, _)): Path<(String, String)>,
-    uri: Uri,
-) -> Answer {
+/// The key segments of `.../records/{k1}/{k2}/...`, split from the raw path and decoded one by
+/// one, so a key value may contain an encoded `/` (`%2F`).
+fn key_segments(uri: &Uri) -> Result<Vec<String>, Problem> {
     // the route is /v1/datasets/{dataset}/records/{key...}: the key starts at the sixth segment
-    let segments: Vec<String> = uri
-        .path()
+    uri.path()
         .split('/')
         .skip(5)
         .map(|s| {
@@ -328,19 +324,187 @@ pub async fn get_record(
                 "key",
                 "a key segment is not valid UTF-8 after percent-decoding",
             )
-        })?;
+        })
+}
+
+/// One record as a JSON object.
+fn record_response(status: StatusCode, rows: &Rows) -> Response {
+    let mut out = Vec::with_capacity(512);
+    if let Some(batch) = rows.batches.first() {
+        encode::JsonRows::new(&rows.columns, batch).write(0, &mut out);
+    }
+    json_response(status, out)
+}
+
+/// `GET .../records/{k1}/{k2}/...`.
+pub async fn get_record(
+    State(state): State<HttpState>,
+    Path((dataset, _)): Path<(String, String)>,
+    uri: Uri,
+) -> Answer {
+    let segments = key_segments(&uri)?;
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let rows = state
         .app
         .get_record(&dataset, &segments)
         .await
         .map_err(|e| problem(&state, &dataset, e))?;
-    // the use case answers one row or RecordNotFound
-    let mut out = Vec::with_capacity(512);
-    if let Some(batch) = rows.batches.first() {
-        encode::JsonRows::new(&rows.columns, batch).write(0, &mut out);
+    Ok(record_response(StatusCode::OK, &rows))
+}
+
+/// A change's JSON body: the `Content-Type` must be JSON (or absent), the body valid JSON.
+fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Json, Problem> {
+    if body_format(headers)? != BodyFormat::Json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "this request takes a JSON body (Content-Type: application/json)",
+        )
+        .with("supported", json!(["application/json"])));
     }
-    Ok(json_response(StatusCode::OK, out))
+    serde_json::from_slice(body).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+            "Malformed request body",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// `PATCH .../records/{k1}/...`: updates the fields the body names; answers the stored record.
+pub async fn patch_record(
+    State(state): State<HttpState>,
+    Path((dataset, _)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let segments = key_segments(&uri)?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let set = json_body(&headers, &body)?;
+    let rows = state
+        .app
+        .update_record(&dataset, &segments, &set)
+        .await
+        .map_err(|e| problem(&state, &dataset, e))?;
+    Ok(record_response(StatusCode::OK, &rows))
+}
+
+/// `PUT .../records/{k1}/...`: replaces the record (200) or creates it (201); answers it.
+pub async fn put_record(
+    State(state): State<HttpState>,
+    Path((dataset, _)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let segments = key_segments(&uri)?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let record = json_body(&headers, &body)?;
+    let failed = |e| problem(&state, &dataset, e);
+    let (replaced, _) = state
+        .app
+        .replace_record(&dataset, &segments, record)
+        .await
+        .map_err(failed)?;
+    let rows = state
+        .app
+        .get_record(&dataset, &segments)
+        .await
+        .map_err(failed)?;
+    let status = match replaced {
+        Replaced::Replaced => StatusCode::OK,
+        Replaced::Created => StatusCode::CREATED,
+    };
+    Ok(record_response(status, &rows))
+}
+
+/// `DELETE .../records/{k1}/...`: 204, or 404 when no record has the key.
+pub async fn delete_record(
+    State(state): State<HttpState>,
+    Path((dataset, _)): Path<(String, String)>,
+    uri: Uri,
+) -> Answer {
+    let segments = key_segments(&uri)?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    state
+        .app
+        .delete_record(&dataset, &segments)
+        .await
+        .map_err(|e| problem(&state, &dataset, e))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn changed(verb: &str, n: u64) -> Response {
+    json_response(StatusCode::OK, json!({ verb: n }).to_string().into_bytes())
+}
+
+/// `PATCH .../records?<filters>`: sets the body's fields in every record the filters select.
+pub async fn update_where(
+    State(state): State<HttpState>,
+    Path(dataset): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let set = json_body(&headers, &body)?;
+    let n = state
+        .app
+        .change_where(&dataset, &query_pairs(query), Some(&set))
+        .await
+        .map_err(|e| problem(&state, &dataset, e))?;
+    Ok(changed("updated", n))
+}
+
+/// `DELETE .../records?<filters>`: deletes every record the filters select.
+pub async fn delete_where(
+    State(state): State<HttpState>,
+    Path(dataset): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let n = state
+        .app
+        .change_where(&dataset, &query_pairs(query), None)
+        .await
+        .map_err(|e| problem(&state, &dataset, e))?;
+    Ok(changed("deleted", n))
+}
+
+/// `POST .../update` and `POST .../delete`: a change with a JSON filter tree in the body.
+async fn change_by_body(
+    state: &HttpState,
+    dataset: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    update: bool,
+) -> Answer {
+    let body = json_body(headers, body)?;
+    let n = state
+        .app
+        .change_by_body(dataset, &body, update)
+        .await
+        .map_err(|e| problem(state, dataset, e))?;
+    Ok(changed(if update { "updated" } else { "deleted" }, n))
+}
+
+pub async fn update_by_body(
+    State(state): State<HttpState>,
+    Path(dataset): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    change_by_body(&state, &dataset, &headers, &body, true).await
+}
+
+pub async fn delete_by_body(
+    State(state): State<HttpState>,
+    Path(dataset): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    change_by_body(&state, &dataset, &headers, &body, false).await
 }
 
 pub async fn no_route(uri: Uri) -> Problem {

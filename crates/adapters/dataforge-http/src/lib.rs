@@ -36,11 +36,25 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         .route("/v1/datasets/{dataset}", get(handlers::get_dataset))
         .route(
             "/v1/datasets/{dataset}/records",
-            get(handlers::list_records).post(handlers::insert_records),
+            get(handlers::list_records)
+                .post(handlers::insert_records)
+                .patch(handlers::update_where)
+                .delete(handlers::delete_where),
         )
         .route(
             "/v1/datasets/{dataset}/records/{*key}",
-            get(handlers::get_record),
+            get(handlers::get_record)
+                .patch(handlers::patch_record)
+                .put(handlers::put_record)
+                .delete(handlers::delete_record),
+        )
+        .route(
+            "/v1/datasets/{dataset}/update",
+            post(handlers::update_by_body),
+        )
+        .route(
+            "/v1/datasets/{dataset}/delete",
+            post(handlers::delete_by_body),
         )
         .route("/v1/datasets/{dataset}/count", get(handlers::count_records))
         .route("/v1/datasets/{dataset}/aggregate", get(handlers::aggregate))

@@ -128,6 +128,15 @@ pub fn from_app_error(
             .with("conflicts", json!(listed))
             .with("total_conflicts", json!(total))
         }
+        AppError::TooMany { affected, max } => Problem::new(
+            StatusCode::CONFLICT,
+            "too-many-affected",
+            "Too many records affected",
+            detail,
+        )
+        .with("parameter", json!("max_affected"))
+        .with("affected", json!(affected))
+        .with("max_affected", json!(max)),
         AppError::Timeout(_) => Problem::new(
             StatusCode::GATEWAY_TIMEOUT,
             "query-timeout",

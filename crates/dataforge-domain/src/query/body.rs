@@ -156,7 +156,7 @@ fn text_items(
 
 impl Predicate {
     /// Reads a filter node at `path`, spending one unit of `budget` per operator and value.
-    fn from_json(
+    pub(crate) fn from_json(
         schema: &DatasetSchema,
         node: &Json,
         path: &str,

@@ -11,6 +11,7 @@ pub use aggregate::{
 };
 pub use body::{FILTER_MAX_DEPTH, FILTER_MAX_NODES, parse_query_body};
 pub use cursor::Cursor;
+pub(crate) use params::parse_filter;
 pub use params::{QueryLimits, parse_count_params, parse_key, parse_list_params};
 
 use crate::schema::DatasetSchema;

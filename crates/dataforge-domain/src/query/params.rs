@@ -183,7 +183,11 @@ pub fn parse_key(schema: &DatasetSchema, segments: &[&str]) -> Result<Vec<Value>
         .collect()
 }
 
-fn parse_filter(schema: &DatasetSchema, name: &str, raw: &str) -> Result<Filter, QueryError> {
+pub(crate) fn parse_filter(
+    schema: &DatasetSchema,
+    name: &str,
+    raw: &str,
+) -> Result<Filter, QueryError> {
     let Some(field_index) = schema.field_index(name) else {
         return Err(QueryError::new(
             name,

@@ -108,6 +108,21 @@ impl DatasetSchema {
         self.primary_key.iter().map(|&i| &self.fields[i])
     }
 
+    /// The schema partial records of a merge are decoded and validated with: fields outside the
+    /// key are optional and have no default, so a field the record leaves out stays null and the
+    /// stored value is kept. Types and rules still apply; whether a record whose key is new is
+    /// complete is checked by storage, which alone knows which keys are stored.
+    pub fn for_merge(&self) -> DatasetSchema {
+        let mut partial = self.clone();
+        for (i, field) in partial.fields.iter_mut().enumerate() {
+            if !self.primary_key.contains(&i) {
+                field.required = false;
+                field.default = None;
+            }
+        }
+        partial
+    }
+
     /// Names of the fields, comma separated, for error messages.
     pub fn field_names(&self) -> String {
         self.fields

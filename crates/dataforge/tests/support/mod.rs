@@ -115,6 +115,17 @@ impl Server {
         )
     }
 
+    /// A request with any method and an optional JSON body.
+    pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
+        let request = ureq::request(method, &format!("{}{}", self.base, path));
+        answer(match body {
+            Some(body) => request
+                .set("Content-Type", "application/json")
+                .send_string(&body.to_string()),
+            None => request.call(),
+        })
+    }
+
     /// Kills the server with SIGKILL, as a crash would, and waits for it to die.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,195 @@
+//! The change commands: update and delete stored records, one by key or many by filter, and
+//! replace one by key. Each is checked against the schema here and applied by the writer port as
+//! one transaction.
+
+use std::sync::Arc;
+
+use dataforge_domain::change::{
+    Change, Mutation, key_filter, parse_selection_body, parse_selection_params, parse_set,
+};
+use dataforge_domain::query::parse_key;
+use dataforge_domain::records::BodyFormat;
+use dataforge_domain::schema::DatasetSchema;
+use dataforge_domain::validate::{Violation, Violations};
+use dataforge_domain::value::Value;
+use dataforge_domain::write::{ConflictMode, ErrorMode, WriteOptions};
+use serde_json::Value as Json;
+
+use crate::ingest::IngestSummary;
+use crate::read::Rows;
+use crate::{App, AppError};
+
+/// What `PUT .../records/{key}` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaced {
+    /// A stored record was replaced.
+    Replaced,
+    /// No record had the key; it was created.
+    Created,
+}
+
+impl App {
+    /// `PATCH`/`DELETE .../records?<filters>`: changes every record the URL's filters select.
+    /// `set` is the body of an update, `None` for a delete. Answers the number changed.
+    pub async fn change_where(
+        &self,
+        dataset: &str,
+        params: &[(String, String)],
+        set: Option<&Json>,
+    ) -> Result<u64, AppError> {
+        let schema = self.dataset(dataset)?;
+        let selection = parse_selection_params(&schema, params)?;
+        let change = match set {
+            Some(set) => Change::Update(parse_set(&schema, set).map_err(invalid)?),
+            None => Change::Delete,
+        };
+        self.mutate(schema, selection.with(change)).await
+    }
+
+    /// `POST .../update` and `POST .../delete`: the same with a JSON filter tree in the body.
+    pub async fn change_by_body(
+        &self,
+        dataset: &str,
+        body: &Json,
+        update: bool,
+    ) -> Result<u64, AppError> {
+        let schema = self.dataset(dataset)?;
+        let (selection, set) = parse_selection_body(&schema, body, update)?;
+        let change = match set {
+            Some(set) => Change::Update(parse_set(&schema, set).map_err(invalid)?),
+            None => Change::Delete,
+        };
+        self.mutate(schema, selection.with(change)).await
+    }
+
+    /// `PATCH .../records/{key}`: updates the fields `set` names in the record with this key and
+    /// answers the record as stored.
+    pub async fn update_record(
+        &self,
+        dataset: &str,
+        segments: &[&str],
+        set: &Json,
+    ) -> Result<Rows, AppError> {
+        let schema = self.dataset(dataset)?;
+        let key = parse_key(&schema, segments)?;
+        let values = parse_set(&schema, set).map_err(invalid)?;
+        let mutation = Mutation {
+            filter: key_filter(&schema, key),
+            change: Change::Update(values),
+            max_affected: None,
+        };
+        if self.mutate(Arc::clone(&schema), mutation).await? == 0 {
+            return Err(not_found(&schema, segments));
+        }
+        self.get_record(dataset, segments).await
+    }
+
+    /// `DELETE .../records/{key}`.
+    pub async fn delete_record(&self, dataset: &str, segments: &[&str]) -> Result<(), AppError> {
+        let schema = self.dataset(dataset)?;
+        let key = parse_key(&schema, segments)?;
+        let mutation = Mutation {
+            filter: key_filter(&schema, key),
+            change: Change::Delete,
+            max_affected: None,
+        };
+        match self.mutate(Arc::clone(&schema), mutation).await? {
+            0 => Err(not_found(&schema, segments)),
+            _ => Ok(()),
+        }
+    }
+
+    /// `PUT .../records/{key}`: stores `record` (a JSON object) under the key, replacing the
+    /// record stored there or creating it. Key fields the body leaves out are taken from the path;
+    /// those it gives must equal the path's.
+    pub async fn replace_record(
+        &self,
+        dataset: &str,
+        segments: &[&str],
+        record: Json,
+    ) -> Result<(Replaced, IngestSummary), AppError> {
+        let schema = self.dataset(dataset)?;
+        let key = parse_key(&schema, segments)?;
+        let record = keyed_record(&schema, &key, record)?;
+        let options = WriteOptions {
+            on_conflict: ConflictMode::Upsert,
+            on_error: ErrorMode::Reject,
+        };
+        let body = record.to_string();
+        let summary = self
+            .ingest_small(dataset, BodyFormat::Json, body.as_bytes(), options)
+            .await?;
+        let replaced = if summary.outcome.updated > 0 {
+            Replaced::Replaced
+        } else {
+            Replaced::Created
+        };
+        Ok((replaced, summary))
+    }
+
+    async fn mutate(
+        &self,
+        schema: Arc<DatasetSchema>,
+        mutation: Mutation,
+    ) -> Result<u64, AppError> {
+        Ok(self.writer.mutate(schema, mutation).await?)
+    }
+}
+
+/// The body of a `PUT` with the path's key: missing key fields are filled in, differing ones are
+/// a 422 naming the field.
+fn keyed_record(schema: &DatasetSchema, key: &[Value], record: Json) -> Result<Json, AppError> {
+    let Json::Object(mut object) = record else {
+        return Err(invalid(one_violation(
+            None,
+            "not_an_object",
+            "a PUT body is one record: a JSON object of field values".into(),
+        )));
+    };
+    for (field, value) in schema.key_fields().zip(key) {
+        match object.get(&field.name) {
+            None => {
+                object.insert(field.name.clone(), value.to_json());
+            }
+            Some(given) => {
+                let given = Value::from_json(field.field_type, given).ok();
+                if given.as_ref() != Some(value) {
+                    return Err(invalid(one_violation(
+                        Some(&field.name),
+                        "key_mismatch",
+                        format!(
+                            "the body gives a key value that differs from the path's ({}); a key cannot be changed",
+                            value.to_json()
+                        ),
+                    )));
+                }
+            }
+        }
+    }
+    Ok(Json::Object(object))
+}
+
+fn one_violation(field: Option<&str>, code: &'static str, message: String) -> Violations {
+    let mut violations = Violations::default();
+    violations.push(Violation {
+        row: 1,
+        field: field.map(str::to_owned),
+        code,
+        message,
+    });
+    violations
+}
+
+fn invalid(violations: Violations) -> AppError {
+    AppError::Invalid {
+        total: violations.total(),
+        violations: violations.into_listed(),
+    }
+}
+
+fn not_found(schema: &DatasetSchema, segments: &[&str]) -> AppError {
+    AppError::RecordNotFound {
+        dataset: schema.name.clone(),
+        key: segments.join("/"),
+    }
+}
