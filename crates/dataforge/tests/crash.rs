@@ -264,3 +264,274 @@ fn sigkill_before_deferred_writes_reach_duckdb_loses_none_of_them() {
     );
     assert_eq!(server.get(&format!("{WP}/count")).body["count"], json!(321));
 }
+
+const WR: &str = "/v1/datasets/well_registry";
+/// Wells stored before the changes start: 0..1000 are updated by key, 1000..2000 deleted by key,
+/// 2000..3000 (fields 100..) deleted by filter, 3000..4000 (fields 200..) updated by filter.
+const PRELOADED: i64 = 4000;
+/// Wells per field among those changed by filter.
+const PER_FIELD: i64 = 50;
+
+fn field_of(well: i64) -> i64 {
+    match well {
+        2000..3000 => 100 + (well - 2000) / PER_FIELD,
+        3000..4000 => 200 + (well - 3000) / PER_FIELD,
+        _ => well % 10,
+    }
+}
+
+fn registry_well(well: i64) -> Value {
+    json!({"well_code": well, "well_name": format!("W{well}"), "field_code": field_of(well),
+           "depth_m": 1.0, "operator": "Orig"})
+}
+
+/// One client's changes until the server dies: what it sent last and what was acknowledged.
+struct Sent {
+    acknowledged: Vec<i64>,
+    in_flight: Option<i64>,
+}
+
+/// Sends `request(i)` for i = 0.. until the server is gone or `stop` is set.
+fn until_killed(
+    stop: &AtomicBool,
+    limit: i64,
+    mut request: impl FnMut(i64) -> Result<ureq::Response, ureq::Error>,
+    ok: &[u16],
+) -> Sent {
+    let mut acknowledged = Vec::new();
+    for i in 0..limit {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        match request(i) {
+            Ok(response) if ok.contains(&response.status()) => acknowledged.push(i),
+            Ok(response) => panic!("unexpected status {}", response.status()),
+            Err(ureq::Error::Status(code, response)) => {
+                panic!("unexpected status {code}: {:?}", response.into_string())
+            }
+            Err(_) => {
+                return Sent {
+                    acknowledged,
+                    in_flight: Some(i),
+                };
+            }
+        }
+    }
+    Sent {
+        acknowledged,
+        in_flight: None,
+    }
+}
+
+/// Every stored well (code to field, depth and operator), read through DuckDB (a CSV export).
+fn full_scan(server: &Server) -> HashMap<i64, (i64, String, String)> {
+    let text = ureq::get(&format!(
+        "{}{WR}/records?format=csv&select=well_code,field_code,depth_m,operator",
+        server.base
+    ))
+    .call()
+    .unwrap()
+    .into_string()
+    .unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            let (code, field) = (cells[0].parse().unwrap(), cells[1].parse().unwrap());
+            (code, (field, cells[2].to_owned(), cells[3].to_owned()))
+        })
+        .collect()
+}
+
+/// Updates and deletes, by key and by filter, while inserts go on; SIGKILL in the middle. After
+/// the restart every acknowledged change is there, no change by filter is half applied, and the
+/// count, reads by key and the declared index's pages agree with a full scan.
+#[test]
+fn sigkill_mid_changes_keeps_every_acknowledged_change_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("changes.duckdb");
+    let server = Server::start(&db);
+    let wells: Vec<Value> = (0..PRELOADED).map(registry_well).collect();
+    assert_eq!(
+        server
+            .post_json(&format!("{WR}/records"), &json!(wells))
+            .status,
+        201
+    );
+    let base = server.base.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = move |path: String| format!("{base}{WR}{path}");
+    type Client = Box<dyn FnMut(i64) -> Result<ureq::Response, ureq::Error> + Send>;
+    let clients: Vec<(Client, i64, &[u16])> = vec![
+        // inserts of new wells, single records (acknowledged from the key index, appended later)
+        (
+            Box::new({
+                let url = url.clone();
+                move |i| ureq::post(&url("/records".into())).send_json(registry_well(10_000 + i))
+            }),
+            100_000,
+            &[201],
+        ),
+        // updates by key: well i % 1000 gets depth i
+        (
+            Box::new({
+                let url = url.clone();
+                move |i| {
+                    ureq::request("PATCH", &url(format!("/records/{}", i % 1000)))
+                        .send_json(json!({"depth_m": i}))
+                }
+            }),
+            100_000,
+            &[200],
+        ),
+        // deletes by key
+        (
+            Box::new({
+                let url = url.clone();
+                move |i| ureq::delete(&url(format!("/records/{}", 1000 + i))).call()
+            }),
+            1000,
+            &[204],
+        ),
+        // deletes by filter: one field of 50 wells each
+        (
+            Box::new({
+                let url = url.clone();
+                move |i| ureq::delete(&url(format!("/records?field_code=eq.{}", 100 + i))).call()
+            }),
+            20,
+            &[200],
+        ),
+        // updates by filter, with a JSON filter tree: one field of 50 wells each
+        (
+            Box::new({
+                let url = url.clone();
+                move |i| {
+                    ureq::post(&url("/update".into())).send_json(json!({
+                "filter": {"eq": {"field_code": 200 + i}}, "set": {"operator": format!("Upd{i}")}}))
+                }
+            }),
+            20,
+            &[200],
+        ),
+    ];
+    let threads: Vec<_> = clients
+        .into_iter()
+        .map(|(mut client, limit, ok)| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || until_killed(&stop, limit, &mut client, ok))
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    server.kill();
+    stop.store(true, Ordering::Relaxed);
+    let sent: Vec<Sent> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for (client, s) in sent.iter().enumerate() {
+        assert!(
+            !s.acknowledged.is_empty(),
+            "client {client} had a change acknowledged"
+        );
+    }
+
+    let server = Server::start(&db);
+    let stored = full_scan(&server);
+    // inserts
+    for i in &sent[0].acknowledged {
+        assert!(
+            stored.contains_key(&(10_000 + i)),
+            "acknowledged insert {i} kept"
+        );
+    }
+    // updates by key: the last acknowledged depth, or the one in flight at the crash
+    let mut last: HashMap<i64, Vec<i64>> = HashMap::new();
+    for i in sent[1].acknowledged.iter().chain(&sent[1].in_flight) {
+        last.entry(i % 1000).or_default().push(*i);
+    }
+    for (well, depths) in &last {
+        let depth: f64 = stored[well].1.parse().unwrap();
+        // the preloaded depth (1) while no change to the well was acknowledged
+        let acknowledged = depths.iter().rev().find(|d| Some(**d) != sent[1].in_flight);
+        let before = acknowledged.map_or(1.0, |d| *d as f64);
+        let in_flight = sent[1].in_flight.filter(|d| d % 1000 == *well);
+        let allowed: Vec<f64> = std::iter::once(before)
+            .chain(in_flight.map(|d| d as f64))
+            .collect();
+        assert!(
+            allowed.contains(&depth),
+            "well {well}: depth {depth} is one of {allowed:?}"
+        );
+    }
+    // deletes by key
+    for i in &sent[2].acknowledged {
+        assert!(
+            !stored.contains_key(&(1000 + i)),
+            "acknowledged delete {i} kept"
+        );
+    }
+    // changes by filter: acknowledged ones whole, the one in flight all or nothing
+    for field in 100..120 {
+        let left = stored.values().filter(|(f, ..)| *f == field).count() as i64;
+        let i = field - 100;
+        if sent[3].acknowledged.contains(&i) {
+            assert_eq!(left, 0, "field {field} deleted");
+        } else {
+            assert!(
+                left == 0 && sent[3].in_flight == Some(i) || left == PER_FIELD,
+                "field {field}: {left} wells left"
+            );
+        }
+    }
+    for field in 200..220 {
+        let i = field - 200;
+        let updated = stored
+            .values()
+            .filter(|(f, _, o)| *f == field && *o == format!("Upd{i}"))
+            .count() as i64;
+        if sent[4].acknowledged.contains(&i) {
+            assert_eq!(updated, PER_FIELD, "field {field} updated");
+        } else {
+            assert!(
+                updated == 0 || updated == PER_FIELD && sent[4].in_flight == Some(i),
+                "field {field}: {updated} updated"
+            );
+        }
+    }
+    // the count, reads by key and the declared index's pages agree with the full scan
+    assert_eq!(
+        server.get(&format!("{WR}/count")).body["count"],
+        json!(stored.len())
+    );
+    let highest = 10_000 + sent[0].acknowledged.len() as i64 + 1;
+    for well in (0..PRELOADED).chain(10_000..highest) {
+        let answer = server.get(&format!("{WR}/records/{well}"));
+        match stored.get(&well) {
+            Some((field, ..)) => {
+                assert_eq!(answer.status, 200, "well {well}");
+                assert_eq!(answer.body["field_code"], json!(field));
+            }
+            None => assert_eq!(answer.status, 404, "well {well}"),
+        }
+    }
+    let mut fields: Vec<i64> = stored.values().map(|(f, ..)| *f).collect();
+    fields.sort();
+    fields.dedup();
+    for field in fields.into_iter().chain([100, 200]) {
+        let page = server.get(&format!(
+            "{WR}/records?field_code=eq.{field}&select=well_code&limit=10000"
+        ));
+        let mut paged: Vec<i64> = page.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["well_code"].as_i64().unwrap())
+            .collect();
+        paged.sort();
+        let mut scanned: Vec<i64> = stored
+            .iter()
+            .filter(|(_, (f, ..))| *f == field)
+            .map(|(c, _)| *c)
+            .collect();
+        scanned.sort();
+        assert_eq!(paged, scanned, "the index's page of field {field}");
+    }
+}

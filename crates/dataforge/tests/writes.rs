@@ -137,7 +137,7 @@ fn bad_write_options_name_the_parameter() {
     let (_dir, db) = temp_db();
     let server = Server::start(&db);
     for (query, parameter) in [
-        ("on_conflict=merge", "on_conflict"),
+        ("on_conflict=replace", "on_conflict"),
         ("on_error=maybe", "on_error"),
         ("limit=5", "limit"),
     ] {
