@@ -8,6 +8,7 @@ mod error;
 pub mod ingest;
 pub mod read;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dataforge_domain::ports::{RecordReader, RecordWriter};
@@ -25,6 +26,8 @@ pub struct App {
     reader: Arc<dyn RecordReader>,
     decoder: Arc<dyn BatchDecoder>,
     limits: QueryLimits,
+    /// The schema version storage applied for each dataset.
+    versions: Arc<BTreeMap<String, u64>>,
 }
 
 impl App {
@@ -41,7 +44,19 @@ impl App {
             reader,
             decoder,
             limits,
+            versions: Arc::default(),
         }
+    }
+
+    /// The schema versions storage applied at start (see `DatasetStorage::prepare`).
+    pub fn with_versions(mut self, versions: BTreeMap<String, u64>) -> Self {
+        self.versions = Arc::new(versions);
+        self
+    }
+
+    /// The applied schema version of a dataset.
+    pub fn version(&self, dataset: &str) -> Option<u64> {
+        self.versions.get(dataset).copied()
     }
 
     pub fn catalog(&self) -> &Catalog {

@@ -5,6 +5,7 @@
 //! adapter runs it on its own threads, never on the async executor) and so the composition root
 //! can pick an adapter at run time.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 use crate::change::Mutation;
 use crate::query::{Predicate, ReadPlan};
+use crate::schema::evolve::DatasetPlan;
 use crate::schema::{Catalog, DatasetSchema};
 use crate::value::Value;
 use crate::write::{ConflictMode, WriteOutcome};
@@ -21,11 +23,95 @@ use crate::write::{ConflictMode, WriteOutcome};
 /// A future a port returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Creates and checks the storage for every dataset at start.
+/// What a start (or `dataforge migrate`) may do to bring stored datasets in line with their
+/// schemas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationPolicy {
+    /// Apply the plan (false: only make it).
+    pub apply: bool,
+    /// Apply destructive steps too (otherwise a plan with one is refused).
+    pub allow_destructive: bool,
+    /// Asked for by `dataforge migrate`, not a start: it may create datasets in a database that
+    /// holds undeclared ones (a start refuses, as the schemas are likely the wrong directory).
+    pub deliberate: bool,
+}
+
+impl MigrationPolicy {
+    /// What `serve` does: safe and checked steps, never destructive ones.
+    pub const SERVE: MigrationPolicy = MigrationPolicy {
+        apply: true,
+        allow_destructive: false,
+        deliberate: false,
+    };
+}
+
+/// What preparing the storage found and did.
+#[derive(Debug, Clone, Default)]
+pub struct MigrationReport {
+    /// Datasets whose storage was created.
+    pub created: Vec<String>,
+    /// Datasets whose stored schema differs from the declared one, with the steps.
+    pub plans: Vec<DatasetPlan>,
+    /// Datasets stored but not declared (kept unless a destructive migration drops them).
+    pub undeclared: Vec<String>,
+    /// The schema version of every declared dataset once prepared.
+    pub versions: BTreeMap<String, u64>,
+    /// Whether the plans were applied.
+    pub applied: bool,
+}
+
+impl MigrationReport {
+    /// Whether there is anything to do.
+    pub fn is_empty(&self) -> bool {
+        self.created.is_empty() && self.plans.is_empty() && self.undeclared.is_empty()
+    }
+
+    /// The plan as text: one line per step, under its dataset.
+    pub fn describe(&self) -> String {
+        let mut lines = Vec::new();
+        for name in &self.created {
+            lines.push(format!("{name}:\n  [safe] create the dataset"));
+        }
+        for plan in &self.plans {
+            lines.push(format!("{}:", plan.dataset));
+            for step in &plan.steps {
+                lines.push(format!("  [{}] {}", step.risk, step.description));
+            }
+        }
+        for name in &self.undeclared {
+            lines.push(format!(
+                "{name}:\n  [destructive] drop the dataset (stored, but declared in no schema file) and its data"
+            ));
+        }
+        lines.join("\n")
+    }
+}
+
+/// One applied schema version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaVersion {
+    pub dataset: String,
+    pub version: u64,
+    /// When it was applied, RFC 3339.
+    pub applied_at: String,
+    /// The schema's document (see [`crate::schema::to_document`]).
+    pub document: serde_json::Value,
+}
+
+/// Creates, checks and migrates the storage for every dataset at start.
 pub trait DatasetStorage: Send + Sync {
-    /// Creates what is missing; does nothing for datasets already stored as declared; fails with
-    /// [`StoreError::SchemaMismatch`] naming every difference otherwise.
-    fn prepare(&self, catalog: &Catalog) -> Result<(), StoreError>;
+    /// Compares each stored dataset with its schema and plans the changes; with `policy.apply`,
+    /// creates what is missing and applies safe and checked steps (and destructive ones when
+    /// allowed). Fails with [`StoreError::MigrationRefused`] when a step is not allowed or
+    /// stored records break a checked one; nothing is changed then.
+    fn prepare(
+        &self,
+        catalog: &Catalog,
+        policy: MigrationPolicy,
+    ) -> Result<MigrationReport, StoreError>;
+
+    /// Every schema version applied, oldest first.
+    fn history(&self) -> Result<Vec<SchemaVersion>, StoreError>;
 }
 
 /// The write side.
@@ -155,9 +241,10 @@ pub enum StoreError {
         keys: Vec<ConflictingKey>,
         total: u64,
     },
-    /// Stored tables differ from their schemas; each difference starts with its dataset's name.
-    #[error("stored tables differ from their schemas (migrations are not supported yet): {}", differences.join("; "))]
-    SchemaMismatch { differences: Vec<String> },
+    /// A migration is not allowed or stored records break it; the message says why, with the
+    /// plan and what to run.
+    #[error("{0}")]
+    MigrationRefused(String),
     /// A change would touch more records than its `max_affected`; nothing was changed.
     #[error("the change would touch {affected} records, more than max_affected={max}")]
     TooMany { affected: u64, max: u64 },

@@ -187,11 +187,23 @@ pub fn validate_batch(
     rejected: &RejectedCells,
     out: &mut Violations,
 ) {
+    check_batch(schema, batch, first_row, rejected, &mut |v| out.push(v));
+}
+
+/// [`validate_batch`], handing each violation to `found` as it is found (for callers that count
+/// them their own way, e.g. stored records checked before a migration).
+pub fn check_batch(
+    schema: &DatasetSchema,
+    batch: &RecordBatch,
+    first_row: u64,
+    rejected: &RejectedCells,
+    found: &mut dyn FnMut(Violation),
+) {
     for (col, field) in schema.fields.iter().enumerate() {
         let array = batch.column(col);
         let mut report = |row: usize, code: &'static str, message: String| {
             if !rejected.contains(col, row) {
-                out.push(Violation {
+                found(Violation {
                     row: first_row + row as u64,
                     field: Some(field.name.clone()),
                     code,

@@ -3,6 +3,7 @@
 
 mod generate;
 mod import;
+mod migrate;
 mod settings;
 
 use std::io::IsTerminal;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use dataforge_app::App;
-use dataforge_domain::ports::DatasetStorage;
+use dataforge_domain::ports::{DatasetStorage, MigrationPolicy, MigrationReport};
 use dataforge_domain::records::BodyFormat;
 use dataforge_domain::schema::{Catalog, SchemaProblem};
 use dataforge_domain::write::parse_write_params;
@@ -75,7 +76,7 @@ enum Command {
         /// File format (default: from each file's extension).
         #[arg(long, value_enum)]
         format: Option<FormatArg>,
-        /// What to do with keys already stored or repeated: error, ignore or upsert.
+        /// What to do with keys already stored or repeated: error, ignore, upsert or merge.
         #[arg(long, default_value = "error")]
         on_conflict: String,
         /// What to do with invalid records: reject (the whole file) or skip (them).
@@ -112,6 +113,21 @@ enum Command {
         dataset: String,
         #[command(flatten)]
         store: StoreArgs,
+    },
+    /// Compare the database with the schema files and print the plan; with --apply, apply it.
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Apply the safe and checked steps (a start applies those too).
+        #[arg(long)]
+        apply: bool,
+        /// With --apply, also apply destructive steps: removed fields and datasets, changed
+        /// types and keys. Their data is lost.
+        #[arg(long, requires = "apply")]
+        allow_destructive: bool,
+        /// List every schema version the database has applied, and stop.
+        #[arg(long, conflicts_with_all = ["apply", "allow_destructive"])]
+        history: bool,
     },
     /// Check every schema file and print every problem found.
     Check {
@@ -292,6 +308,23 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::Migrate {
+            store,
+            apply,
+            allow_destructive,
+            history,
+        } => match load_settings(store) {
+            Ok(settings) if history => migrate::history(&settings),
+            Ok(settings) => migrate::migrate(
+                &settings,
+                MigrationPolicy {
+                    apply,
+                    allow_destructive,
+                    deliberate: true,
+                },
+            ),
+            Err(code) => code,
+        },
         Command::Check { dir, config } => {
             let settings = match Settings::load(config.as_deref()) {
                 Ok(settings) => settings,
@@ -360,15 +393,17 @@ async fn wire(settings: &Settings) -> Result<(App, Arc<DuckDbStore>, Arc<Catalog
     let database = settings.database.clone();
     let opened = {
         let catalog = Arc::clone(&catalog);
-        tokio::task::spawn_blocking(move || -> Result<DuckDbStore, String> {
+        tokio::task::spawn_blocking(move || -> Result<(DuckDbStore, MigrationReport), String> {
             let store = DuckDbStore::open(&database).map_err(|e| e.to_string())?;
-            store.prepare(&catalog).map_err(|e| e.to_string())?;
-            Ok(store)
+            let report = store
+                .prepare(&catalog, MigrationPolicy::SERVE)
+                .map_err(|e| e.to_string())?;
+            Ok((store, report))
         })
         .await
     };
-    let store = match opened {
-        Ok(Ok(store)) => Arc::new(store),
+    let (store, report) = match opened {
+        Ok(Ok((store, report))) => (Arc::new(store), report),
         Ok(Err(message)) => return Err(fail(&message)),
         Err(e) => return Err(fail(&format!("opening the database failed: {e}"))),
     };
@@ -378,7 +413,8 @@ async fn wire(settings: &Settings) -> Result<(App, Arc<DuckDbStore>, Arc<Catalog
         store.clone(),
         Arc::new(Formats),
         settings.limits(),
-    );
+    )
+    .with_versions(report.versions);
     Ok((app, store, catalog))
 }
 

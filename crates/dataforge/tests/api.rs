@@ -588,29 +588,6 @@ fn data_survives_a_restart_and_two_datasets_live_side_by_side() {
 }
 
 #[test]
-fn a_table_that_differs_from_its_schema_stops_the_start() {
-    let (dir, db) = temp_db();
-    Server::start(&db).stop();
-    let schemas = dir.path().join("schemas");
-    std::fs::create_dir(&schemas).unwrap();
-    let changed = std::fs::read_to_string(support::shipped_schemas().join("well_registry.toml"))
-        .unwrap()
-        .replace(
-            "name = \"depth_m\"\ntype = \"float\"",
-            "name = \"depth_m\"\ntype = \"integer\"",
-        );
-    std::fs::write(schemas.join("well_registry.toml"), changed).unwrap();
-    let (code, _, stderr) = support::serve_until_exit(&db, &schemas, dir.path());
-    assert_ne!(code, 0);
-    assert!(
-        stderr.contains(
-            "well_registry: column `depth_m` is DOUBLE but the schema declares integer (BIGINT)"
-        ),
-        "{stderr}"
-    );
-}
-
-#[test]
 fn check_reports_every_schema_problem_and_serve_refuses_them() {
     let dir = tempfile::tempdir().unwrap();
     let (code, stdout, _) = support::run(

@@ -181,6 +181,23 @@ fn layout(catalog: &Catalog) -> String {
         .join(";")
 }
 
+/// The fields of every dataset (names and types, in order), as text: records are encoded by
+/// position, so an index built for other fields is rebuilt.
+fn field_layout(catalog: &Catalog) -> String {
+    catalog
+        .iter()
+        .map(|schema| {
+            let fields: Vec<String> = schema
+                .fields
+                .iter()
+                .map(|f| format!("{} {}", f.name, f.field_type))
+                .collect();
+            format!("{}({})", schema.name, fields.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 pub(crate) struct KeyIndex {
     env: heed::Env,
     mapped: MappedPages,
@@ -206,15 +223,14 @@ impl KeyIndex {
         db_path.with_file_name(name)
     }
 
-    /// Opens (or creates) the index for every dataset of `catalog` and brings it in step with the
-    /// tables, rebuilding it from them when its sequence number differs from DuckDB's. LMDB maps
-    /// `max_bytes` of address space for it; disk grows only with use.
+    /// Opens (or creates) the index for every dataset of `catalog`. LMDB maps `max_bytes` of
+    /// address space for it; disk grows only with use. Before use it must [`Self::catch_up`]
+    /// with the tables, and be brought [`Self::in_step`] with the schemas they end up with.
     pub(crate) fn open(
         path: &Path,
         max_bytes: usize,
         catalog: &Catalog,
-        conn: &Connection,
-    ) -> Result<(KeyIndex, u64), StoreError> {
+    ) -> Result<KeyIndex, StoreError> {
         std::fs::create_dir_all(path)
             .map_err(|e| StoreError::Internal(format!("cannot create {}: {e}", path.display())))?;
         // The index is derived data (DuckDB is the record, and a lagging index is rebuilt at start),
@@ -262,7 +278,7 @@ impl KeyIndex {
             datasets.insert(schema.name.clone(), dataset);
         }
         tx.commit().map_err(index_error)?;
-        let index = KeyIndex {
+        Ok(KeyIndex {
             env,
             mapped: MappedPages::new(path),
             datasets,
@@ -270,53 +286,77 @@ impl KeyIndex {
             layout: stored_layout,
             deferred,
             usable: AtomicBool::new(true),
-        };
+        })
+    }
 
+    /// Appends to the tables the writes acknowledged from the index alone before the process
+    /// stopped, reading their records with the schemas the tables still have (`stored`: a
+    /// migration runs after this), and answers DuckDB's sequence number then.
+    pub(crate) fn catch_up(&self, stored: &Catalog, conn: &Connection) -> Result<u64, StoreError> {
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {0} (seq BIGINT NOT NULL); INSERT INTO {0} SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM {0})",
             quote(SEQUENCE_TABLE)
         ))
         .map_err(store_error)?;
-        let mut stored: u64 = conn
+        let mut seq: u64 = conn
             .query_row(
                 &format!("SELECT max(seq) FROM {}", quote(SEQUENCE_TABLE)),
                 [],
                 |row| row.get(0),
             )
             .map_err(store_error)?;
-        let tx = index.env.read_txn().map_err(index_error)?;
-        let indexed = index.meta.get(&tx, "seq").map_err(index_error)?;
-        let format = index.meta.get(&tx, "format").map_err(index_error)?;
-        let declared = index.layout.get(&tx, "layout").map_err(index_error)?;
-        let layout_matches = declared == Some(layout(catalog).as_str());
-        drop(tx);
-        // writes acknowledged from the index alone are appended to their tables first
+        let (indexed, trusted) = self.state(stored)?;
         if let Some(indexed) = indexed
-            && indexed > stored
-            && format == Some(FORMAT)
-            && layout_matches
+            && indexed > seq
+            && trusted
         {
-            if index.replay_deferred(catalog, conn, stored, indexed)? {
+            if self.replay_deferred(stored, conn, seq, indexed)? {
                 tracing::info!(
-                    from = stored + 1,
+                    from = seq + 1,
                     to = indexed,
                     "appended deferred writes to the tables"
                 );
-                stored = indexed;
+                seq = indexed;
             } else {
                 tracing::error!(
-                    stored,
+                    stored = seq,
                     indexed,
                     "the key index is ahead of the tables but its log of deferred writes does not cover the gap; rebuilding it from the tables"
                 );
             }
         }
-        index.clear_deferred()?;
-        if indexed != Some(stored) || format != Some(FORMAT) || !layout_matches {
-            tracing::info!(indexed = ?indexed, stored, "rebuilding the key index from the tables");
-            index.rebuild(catalog, conn, stored)?;
+        self.clear_deferred()?;
+        Ok(seq)
+    }
+
+    /// Rebuilds the index from the tables unless it is in step with DuckDB's sequence number `seq`
+    /// and was built for `catalog` (its declared indexes and its fields).
+    pub(crate) fn in_step(
+        &self,
+        catalog: &Catalog,
+        conn: &Connection,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        let (indexed, built_for_catalog) = self.state(catalog)?;
+        if indexed != Some(seq) || !built_for_catalog {
+            tracing::info!(indexed = ?indexed, stored = seq, "rebuilding the key index from the tables");
+            self.rebuild(catalog, conn, seq)?;
         }
-        Ok((index, stored))
+        Ok(())
+    }
+
+    /// The index's sequence number, and whether its records and indexes were built for `catalog`.
+    fn state(&self, catalog: &Catalog) -> Result<(Option<u64>, bool), StoreError> {
+        let tx = self.env.read_txn().map_err(index_error)?;
+        let indexed = self.meta.get(&tx, "seq").map_err(index_error)?;
+        let format = self.meta.get(&tx, "format").map_err(index_error)?;
+        let declared = self.layout.get(&tx, "layout").map_err(index_error)?;
+        // indexes written before fields were part of the layout were built for the tables' fields
+        let shapes = self.layout.get(&tx, "fields").map_err(index_error)?;
+        let built_for = format == Some(FORMAT)
+            && declared == Some(layout(catalog).as_str())
+            && shapes.is_none_or(|shapes| shapes == field_layout(catalog));
+        Ok((indexed, built_for))
     }
 
     /// Appends to the tables, in one DuckDB transaction that also sets DuckDB's sequence number to
@@ -403,6 +443,9 @@ impl KeyIndex {
             .map_err(index_error)?;
         self.layout
             .put(write.tx()?, "layout", &layout(catalog))
+            .map_err(index_error)?;
+        self.layout
+            .put(write.tx()?, "fields", &field_layout(catalog))
             .map_err(index_error)?;
         write.commit(seq)
     }

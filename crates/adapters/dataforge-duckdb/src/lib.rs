@@ -5,6 +5,7 @@ mod batches;
 mod config;
 mod key_index;
 mod mapped_pages;
+mod migrate;
 mod ordered_index;
 mod read_pool;
 mod row_codec;
@@ -21,8 +22,8 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use dataforge_domain::change::Mutation;
 use dataforge_domain::ports::{
-    BatchStream, BoxFuture, DatasetStorage, RecordReader, RecordWriter, RowCount, StagedWrite,
-    StoreError,
+    BatchStream, BoxFuture, DatasetStorage, MigrationPolicy, MigrationReport, RecordReader,
+    RecordWriter, RowCount, SchemaVersion, StagedWrite, StoreError,
 };
 use dataforge_domain::query::{Predicate, ReadPlan};
 use dataforge_domain::schema::{Catalog, DatasetSchema};
@@ -190,25 +191,31 @@ impl Drop for DuckDbStore {
 }
 
 impl DatasetStorage for DuckDbStore {
-    fn prepare(&self, catalog: &Catalog) -> Result<(), StoreError> {
+    fn prepare(
+        &self,
+        catalog: &Catalog,
+        policy: MigrationPolicy,
+    ) -> Result<MigrationReport, StoreError> {
         let conn = self
             .setup
             .lock()
             .map_err(|_| StoreError::Internal("setup lock poisoned".into()))?;
-        let mut mismatches = Vec::new();
-        for schema in catalog.iter() {
-            match tables::prepare(&conn, schema) {
-                Err(StoreError::SchemaMismatch { differences }) => mismatches.extend(differences),
-                other => other?,
-            }
+        let planned = migrate::plan(&conn, catalog)?;
+        if !policy.apply {
+            return Ok(planned.report);
         }
-        if !mismatches.is_empty() {
-            return Err(StoreError::SchemaMismatch {
-                differences: mismatches,
-            });
+        if let Some(refused) = migrate::refusal(&planned.report, policy) {
+            return Err(refused);
         }
-        // the key index, in step with the tables, goes to the writer
-        let (index, seq) = KeyIndex::open(&self.index_path, self.index_max_bytes, catalog, &conn)?;
+        for name in &planned.report.undeclared {
+            tracing::warn!(dataset = %name, "a dataset is stored but declared in no schema file; its data is kept (`dataforge migrate --apply --allow-destructive` drops it)");
+        }
+        // writes acknowledged from the key index alone reach the tables in the shape they were
+        // written in, before the tables change; then the index follows the new shape
+        let index = KeyIndex::open(&self.index_path, self.index_max_bytes, catalog)?;
+        let seq = index.catch_up(&planned.stored, &conn)?;
+        let versions = migrate::apply(&conn, catalog, &planned, policy)?;
+        index.in_step(catalog, &conn, seq)?;
         let index = Arc::new(index);
         if self.index.set(Arc::clone(&index)).is_err() {
             return Err(StoreError::Internal(
@@ -222,7 +229,20 @@ impl DatasetStorage for DuckDbStore {
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         attached
             .blocking_recv()
-            .map_err(|_| StoreError::Internal("the writer did not take the key index".into()))
+            .map_err(|_| StoreError::Internal("the writer did not take the key index".into()))?;
+        Ok(MigrationReport {
+            versions,
+            applied: true,
+            ..planned.report
+        })
+    }
+
+    fn history(&self) -> Result<Vec<SchemaVersion>, StoreError> {
+        let conn = self
+            .setup
+            .lock()
+            .map_err(|_| StoreError::Internal("setup lock poisoned".into()))?;
+        migrate::history(&conn)
     }
 }
 

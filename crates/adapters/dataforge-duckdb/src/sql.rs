@@ -2,7 +2,7 @@
 //! and are always quoted; values are always bound as parameters.
 
 use dataforge_domain::schema::DatasetSchema;
-use dataforge_domain::value::{FieldType, Value};
+use dataforge_domain::value::{FieldType, Value, format_date};
 use duckdb::types::{TimeUnit, Value as DuckValue};
 
 /// Quotes an identifier. Schema names are already restricted to `[a-z0-9_]`, so this never needs
@@ -71,6 +71,21 @@ pub(crate) fn drop_legacy_indexes(schema: &DatasetSchema) -> Vec<String> {
 /// A comma-separated list of quoted column names.
 pub(crate) fn column_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     names.into_iter().map(quote).collect::<Vec<_>>().join(", ")
+}
+
+/// A domain value as an SQL literal, for the few statements that cannot take parameters (a
+/// column's `DEFAULT`, a migration's `SELECT` of defaults). Strings are quoted with `'` doubled.
+pub(crate) fn literal(value: &Value) -> String {
+    let text = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    match value {
+        Value::Null => "NULL".into(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Integer(i) => i.to_string(),
+        Value::Float(f) => format!("{f:?}::DOUBLE"),
+        Value::String(s) | Value::Json(s) => text(s),
+        Value::Date(days) => format!("{}::DATE", text(&format_date(*days))),
+        Value::Timestamp(micros) => format!("make_timestamp({micros}::BIGINT)"),
+    }
 }
 
 /// A domain value as a DuckDB parameter.

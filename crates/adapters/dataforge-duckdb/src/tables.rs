@@ -1,21 +1,24 @@
-//! Creating each dataset's table at start, and refusing to run on a table that differs from its
-//! schema (migrations are a later feature; silently running on a different table would lose data).
+//! What DuckDB says of the datasets' tables: their columns, and how they differ from a schema
+//! (for tables stored before schema versions were kept; see `migrate`).
 
 use dataforge_domain::ports::StoreError;
 use dataforge_domain::schema::DatasetSchema;
 use duckdb::Connection;
 
-use crate::sql::{column_type, create_table, drop_legacy_indexes};
+use crate::sql::column_type;
 use crate::store_error;
 
 /// A stored column as DuckDB describes it.
-struct StoredColumn {
-    name: String,
-    data_type: String,
-    nullable: bool,
+pub(crate) struct StoredColumn {
+    pub name: String,
+    pub data_type: String,
+    pub nullable: bool,
 }
 
-fn stored_columns(conn: &Connection, table: &str) -> Result<Vec<StoredColumn>, StoreError> {
+pub(crate) fn stored_columns(
+    conn: &Connection,
+    table: &str,
+) -> Result<Vec<StoredColumn>, StoreError> {
     let mut statement = conn
         .prepare(
             "SELECT column_name, data_type, is_nullable FROM information_schema.columns \
@@ -35,7 +38,7 @@ fn stored_columns(conn: &Connection, table: &str) -> Result<Vec<StoredColumn>, S
 }
 
 /// Every way the stored table differs from the schema, in words.
-fn differences(schema: &DatasetSchema, stored: &[StoredColumn]) -> Vec<String> {
+pub(crate) fn differences(schema: &DatasetSchema, stored: &[StoredColumn]) -> Vec<String> {
     let mut found = Vec::new();
     for field in &schema.fields {
         let expected_type = column_type(field.field_type);
@@ -82,25 +85,16 @@ fn differences(schema: &DatasetSchema, stored: &[StoredColumn]) -> Vec<String> {
     found
 }
 
-/// Creates the dataset's table if missing; checks an existing table matches.
-pub(crate) fn prepare(conn: &Connection, schema: &DatasetSchema) -> Result<(), StoreError> {
-    let stored = stored_columns(conn, &schema.name)?;
-    if stored.is_empty() {
-        conn.execute_batch(&create_table(schema))
-            .map_err(store_error)?;
-        tracing::info!(dataset = %schema.name, "created table");
-    } else {
-        let differences = differences(schema, &stored);
-        if !differences.is_empty() {
-            let differences = differences
-                .into_iter()
-                .map(|d| format!("{}: {d}", schema.name))
-                .collect();
-            return Err(StoreError::SchemaMismatch { differences });
-        }
-    }
-    for statement in drop_legacy_indexes(schema) {
-        conn.execute_batch(&statement).map_err(store_error)?;
-    }
-    Ok(())
+/// The datasets' tables: every table of the main schema but dataforge's own (`_dataforge_*`).
+pub(crate) fn user_tables(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut statement = conn
+        .prepare(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' \
+             AND NOT starts_with(table_name, '_dataforge') ORDER BY table_name",
+        )
+        .map_err(store_error)?;
+    let rows = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(store_error)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(store_error)
 }

@@ -59,7 +59,7 @@ pub async fn list_datasets(State(state): State<HttpState>) -> Response {
         .app
         .catalog()
         .iter()
-        .map(|d| views::dataset(d))
+        .map(|d| views::dataset(d, state.app.version(&d.name)))
         .collect();
     json_response(
         StatusCode::OK,
@@ -74,7 +74,9 @@ pub async fn get_dataset(State(state): State<HttpState>, Path(dataset): Path<Str
         .map_err(|e| problem(&state, &dataset, e))?;
     Ok(json_response(
         StatusCode::OK,
-        views::dataset(&schema).to_string().into_bytes(),
+        views::dataset(&schema, state.app.version(&schema.name))
+            .to_string()
+            .into_bytes(),
     ))
 }
 

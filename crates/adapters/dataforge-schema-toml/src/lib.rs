@@ -104,6 +104,7 @@ const FIELD_KEYS: &[&str] = &[
     "one_of",
     "pattern",
     "max_length",
+    "renamed_from",
 ];
 
 /// Walks one file's TOML tree into drafts, recording what does not fit.
@@ -265,6 +266,11 @@ impl FileReader<'_> {
                 }
                 "pattern" => {
                     draft.pattern = self.string(value, "pattern").map(|s| Located::new(s, line))
+                }
+                "renamed_from" => {
+                    draft.renamed_from = self
+                        .string(value, "renamed_from")
+                        .map(|s| Located::new(s, line))
                 }
                 "max_length" => match value.get_ref() {
                     DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {

@@ -510,6 +510,29 @@ fn build_field(draft: &FieldDraft, problems: &mut Problems<'_>) -> Option<FieldS
             }
         });
 
+    let renamed_from = draft
+        .renamed_from
+        .as_ref()
+        .and_then(|Located { value, line }| match check_field_name(value) {
+            Ok(()) if Some(value) == name.as_ref() => {
+                problems.add(
+                    *line,
+                    format!("{label}: `renamed_from` names the field itself"),
+                    Some("give the field's previous name, or remove `renamed_from`".into()),
+                );
+                None
+            }
+            Ok(()) => Some(value.clone()),
+            Err(e) => {
+                problems.add(
+                    *line,
+                    format!("{label}: bad `renamed_from`: {e}"),
+                    Some(NAME_HINT.into()),
+                );
+                None
+            }
+        });
+
     if problems.found.len() > before {
         return None;
     }
@@ -520,6 +543,7 @@ fn build_field(draft: &FieldDraft, problems: &mut Problems<'_>) -> Option<FieldS
         default,
         description: draft.description.clone().unwrap_or_default(),
         constraints,
+        renamed_from,
     })
 }
 

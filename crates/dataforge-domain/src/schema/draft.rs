@@ -43,4 +43,6 @@ pub struct FieldDraft {
     pub one_of: Option<Located<Vec<serde_json::Value>>>,
     pub pattern: Option<Located<String>>,
     pub max_length: Option<Located<i64>>,
+    /// The field's name in the stored schema, when it is renamed: its data is kept.
+    pub renamed_from: Option<Located<String>>,
 }

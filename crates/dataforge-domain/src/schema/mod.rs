@@ -2,7 +2,9 @@
 //! are all derived.
 
 mod build;
+mod document;
 mod draft;
+pub mod evolve;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use arrow_schema::{Field, Schema, SchemaRef};
 use regex::Regex;
 
 pub use build::{SchemaProblem, build_catalog};
+pub use document::{from_document, to_document};
 pub use draft::{DatasetDraft, FieldDraft, Located};
 
 use crate::value::{FieldType, Value};
@@ -42,6 +45,9 @@ pub struct FieldSchema {
     pub default: Option<Value>,
     pub description: String,
     pub constraints: Constraints,
+    /// The name this field had in the stored schema: a migration renames the column, keeping its
+    /// data. Not part of the schema's shape (nothing stores it).
+    pub renamed_from: Option<String>,
 }
 
 /// Rules a non-null value must follow.
@@ -140,6 +146,16 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// A catalog of already checked schemas (e.g. those stored in a database).
+    pub fn of(schemas: impl IntoIterator<Item = Arc<DatasetSchema>>) -> Catalog {
+        Catalog {
+            datasets: schemas
+                .into_iter()
+                .map(|schema| (schema.name.clone(), schema))
+                .collect(),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<DatasetSchema>> {
         self.datasets.get(name)
     }
