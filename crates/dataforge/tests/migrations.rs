@@ -368,3 +368,35 @@ fn schemas_of_another_directory_never_create_tables_beside_unknown_datasets() {
     let server = setup.start();
     assert_eq!(server.get(&format!("{WR}/count")).body["count"], json!(3));
 }
+
+/// Writes acknowledged from the key index alone when the process died reach the table in the
+/// shape they were written in, before the table changes: none is lost to a migration.
+#[test]
+fn deferred_writes_of_a_crash_survive_the_next_migration() {
+    let setup = Setup::new();
+    let never = [("DATAFORGE_DATABASE__DEFERRED_APPEND_MS", "600000")];
+    let server = Server::start_with(&setup.db, &setup.schemas, &never);
+    for code in 1..=5 {
+        let answer = server.post_json(&format!("{WR}/records"), &well(code, "W", Some("Acme")));
+        assert_eq!(answer.status, 201);
+    }
+    server.kill();
+    let toml = add_field(
+        &shipped_registry(),
+        "name = \"well_code\"\ntype = \"integer\"",
+        "name = \"basin\"\ntype = \"string\"\ndefault = \"Campos\"",
+    );
+    setup.declare(&toml);
+    let server = setup.start();
+    let log = server.log_lines().join("\n");
+    assert!(
+        log.contains("appended deferred writes to the tables"),
+        "{log}"
+    );
+    assert_eq!(server.get(&format!("{WR}/count")).body["count"], json!(5));
+    let five = server.get(&format!("{WR}/records/5")).body;
+    assert_eq!(
+        (five["basin"].clone(), five["operator"].clone()),
+        (json!("Campos"), json!("Acme"))
+    );
+}
