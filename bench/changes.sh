@@ -50,19 +50,20 @@ start_server() {
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$server_pid/status"; }
 stop_server() { kill -TERM "$server_pid"; wait "$server_pid" || true; }
 now() { date +%s.%N; }
-ratio() { echo "scale=2; $1 / $2" | bc; }
+ratio() { printf '%.3f' "$(echo "scale=6; $1 / $2" | bc)"; }
 count() { curl -sf "$wp/count" | sed 's/.*"count":\([0-9]*\).*/\1/'; }
-# wrk run: prints "requests/s p50 p99 non2xx socket_errors"
+# wrk run: prints "requests/s p50 p99 non2xx socket_errors" (a 30 s timeout rather than wrk's 2 s,
+# so slow answers count in the latencies instead of as socket errors)
 load() {
   local script=$1 target=$2
-  ROWS=$rows THREADS=$threads wrk -t$threads -c$clients -d10s --latency ${script:+-s "$script"} "$target" >"$work/wrk.txt"
+  ROWS=$rows THREADS=$threads wrk -t$threads -c$clients -d10s --timeout 30s --latency ${script:+-s "$script"} "$target" >"$work/wrk.txt"
   awk '/Requests\/sec/ {rps=$2} $1 == "50%" {p50=$2} $1 == "99%" {p99=$2} /Non-2xx/ {bad=$5}
        /Socket errors/ {gsub(",", ""); socket=$4 + $6 + $8 + $10}
        END {printf "%s %s %s %s %s\n", rps, p50, p99, bad + 0, socket + 0}' "$work/wrk.txt"
 }
 # the server's own latency (log line) of the last request matching METHOD and PATH, in seconds
 server_latency_s() {
-  grep "method=$1 path=$2 status=" "$work/server.log" | tail -1 |
+  grep "method=$1 path=\"$2\" status=" "$work/server.log" | tail -1 |
     sed 's/.*latency_us=\([0-9]*\).*/\1/' | xargs -I{} echo "scale=3; {} / 1000000" | bc
 }
 
@@ -115,8 +116,11 @@ bulk() {
     -H "Content-Type: application/vnd.apache.arrow.stream" "$wp/records?on_conflict=$mode")
   seconds=$(echo "$(now) - $began" | bc)
   [ "$status" = 200 ] || [ "$status" = 201 ] || { echo "on_conflict=$mode answered $status: $(head -c 500 "$work/bulk.json")" >&2; }
-  echo "$(echo "$merge_rows / $seconds" | bc) $(printf '%.2f' "$seconds") $(peak_rss_mib) $status"
+  local rss
+  rss=$(peak_rss_mib)
+  # the line is printed once the server has exited: the caller starts the next one when it reads it
   stop_server
+  echo "$(echo "$merge_rows / $seconds" | bc) $(printf '%.2f' "$seconds") $rss $status"
 }
 read -r merge_rate merge_s merge_rss merge_status < <(bulk "$merge_file" merge)
 read -r partial_rate partial_s partial_rss partial_status < <(bulk "$work/merge_partial.arrow" merge)

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use dataforge_domain::change::{
-    Change, Mutation, key_filter, parse_selection_body, parse_selection_params, parse_set,
+    Change, Mutation, by_key, parse_selection_body, parse_selection_params, parse_set,
 };
 use dataforge_domain::query::parse_key;
 use dataforge_domain::records::BodyFormat;
@@ -73,11 +73,7 @@ impl App {
         let schema = self.dataset(dataset)?;
         let key = parse_key(&schema, segments)?;
         let values = parse_set(&schema, set).map_err(invalid)?;
-        let mutation = Mutation {
-            filter: key_filter(&schema, key),
-            change: Change::Update(values),
-            max_affected: None,
-        };
+        let mutation = by_key(&schema, key, Change::Update(values));
         if self.mutate(Arc::clone(&schema), mutation).await? == 0 {
             return Err(not_found(&schema, segments));
         }
@@ -88,11 +84,7 @@ impl App {
     pub async fn delete_record(&self, dataset: &str, segments: &[&str]) -> Result<(), AppError> {
         let schema = self.dataset(dataset)?;
         let key = parse_key(&schema, segments)?;
-        let mutation = Mutation {
-            filter: key_filter(&schema, key),
-            change: Change::Delete,
-            max_affected: None,
-        };
+        let mutation = by_key(&schema, key, Change::Delete);
         match self.mutate(Arc::clone(&schema), mutation).await? {
             0 => Err(not_found(&schema, segments)),
             _ => Ok(()),

@@ -26,6 +26,9 @@ pub struct Mutation {
     pub change: Change,
     /// Refuse, changing nothing, when more records than this would be touched.
     pub max_affected: Option<u64>,
+    /// The key of the one record a change by key targets (the filter then selects it): storage
+    /// may find it without a scan.
+    pub key: Option<Vec<Value>>,
 }
 
 /// The filter of a change to many records and its guards, before the change itself is known.
@@ -41,6 +44,7 @@ impl Selection {
             filter: self.filter,
             change,
             max_affected: self.max_affected,
+            key: None,
         }
     }
 }
@@ -169,6 +173,16 @@ fn parse_count(name: &str, raw: &str) -> Result<u64, QueryError> {
             format!("must be a non-negative integer, found `{raw}`"),
         )
     })
+}
+
+/// A change to the one record with this key (values in key order).
+pub fn by_key(schema: &DatasetSchema, key: Vec<Value>, change: Change) -> Mutation {
+    Mutation {
+        filter: key_filter(schema, key.clone()),
+        change,
+        max_affected: None,
+        key: Some(key),
+    }
 }
 
 /// The filter selecting the one record with this key (values in key order).

@@ -551,3 +551,101 @@ fn sigkill_mid_changes_keeps_every_acknowledged_change_whole() {
         assert_eq!(paged, scanned, "the index's page of field {field}");
     }
 }
+
+/// Updates and deletes by key are acknowledged once the key index holds them and reach DuckDB
+/// later, like single inserts: killed before that (the tick is ten minutes, nothing reads through
+/// DuckDB), the next start rewrites the changed keys' rows from the index's log, including keys
+/// inserted, changed and deleted again while deferred.
+#[test]
+fn sigkill_before_deferred_changes_reach_duckdb_loses_none_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("changes.duckdb");
+    let never = [("DATAFORGE_DATABASE__DEFERRED_APPEND_MS", "600000")];
+    let server = Server::start_with(&db, &support::shipped_schemas(), &never);
+    let wells: Vec<Value> = (1..=6).map(registry_well).collect();
+    assert_eq!(
+        server
+            .post_json(&format!("{WR}/records"), &json!(wells))
+            .status,
+        201
+    );
+    // a count reads through DuckDB: the six are appended
+    assert_eq!(server.get(&format!("{WR}/count")).body["count"], json!(6));
+    let patch = |well: i64, depth: i64| {
+        let answer = server.send(
+            "PATCH",
+            &format!("{WR}/records/{well}"),
+            Some(&json!({"depth_m": depth})),
+        );
+        assert_eq!(answer.status, 200, "{answer:?}");
+    };
+    let delete = |well: i64| {
+        assert_eq!(
+            server
+                .send("DELETE", &format!("{WR}/records/{well}"), None)
+                .status,
+            204
+        );
+    };
+    let insert = |well: i64, depth: i64| {
+        let mut record = registry_well(well);
+        record["depth_m"] = json!(depth);
+        assert_eq!(
+            server.post_json(&format!("{WR}/records"), &record).status,
+            201
+        );
+    };
+    patch(1, 11);
+    delete(2);
+    insert(7, 7);
+    patch(7, 77);
+    insert(8, 8);
+    delete(8);
+    delete(3);
+    insert(3, 33);
+    patch(4, 40);
+    patch(4, 44);
+    assert_eq!(
+        server.get(&format!("{WR}/records/4")).body["depth_m"],
+        json!(44.0)
+    );
+    server.kill();
+
+    let server = Server::start(&db);
+    let log = server.log_lines().join("\n");
+    assert!(
+        log.contains("appended deferred writes to the tables"),
+        "{log}"
+    );
+    let stored = full_scan(&server);
+    let mut depths: Vec<(i64, String)> = stored
+        .iter()
+        .map(|(code, (_, depth, _))| (*code, depth.clone()))
+        .collect();
+    depths.sort();
+    let expected: Vec<(i64, String)> = [
+        (1, "11.0"),
+        (3, "33.0"),
+        (4, "44.0"),
+        (5, "1.0"),
+        (6, "1.0"),
+        (7, "77.0"),
+    ]
+    .iter()
+    .map(|(c, d)| (*c, d.to_string()))
+    .collect();
+    assert_eq!(
+        depths, expected,
+        "the table holds every acknowledged change, once"
+    );
+    for well in 1..=8 {
+        let status = server.get(&format!("{WR}/records/{well}")).status;
+        assert_eq!(
+            status,
+            if stored.contains_key(&well) { 200 } else { 404 },
+            "well {well}"
+        );
+    }
+    let page = server.get(&format!("{WR}/records?field_code=eq.3&select=well_code"));
+    assert_eq!(page.body["items"], json!([{"well_code": 3}]));
+}

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow_row::{RowConverter, SortField};
+use arrow_select::filter::filter_record_batch;
 use dataforge_domain::ports::StoreError;
 use dataforge_domain::query::RecordQuery;
 use dataforge_domain::schema::{Catalog, DatasetSchema};
@@ -28,7 +29,7 @@ use crate::batches::{append_batches, for_each_batch};
 use crate::mapped_pages::MappedPages;
 use crate::ordered_index::{IndexRange, OrderedIndex};
 use crate::row_codec::{decode_rows, encode_rows, one_value_array};
-use crate::sql::{column_list, quote};
+use crate::sql::{column_list, key_matches, quote};
 use crate::store_error;
 
 /// Bump when the key or record encoding changes, so existing indexes are rebuilt.
@@ -42,31 +43,98 @@ pub(crate) fn sequence_update() -> String {
     format!("UPDATE {} SET seq = ?", quote(SEQUENCE_TABLE))
 }
 
-/// Appends each batch to its dataset's table and records `seq` as DuckDB's sequence number, in one
-/// transaction that is rolled back if any part fails: how deferred writes reach DuckDB, from the
-/// writer while running and from the log at start.
-pub(crate) fn append_at_sequence(
+/// Deferred writes of one dataset on their way to its table.
+pub(crate) struct DeferredWrites {
+    pub schema: Arc<DatasetSchema>,
+    /// New records (their keys were not stored when they were written).
+    pub appended: Vec<RecordBatch>,
+    /// Keys whose stored rows are replaced by the index's current record, or removed when it has
+    /// none (updates and deletes by key).
+    pub changed: Vec<Vec<u8>>,
+}
+
+/// Brings the tables in step with deferred writes, in one DuckDB transaction that records `seq`
+/// as its sequence number and is rolled back if any part fails: the rows of changed keys are
+/// deleted and the index's current records for them appended, then the new records (less those
+/// whose key changed since, which the first part wrote). How deferred writes reach DuckDB, from
+/// the writer while running and from the log at start.
+pub(crate) fn write_deferred(
     conn: &Connection,
-    batches: &[(Arc<DatasetSchema>, RecordBatch)],
+    index: &KeyIndex,
+    writes: &[DeferredWrites],
     seq: u64,
 ) -> Result<(), StoreError> {
     conn.execute_batch("BEGIN TRANSACTION")
         .map_err(store_error)?;
-    let appended = batches
+    let written = writes
         .iter()
-        .try_for_each(|(schema, batch)| {
-            append_batches(conn, &schema.name, std::slice::from_ref(batch))
-        })
+        .try_for_each(|w| write_dataset(conn, index, w))
         .and_then(|()| {
             conn.prepare_cached(&sequence_update())
                 .and_then(|mut update| update.execute([seq as i64]))
                 .map_err(store_error)
         })
         .and_then(|_| conn.execute_batch("COMMIT").map_err(store_error));
-    if appended.is_err() {
+    if written.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
-    appended
+    written
+}
+
+/// [`write_deferred`] for one dataset, inside the open transaction.
+fn write_dataset(
+    conn: &Connection,
+    index: &KeyIndex,
+    writes: &DeferredWrites,
+) -> Result<(), StoreError> {
+    let schema = &writes.schema;
+    if writes.changed.is_empty() {
+        return append_batches(conn, &schema.name, &writes.appended);
+    }
+    const CHANGED_KEYS: &str = "changed_keys";
+    let keys = column_list(schema.key_fields().map(|f| f.name.as_str()));
+    conn.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE {CHANGED_KEYS} AS SELECT {keys} FROM {} LIMIT 0",
+        quote(&schema.name)
+    ))
+    .map_err(store_error)?;
+    let key_schema = schema
+        .arrow_schema()
+        .project(&schema.primary_key)
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+    let key_batch = RecordBatch::try_new(
+        Arc::new(key_schema),
+        index.key_columns(schema, &writes.changed)?,
+    )
+    .map_err(|e| StoreError::Internal(e.to_string()))?;
+    let mut appender = conn
+        .appender_to_catalog_and_db(CHANGED_KEYS, "temp", "main")
+        .map_err(store_error)?;
+    appender
+        .append_record_batch(key_batch)
+        .map_err(store_error)?;
+    appender.flush().map_err(store_error)?;
+    drop(appender);
+    conn.execute_batch(&format!(
+        "DELETE FROM {} t WHERE EXISTS (SELECT 1 FROM temp.{CHANGED_KEYS} s WHERE {}); DROP TABLE temp.{CHANGED_KEYS}",
+        quote(&schema.name),
+        key_matches(schema)
+    ))
+    .map_err(store_error)?;
+    let changed: HashSet<&[u8]> = writes.changed.iter().map(Vec::as_slice).collect();
+    let mut batches = vec![index.records(schema, &writes.changed)?];
+    for batch in &writes.appended {
+        let keep: BooleanArray = index
+            .batch_keys(schema, batch)?
+            .iter()
+            .map(|k| Some(!changed.contains(k.as_slice())))
+            .collect();
+        batches.push(
+            filter_record_batch(batch, &keep).map_err(|e| StoreError::Internal(e.to_string()))?,
+        );
+    }
+    batches.retain(|b| b.num_rows() > 0);
+    append_batches(conn, &schema.name, &batches)
 }
 
 pub(crate) fn index_error(e: heed::Error) -> StoreError {
@@ -102,6 +170,15 @@ impl KeyEncoder {
         Ok(rows.iter().map(|row| row.as_ref().to_vec()).collect())
     }
 
+    /// Encoded keys as key columns (in key order).
+    pub(crate) fn columns(&self, keys: &[Vec<u8>]) -> Result<Vec<ArrayRef>, StoreError> {
+        let parser = self.0.parser();
+        let rows: Vec<_> = keys.iter().map(|k| parser.parse(k)).collect();
+        self.0
+            .convert_rows(rows)
+            .map_err(|e| StoreError::Internal(e.to_string()))
+    }
+
     /// The values of encoded keys, for answers that name them.
     pub(crate) fn decode(
         &self,
@@ -129,12 +206,23 @@ impl KeyEncoder {
 /// Records read back and appended per batch when deferred writes are replayed.
 const REPLAY_CHUNK: usize = 8192;
 
-/// The sequence number and dataset of a log entry of deferred writes.
-fn deferred_entry(entry: &[u8]) -> Result<(u64, &str), StoreError> {
+/// A dataset's keys in the log of deferred writes: of new records, and changed ones.
+type LoggedKeys<'t> = (Vec<&'t [u8]>, HashSet<&'t [u8]>);
+
+/// Marks a log entry of changed keys (dataset names never hold it).
+const CHANGED: u8 = b'!';
+
+/// The sequence number and dataset of a log entry of deferred writes, and whether it lists
+/// changed keys (see [`IndexWrite::defer`]).
+fn deferred_entry(entry: &[u8]) -> Result<(u64, &str, bool), StoreError> {
     let broken = || StoreError::Internal("a broken entry in the log of deferred writes".into());
     let (seq, dataset) = entry.split_first_chunk::<8>().ok_or_else(broken)?;
+    let (changed, dataset) = match dataset.split_first() {
+        Some((&CHANGED, rest)) => (true, rest),
+        _ => (false, dataset),
+    };
     let dataset = std::str::from_utf8(dataset).map_err(|_| broken())?;
-    Ok((u64::from_be_bytes(*seq), dataset))
+    Ok((u64::from_be_bytes(*seq), dataset, changed))
 }
 
 /// The keys a log entry of deferred writes lists (each one after its length, u32 little-endian).
@@ -373,37 +461,49 @@ impl KeyIndex {
     ) -> Result<bool, StoreError> {
         let tx = self.env.read_txn().map_err(index_error)?;
         let mut writes = HashSet::new();
-        let mut keys: HashMap<&str, Vec<&[u8]>> = HashMap::new();
+        let mut keys: HashMap<&str, LoggedKeys<'_>> = HashMap::new();
         for entry in self.deferred.iter(&tx).map_err(index_error)? {
             let (entry, listed) = entry.map_err(index_error)?;
-            let (seq, dataset) = deferred_entry(entry)?;
+            let (seq, dataset, changed) = deferred_entry(entry)?;
             if seq > stored {
                 writes.insert(seq);
-                keys.entry(dataset)
-                    .or_default()
-                    .extend(listed_keys(listed)?);
+                let (appended, changes) = keys.entry(dataset).or_default();
+                if changed {
+                    changes.extend(listed_keys(listed)?);
+                } else {
+                    appended.extend(listed_keys(listed)?);
+                }
             }
         }
         if (stored + 1..=indexed).any(|seq| !writes.contains(&seq)) {
             return Ok(false);
         }
-        let mut batches = Vec::new();
-        for (name, keys) in &keys {
+        let mut deferred = Vec::new();
+        for (name, (appended, changed)) in &keys {
             let schema = catalog
                 .get(name)
                 .ok_or_else(|| StoreError::Internal(format!("no dataset {name}")))?;
             let records = self.dataset(name)?.records;
-            for chunk in keys.chunks(REPLAY_CHUNK) {
+            let mut batches = Vec::new();
+            // a new record whose key changed since is written as a changed key
+            let new: Vec<&&[u8]> = appended.iter().filter(|k| !changed.contains(**k)).collect();
+            for chunk in new.chunks(REPLAY_CHUNK) {
                 let mut found = Vec::with_capacity(chunk.len());
                 for key in chunk {
                     found.push(records.get(&tx, key).map_err(index_error)?.ok_or_else(|| {
                         StoreError::Internal("a deferred write's record is missing".into())
                     })?);
                 }
-                batches.push((Arc::clone(schema), decode_rows(schema, &found)?));
+                batches.push(decode_rows(schema, &found)?);
             }
+            deferred.push(DeferredWrites {
+                schema: Arc::clone(schema),
+                appended: batches,
+                changed: changed.iter().map(|k| k.to_vec()).collect(),
+            });
         }
-        append_at_sequence(conn, &batches, indexed).map(|()| true)
+        drop(tx);
+        write_deferred(conn, self, &deferred, indexed).map(|()| true)
     }
 
     /// Empties the log of deferred writes (DuckDB holds every write it lists).
@@ -489,21 +589,80 @@ impl KeyIndex {
         schema: &DatasetSchema,
         key: &[Value],
     ) -> Result<Option<RecordBatch>, StoreError> {
-        let dataset = self.dataset(&schema.name)?;
+        let encoded = self.encode_key(schema, key)?;
+        self.record(schema, &encoded)
+    }
+
+    /// A key (values in key order) as the index orders it.
+    pub(crate) fn encode_key(
+        &self,
+        schema: &DatasetSchema,
+        key: &[Value],
+    ) -> Result<Vec<u8>, StoreError> {
         let columns: Vec<ArrayRef> = schema
             .key_fields()
             .zip(key)
             .map(|(f, v)| one_value_array(f.field_type, v))
             .collect();
-        let encoded = dataset.keys.encode(&columns)?;
-        let Some(key) = encoded.first() else {
-            return Ok(None);
-        };
+        self.dataset(&schema.name)?
+            .keys
+            .encode(&columns)?
+            .pop()
+            .ok_or_else(|| StoreError::Internal("a key encoded to nothing".into()))
+    }
+
+    /// The stored record under an encoded key, as a one-row batch.
+    pub(crate) fn record(
+        &self,
+        schema: &DatasetSchema,
+        key: &[u8],
+    ) -> Result<Option<RecordBatch>, StoreError> {
+        let dataset = self.dataset(&schema.name)?;
         let tx = self.env.read_txn().map_err(index_error)?;
         match dataset.records.get(&tx, key).map_err(index_error)? {
             Some(record) => decode_rows(schema, &[record]).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The stored records under encoded keys, absent ones left out, as one batch.
+    pub(crate) fn records(
+        &self,
+        schema: &DatasetSchema,
+        keys: &[Vec<u8>],
+    ) -> Result<RecordBatch, StoreError> {
+        let dataset = self.dataset(&schema.name)?;
+        let tx = self.env.read_txn().map_err(index_error)?;
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(record) = dataset.records.get(&tx, key).map_err(index_error)? {
+                found.push(record);
+            }
+        }
+        decode_rows(schema, &found)
+    }
+
+    /// Encodes the key columns of `batch` (shaped as the dataset's schema).
+    pub(crate) fn batch_keys(
+        &self,
+        schema: &DatasetSchema,
+        batch: &RecordBatch,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let key_columns: Vec<ArrayRef> = schema
+            .primary_key
+            .iter()
+            .map(|&c| Arc::clone(batch.column(c)))
+            .collect();
+        self.dataset(&schema.name)?.keys.encode(&key_columns)
+    }
+
+    /// Encoded keys as key columns, for SQL.
+    pub(crate) fn key_columns(
+        &self,
+        schema: &DatasetSchema,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<ArrayRef>, StoreError> {
+        self.dataset(&schema.name)?.keys.columns(keys)
     }
 
     /// A declared index that answers `query`, and the entries it reads (see
@@ -660,21 +819,27 @@ impl<'a> IndexWrite<'a> {
         schema: &DatasetSchema,
         key_columns: &[ArrayRef],
     ) -> Result<(), StoreError> {
-        let index = self.index;
-        let dataset = index.dataset(&schema.name)?;
-        let mut keys = dataset.keys.encode(key_columns)?;
+        let mut keys = self.index.dataset(&schema.name)?.keys.encode(key_columns)?;
         keys.sort_unstable();
         for key in &keys {
-            if !dataset.ordered.is_empty() {
-                self.unindex_stored(schema, dataset, key)?;
-            }
-            dataset
-                .records
-                .delete(self.tx()?, key)
-                .map_err(index_error)?;
+            self.remove(schema, key)?;
         }
-        let entries_per_record = 1 + dataset.ordered.len() as u64;
+        let entries_per_record = 1 + self.index.dataset(&schema.name)?.ordered.len() as u64;
         self.wrote(keys.len() as u64 * entries_per_record)
+    }
+
+    /// Removes the record under an encoded key, if there is one, with its declared-index entries.
+    pub(crate) fn remove(&mut self, schema: &DatasetSchema, key: &[u8]) -> Result<(), StoreError> {
+        let index = self.index;
+        let dataset = index.dataset(&schema.name)?;
+        if !dataset.ordered.is_empty() {
+            self.unindex_stored(schema, dataset, key)?;
+        }
+        dataset
+            .records
+            .delete(self.tx()?, key)
+            .map_err(index_error)?;
+        Ok(())
     }
 
     /// Removes the declared-index entries of the record stored under `key`, if there is one, before
@@ -700,14 +865,20 @@ impl<'a> IndexWrite<'a> {
     }
 
     /// Lists the keys of a write's records in the log of deferred writes, under its sequence
-    /// number: the records are in the index before their table holds them.
+    /// number: the records are in the index before their table holds them. `changed` marks keys
+    /// whose stored rows are replaced by the index's record, or removed when it has none (an
+    /// update or delete by key), rather than new records to append.
     pub(crate) fn defer<'k>(
         &mut self,
         seq: u64,
         dataset: &str,
+        changed: bool,
         keys: impl IntoIterator<Item = &'k Vec<u8>>,
     ) -> Result<(), StoreError> {
         let mut entry = seq.to_be_bytes().to_vec();
+        if changed {
+            entry.push(CHANGED);
+        }
         entry.extend_from_slice(dataset.as_bytes());
         let mut listed = Vec::new();
         for key in keys {

@@ -68,6 +68,16 @@ pub(crate) fn drop_legacy_indexes(schema: &DatasetSchema) -> Vec<String> {
         .collect()
 }
 
+/// `t.k1 = s.k1 AND ...` over the primary key, joining a table `t` to rows `s` of the same
+/// dataset (staged, or keys).
+pub(crate) fn key_matches(schema: &DatasetSchema) -> String {
+    schema
+        .key_fields()
+        .map(|f| format!("t.{0} = s.{0}", quote(&f.name)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
 /// A comma-separated list of quoted column names.
 pub(crate) fn column_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     names.into_iter().map(quote).collect::<Vec<_>>().join(", ")

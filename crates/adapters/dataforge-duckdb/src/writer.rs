@@ -8,6 +8,7 @@
 //! Groups of small writes are acknowledged from the key index and appended to DuckDB later, many
 //! groups at a time ([`deferred`]).
 
+mod by_key;
 mod deferred;
 mod merge;
 mod mutate;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use arrow_select::concat::concat_batches;
+use by_key::KeyChange;
 use dataforge_domain::change::Mutation;
 use dataforge_domain::ports::{ConflictReason, ConflictingKey, StoreError};
 use dataforge_domain::schema::DatasetSchema;
@@ -30,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::batches::{append_batches, for_each_batch};
 use crate::key_index::{KeyEncoder, KeyIndex, sequence_update};
-use crate::sql::{column_list, create_table_named, quote};
+use crate::sql::{column_list, create_table_named, key_matches, quote};
 use crate::store_error;
 
 /// Conflicting keys listed in one answer, at most.
@@ -161,8 +163,13 @@ pub(crate) fn start(
                 // take whatever else is already queued: stages run in arrival order, then all the
                 // commits together in one transaction
                 let mut commits = Vec::new();
+                let mut key_changes = Vec::new();
                 let mut next = Some(first);
                 while let Some(job) = next {
+                    // changes by key queued before any other job are applied first
+                    if !key_changes.is_empty() && !matches!(&job, WriterJob::Mutate { mutation, .. } if mutation.key.is_some()) {
+                        state.change_by_key(std::mem::take(&mut key_changes));
+                    }
                     match job {
                         WriterJob::Stage {
                             write,
@@ -208,7 +215,22 @@ pub(crate) fn start(
                             if !commits.is_empty() {
                                 state.commit_group(std::mem::take(&mut commits));
                             }
-                            let _ = reply.send(state.mutate(&dataset, &mutation));
+                            match mutation.key {
+                                Some(key) if state.defers_key_changes() => {
+                                    key_changes.push(KeyChange {
+                                        dataset,
+                                        key,
+                                        change: mutation.change,
+                                        reply,
+                                    });
+                                }
+                                _ => {
+                                    if !key_changes.is_empty() {
+                                        state.change_by_key(std::mem::take(&mut key_changes));
+                                    }
+                                    let _ = reply.send(state.mutate(&dataset, &mutation));
+                                }
+                            }
                         }
                         WriterJob::Cluster { dataset, reply } => {
                             let clustered = state.flush_deferred().and_then(|()| state.cluster(&dataset));
@@ -229,7 +251,7 @@ pub(crate) fn start(
                             let _ = reply.send(());
                         }
                     }
-                    next = if commits.len() < MAX_GROUP {
+                    next = if commits.len() + key_changes.len() < MAX_GROUP {
                         jobs.try_recv().ok()
                     } else {
                         None
@@ -237,6 +259,9 @@ pub(crate) fn start(
                 }
                 if !commits.is_empty() {
                     state.commit_group(commits);
+                }
+                if !key_changes.is_empty() {
+                    state.change_by_key(key_changes);
                 }
             }
             state.discard_abandoned();
@@ -266,15 +291,6 @@ fn by_dataset(commits: &[Commit], keep: impl Fn(usize, &Commit) -> bool) -> Vec<
         }
     }
     datasets.into_iter().map(|(_, indices)| indices).collect()
-}
-
-/// `t.k1 = s.k1 AND ...` over the primary key, joining the table `t` to staged rows `s`.
-fn key_matches(schema: &DatasetSchema) -> String {
-    schema
-        .key_fields()
-        .map(|f| format!("t.{0} = s.{0}", quote(&f.name)))
-        .collect::<Vec<_>>()
-        .join(" AND ")
 }
 
 /// The key columns of `source` (aliased `s`) and the `FROM … WHERE` clause selecting its rows whose

@@ -12,6 +12,7 @@
 //! Any other write, a clustering rewrite and the shutdown append what is deferred first, so DuckDB
 //! holds every earlier write whenever it commits one of its own.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -23,7 +24,7 @@ use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::write::ConflictMode;
 use tokio::sync::mpsc;
 
-use crate::key_index::append_at_sequence;
+use crate::key_index::{DeferredWrites, KeyIndex, write_deferred};
 
 use super::{Applied, Commit, Records, WriteResult, WriterJob, WriterState, by_dataset};
 
@@ -37,9 +38,14 @@ const DEFERRED_ROWS: usize = 64 * 1024;
 /// Writes acknowledged from the key index and not yet appended to their tables.
 pub(crate) struct Deferred {
     /// Zero when writes are never deferred.
-    every: Duration,
+    pub(super) every: Duration,
     batches: Vec<(Arc<DatasetSchema>, RecordBatch)>,
-    rows: usize,
+    /// Keys updated or deleted by key, per dataset: their rows are rewritten from the index.
+    changed: Vec<(Arc<DatasetSchema>, HashSet<Vec<u8>>)>,
+    /// Records and changed keys deferred.
+    pub(super) rows: usize,
+    /// The index the changed keys' records are read from (kept should the writer drop it).
+    index: Option<Arc<KeyIndex>>,
     /// Set while anything is deferred: reads through DuckDB wait for an append first.
     pending: Arc<AtomicBool>,
 }
@@ -49,7 +55,9 @@ impl Deferred {
         Deferred {
             every,
             batches: Vec::new(),
+            changed: Vec::new(),
             rows: 0,
+            index: None,
             pending: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -85,24 +93,81 @@ impl Deferred {
         }
     }
 
-    /// The deferred batches of each dataset, gathered into one, leaving nothing deferred.
-    fn take(&mut self) -> Result<Vec<(Arc<DatasetSchema>, RecordBatch)>, StoreError> {
-        let mut by_dataset: Vec<(Arc<DatasetSchema>, Vec<RecordBatch>)> = Vec::new();
-        for (schema, batch) in self.batches.drain(..) {
-            match by_dataset.iter_mut().find(|(s, _)| s.name == schema.name) {
-                Some((_, batches)) => batches.push(batch),
-                None => by_dataset.push((schema, vec![batch])),
+    /// Notes keys changed by key in `index` (their rows are rewritten at the next append).
+    pub(super) fn changed(
+        &mut self,
+        index: &Arc<KeyIndex>,
+        schema: &Arc<DatasetSchema>,
+        keys: impl IntoIterator<Item = Vec<u8>>,
+    ) {
+        let slot = match self.changed.iter().position(|(s, _)| s.name == schema.name) {
+            Some(slot) => slot,
+            None => {
+                self.changed.push((Arc::clone(schema), HashSet::new()));
+                self.changed.len() - 1
             }
+        };
+        let before = self.changed[slot].1.len();
+        self.changed[slot].1.extend(keys);
+        self.rows += self.changed[slot].1.len() - before;
+        self.index = Some(Arc::clone(index));
+        self.pending.store(true, Ordering::Release);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.batches.is_empty() && self.changed.is_empty()
+    }
+
+    /// What is deferred, by dataset (each dataset's new records gathered into one batch),
+    /// leaving nothing deferred.
+    fn take(&mut self) -> Result<Vec<DeferredWrites>, StoreError> {
+        let mut writes: Vec<DeferredWrites> = Vec::new();
+        let slot = |writes: &mut Vec<DeferredWrites>, schema: &Arc<DatasetSchema>| match writes
+            .iter()
+            .position(|w| w.schema.name == schema.name)
+        {
+            Some(i) => i,
+            None => {
+                writes.push(DeferredWrites {
+                    schema: Arc::clone(schema),
+                    appended: Vec::new(),
+                    changed: Vec::new(),
+                });
+                writes.len() - 1
+            }
+        };
+        for (schema, batch) in self.batches.drain(..) {
+            let i = slot(&mut writes, &schema);
+            writes[i].appended.push(batch);
+        }
+        for (schema, keys) in self.changed.drain(..) {
+            let i = slot(&mut writes, &schema);
+            writes[i].changed.extend(keys);
         }
         self.rows = 0;
-        by_dataset
-            .into_iter()
-            .map(|(schema, batches)| {
-                let batch = concat_batches(schema.arrow_schema(), &batches)
+        for write in &mut writes {
+            if write.appended.len() > 1 {
+                let batch = concat_batches(write.schema.arrow_schema(), &write.appended)
                     .map_err(|e| StoreError::Internal(e.to_string()))?;
-                Ok((schema, batch))
-            })
-            .collect()
+                write.appended = vec![batch];
+            }
+        }
+        Ok(writes)
+    }
+
+    /// Puts back what [`Self::take`] took, after a failed append.
+    fn restore(&mut self, writes: Vec<DeferredWrites>) {
+        for write in writes {
+            for batch in write.appended {
+                self.rows += batch.num_rows();
+                self.batches.push((Arc::clone(&write.schema), batch));
+            }
+            if !write.changed.is_empty() {
+                self.rows += write.changed.len();
+                self.changed
+                    .push((write.schema, write.changed.into_iter().collect()));
+            }
+        }
     }
 }
 
@@ -159,7 +224,7 @@ impl WriterState {
             }
         }
         for (name, (_, keys)) in &applied.keys {
-            write.defer(seq, name, keys)?;
+            write.defer(seq, name, false, keys)?;
         }
         write.commit(seq)?;
         // committed: the records are in the index, so they are deferred whatever the sync says
@@ -173,10 +238,20 @@ impl WriterState {
             }
         }
         self.deferred.pending.store(true, Ordering::Release);
+        self.make_durable(&index);
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Ok(Default::default())))
+            .collect())
+    }
+
+    /// Once deferred writes are committed to the index: syncs it to disk, so they are durable
+    /// before they are acknowledged. Should that fail (or many be deferred), they are made durable
+    /// in DuckDB now; should that fail too, they are in the index and stay deferred for the next
+    /// attempt.
+    pub(super) fn make_durable(&mut self, index: &KeyIndex) {
         let synced = index.sync();
         if synced.is_err() || self.deferred.rows >= DEFERRED_ROWS {
-            // not durable in the index (or many deferred): made durable in DuckDB now; should that
-            // fail too, the records are in the index and stay deferred for the next attempt
             if let Err(e) = synced {
                 tracing::error!(error = %e, "could not sync the key index; appending deferred writes now");
             }
@@ -184,17 +259,13 @@ impl WriterState {
                 tracing::error!(error = %e, "could not append deferred writes");
             }
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Ok(Default::default())))
-            .collect())
     }
 
     /// Appends every deferred record to its table in one DuckDB transaction, which records the
     /// index's sequence number, then empties the index's log. On failure the records stay
     /// deferred (and in the log), to be appended at the next attempt or the next start.
     pub(super) fn flush_deferred(&mut self) -> Result<(), StoreError> {
-        if self.deferred.batches.is_empty() {
+        if self.deferred.is_empty() {
             self.deferred.pending.store(false, Ordering::Release);
             return Ok(());
         }
@@ -203,16 +274,19 @@ impl WriterState {
                 "writes were deferred without a sequence number".into(),
             ));
         };
-        let batches = self.deferred.take()?;
-        if let Err(e) = append_at_sequence(&self.conn, &batches, seq) {
-            self.deferred.rows = batches.iter().map(|(_, b)| b.num_rows()).sum();
-            self.deferred.batches = batches;
+        let Some(index) = self.deferred.index.clone().or_else(|| self.index.clone()) else {
+            return Err(StoreError::Internal(
+                "writes were deferred without a key index".into(),
+            ));
+        };
+        let writes = self.deferred.take()?;
+        if let Err(e) = write_deferred(&self.conn, &index, &writes, seq) {
+            self.deferred.restore(writes);
             return Err(e);
         }
         self.deferred.pending.store(false, Ordering::Release);
-        if let Some(index) = &self.index
-            && let Err(e) = index.clear_deferred()
-        {
+        self.deferred.index = None;
+        if let Err(e) = index.clear_deferred() {
             // entries DuckDB holds are skipped at start, and cleared then
             tracing::warn!(error = %e, "could not clear the log of deferred writes");
         }

@@ -10,9 +10,9 @@ use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::Value;
 use duckdb::types::Value as DuckValue;
 
-use super::{MAX_LISTED_KEYS, ROW_COLUMN, WriterState, key_matches};
+use super::{MAX_LISTED_KEYS, ROW_COLUMN, WriterState};
 use crate::batches::for_each_batch;
-use crate::sql::{bind, column_list, quote};
+use crate::sql::{bind, column_list, key_matches, quote};
 
 impl WriterState {
     /// Inside an open transaction: rewrites the staged records (one per key) as merged with the

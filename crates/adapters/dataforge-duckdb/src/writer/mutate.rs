@@ -14,11 +14,11 @@ use dataforge_domain::ports::StoreError;
 use dataforge_domain::schema::DatasetSchema;
 use duckdb::types::Value as DuckValue;
 
-use super::{WriterState, key_matches};
+use super::WriterState;
 use crate::batches::for_each_batch;
 use crate::key_index::KeyIndex;
 use crate::select::where_clause;
-use crate::sql::{bind, column_list, quote};
+use crate::sql::{bind, column_list, key_matches, quote};
 use crate::store_error;
 
 /// The temporary table holding the keys of the records a mutation changes.
