@@ -64,7 +64,7 @@ load() {
 # the server's own latency (log line) of the last request matching METHOD and PATH, in seconds
 server_latency_s() {
   grep "method=$1 path=\"$2\" status=" "$work/server.log" | tail -1 |
-    sed 's/.*latency_us=\([0-9]*\).*/\1/' | xargs -I{} echo "scale=3; {} / 1000000" | bc
+    sed 's/.*latency_us=\([0-9]*\).*/\1/' | xargs -I{} echo "scale=6; {} / 1000000" | bc | xargs printf '%.2f'
 }
 
 echo "## Change benchmark: $rows rows, $(nproc) cores, $(date -u +%Y-%m-%d)$([ "${INDEX:-0}" = 1 ] && echo ", index declared")"
