@@ -154,13 +154,45 @@ retention_rss=$(peak_rss_mib)
 retention_server_s=$(server_latency_s DELETE "$retention_path")
 deleted=$(echo "$answer" | sed -n 's/.*"deleted":\([0-9]*\).*/\1/p')
 after=$(count)
+# the server logs the DuckDB transaction and the key index's part of a change by filter apart
+parts=$(grep 'deleted records by filter' "$work/server.log" | tail -1)
+retention_duckdb_s=$(echo "$parts" | sed 's/.*duckdb_ms=\([0-9]*\).*/\1/' | xargs -I{} echo "scale=3; {} / 1000" | bc | xargs printf '%.2f')
+retention_index_s=$(echo "$parts" | sed 's/.*key_index_ms=\([0-9]*\).*/\1/' | xargs -I{} echo "scale=3; {} / 1000" | bc | xargs printf '%.2f')
 stop_server
 echo "| retention delete, production_period < 1990-01-01 | rows deleted | seconds | ratio to in-process | server peak RSS (MiB) |"
 echo "| --- | ---: | ---: | ---: | ---: |"
 echo "| in-process DuckDB \`DELETE ... WHERE production_period < '1990-01-01'\` (reference, memory_limit $server_memory_limit) | $raw_retention_rows | $raw_retention_s | 1.00 | |"
 echo "| dataforge HTTP \`DELETE .../records?production_period=lt.1990-01-01\` (server's own latency $retention_server_s s) | ${deleted:-"failed: $answer"} | $retention_s | $(ratio "$retention_s" "$raw_retention_s") | $retention_rss |"
 echo
+echo "The server's parts of the retention delete: DuckDB (select the keys, DELETE, commit) $retention_duckdb_s s, key index (remove $deleted keys) $retention_index_s s; DuckDB's part against the in-process DELETE: $(ratio "$retention_duckdb_s" "$raw_retention_s")."
+echo
 echo "Rows: $before before the retention delete, $after after (expected $((before - ${deleted:-0})))."
+
+# 4. schema changes at start on the table left: a new field with a default (appended in place; the
+# key index is rebuilt, its records being encoded by position), then a declared index (built from
+# the records): seconds from start to listening, and peak RSS
+timed_start() {
+  local began
+  began=$(now)
+  start_server
+  local seconds rss
+  seconds=$(echo "$(now) - $began" | bc | xargs printf '%.1f')
+  rss=$(peak_rss_mib)
+  # the line is printed once the server has exited: the caller starts the next one when it reads it
+  stop_server >/dev/null 2>&1
+  echo "$seconds $rss"
+}
+printf '\n[[datasets.fields]]\nname = "basin"\ntype = "string"\ndefault = "Campos"\n' >>"$schemas/well_production.toml"
+read -r field_s field_rss < <(timed_start)
+sed -i 's/^cluster_by = /indexes = [["field_code", "production_period"]]\ncluster_by = /' "$schemas/well_production.toml"
+read -r index_s index_rss < <(timed_start)
+read -r plain_s plain_rss < <(timed_start)
+echo
+echo "| start on the $after-row table | seconds to listening | server peak RSS (MiB) |"
+echo "| --- | ---: | ---: |"
+echo "| no change (reference) | $plain_s | $plain_rss |"
+echo "| a new optional field with a default (and the key index rebuilt) | $field_s | $field_rss |"
+echo "| a declared index on (field_code, production_period) | $index_s | $index_rss |"
 errors=$(grep -cE ' (ERROR|WARN) ' "$work/server.log" || true)
 server_errors=$(grep -c 'status=5[0-9][0-9]' "$work/server.log" || true)
 echo "Server log: $errors ERROR/WARN lines, $server_errors 5xx answers."

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use dataforge_domain::change::{
-    Change, Mutation, by_key, parse_selection_body, parse_selection_params, parse_set,
+    Change, Mutated, Mutation, by_key, parse_selection_body, parse_selection_params, parse_set,
 };
 use dataforge_domain::query::parse_key;
 use dataforge_domain::records::BodyFormat;
@@ -16,7 +16,7 @@ use dataforge_domain::write::{ConflictMode, ErrorMode, WriteOptions};
 use serde_json::Value as Json;
 
 use crate::ingest::IngestSummary;
-use crate::read::Rows;
+use crate::read::{Rows, all_fields};
 use crate::{App, AppError};
 
 /// What `PUT .../records/{key}` did.
@@ -43,7 +43,7 @@ impl App {
             Some(set) => Change::Update(parse_set(&schema, set).map_err(invalid)?),
             None => Change::Delete,
         };
-        self.mutate(schema, selection.with(change)).await
+        Ok(self.mutate(schema, selection.with(change)).await?.changed)
     }
 
     /// `POST .../update` and `POST .../delete`: the same with a JSON filter tree in the body.
@@ -59,7 +59,7 @@ impl App {
             Some(set) => Change::Update(parse_set(&schema, set).map_err(invalid)?),
             None => Change::Delete,
         };
-        self.mutate(schema, selection.with(change)).await
+        Ok(self.mutate(schema, selection.with(change)).await?.changed)
     }
 
     /// `PATCH .../records/{key}`: updates the fields `set` names in the record with this key and
@@ -74,10 +74,15 @@ impl App {
         let key = parse_key(&schema, segments)?;
         let values = parse_set(&schema, set).map_err(invalid)?;
         let mutation = by_key(&schema, key, Change::Update(values));
-        if self.mutate(Arc::clone(&schema), mutation).await? == 0 {
-            return Err(not_found(&schema, segments));
+        let mutated = self.mutate(Arc::clone(&schema), mutation).await?;
+        match mutated.record {
+            _ if mutated.changed == 0 => Err(not_found(&schema, segments)),
+            Some(record) => Ok(Rows {
+                columns: all_fields(&schema),
+                batches: vec![record],
+            }),
+            None => self.get_record(dataset, segments).await,
         }
-        self.get_record(dataset, segments).await
     }
 
     /// `DELETE .../records/{key}`.
@@ -85,7 +90,7 @@ impl App {
         let schema = self.dataset(dataset)?;
         let key = parse_key(&schema, segments)?;
         let mutation = by_key(&schema, key, Change::Delete);
-        match self.mutate(Arc::clone(&schema), mutation).await? {
+        match self.mutate(Arc::clone(&schema), mutation).await?.changed {
             0 => Err(not_found(&schema, segments)),
             _ => Ok(()),
         }
@@ -123,7 +128,7 @@ impl App {
         &self,
         schema: Arc<DatasetSchema>,
         mutation: Mutation,
-    ) -> Result<u64, AppError> {
+    ) -> Result<Mutated, AppError> {
         Ok(self.writer.mutate(schema, mutation).await?)
     }
 }

@@ -200,7 +200,7 @@ impl App {
 }
 
 /// Every field of the dataset, as answer columns.
-fn all_fields(schema: &DatasetSchema) -> Arc<[OutputColumn]> {
+pub(crate) fn all_fields(schema: &DatasetSchema) -> Arc<[OutputColumn]> {
     schema
         .fields
         .iter()

@@ -19,6 +19,24 @@ pub enum Change {
     Update(Vec<(usize, Value)>),
 }
 
+/// What a mutation did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Mutated {
+    /// Records changed.
+    pub changed: u64,
+    /// For an update by key, the record as stored, when storage has it at hand (saves a read).
+    pub record: Option<arrow_array::RecordBatch>,
+}
+
+impl Mutated {
+    pub fn count(changed: u64) -> Self {
+        Mutated {
+            changed,
+            record: None,
+        }
+    }
+}
+
 /// A change to every record that passes `filter`, all or nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mutation {

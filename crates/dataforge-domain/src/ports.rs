@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use serde::Serialize;
 
-use crate::change::Mutation;
+use crate::change::{Mutated, Mutation};
 use crate::query::{Predicate, ReadPlan};
 use crate::schema::evolve::DatasetPlan;
 use crate::schema::{Catalog, DatasetSchema};
@@ -130,7 +130,7 @@ pub trait RecordWriter: Send + Sync {
         &self,
         dataset: Arc<DatasetSchema>,
         mutation: Mutation,
-    ) -> BoxFuture<'_, Result<u64, StoreError>>;
+    ) -> BoxFuture<'_, Result<Mutated, StoreError>>;
 
     /// Rewrites the dataset's stored rows in the order of its `cluster_by` fields, so filters on
     /// them read a small part of the table. The records do not change; writes wait meanwhile.

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
-use dataforge_domain::change::Mutation;
+use dataforge_domain::change::{Mutated, Mutation};
 use dataforge_domain::ports::{
     BatchStream, BoxFuture, DatasetStorage, MigrationPolicy, MigrationReport, RecordReader,
     RecordWriter, RowCount, SchemaVersion, StagedWrite, StoreError,
@@ -387,7 +387,7 @@ impl RecordWriter for DuckDbStore {
         &self,
         dataset: Arc<DatasetSchema>,
         mutation: Mutation,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+    ) -> BoxFuture<'_, Result<Mutated, StoreError>> {
         Box::pin(async move {
             let (reply, answered) = oneshot::channel();
             let job = WriterJob::Mutate {

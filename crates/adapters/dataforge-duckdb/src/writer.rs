@@ -23,7 +23,7 @@ use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use arrow_select::concat::concat_batches;
 use by_key::KeyChange;
-use dataforge_domain::change::Mutation;
+use dataforge_domain::change::{Mutated, Mutation};
 use dataforge_domain::ports::{ConflictReason, ConflictingKey, StoreError};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::write::{ConflictMode, WriteOutcome};
@@ -107,7 +107,7 @@ pub(crate) enum WriterJob {
     Mutate {
         dataset: Arc<DatasetSchema>,
         mutation: Mutation,
-        reply: oneshot::Sender<Result<u64, StoreError>>,
+        reply: oneshot::Sender<Result<Mutated, StoreError>>,
     },
     /// Rewrites a dataset's table in the order of its `cluster_by` fields.
     Cluster {
@@ -228,7 +228,7 @@ pub(crate) fn start(
                                     if !key_changes.is_empty() {
                                         state.change_by_key(std::mem::take(&mut key_changes));
                                     }
-                                    let _ = reply.send(state.mutate(&dataset, &mutation));
+                                    let _ = reply.send(state.mutate(&dataset, &mutation).map(Mutated::count));
                                 }
                             }
                         }
@@ -1264,7 +1264,7 @@ impl WriterState {
                     "DELETE FROM {staged} WHERE {row} NOT IN (SELECT max({row}) FROM {staged} GROUP BY {keys})"
                 ))?;
                 if commit.mode == ConflictMode::Merge {
-                    self.merge_stored(schema, &staged)?;
+                    self.merge_stored(schema, &staged, commit.write)?;
                 }
                 outcome.updated = self.execute(&format!(
                     "DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM {staged} s WHERE {matches})"

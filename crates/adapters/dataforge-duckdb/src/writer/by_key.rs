@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use dataforge_domain::change::{Change, Mutation, key_filter};
+use dataforge_domain::change::{Change, Mutated, Mutation, key_filter};
 use dataforge_domain::ports::StoreError;
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::Value;
@@ -24,7 +24,7 @@ pub(super) struct KeyChange {
     pub dataset: Arc<DatasetSchema>,
     pub key: Vec<Value>,
     pub change: Change,
-    pub reply: oneshot::Sender<Result<u64, StoreError>>,
+    pub reply: oneshot::Sender<Result<Mutated, StoreError>>,
 }
 
 /// Per dataset and encoded key, the latest version of each record a group changed (`None` once
@@ -37,7 +37,8 @@ impl WriterState {
         !self.deferred.every.is_zero() && self.index.is_some() && self.seq.is_some()
     }
 
-    /// Applies a group of changes by key, in order, and answers each (1 changed, 0 absent).
+    /// Applies a group of changes by key, in order, and answers each (1 changed, with the record
+    /// an update stored; 0 absent).
     pub(super) fn change_by_key(&mut self, changes: Vec<KeyChange>) {
         let results = match self.defer_key_changes(&changes) {
             Ok(results) => results,
@@ -52,7 +53,7 @@ impl WriterState {
                             max_affected: None,
                             key: None,
                         };
-                        self.mutate(&c.dataset, &mutation)
+                        self.mutate(&c.dataset, &mutation).map(Mutated::count)
                     })
                     .collect()
             }
@@ -67,7 +68,7 @@ impl WriterState {
     fn defer_key_changes(
         &mut self,
         changes: &[KeyChange],
-    ) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
+    ) -> Result<Vec<Result<Mutated, StoreError>>, StoreError> {
         let (Some(index), Some(seq)) = (self.index.clone(), self.seq.map(|s| s + 1)) else {
             return Err(StoreError::Internal(
                 "no key index to defer changes to".into(),
@@ -85,13 +86,17 @@ impl WriterState {
                 None => index.record(schema, &key)?,
             };
             let Some(current) = current else {
-                results.push(Ok(0));
+                results.push(Ok(Mutated::count(0)));
                 continue;
             };
             let next = match &change.change {
                 Change::Delete => None,
                 Change::Update(values) => Some(with_values(schema, &current, values)?),
             };
+            results.push(Ok(Mutated {
+                changed: 1,
+                record: next.clone(),
+            }));
             match slot {
                 Some(i) => latest[i].2 = next,
                 None => {
@@ -99,7 +104,6 @@ impl WriterState {
                     latest.push((Arc::clone(schema), key, next));
                 }
             }
-            results.push(Ok(1));
         }
         if latest.is_empty() {
             return Ok(results);

@@ -8,60 +8,63 @@ use arrow_array::types::Int64Type;
 use dataforge_domain::ports::{IncompleteRecord, StoreError};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::Value;
-use duckdb::types::Value as DuckValue;
 
-use super::{MAX_LISTED_KEYS, ROW_COLUMN, WriterState};
+use super::{MAX_LISTED_KEYS, ROW_COLUMN, WriterState, staging_name};
 use crate::batches::for_each_batch;
-use crate::sql::{bind, column_list, key_matches, quote};
+use crate::sql::{column_list, key_matches, literal, quote};
+use crate::store_error;
 
 impl WriterState {
     /// Inside an open transaction: rewrites the staged records (one per key) as merged with the
     /// stored ones, fills defaults into those with a new key, and refuses the write if one of
-    /// those lacks a required field.
+    /// those lacks a required field. The merged records are written to a new table that replaces
+    /// the staging table (a bulk `SELECT` with a join, where an `UPDATE` of every staged row took
+    /// 90 s for a million records of fourteen columns).
     pub(super) fn merge_stored(
         &self,
         schema: &DatasetSchema,
         staged: &str,
+        write: u64,
     ) -> Result<(), StoreError> {
         let table = quote(&schema.name);
-        let matches = key_matches(schema);
-        let others: Vec<_> = schema
+        let first_key = quote(&schema.fields[schema.primary_key[0]].name);
+        let merged: Vec<String> = schema
             .fields
             .iter()
             .enumerate()
-            .filter(|(i, _)| !schema.primary_key.contains(i))
-            .map(|(_, f)| f)
+            .map(|(i, f)| {
+                let column = quote(&f.name);
+                if schema.primary_key.contains(&i) {
+                    return format!("s.{column}");
+                }
+                let kept = match &f.default {
+                    Some(default) => format!(
+                        "CASE WHEN t.{first_key} IS NULL THEN {} ELSE t.{column} END",
+                        literal(default)
+                    ),
+                    None => format!("t.{column}"),
+                };
+                format!("coalesce(s.{column}, {kept}) AS {column}")
+            })
             .collect();
-        if others.is_empty() {
-            return Ok(());
-        }
-        let kept: Vec<String> = others
-            .iter()
-            .map(|f| format!("{0} = coalesce(s.{0}, t.{0})", quote(&f.name)))
-            .collect();
-        self.execute(&format!(
-            "UPDATE {staged} AS s SET {} FROM {table} AS t WHERE {matches}",
-            kept.join(", ")
-        ))?;
-        let new_key = format!("NOT EXISTS (SELECT 1 FROM {table} t WHERE {matches})");
-        let defaulted: Vec<_> = others.iter().filter(|f| f.default.is_some()).collect();
-        if !defaulted.is_empty() {
-            let assignments: Vec<String> = defaulted
-                .iter()
-                .map(|f| format!("{0} = coalesce(s.{0}, ?)", quote(&f.name)))
-                .collect();
-            let params: Vec<DuckValue> = defaulted
-                .iter()
-                .map(|f| bind(f.default.as_ref().unwrap_or(&Value::Null)))
-                .collect();
-            self.execute_bound(
-                &format!(
-                    "UPDATE {staged} AS s SET {} WHERE {new_key}",
-                    assignments.join(", ")
-                ),
-                &params,
-            )?;
-        }
+        let name = staging_name(write);
+        let rewritten = format!("{name}__merged");
+        self.conn
+            .execute_batch(&format!(
+                "CREATE TEMP TABLE {} AS SELECT {}, s.{row} FROM {staged} s LEFT JOIN {table} t ON {}; \
+                 DROP TABLE {staged}; ALTER TABLE temp.{} RENAME TO {}",
+                quote(&rewritten),
+                merged.join(", "),
+                key_matches(schema),
+                quote(&rewritten),
+                quote(&name),
+                row = quote(ROW_COLUMN),
+            ))
+            .map_err(store_error)?;
+        let new_key = format!(
+            "NOT EXISTS (SELECT 1 FROM {table} t WHERE {})",
+            key_matches(schema)
+        );
         self.check_complete(schema, staged, &new_key)
     }
 

@@ -8,6 +8,7 @@
 //! inserts.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use dataforge_domain::change::{Change, Mutation};
 use dataforge_domain::ports::StoreError;
@@ -36,11 +37,12 @@ impl WriterState {
         mutation: &Mutation,
     ) -> Result<u64, StoreError> {
         self.flush_deferred()?;
+        let started = Instant::now();
         self.run("BEGIN TRANSACTION")?;
         let changed = self.change_in_duckdb(schema, mutation);
         let result = match changed {
             Ok(0) => self.run("ROLLBACK").map(|()| 0),
-            Ok(n) => self.commit_mutation(schema, &mutation.change, n),
+            Ok(n) => self.commit_mutation(schema, &mutation.change, n, started),
             Err(e) => {
                 let _ = self.run("ROLLBACK");
                 Err(e)
@@ -115,14 +117,28 @@ impl WriterState {
         schema: &DatasetSchema,
         change: &Change,
         changed: u64,
+        started: Instant,
     ) -> Result<u64, StoreError> {
         let next = self.seq.map(|seq| seq + 1);
         self.commit_duckdb(next)?;
+        let committed = Instant::now();
         if let (Some(index), Some(seq)) = (self.index.clone(), next)
             && let Err(e) = self.index_mutation(&index, schema, change, changed, seq)
         {
             self.index_failed(e);
         }
+        // the two parts' costs, for operators and the benchmark
+        tracing::info!(
+            dataset = %schema.name,
+            records = changed,
+            duckdb_ms = (committed - started).as_millis() as u64,
+            key_index_ms = committed.elapsed().as_millis() as u64,
+            "{} records by filter",
+            match change {
+                Change::Delete => "deleted",
+                Change::Update(_) => "updated",
+            }
+        );
         Ok(changed)
     }
 
