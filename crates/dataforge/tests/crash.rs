@@ -605,6 +605,9 @@ fn sigkill_before_deferred_changes_reach_duckdb_loses_none_of_them() {
     insert(3, 33);
     patch(4, 40);
     patch(4, 44);
+    // a refused write spends no sequence number (the log must cover every one to be replayed)
+    let again = server.post_json(&format!("{WR}/records"), &registry_well(7));
+    assert_eq!(again.status, 409, "{again:?}");
     assert_eq!(
         server.get(&format!("{WR}/records/4")).body["depth_m"],
         json!(44.0)

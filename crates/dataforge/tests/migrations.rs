@@ -312,6 +312,31 @@ fn destructive_changes_need_migrate_with_allow_destructive() {
             .refused()
             .contains("change field `depth_m` from float to integer")
     );
+    // a new primary key the stored records keep unique: reads by key and key checks follow it
+    let wider_key = toml.replace(
+        "primary_key = [\"well_code\"]",
+        "primary_key = [\"well_code\", \"field_code\"]",
+    );
+    setup.declare(&wider_key);
+    let (code, out, stderr) = setup.migrate(&["--apply", "--allow-destructive"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        out.contains("primary key (well_code) becomes (well_code, field_code)"),
+        "{out}"
+    );
+    let server = setup.start();
+    assert_eq!(
+        server.get(&format!("{WR}/records/1/11")).body["well_name"],
+        json!("North")
+    );
+    assert_eq!(
+        server.get(&format!("{WR}/records/1")).status,
+        400,
+        "the key has two parts now"
+    );
+    let again = server.post_json(&format!("{WR}/records"), &well(1, "North", None));
+    assert_eq!(again.status, 409, "{again:?}");
+    server.stop();
     // a key that stored records repeat is refused even with the flag
     setup.declare(&toml.replace(
         "primary_key = [\"well_code\"]",
@@ -387,6 +412,12 @@ fn deferred_writes_of_a_crash_survive_the_next_migration() {
         "name = \"basin\"\ntype = \"string\"\ndefault = \"Campos\"",
     );
     setup.declare(&toml);
+    // and a new dataset at the same start: the log of the others is still replayed
+    std::fs::copy(
+        support::shipped_schemas().join("well_production.toml"),
+        setup.schemas.join("p.toml"),
+    )
+    .unwrap();
     let server = setup.start();
     let log = server.log_lines().join("\n");
     assert!(

@@ -33,7 +33,11 @@ use crate::sql::{column_list, key_matches, quote};
 use crate::store_error;
 
 /// Bump when the key or record encoding changes, so existing indexes are rebuilt.
-const FORMAT: u64 = 4;
+const FORMAT: u64 = 5;
+
+/// The format before each dataset's layout was recorded apart (see [`built_for`]); its log of
+/// deferred writes is still replayed at the first start after an upgrade.
+const FORMAT_WHOLE_LAYOUT: u64 = 4;
 
 /// The DuckDB table holding the sequence number of the last committed write.
 pub(crate) const SEQUENCE_TABLE: &str = "_dataforge_sequence";
@@ -91,6 +95,9 @@ fn write_dataset(
     if writes.changed.is_empty() {
         return append_batches(conn, &schema.name, &writes.appended);
     }
+    // the keys were encoded under this schema (at start, the stored one, which a migration may
+    // change next), not necessarily the one the index was opened with
+    let encoder = KeyEncoder::new(schema)?;
     const CHANGED_KEYS: &str = "changed_keys";
     let keys = column_list(schema.key_fields().map(|f| f.name.as_str()));
     conn.execute_batch(&format!(
@@ -102,11 +109,8 @@ fn write_dataset(
         .arrow_schema()
         .project(&schema.primary_key)
         .map_err(|e| StoreError::Internal(e.to_string()))?;
-    let key_batch = RecordBatch::try_new(
-        Arc::new(key_schema),
-        index.key_columns(schema, &writes.changed)?,
-    )
-    .map_err(|e| StoreError::Internal(e.to_string()))?;
+    let key_batch = RecordBatch::try_new(Arc::new(key_schema), encoder.columns(&writes.changed)?)
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
     let mut appender = conn
         .appender_to_catalog_and_db(CHANGED_KEYS, "temp", "main")
         .map_err(store_error)?;
@@ -124,8 +128,13 @@ fn write_dataset(
     let changed: HashSet<&[u8]> = writes.changed.iter().map(Vec::as_slice).collect();
     let mut batches = vec![index.records(schema, &writes.changed)?];
     for batch in &writes.appended {
-        let keep: BooleanArray = index
-            .batch_keys(schema, batch)?
+        let key_columns: Vec<ArrayRef> = schema
+            .primary_key
+            .iter()
+            .map(|&c| Arc::clone(batch.column(c)))
+            .collect();
+        let keep: BooleanArray = encoder
+            .encode(&key_columns)?
             .iter()
             .map(|k| Some(!changed.contains(k.as_slice())))
             .collect();
@@ -206,6 +215,16 @@ impl KeyEncoder {
 /// Records read back and appended per batch when deferred writes are replayed.
 const REPLAY_CHUNK: usize = 8192;
 
+/// Why the log of deferred writes cannot be replayed: the start is refused rather than lose the
+/// acknowledged writes it holds.
+fn refuse_replay(dataset: &str, why: &str) -> StoreError {
+    StoreError::MigrationRefused(format!(
+        "the key index holds acknowledged writes to {dataset} that the table does not have yet, and \
+         they cannot be appended: {why}. Start again with the schema files the writes were made \
+         under (they are appended at start), then change the schemas"
+    ))
+}
+
 /// A dataset's keys in the log of deferred writes: of new records, and changed ones.
 type LoggedKeys<'t> = (Vec<&'t [u8]>, HashSet<&'t [u8]>);
 
@@ -254,9 +273,31 @@ struct DatasetIndex {
     ordered: Vec<OrderedIndex>,
 }
 
-/// The declared indexes of every dataset, as text: a stored index built for other declarations is
-/// rebuilt.
-fn layout(catalog: &Catalog) -> String {
+/// What an index of one dataset was built for, as text: its fields (records are encoded by
+/// position and type), its primary key (records are stored under it) and its declared indexes. An
+/// index built for something else is rebuilt, and its log of deferred writes is not replayed.
+fn built_for(schema: &DatasetSchema) -> String {
+    let fields: Vec<String> = schema
+        .fields
+        .iter()
+        .map(|f| format!("{} {}", f.name, f.field_type))
+        .collect();
+    let key: Vec<&str> = schema.key_fields().map(|f| f.name.as_str()).collect();
+    let indexes: Vec<String> = schema
+        .indexes
+        .iter()
+        .map(|declared| OrderedIndex::db_name(schema, declared))
+        .collect();
+    format!(
+        "fields({}) key({}) indexes({})",
+        fields.join(","),
+        key.join(","),
+        indexes.join(";")
+    )
+}
+
+/// The declared indexes of every dataset, as [`FORMAT_WHOLE_LAYOUT`] recorded them.
+fn whole_layout(catalog: &Catalog) -> String {
     catalog
         .iter()
         .flat_map(|schema| {
@@ -264,23 +305,6 @@ fn layout(catalog: &Catalog) -> String {
                 .indexes
                 .iter()
                 .map(|declared| OrderedIndex::db_name(schema, declared))
-        })
-        .collect::<Vec<_>>()
-        .join(";")
-}
-
-/// The fields of every dataset (names and types, in order), as text: records are encoded by
-/// position, so an index built for other fields is rebuilt.
-fn field_layout(catalog: &Catalog) -> String {
-    catalog
-        .iter()
-        .map(|schema| {
-            let fields: Vec<String> = schema
-                .fields
-                .iter()
-                .map(|f| format!("{} {}", f.name, f.field_type))
-                .collect();
-            format!("{}({})", schema.name, fields.join(","))
         })
         .collect::<Vec<_>>()
         .join(";")
@@ -393,10 +417,9 @@ impl KeyIndex {
                 |row| row.get(0),
             )
             .map_err(store_error)?;
-        let (indexed, trusted) = self.state(stored)?;
+        let indexed = self.sequence()?;
         if let Some(indexed) = indexed
             && indexed > seq
-            && trusted
         {
             if self.replay_deferred(stored, conn, seq, indexed)? {
                 tracing::info!(
@@ -433,18 +456,43 @@ impl KeyIndex {
         Ok(())
     }
 
+    /// The sequence number of the last write the index holds, if it is in step with one.
+    fn sequence(&self) -> Result<Option<u64>, StoreError> {
+        let tx = self.env.read_txn().map_err(index_error)?;
+        self.meta.get(&tx, "seq").map_err(index_error)
+    }
+
     /// The index's sequence number, and whether its records and indexes were built for `catalog`.
     fn state(&self, catalog: &Catalog) -> Result<(Option<u64>, bool), StoreError> {
         let tx = self.env.read_txn().map_err(index_error)?;
         let indexed = self.meta.get(&tx, "seq").map_err(index_error)?;
-        let format = self.meta.get(&tx, "format").map_err(index_error)?;
-        let declared = self.layout.get(&tx, "layout").map_err(index_error)?;
-        // indexes written before fields were part of the layout were built for the tables' fields
-        let shapes = self.layout.get(&tx, "fields").map_err(index_error)?;
-        let built_for = format == Some(FORMAT)
-            && declared == Some(layout(catalog).as_str())
-            && shapes.is_none_or(|shapes| shapes == field_layout(catalog));
-        Ok((indexed, built_for))
+        let built = catalog
+            .iter()
+            .map(|schema| self.built_for(&tx, schema))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((indexed, built.into_iter().all(|b| b)))
+    }
+
+    /// Whether the records of `schema`'s dataset were written for that schema: the log of
+    /// deferred writes of a dataset is replayed only then (its records are decoded with it).
+    /// (LMDB allows one read transaction per thread: the caller's is used.)
+    fn built_for(&self, tx: &heed::RoTxn<'_>, schema: &DatasetSchema) -> Result<bool, StoreError> {
+        let format = self.meta.get(tx, "format").map_err(index_error)?;
+        Ok(match format {
+            Some(FORMAT) => {
+                let recorded = self.layout.get(tx, &schema.name).map_err(index_error)?;
+                recorded == Some(built_for(schema).as_str())
+            }
+            _ => false,
+        })
+    }
+
+    /// Whether an index of [`FORMAT_WHOLE_LAYOUT`] was built for the `stored` catalog (the first
+    /// start after an upgrade replays its log of deferred writes).
+    fn built_whole_for(&self, tx: &heed::RoTxn<'_>, stored: &Catalog) -> Result<bool, StoreError> {
+        let format = self.meta.get(tx, "format").map_err(index_error)?;
+        let layout = self.layout.get(tx, "layout").map_err(index_error)?;
+        Ok(format == Some(FORMAT_WHOLE_LAYOUT) && layout == Some(whole_layout(stored).as_str()))
     }
 
     /// Appends to the tables, in one DuckDB transaction that also sets DuckDB's sequence number to
@@ -478,11 +526,18 @@ impl KeyIndex {
         if (stored + 1..=indexed).any(|seq| !writes.contains(&seq)) {
             return Ok(false);
         }
+        let whole = self.built_whole_for(&tx, catalog)?;
         let mut deferred = Vec::new();
         for (name, (appended, changed)) in &keys {
             let schema = catalog
                 .get(name)
-                .ok_or_else(|| StoreError::Internal(format!("no dataset {name}")))?;
+                .ok_or_else(|| refuse_replay(name, "no schema file declares it"))?;
+            if !whole && !self.built_for(&tx, schema)? {
+                return Err(refuse_replay(
+                    name,
+                    "its stored schema is not the one the key index holds its records in",
+                ));
+            }
             let records = self.dataset(name)?.records;
             let mut batches = Vec::new();
             // a new record whose key changed since is written as a changed key
@@ -541,12 +596,12 @@ impl KeyIndex {
         self.meta
             .put(write.tx()?, "format", &FORMAT)
             .map_err(index_error)?;
-        self.layout
-            .put(write.tx()?, "layout", &layout(catalog))
-            .map_err(index_error)?;
-        self.layout
-            .put(write.tx()?, "fields", &field_layout(catalog))
-            .map_err(index_error)?;
+        self.layout.clear(write.tx()?).map_err(index_error)?;
+        for schema in catalog.iter() {
+            self.layout
+                .put(write.tx()?, &schema.name, &built_for(schema))
+                .map_err(index_error)?;
+        }
         write.commit(seq)
     }
 
@@ -640,29 +695,6 @@ impl KeyIndex {
             }
         }
         decode_rows(schema, &found)
-    }
-
-    /// Encodes the key columns of `batch` (shaped as the dataset's schema).
-    pub(crate) fn batch_keys(
-        &self,
-        schema: &DatasetSchema,
-        batch: &RecordBatch,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let key_columns: Vec<ArrayRef> = schema
-            .primary_key
-            .iter()
-            .map(|&c| Arc::clone(batch.column(c)))
-            .collect();
-        self.dataset(&schema.name)?.keys.encode(&key_columns)
-    }
-
-    /// Encoded keys as key columns, for SQL.
-    pub(crate) fn key_columns(
-        &self,
-        schema: &DatasetSchema,
-        keys: &[Vec<u8>],
-    ) -> Result<Vec<ArrayRef>, StoreError> {
-        self.dataset(&schema.name)?.keys.columns(keys)
     }
 
     /// A declared index that answers `query`, and the entries it reads (see

@@ -96,7 +96,8 @@ fn legacy_schema(
             let ty = FieldType::ALL
                 .into_iter()
                 .filter(|t| column_type(*t) == c.data_type)
-                .max_by_key(|t| Some(*t) == declared_type)
+                // VARCHAR holds strings and json: the declared type decides, else string
+                .max_by_key(|t| (Some(*t) == declared_type, *t == FieldType::String))
                 .map_or("string", |t| t.name());
             serde_json::json!({"name": c.name, "type": ty, "required": !c.nullable})
         })
@@ -154,7 +155,7 @@ pub(crate) fn apply(
         if plan.needs_check() {
             check_records(conn, declared, plan)?;
         }
-        if plan.key_changes() {
+        if plan.key_changed {
             check_unique(conn, declared, plan)?;
         }
     }
@@ -213,7 +214,11 @@ fn mapped_select(declared: &DatasetSchema, plan: &DatasetPlan) -> String {
         .map(|(field, source)| {
             let ty = column_type(field.field_type);
             let value = match source {
-                FieldSource::Stored { column, from } if *from == field.field_type => quote(column),
+                FieldSource::Stored {
+                    column,
+                    converted: false,
+                    ..
+                } => quote(column),
                 FieldSource::Stored { column, .. } => {
                     format!("TRY_CAST({} AS {ty})", quote(column))
                 }
@@ -341,7 +346,9 @@ fn change_table(
     let run = |sql: String| conn.execute_batch(&sql).map_err(store_error);
     match plan.columns {
         ColumnChange::Rewrite => {
-            let rewritten = format!("{}__migrated", declared.name);
+            // no dataset name starts with `_`: the working table cannot be one
+            let rewritten = format!("_dataforge_migrating_{}", declared.name);
+            run(format!("DROP TABLE IF EXISTS {}", quote(&rewritten)))?;
             run(create_table_named(declared, &rewritten))?;
             run(format!(
                 "INSERT INTO {} {}",
@@ -443,7 +450,7 @@ pub(crate) fn history(conn: &Connection) -> Result<Vec<SchemaVersion>, StoreErro
     }
     let mut statement = conn
         .prepare(&format!(
-            "SELECT dataset, version, strftime(applied_at, '%Y-%m-%dT%H:%M:%SZ'), document FROM {} ORDER BY applied_at, dataset, version",
+            "SELECT dataset, version, strftime(applied_at, '%Y-%m-%dT%H:%M:%SZ'), document FROM {} ORDER BY dataset, version",
             quote(SCHEMAS_TABLE)
         ))
         .map_err(store_error)?;

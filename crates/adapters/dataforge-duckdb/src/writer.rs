@@ -610,7 +610,8 @@ impl WriterState {
             )));
         }
         let table = quote(&schema.name);
-        let rewritten = format!("{}__clustered", schema.name);
+        // no dataset name starts with `_`: the working table cannot be one
+        let rewritten = format!("_dataforge_clustering_{}", schema.name);
         let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
         let order = column_list(
             schema

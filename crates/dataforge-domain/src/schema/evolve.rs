@@ -39,8 +39,12 @@ pub struct Step {
 /// Where a declared field's values come from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldSource {
-    /// A stored column (under this name), converted when its type differs.
-    Stored { column: String, from: FieldType },
+    /// A stored column (under this name), converted to the declared type when `converted`.
+    Stored {
+        column: String,
+        from: FieldType,
+        converted: bool,
+    },
     /// A new field: its default, or null, in every stored record.
     New,
 }
@@ -64,6 +68,9 @@ pub struct DatasetPlan {
     /// For each declared field, in order.
     pub sources: Vec<FieldSource>,
     pub columns: ColumnChange,
+    /// Whether the primary key changes (its fields or their types): stored keys are checked for
+    /// uniqueness first, and the key index is rebuilt.
+    pub key_changed: bool,
 }
 
 impl DatasetPlan {
@@ -72,16 +79,23 @@ impl DatasetPlan {
         self.steps.iter().map(|s| s.risk).max()
     }
 
-    /// Whether stored records must be checked against the declared schema first.
+    /// Whether stored records must be checked against the declared schema first: a checked step,
+    /// or a field whose values are converted (a value that does not convert becomes null, which a
+    /// required field refuses).
     pub fn needs_check(&self) -> bool {
-        self.steps.iter().any(|s| s.risk == Risk::Checked)
+        self.steps.iter().any(|s| s.risk == Risk::Checked) || self.converts()
     }
 
-    /// Whether the primary key changes (its uniqueness is checked, the key index rebuilt).
-    pub fn key_changes(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|s| s.description.starts_with("primary key"))
+    fn converts(&self) -> bool {
+        self.sources.iter().any(|s| {
+            matches!(
+                s,
+                FieldSource::Stored {
+                    converted: true,
+                    ..
+                }
+            )
+        })
     }
 }
 
@@ -91,12 +105,13 @@ pub fn plan(stored: &DatasetSchema, declared: &DatasetSchema) -> DatasetPlan {
     let mut add = |risk, description: String| steps.push(Step { risk, description });
     let mut sources = Vec::with_capacity(declared.fields.len());
     let mut kept = Vec::new();
+    let renamed_away: Vec<&str> = declared
+        .fields
+        .iter()
+        .filter_map(|f| renamed_from(stored, f))
+        .collect();
     for field in &declared.fields {
-        let renamed = field
-            .renamed_from
-            .as_deref()
-            .filter(|old| stored.field(old).is_some() && stored.field(&field.name).is_none());
-        let previous = match renamed {
+        let previous = match renamed_from(stored, field) {
             Some(old) => {
                 add(
                     Risk::Safe,
@@ -104,6 +119,8 @@ pub fn plan(stored: &DatasetSchema, declared: &DatasetSchema) -> DatasetPlan {
                 );
                 stored.field(old)
             }
+            // a stored field of this name is renamed to another: this one is new
+            None if renamed_away.contains(&field.name.as_str()) => None,
             None => stored.field(&field.name),
         };
         match previous {
@@ -116,6 +133,7 @@ pub fn plan(stored: &DatasetSchema, declared: &DatasetSchema) -> DatasetPlan {
                 sources.push(FieldSource::Stored {
                     column: old.name.clone(),
                     from: old.field_type,
+                    converted: old.field_type != field.field_type,
                 });
                 changed_field(old, field, &mut add);
             }
@@ -140,8 +158,18 @@ pub fn plan(stored: &DatasetSchema, declared: &DatasetSchema) -> DatasetPlan {
     let stored_key: Vec<String> = stored
         .primary_key
         .iter()
-        .map(|&i| renamed_name(declared, &stored.fields[i].name))
+        .map(|&i| renamed_name(stored, declared, &stored.fields[i].name))
         .collect();
+    let key_retyped = declared.primary_key.iter().any(|&i| {
+        matches!(
+            &sources[i],
+            FieldSource::Stored {
+                converted: true,
+                ..
+            }
+        )
+    });
+    let key_changed = stored_key != names(declared, &declared.primary_key) || key_retyped;
     if stored_key != names(declared, &declared.primary_key) {
         add(
             Risk::Destructive,
@@ -179,16 +207,22 @@ pub fn plan(stored: &DatasetSchema, declared: &DatasetSchema) -> DatasetPlan {
         steps,
         sources,
         columns,
+        key_changed,
     }
 }
 
+/// The stored field a declared one is renamed from, when the stored schema has it.
+fn renamed_from<'s>(stored: &'s DatasetSchema, field: &FieldSchema) -> Option<&'s str> {
+    let old = field.renamed_from.as_deref()?;
+    stored.field(old).map(|f| f.name.as_str())
+}
+
 /// The declared name of a stored field (renamed or not).
-fn renamed_name(declared: &DatasetSchema, stored_name: &str) -> String {
+fn renamed_name(stored: &DatasetSchema, declared: &DatasetSchema, stored_name: &str) -> String {
     declared
         .fields
         .iter()
-        .find(|f| f.renamed_from.as_deref() == Some(stored_name))
-        .filter(|_| declared.field(stored_name).is_none())
+        .find(|f| renamed_from(stored, f) == Some(stored_name))
         .map_or_else(|| stored_name.to_owned(), |f| f.name.clone())
 }
 
@@ -426,9 +460,11 @@ mod tests {
             plan.sources[2],
             FieldSource::Stored {
                 column: "n".into(),
-                from: FieldType::Integer
+                from: FieldType::Integer,
+                converted: true,
             }
         );
+        assert!(plan.needs_check(), "a converted field is checked");
         assert_eq!(plan.columns, ColumnChange::Rewrite);
     }
 
@@ -460,8 +496,48 @@ mod tests {
             .map(|s| s.description.as_str())
             .collect();
         assert_eq!(destructive.len(), 3, "{destructive:?}");
-        assert!(plan.key_changes());
+        assert!(plan.key_changed);
         assert_eq!(plan.risk(), Some(Risk::Destructive));
+    }
+
+    #[test]
+    fn renames_take_the_data_of_the_field_renamed_only() {
+        // `name` becomes `label`, and a new field takes the name `name`
+        let mut fields = base();
+        fields[1].name = Some(Located::new("label".into(), None));
+        fields[1].renamed_from = Some(Located::new("name".into(), None));
+        fields.push(field("name", "string"));
+        let plan = plan(&schema(base(), &["id"]), &schema(fields, &["id"]));
+        assert_eq!(plan.sources[3], FieldSource::New, "{plan:?}");
+        assert!(matches!(&plan.sources[1], FieldSource::Stored { column, .. } if column == "name"));
+        assert!(
+            plan.steps
+                .iter()
+                .any(|s| s.description.starts_with("add optional field `name`"))
+        );
+        // two names swapped
+        let mut swapped = base();
+        swapped[1].name = Some(Located::new("n".into(), None));
+        swapped[1].field_type = Some(Located::new("integer".into(), None));
+        swapped[1].max_length = None;
+        swapped[1].renamed_from = Some(Located::new("name".into(), None));
+        swapped[2].name = Some(Located::new("name".into(), None));
+        swapped[2].field_type = Some(Located::new("string".into(), None));
+        swapped[2].renamed_from = Some(Located::new("n".into(), None));
+        let swap = super::plan(&schema(base(), &["id"]), &schema(swapped, &["id"]));
+        assert!(
+            matches!(&swap.sources[1], FieldSource::Stored { column, .. } if column == "name"),
+            "{swap:?}"
+        );
+        assert!(matches!(&swap.sources[2], FieldSource::Stored { column, .. } if column == "n"));
+    }
+
+    #[test]
+    fn a_retyped_key_field_is_a_key_change() {
+        let mut fields = base();
+        fields[0].field_type = Some(Located::new("float".into(), None));
+        let plan = plan(&schema(base(), &["id"]), &schema(fields, &["id"]));
+        assert!(plan.key_changed);
     }
 
     #[test]

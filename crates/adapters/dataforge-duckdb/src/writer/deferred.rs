@@ -215,6 +215,14 @@ impl WriterState {
                 .records
                 .push((Arc::clone(schema), Records::Batches(settled.stored)));
         }
+        if applied.keys.values().all(|(_, keys)| keys.is_empty()) {
+            // every write refused: nothing to store, and no sequence number spent (the log must
+            // list every deferred sequence number for a start to replay it)
+            return Ok(results
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| Ok(Default::default())))
+                .collect());
+        }
         let mut write = index.write()?;
         for (schema, records) in &applied.records {
             if let Records::Batches(batches) = records {

@@ -11,7 +11,7 @@ use dataforge_domain::value::Value;
 
 use super::{MAX_LISTED_KEYS, ROW_COLUMN, WriterState, staging_name};
 use crate::batches::for_each_batch;
-use crate::sql::{column_list, key_matches, literal, quote};
+use crate::sql::{column_list, column_type, key_matches, literal, quote};
 use crate::store_error;
 
 impl WriterState {
@@ -39,8 +39,9 @@ impl WriterState {
                 }
                 let kept = match &f.default {
                     Some(default) => format!(
-                        "CASE WHEN t.{first_key} IS NULL THEN {} ELSE t.{column} END",
-                        literal(default)
+                        "CASE WHEN t.{first_key} IS NULL THEN CAST({} AS {}) ELSE t.{column} END",
+                        literal(default),
+                        column_type(f.field_type)
                     ),
                     None => format!("t.{column}"),
                 };
