@@ -12,12 +12,13 @@ mod by_key;
 mod deferred;
 mod merge;
 mod mutate;
+mod pacing;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
@@ -236,6 +237,9 @@ pub(crate) fn start(
                             let clustered = state.flush_deferred().and_then(|()| state.cluster(&dataset));
                             let _ = reply.send(clustered);
                         }
+                        // a tick waits while appends have been costly (see `pacing`)
+                        WriterJob::Flush { reply: None }
+                            if !state.deferred.pacing.tick_appends(Instant::now()) => {}
                         WriterJob::Flush { reply } => {
                             let flushed = state.flush_deferred();
                             if let Err(e) = &flushed {

@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_select::concat::concat_batches;
@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::key_index::{DeferredWrites, KeyIndex, write_deferred};
 
+use super::pacing::AppendPacing;
 use super::{Applied, Commit, Records, WriteResult, WriterJob, WriterState, by_dataset};
 
 /// Records of one group, at most, for it to be deferred; larger groups commit to DuckDB at once
@@ -46,6 +47,8 @@ pub(crate) struct Deferred {
     pub(super) rows: usize,
     /// The index the changed keys' records are read from (kept should the writer drop it).
     index: Option<Arc<KeyIndex>>,
+    /// When the ticker's appends may run.
+    pub(super) pacing: AppendPacing,
     /// Set while anything is deferred: reads through DuckDB wait for an append first.
     pending: Arc<AtomicBool>,
 }
@@ -58,6 +61,7 @@ impl Deferred {
             changed: Vec::new(),
             rows: 0,
             index: None,
+            pacing: AppendPacing::default(),
             pending: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -288,10 +292,12 @@ impl WriterState {
             ));
         };
         let writes = self.deferred.take()?;
+        let started = Instant::now();
         if let Err(e) = write_deferred(&self.conn, &index, &writes, seq) {
             self.deferred.restore(writes);
             return Err(e);
         }
+        self.deferred.pacing.appended(started, Instant::now());
         self.deferred.pending.store(false, Ordering::Release);
         self.deferred.index = None;
         if let Err(e) = index.clear_deferred() {
