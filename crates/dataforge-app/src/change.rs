@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use dataforge_domain::change::{
-    Change, Mutated, Mutation, by_key, parse_selection_body, parse_selection_params, parse_set,
+    Change, Mutated, Mutation, Selection, by_key, parse_selection_body, parse_selection_params,
+    parse_set,
 };
 use dataforge_domain::query::parse_key;
 use dataforge_domain::records::BodyFormat;
@@ -39,11 +40,7 @@ impl App {
     ) -> Result<u64, AppError> {
         let schema = self.dataset(dataset)?;
         let selection = parse_selection_params(&schema, params)?;
-        let change = match set {
-            Some(set) => Change::Update(parse_set(&schema, set).map_err(invalid)?),
-            None => Change::Delete,
-        };
-        Ok(self.mutate(schema, selection.with(change)).await?.changed)
+        self.change_selected(schema, selection, set).await
     }
 
     /// `POST .../update` and `POST .../delete`: the same with a JSON filter tree in the body.
@@ -55,6 +52,16 @@ impl App {
     ) -> Result<u64, AppError> {
         let schema = self.dataset(dataset)?;
         let (selection, set) = parse_selection_body(&schema, body, update)?;
+        self.change_selected(schema, selection, set).await
+    }
+
+    /// Updates (with the values of `set`) or deletes (without) the selected records.
+    async fn change_selected(
+        &self,
+        schema: Arc<DatasetSchema>,
+        selection: Selection,
+        set: Option<&Json>,
+    ) -> Result<u64, AppError> {
         let change = match set {
             Some(set) => Change::Update(parse_set(&schema, set).map_err(invalid)?),
             None => Change::Delete,

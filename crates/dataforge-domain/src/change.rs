@@ -5,7 +5,7 @@
 use serde_json::Value as Json;
 
 use crate::query::{
-    Comparison, Condition, FILTER_MAX_NODES, Filter, Predicate, QueryError, parse_filter,
+    Comparison, Condition, Filter, Predicate, QueryError, body_parts, filter_part, parse_filter,
 };
 use crate::schema::DatasetSchema;
 use crate::validate::{Violation, Violations, check_value};
@@ -111,26 +111,9 @@ pub fn parse_selection_body<'b>(
     } else {
         &["filter", "all", "max_affected"]
     };
-    let Json::Object(object) = body else {
-        return Err(QueryError::new(
-            "body",
-            format!("expected a JSON object with: {}", parts.join(", ")),
-        ));
-    };
-    if let Some(unknown) = object.keys().find(|k| !parts.contains(&k.as_str())) {
-        return Err(QueryError::new(
-            unknown.as_str(),
-            format!("unknown part; this request has: {}", parts.join(", ")),
-        ));
-    }
+    let object = body_parts(body, parts)?;
     let present = |name: &str| object.get(name).filter(|v| !v.is_null());
-    let filter = match present("filter") {
-        Some(node) => {
-            let mut budget = FILTER_MAX_NODES;
-            Predicate::from_json(schema, node, "filter", 0, &mut budget)?
-        }
-        None => Predicate::And(Vec::new()),
-    };
+    let filter = filter_part(schema, present("filter"))?;
     let all = match present("all") {
         None => false,
         Some(Json::Bool(b)) => *b,

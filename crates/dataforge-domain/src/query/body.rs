@@ -39,26 +39,9 @@ pub fn parse_query_body(
     limits: QueryLimits,
     paged: bool,
 ) -> Result<ReadPlan, QueryError> {
-    let Json::Object(parts) = body else {
-        return Err(QueryError::new(
-            "body",
-            format!("expected a JSON object with any of: {}", PARTS.join(", ")),
-        ));
-    };
-    if let Some(unknown) = parts.keys().find(|k| !PARTS.contains(&k.as_str())) {
-        return Err(QueryError::new(
-            unknown.as_str(),
-            format!("unknown part; a query has: {}", PARTS.join(", ")),
-        ));
-    }
+    let parts = body_parts(body, &PARTS)?;
     let present = |name: &str| parts.get(name).filter(|v| !v.is_null());
-    let filter = match present("filter") {
-        Some(node) => {
-            let mut budget = FILTER_MAX_NODES;
-            Predicate::from_json(schema, node, "filter", 0, &mut budget)?
-        }
-        None => Predicate::And(Vec::new()),
-    };
+    let filter = filter_part(schema, present("filter"))?;
     let limit = match present("limit") {
         None => None,
         Some(Json::Number(n)) => Some(n.to_string()),
@@ -151,6 +134,40 @@ fn text_items(
             part,
             "must be a string or an array of strings",
         )),
+    }
+}
+
+/// The parts of a JSON request body: an object naming only `known` parts.
+pub(crate) fn body_parts<'b>(
+    body: &'b Json,
+    known: &[&str],
+) -> Result<&'b serde_json::Map<String, Json>, QueryError> {
+    let Json::Object(parts) = body else {
+        return Err(QueryError::new(
+            "body",
+            format!("expected a JSON object with any of: {}", known.join(", ")),
+        ));
+    };
+    if let Some(unknown) = parts.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(QueryError::new(
+            unknown.as_str(),
+            format!("unknown part; this request has: {}", known.join(", ")),
+        ));
+    }
+    Ok(parts)
+}
+
+/// A body's `filter` part (no filter: every record).
+pub(crate) fn filter_part(
+    schema: &DatasetSchema,
+    node: Option<&Json>,
+) -> Result<Predicate, QueryError> {
+    match node {
+        Some(node) => {
+            let mut budget = FILTER_MAX_NODES;
+            Predicate::from_json(schema, node, "filter", 0, &mut budget)
+        }
+        None => Ok(Predicate::And(Vec::new())),
     }
 }
 

@@ -10,6 +10,7 @@ pub use aggregate::{
     Aggregation, Bucket, GroupKey, Metric, MetricFunction, parse_aggregate_params,
 };
 pub use body::{FILTER_MAX_DEPTH, FILTER_MAX_NODES, parse_query_body};
+pub(crate) use body::{body_parts, filter_part};
 pub use cursor::Cursor;
 pub(crate) use params::parse_filter;
 pub use params::{QueryLimits, parse_count_params, parse_key, parse_list_params};
