@@ -21,14 +21,8 @@ use std::time::Instant;
 
 use duckdb::Connection;
 
-const COLUMNS: &str = "field_code BIGINT NOT NULL, field_name VARCHAR, well_code BIGINT NOT NULL, \
-    well_reference VARCHAR, well_name VARCHAR, production_period TIMESTAMP NOT NULL, \
-    days_on_production BIGINT, oil_production_kbd DOUBLE, gas_production_mmcfd DOUBLE, \
-    liquids_production_kbd DOUBLE, water_production_kbd DOUBLE, data_source VARCHAR, \
-    source_data VARCHAR, partition_0 VARCHAR";
-
-/// Rows per transaction while loading.
-const COMMIT_ROWS: usize = 100_000;
+mod common;
+use common::{COLUMNS, append_files};
 
 /// Single-row statements per measured loop.
 const STATEMENTS: u64 = 10_000;
@@ -60,28 +54,7 @@ fn kept_key(j: u64, rows: u64) -> (i64, i64, String) {
 
 fn load(conn: &Connection, paths: &[String]) -> Result<u64, Box<dyn std::error::Error>> {
     conn.execute_batch(&format!("CREATE TABLE well_production ({COLUMNS})"))?;
-    let mut rows = 0u64;
-    let mut in_transaction = 0usize;
-    let mut appender = conn.appender("well_production")?;
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    for path in paths {
-        let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
-        for batch in arrow_ipc::reader::StreamReader::try_new(file, None)? {
-            let batch = batch?;
-            rows += batch.num_rows() as u64;
-            in_transaction += batch.num_rows();
-            appender.append_record_batch(batch)?;
-            if in_transaction >= COMMIT_ROWS {
-                appender.flush()?;
-                conn.execute_batch("COMMIT; BEGIN TRANSACTION")?;
-                in_transaction = 0;
-            }
-        }
-    }
-    appender.flush()?;
-    drop(appender);
-    conn.execute_batch("COMMIT")?;
-    Ok(rows)
+    append_files(conn, "well_production", paths)
 }
 
 /// Writes `input` with only the columns `fields` names.

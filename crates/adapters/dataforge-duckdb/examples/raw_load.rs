@@ -11,14 +11,8 @@ use std::time::Instant;
 
 use duckdb::Connection;
 
-const COLUMNS: &str = "field_code BIGINT NOT NULL, field_name VARCHAR, well_code BIGINT NOT NULL, \
-    well_reference VARCHAR, well_name VARCHAR, production_period TIMESTAMP NOT NULL, \
-    days_on_production BIGINT, oil_production_kbd DOUBLE, gas_production_mmcfd DOUBLE, \
-    liquids_production_kbd DOUBLE, water_production_kbd DOUBLE, data_source VARCHAR, \
-    source_data VARCHAR, partition_0 VARCHAR";
-
-/// Rows per transaction.
-const COMMIT_ROWS: usize = 100_000;
+mod common;
+use common::{COLUMNS, append_files};
 
 fn load(
     path: &str,
@@ -40,26 +34,7 @@ fn load(
     };
     conn.execute_batch(&format!("CREATE TABLE well_production ({COLUMNS}{key})"))?;
     let started = Instant::now();
-    let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
-    let reader = arrow_ipc::reader::StreamReader::try_new(file, None)?;
-    let mut rows = 0u64;
-    let mut in_transaction = 0usize;
-    let mut appender = conn.appender("well_production")?;
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    for batch in reader {
-        let batch = batch?;
-        rows += batch.num_rows() as u64;
-        in_transaction += batch.num_rows();
-        appender.append_record_batch(batch)?;
-        if in_transaction >= COMMIT_ROWS {
-            appender.flush()?;
-            conn.execute_batch("COMMIT; BEGIN TRANSACTION")?;
-            in_transaction = 0;
-        }
-    }
-    appender.flush()?;
-    drop(appender);
-    conn.execute_batch("COMMIT")?;
+    let rows = append_files(&conn, "well_production", &[path])?;
     Ok((rows, started.elapsed().as_secs_f64()))
 }
 

@@ -12,11 +12,8 @@ use std::time::Instant;
 
 use duckdb::Connection;
 
-const COLUMNS: &str = "field_code BIGINT NOT NULL, field_name VARCHAR, well_code BIGINT NOT NULL, \
-    well_reference VARCHAR, well_name VARCHAR, production_period TIMESTAMP NOT NULL, \
-    days_on_production BIGINT, oil_production_kbd DOUBLE, gas_production_mmcfd DOUBLE, \
-    liquids_production_kbd DOUBLE, water_production_kbd DOUBLE, data_source VARCHAR, \
-    source_data VARCHAR, partition_0 VARCHAR";
+mod common;
+use common::COLUMNS;
 
 fn load(
     conn: &Connection,
