@@ -144,6 +144,13 @@ fn one_record_by_key_patch_put_delete() {
         (bad_key.status, bad_key.body["parameter"].clone()),
         (400, json!("key"))
     );
+    for method in ["GET", "PATCH", "PUT", "DELETE"] {
+        let body = (method != "GET" && method != "DELETE").then(|| json!({"depth_m": 1}));
+        let invalid = server.send(method, &format!("{WR}/records/%FF"), body.as_ref());
+        assert_eq!(invalid.status, 400, "{method}: {invalid:?}");
+        assert_eq!(invalid.content_type, "application/problem+json");
+        assert_eq!(invalid.body["parameter"], json!("key"));
+    }
     let not_json = server.send("PATCH", &format!("{WR}/records/2"), None);
     assert_eq!(not_json.status, 400, "{not_json:?}");
 

@@ -308,25 +308,41 @@ pub async fn count_records(
     ))
 }
 
-/// The key segments of `.../records/{k1}/{k2}/...`, split from the raw path and decoded one by
-/// one, so a key value may contain an encoded `/` (`%2F`).
-fn key_segments(uri: &Uri) -> Result<Vec<String>, Problem> {
-    // the route is /v1/datasets/{dataset}/records/{key...}: the key starts at the sixth segment
-    uri.path()
-        .split('/')
-        .skip(5)
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8()
-                .map(|c| c.into_owned())
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|_| {
-            Problem::bad_request(
-                "key",
-                "a key segment is not valid UTF-8 after percent-decoding",
-            )
-        })
+/// The dataset and key segments of `.../records/{k1}/{k2}/...`, split from the raw path and
+/// decoded one by one, so a key value may contain an encoded `/` (`%2F`). Read here rather than by
+/// axum's `Path`, whose refusal of a segment that is not UTF-8 is plain text, not a problem.
+struct RecordPath {
+    dataset: String,
+    key: Vec<String>,
+}
+
+impl RecordPath {
+    fn of(uri: &Uri) -> Result<RecordPath, Problem> {
+        // /v1/datasets/{dataset}/records/{key...}: the dataset is the fourth segment, the key
+        // starts at the sixth
+        let decoded: Vec<String> = uri
+            .path()
+            .split('/')
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .map(|c| c.into_owned())
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                Problem::bad_request(
+                    "key",
+                    "a path segment is not valid UTF-8 after percent-decoding",
+                )
+            })?;
+        let dataset = decoded.get(3).cloned().unwrap_or_default();
+        let key = decoded.into_iter().skip(5).collect();
+        Ok(RecordPath { dataset, key })
+    }
+
+    fn key(&self) -> Vec<&str> {
+        self.key.iter().map(String::as_str).collect()
+    }
 }
 
 /// One record as a JSON object.
@@ -339,18 +355,14 @@ fn record_response(status: StatusCode, rows: &Rows) -> Response {
 }
 
 /// `GET .../records/{k1}/{k2}/...`.
-pub async fn get_record(
-    State(state): State<HttpState>,
-    Path((dataset, _)): Path<(String, String)>,
-    uri: Uri,
-) -> Answer {
-    let segments = key_segments(&uri)?;
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+pub async fn get_record(State(state): State<HttpState>, uri: Uri) -> Answer {
+    let path = RecordPath::of(&uri)?;
+    let (dataset, segments) = (&path.dataset, path.key());
     let rows = state
         .app
-        .get_record(&dataset, &segments)
+        .get_record(dataset, &segments)
         .await
-        .map_err(|e| problem(&state, &dataset, e))?;
+        .map_err(|e| problem(&state, dataset, e))?;
     Ok(record_response(StatusCode::OK, &rows))
 }
 
@@ -378,42 +390,40 @@ fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Json, Problem> {
 /// `PATCH .../records/{k1}/...`: updates the fields the body names; answers the stored record.
 pub async fn patch_record(
     State(state): State<HttpState>,
-    Path((dataset, _)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let segments = key_segments(&uri)?;
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let path = RecordPath::of(&uri)?;
+    let (dataset, segments) = (&path.dataset, path.key());
     let set = json_body(&headers, &body)?;
     let rows = state
         .app
-        .update_record(&dataset, &segments, &set)
+        .update_record(dataset, &segments, &set)
         .await
-        .map_err(|e| problem(&state, &dataset, e))?;
+        .map_err(|e| problem(&state, dataset, e))?;
     Ok(record_response(StatusCode::OK, &rows))
 }
 
 /// `PUT .../records/{k1}/...`: replaces the record (200) or creates it (201); answers it.
 pub async fn put_record(
     State(state): State<HttpState>,
-    Path((dataset, _)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let segments = key_segments(&uri)?;
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let path = RecordPath::of(&uri)?;
+    let (dataset, segments) = (&path.dataset, path.key());
     let record = json_body(&headers, &body)?;
-    let failed = |e| problem(&state, &dataset, e);
+    let failed = |e| problem(&state, dataset, e);
     let (replaced, _) = state
         .app
-        .replace_record(&dataset, &segments, record)
+        .replace_record(dataset, &segments, record)
         .await
         .map_err(failed)?;
     let rows = state
         .app
-        .get_record(&dataset, &segments)
+        .get_record(dataset, &segments)
         .await
         .map_err(failed)?;
     let status = match replaced {
@@ -424,18 +434,14 @@ pub async fn put_record(
 }
 
 /// `DELETE .../records/{k1}/...`: 204, or 404 when no record has the key.
-pub async fn delete_record(
-    State(state): State<HttpState>,
-    Path((dataset, _)): Path<(String, String)>,
-    uri: Uri,
-) -> Answer {
-    let segments = key_segments(&uri)?;
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+pub async fn delete_record(State(state): State<HttpState>, uri: Uri) -> Answer {
+    let path = RecordPath::of(&uri)?;
+    let (dataset, segments) = (&path.dataset, path.key());
     state
         .app
-        .delete_record(&dataset, &segments)
+        .delete_record(dataset, &segments)
         .await
-        .map_err(|e| problem(&state, &dataset, e))?;
+        .map_err(|e| problem(&state, dataset, e))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
