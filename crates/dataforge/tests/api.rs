@@ -317,6 +317,19 @@ fn malformed_bodies_are_client_errors() {
     );
     let unsupported = server.post_raw(&path, "application/xml", b"<a/>");
     assert_problem(&unsupported, 415, "supported: application/json");
+    // a body without a Content-Type is not guessed to be JSON (a cross-site page can send one)
+    for target in [path.clone(), path.replace("/records", "/query")] {
+        let untyped = ureq::post(&format!("{}{target}", server.base))
+            .send_bytes(production(1).to_string().as_bytes());
+        let Err(ureq::Error::Status(415, response)) = untyped else {
+            panic!("{target}: a body without a Content-Type was accepted")
+        };
+        let body: Value = serde_json::from_str(&response.into_string().unwrap()).unwrap();
+        assert!(
+            body["detail"].as_str().unwrap().contains("Content-Type"),
+            "{body}"
+        );
+    }
     let big: Vec<Value> = (0..40).map(production).collect();
     let too_large = server.post_json(&path, &Value::Array(big));
     assert_problem(&too_large, 413, "exceeds the limit of 2048 bytes");

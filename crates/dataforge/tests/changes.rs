@@ -151,8 +151,16 @@ fn one_record_by_key_patch_put_delete() {
         assert_eq!(invalid.content_type, "application/problem+json");
         assert_eq!(invalid.body["parameter"], json!("key"));
     }
-    let not_json = server.send("PATCH", &format!("{WR}/records/2"), None);
-    assert_eq!(not_json.status, 400, "{not_json:?}");
+    // a body needs its Content-Type (a page on another site can send one without); and JSON
+    let untyped = server.send("PATCH", &format!("{WR}/records/2"), None);
+    assert_eq!(untyped.status, 415, "{untyped:?}");
+    let not_json = ureq::request("PATCH", &format!("{}{WR}/records/2", server.base))
+        .set("Content-Type", "application/json")
+        .send_string("{depth");
+    let Err(ureq::Error::Status(status, _)) = not_json else {
+        panic!("malformed JSON was accepted")
+    };
+    assert_eq!(status, 400);
 
     // PUT replaces a whole record (omitted fields take their defaults or null) or creates one
     let replaced = server.send(

@@ -90,10 +90,22 @@ const BODY_TYPES: &[(&str, BodyFormat)] = &[
     ("application/vnd.apache.parquet", BodyFormat::Parquet),
 ];
 
-/// The body format named by a `Content-Type` (JSON when there is none).
+/// The body format named by a `Content-Type`. One is required: a web page on another site may
+/// send a body without one (or as `text/plain`) without the browser asking first, so a body is
+/// never guessed to be JSON.
 fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Problem> {
+    let supported = || BODY_TYPES.iter().map(|(name, _)| *name).collect::<Vec<_>>();
     let Some(content_type) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(BodyFormat::Json);
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!(
+                "the request has a body but no Content-Type; say what it is, one of: {}",
+                supported().join(", ")
+            ),
+        )
+        .with("supported", json!(supported())));
     };
     let essence = content_type
         .to_str()
@@ -103,7 +115,7 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Problem> {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    let supported: Vec<&str> = BODY_TYPES.iter().map(|(name, _)| *name).collect();
+    let supported = supported();
     BODY_TYPES
         .iter()
         .find(|(name, _)| *name == essence)
@@ -285,6 +297,7 @@ pub async fn query(
             "a query takes its parts in the body; only `format` may be a query parameter",
         ));
     }
+    json_content(&headers)?;
     let body: Json = serde_json::from_slice(&body)
         .map_err(|e| Problem::bad_request("body", format!("the body is not valid JSON: {e}")))?;
     read(&state, &dataset, ReadRequest::Body(&body), format).await
@@ -366,17 +379,26 @@ pub async fn get_record(State(state): State<HttpState>, uri: Uri) -> Answer {
     Ok(record_response(StatusCode::OK, &rows))
 }
 
-/// A change's JSON body: the `Content-Type` must be JSON (or absent), the body valid JSON.
-fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Json, Problem> {
-    if body_format(headers)? != BodyFormat::Json {
-        return Err(Problem::new(
+/// Refuses a body whose `Content-Type` is not JSON (or missing: see [`body_format`]).
+fn json_content(headers: &HeaderMap) -> Result<(), Problem> {
+    match headers
+        .get(header::CONTENT_TYPE)
+        .map(|_| body_format(headers))
+    {
+        Some(Ok(BodyFormat::Json)) => Ok(()),
+        _ => Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             "Unsupported media type",
             "this request takes a JSON body (Content-Type: application/json)",
         )
-        .with("supported", json!(["application/json"])));
+        .with("supported", json!(["application/json"]))),
     }
+}
+
+/// A change's JSON body: the `Content-Type` must be JSON, the body valid JSON.
+fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Json, Problem> {
+    json_content(headers)?;
     serde_json::from_slice(body).map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,
