@@ -13,6 +13,7 @@ use dataforge_domain::validate::{RejectedCells, Violation, Violations};
 use dataforge_domain::value::FieldType;
 
 use crate::columns::ColumnBuilder;
+use crate::ipc_limits::BoundedIpc;
 
 /// Decodes an Arrow IPC stream, one decoded batch per incoming batch (split to `batch_rows`).
 pub(crate) fn decode(
@@ -22,7 +23,7 @@ pub(crate) fn decode(
     sink: &mut dyn FnMut(DecodedBatch) -> Result<(), Halt>,
 ) -> Result<u64, BodyError> {
     let reader = arrow_ipc::reader::StreamReader::try_new(
-        std::io::BufReader::with_capacity(256 * 1024, body),
+        BoundedIpc::new(std::io::BufReader::with_capacity(256 * 1024, body)),
         None,
     )
     .map_err(|e| BodyError::Malformed(format!("the body is not an Arrow IPC stream: {e}")))?;

@@ -5,6 +5,7 @@
 mod arrow;
 mod columns;
 mod csv;
+mod ipc_limits;
 mod json;
 mod ndjson;
 mod parquet;
