@@ -432,17 +432,17 @@ async fn serve(settings: Settings) -> ExitCode {
         Ok(wired) => wired,
         Err(code) => return code,
     };
-    let router = dataforge_http::router(
-        app,
-        HttpSettings {
-            max_body_bytes: settings.server.max_body_bytes,
-        },
-    );
-
     let address = match settings.listen_address() {
         Ok(address) => address,
         Err(e) => return fail(&e.to_string()),
     };
+    let router = dataforge_http::router(
+        app,
+        HttpSettings {
+            max_body_bytes: settings.server.max_body_bytes,
+            allowed_hosts: settings.allowed_hosts(address),
+        },
+    );
     let listener = match tokio::net::TcpListener::bind(address).await {
         Ok(listener) => listener,
         Err(e) => return fail(&format!("cannot listen on {address}: {e}")),

@@ -28,6 +28,10 @@ pub struct ServerSettings {
     pub schemas: PathBuf,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Host names requests may name (the `Host` header, port aside). Empty: loopback names when
+    /// listening on a loopback address (so a web page cannot reach this server through a domain
+    /// re-pointed at 127.0.0.1, "DNS rebinding"), any otherwise.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -36,6 +40,7 @@ impl Default for ServerSettings {
             listen: "127.0.0.1:8000".into(),
             schemas: PathBuf::from("./schemas"),
             max_body_bytes: 16 * 1024 * 1024 * 1024,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -112,6 +117,19 @@ impl Settings {
                 "server.listen `{}` is not an address like 127.0.0.1:8000",
                 self.server.listen
             ))
+        })
+    }
+
+    /// The host names requests may name, or `None` for any (see
+    /// [`ServerSettings::allowed_hosts`]).
+    pub fn allowed_hosts(&self, listen: SocketAddr) -> Option<Vec<String>> {
+        if !self.server.allowed_hosts.is_empty() {
+            return Some(self.server.allowed_hosts.clone());
+        }
+        listen.ip().is_loopback().then(|| {
+            ["localhost", "127.0.0.1", "[::1]"]
+                .map(String::from)
+                .to_vec()
         })
     }
 

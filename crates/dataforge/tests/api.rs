@@ -739,3 +739,51 @@ fn pages_cross_null_sort_values_without_loss() {
         assert!(seen[first_null..].iter().all(|s| s.1.is_none()), "{order}");
     }
 }
+
+/// A server on a loopback address answers only requests naming a loopback host: a web page whose
+/// domain is re-pointed at 127.0.0.1 (DNS rebinding) gets 421, not the data.
+#[test]
+fn a_loopback_server_answers_loopback_hosts_only() {
+    let (_dir, db) = temp_db();
+    let server = Server::start(&db);
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    let with_host = |host: &str| match ureq::get(&format!("{}/v1/datasets", server.base))
+        .set("Host", host)
+        .call()
+    {
+        Ok(response) => (response.status(), String::new()),
+        Err(ureq::Error::Status(code, response)) => (code, response.into_string().unwrap()),
+        Err(e) => panic!("{e}"),
+    };
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "LOCALHOST".to_owned(),
+    ] {
+        assert_eq!(with_host(&host).0, 200, "{host}");
+    }
+    let (status, body) = with_host(&format!("rebound.example:{port}"));
+    assert_eq!(status, 421);
+    assert!(
+        body.contains("does not answer to the host `rebound.example`"),
+        "{body}"
+    );
+    assert!(body.contains("server.allowed_hosts"), "{body}");
+    server.stop();
+    // behind a proxy that passes its own name on, the name is configured
+    let proxied = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[("DATAFORGE_SERVER__ALLOWED_HOSTS", "[\"api.example\"]")],
+    );
+    let call = |host: &str| match ureq::get(&format!("{}/health", proxied.base))
+        .set("Host", host)
+        .call()
+    {
+        Ok(response) => response.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(call("api.example"), 200);
+    assert_eq!(call("localhost"), 421);
+}

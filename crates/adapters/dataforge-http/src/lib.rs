@@ -4,8 +4,11 @@
 mod body;
 mod encode;
 mod handlers;
+mod host;
 mod problem;
 mod views;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
@@ -18,10 +21,12 @@ pub use handlers::HttpState;
 pub use problem::Problem;
 
 /// HTTP settings from configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpSettings {
     /// Largest accepted request body; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Host names requests may name (`Host`, port aside); `None` for any.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// The API's routes, with request logging (one line per request: method, path, status, latency).
@@ -61,6 +66,10 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         .route("/v1/datasets/{dataset}/query", post(handlers::query))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
+        .layer(axum::middleware::from_fn_with_state(
+            settings.allowed_hosts.map(Arc::new),
+            host::check,
+        ))
         .layer(axum::middleware::from_fn(access_log))
         .with_state(state)
 }
