@@ -628,7 +628,7 @@ fn a_client_hanging_up_mid_export_frees_the_only_read_connection() {
         let mut socket = TcpStream::connect(&address).unwrap();
         write!(
             socket,
-            "GET {WP}/records?format={format} HTTP/1.1\r\nHost: test\r\n\r\n"
+            "GET {WP}/records?format={format} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         )
         .unwrap();
         let mut start = vec![0u8; 64 * 1024];
