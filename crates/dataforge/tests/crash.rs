@@ -652,3 +652,65 @@ fn sigkill_before_deferred_changes_reach_duckdb_loses_none_of_them() {
     let page = server.get(&format!("{WR}/records?field_code=eq.3&select=well_code"));
     assert_eq!(page.body["items"], json!([{"well_code": 3}]));
 }
+
+/// A key index whose file is truncated or overwritten is set aside and rebuilt from the tables at
+/// start, instead of stopping it (issue 13): every record is read by key again, and keys conflict.
+#[test]
+fn a_damaged_key_index_is_set_aside_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("damaged.duckdb");
+    let server = Server::start(&db);
+    let wells: Vec<Value> = (1..=50).map(registry_well).collect();
+    assert_eq!(
+        server
+            .post_json(&format!("{WR}/records"), &json!(wells))
+            .status,
+        201
+    );
+    server.stop();
+    let data = dir.path().join("damaged.duckdb.keys").join("data.mdb");
+    type Damage = fn(&std::path::Path);
+    let damages: [(&str, Damage); 2] = [
+        ("truncated", |data| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(data)
+                .unwrap()
+                .set_len(100)
+                .unwrap()
+        }),
+        ("garbage-headed", |data| {
+            let mut bytes = std::fs::read(data).unwrap();
+            bytes[..4096].fill(0xab);
+            std::fs::write(data, bytes).unwrap()
+        }),
+    ];
+    for (what, damage) in damages {
+        damage(&data);
+        let server = Server::start(&db);
+        let log = server.log_lines().join("\n");
+        assert!(
+            log.contains("the key index is damaged; it was set aside"),
+            "{what}: {log}"
+        );
+        assert_eq!(
+            server.get(&format!("{WR}/records/42")).body["well_code"],
+            json!(42),
+            "{what}"
+        );
+        let again = server.post_json(&format!("{WR}/records"), &registry_well(7));
+        assert_eq!(again.status, 409, "{what}: {again:?}");
+        server.stop();
+    }
+    let aside = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".keys.damaged-")
+        })
+        .count();
+    assert!(aside >= 1, "the damaged index is kept for inspection");
+}

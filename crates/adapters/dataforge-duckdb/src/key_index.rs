@@ -146,6 +146,46 @@ fn write_dataset(
     append_batches(conn, &schema.name, &batches)
 }
 
+/// Whether LMDB refused to open the index because its file is damaged (truncated, overwritten).
+fn damaged(e: &heed::Error) -> bool {
+    use heed::MdbError::{Corrupted, Invalid, PageNotFound, VersionMismatch};
+    matches!(
+        e,
+        heed::Error::Mdb(Invalid | Corrupted | PageNotFound | VersionMismatch)
+    )
+}
+
+/// Moves a damaged index aside (kept for inspection: it may hold writes acknowledged in the last
+/// moments before the damage that the tables do not have yet) so that a new one is built from the
+/// tables, instead of refusing to start.
+fn set_aside(path: &Path, e: &heed::Error) -> Result<(), StoreError> {
+    // nanoseconds: two damaged indexes set aside within a second keep apart
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".damaged-{now}"));
+    let aside = path.with_file_name(name);
+    std::fs::rename(path, &aside)
+        .and_then(|()| std::fs::create_dir_all(path))
+        .map_err(|io| {
+            StoreError::Internal(format!(
+                "the key index at {} is damaged ({e}) and could not be set aside: {io}",
+                path.display()
+            ))
+        })?;
+    tracing::error!(
+        index = %path.display(),
+        set_aside = %aside.display(),
+        error = %e,
+        "the key index is damaged; it was set aside and is rebuilt from the tables"
+    );
+    Ok(())
+}
+
 pub(crate) fn index_error(e: heed::Error) -> StoreError {
     match e {
         heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::Internal(
@@ -354,11 +394,19 @@ impl KeyIndex {
         options.map_size(max_bytes).max_dbs(databases as u32 + 3);
         // SAFETY: the environment is opened once per process, by this store only; NO_SYNC and
         // NO_META_SYNC trade durability of this derived index for speed, as explained above.
-        let env = unsafe {
+        unsafe {
             options.flags(heed::EnvFlags::NO_SYNC | heed::EnvFlags::NO_META_SYNC);
-            options.open(path)
         }
-        .map_err(index_error)?;
+        // SAFETY: as above
+        let env = match unsafe { options.open(path) } {
+            Ok(env) => env,
+            Err(e) if damaged(&e) => {
+                set_aside(path, &e)?;
+                // SAFETY: as above
+                unsafe { options.open(path) }.map_err(index_error)?
+            }
+            Err(e) => return Err(index_error(e)),
+        };
         let mut tx = env.write_txn().map_err(index_error)?;
         let meta: heed::Database<Str, U64<BE>> = env
             .create_database(&mut tx, Some("_meta"))
