@@ -441,6 +441,7 @@ async fn serve(settings: Settings) -> ExitCode {
         HttpSettings {
             max_body_bytes: settings.server.max_body_bytes,
             allowed_hosts: settings.allowed_hosts(address),
+            stalled_client: std::time::Duration::from_millis(settings.server.stalled_client_ms),
         },
     );
     let listener = match tokio::net::TcpListener::bind(address).await {

@@ -32,6 +32,9 @@ pub struct ServerSettings {
     /// listening on a loopback address (so a web page cannot reach this server through a domain
     /// re-pointed at 127.0.0.1, "DNS rebinding"), any otherwise.
     pub allowed_hosts: Vec<String>,
+    /// How long a streamed answer (an export) waits for a client that stopped reading, in ms,
+    /// before it ends the answer and frees the read's database connection.
+    pub stalled_client_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -41,6 +44,7 @@ impl Default for ServerSettings {
             schemas: PathBuf::from("./schemas"),
             max_body_bytes: 16 * 1024 * 1024 * 1024,
             allowed_hosts: Vec::new(),
+            stalled_client_ms: 30_000,
         }
     }
 }

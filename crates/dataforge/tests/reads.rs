@@ -648,6 +648,52 @@ fn a_client_hanging_up_mid_export_frees_the_only_read_connection() {
     assert_eq!(estimate.body, json!({"count": 300_000, "exact": false}));
 }
 
+/// A client that opens an export and stops reading (the socket left open) holds a read
+/// connection only until `server.stalled_client_ms`; meanwhile other reads wait for a connection
+/// at most `query_timeout_ms` and get 503 with Retry-After, instead of hanging (issue 13).
+#[test]
+fn a_stalled_export_is_ended_and_reads_waiting_for_its_connection_get_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = loaded_database(dir.path(), 300_000);
+    let server = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[
+            ("DATAFORGE_DATABASE__READ_CONNECTIONS", "1"),
+            ("DATAFORGE_DATABASE__QUERY_TIMEOUT_MS", "1500"),
+            ("DATAFORGE_SERVER__STALLED_CLIENT_MS", "4000"),
+        ],
+    );
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stalled = TcpStream::connect(&address).unwrap();
+    write!(
+        stalled,
+        "GET {WP}/records?format=csv HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    .unwrap();
+    let mut start = vec![0u8; 64 * 1024];
+    stalled.read_exact(&mut start).unwrap();
+    assert!(start.starts_with(b"HTTP/1.1 200"));
+    // the export now waits on this client, holding the only read connection
+    std::thread::sleep(Duration::from_millis(300));
+    let busy = answered_within(&server, &format!("{WP}/count"), Duration::from_secs(10));
+    assert_eq!(busy.status, 503, "{busy:?}");
+    assert!(
+        busy.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("read connection"),
+        "{busy:?}"
+    );
+    // past the stall limit the export is ended and the connection is back
+    std::thread::sleep(Duration::from_millis(4500));
+    let count = answered_within(&server, &format!("{WP}/count"), Duration::from_secs(10));
+    assert_eq!(count.body, json!({"count": 300_000, "exact": true}));
+    let log = server.log_lines().join("\n");
+    assert!(log.contains("a client stopped reading an export"), "{log}");
+    drop(stalled);
+}
+
 #[test]
 fn a_query_past_the_timeout_gets_504_and_frees_its_connection() {
     let dir = tempfile::tempdir().unwrap();

@@ -85,11 +85,22 @@ impl ReadPool {
         }
     }
 
+    /// A free connection, waited for within the query timeout: every connection busy (say, with
+    /// long exports) is answered as unavailable, not by a request that hangs.
     async fn lease(self: &Arc<Self>) -> Result<Lease, StoreError> {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Unavailable("the database is closed".into()))?;
+        let waited =
+            tokio::time::timeout(self.timeout, Arc::clone(&self.permits).acquire_owned()).await;
+        let permit = match waited {
+            Ok(permit) => {
+                permit.map_err(|_| StoreError::Unavailable("the database is closed".into()))?
+            }
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "every read connection stayed busy for {} ms (database.read_connections); retry shortly",
+                    self.timeout.as_millis()
+                )));
+            }
+        };
         Ok(Lease {
             conn: Some(self.take()?),
             pool: Arc::clone(self),

@@ -22,6 +22,8 @@ use crate::views;
 pub struct HttpState {
     pub app: App,
     pub max_body_bytes: usize,
+    /// How long a streamed answer waits for a client that stopped reading before it ends.
+    pub stalled_client: std::time::Duration,
 }
 
 type Answer = Result<Response, Problem>;
@@ -236,7 +238,7 @@ async fn read(
         .read_export(dataset, request)
         .await
         .map_err(failed)?;
-    let mut response = encode::stream_body(format, export).into_response();
+    let mut response = encode::stream_body(format, export, state.stalled_client).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.media_type()),

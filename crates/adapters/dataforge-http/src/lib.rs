@@ -27,6 +27,9 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Host names requests may name (`Host`, port aside); `None` for any.
     pub allowed_hosts: Option<Vec<String>>,
+    /// How long a streamed answer waits for a client that stopped reading before it ends it (and
+    /// frees the read's database connection).
+    pub stalled_client: std::time::Duration,
 }
 
 /// The API's routes, with request logging (one line per request: method, path, status, latency).
@@ -34,6 +37,7 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
     let state = HttpState {
         app,
         max_body_bytes: settings.max_body_bytes,
+        stalled_client: settings.stalled_client,
     };
     Router::new()
         .route("/health", get(handlers::health))

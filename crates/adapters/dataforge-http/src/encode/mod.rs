@@ -7,6 +7,7 @@ mod cells;
 
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Field, Schema, SchemaRef};
@@ -173,6 +174,9 @@ const TEXT_SLICE_ROWS: usize = 512;
 struct ChunkSink {
     buffer: Vec<u8>,
     body: mpsc::Sender<Result<Bytes, io::Error>>,
+    /// How long a chunk may wait for the client to read, at most.
+    stall: Duration,
+    runtime: tokio::runtime::Handle,
 }
 
 impl ChunkSink {
@@ -184,9 +188,22 @@ impl ChunkSink {
             &mut self.buffer,
             Vec::with_capacity(CHUNK_BYTES),
         ));
-        self.body
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client hung up"))
+        // a client that stops reading would otherwise hold the read (and its database
+        // connection) for as long as it keeps the socket open
+        match self
+            .runtime
+            .block_on(tokio::time::timeout(self.stall, self.body.send(Ok(chunk))))
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the client hung up",
+            )),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )),
+        }
     }
 
     /// Sends when a chunk is full.
@@ -242,15 +259,17 @@ fn conform(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch, Strin
 enum Stopped {
     /// The client hung up: nothing to report.
     ClientGone,
+    /// The client stopped reading for longer than allowed.
+    Stalled,
     Failed(String),
 }
 
 impl From<io::Error> for Stopped {
     fn from(e: io::Error) -> Self {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            Stopped::ClientGone
-        } else {
-            Stopped::Failed(e.to_string())
+        match e.kind() {
+            io::ErrorKind::BrokenPipe => Stopped::ClientGone,
+            io::ErrorKind::TimedOut => Stopped::Stalled,
+            _ => Stopped::Failed(e.to_string()),
         }
     }
 }
@@ -334,19 +353,27 @@ fn parquet_stopped(e: parquet::errors::ParquetError) -> Stopped {
 
 /// The body of a streamed answer. Encoding runs on a blocking thread; a failure after the answer
 /// has begun can only cut the body short, which the client sees as an incomplete response.
-pub(crate) fn stream_body(format: AnswerFormat, export: Export) -> Body {
+pub(crate) fn stream_body(format: AnswerFormat, export: Export, stall: Duration) -> Body {
     let (body, chunks) = mpsc::channel(CHUNKS_AHEAD);
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut sink = ChunkSink {
             buffer: Vec::with_capacity(CHUNK_BYTES),
             body: body.clone(),
+            stall,
+            runtime,
         };
         match encode(format, export, &mut sink) {
             Ok(()) => {}
             Err(Stopped::ClientGone) => tracing::debug!("the client hung up during an export"),
+            Err(Stopped::Stalled) => tracing::info!(
+                stalled_ms = stall.as_millis() as u64,
+                "a client stopped reading an export; it was ended and its read freed"
+            ),
             Err(Stopped::Failed(why)) => {
                 tracing::error!(error = %why, "an export failed after it had begun");
-                let _ = body.blocking_send(Err(io::Error::other(why)));
+                // never waits: the client may be the reason it failed
+                let _ = body.try_send(Err(io::Error::other(why)));
             }
         }
     });
