@@ -24,6 +24,10 @@ const READ_AHEAD: usize = 8;
 /// batches in flight (this, the encoder's and those read ahead) stay a few MiB each.
 const BATCH_ROWS: usize = 16 * 1024;
 
+/// The least a read waits for a free connection, however short the query timeout: a connection
+/// whose query was just interrupted takes a moment to come back.
+const MIN_LEASE_WAIT: Duration = Duration::from_secs(1);
+
 pub(crate) struct ReadPool {
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
@@ -85,11 +89,12 @@ impl ReadPool {
         }
     }
 
-    /// A free connection, waited for within the query timeout: every connection busy (say, with
-    /// long exports) is answered as unavailable, not by a request that hangs.
+    /// A free connection, waited for within the query timeout (at least [`MIN_LEASE_WAIT`]):
+    /// every connection busy for that long (say, with long exports) is answered as unavailable,
+    /// not by a request that hangs.
     async fn lease(self: &Arc<Self>) -> Result<Lease, StoreError> {
-        let waited =
-            tokio::time::timeout(self.timeout, Arc::clone(&self.permits).acquire_owned()).await;
+        let wait = self.timeout.max(MIN_LEASE_WAIT);
+        let waited = tokio::time::timeout(wait, Arc::clone(&self.permits).acquire_owned()).await;
         let permit = match waited {
             Ok(permit) => {
                 permit.map_err(|_| StoreError::Unavailable("the database is closed".into()))?
@@ -97,7 +102,7 @@ impl ReadPool {
             Err(_) => {
                 return Err(StoreError::Unavailable(format!(
                     "every read connection stayed busy for {} ms (database.read_connections); retry shortly",
-                    self.timeout.as_millis()
+                    wait.as_millis()
                 )));
             }
         };
