@@ -254,9 +254,13 @@ impl DuckDbStore {
             return Ok(());
         }
         let (reply, answered) = oneshot::channel();
+        // a read waits its turn in the queue: the refusal of a full queue (`write_wait_ms`) is
+        // for writes, and a ticker's job may hold the last place for a moment
         self.queue()?
-            .submit(WriterJob::Flush { reply: Some(reply) })
-            .await?;
+            .sender
+            .send(WriterJob::Flush { reply: Some(reply) })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         answer(answered).await
     }
 
