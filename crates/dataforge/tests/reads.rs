@@ -614,6 +614,20 @@ fn answered_within(server: &Server, path: &str, within: Duration) -> support::An
     }
 }
 
+/// A raw connection that asked for the whole table in `format` and read its first 64 KiB.
+fn begun_export(address: &str, format: &str) -> TcpStream {
+    let mut socket = TcpStream::connect(address).unwrap();
+    write!(
+        socket,
+        "GET {WP}/records?format={format} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    .unwrap();
+    let mut start = vec![0u8; 64 * 1024];
+    socket.read_exact(&mut start).unwrap();
+    assert!(start.starts_with(b"HTTP/1.1 200"), "{format}");
+    socket
+}
+
 #[test]
 fn a_client_hanging_up_mid_export_frees_the_only_read_connection() {
     let dir = tempfile::tempdir().unwrap();
@@ -625,15 +639,7 @@ fn a_client_hanging_up_mid_export_frees_the_only_read_connection() {
     );
     let address = server.base.trim_start_matches("http://").to_owned();
     for format in ["csv", "ndjson", "arrow", "parquet"] {
-        let mut socket = TcpStream::connect(&address).unwrap();
-        write!(
-            socket,
-            "GET {WP}/records?format={format} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-        )
-        .unwrap();
-        let mut start = vec![0u8; 64 * 1024];
-        socket.read_exact(&mut start).unwrap();
-        assert!(start.starts_with(b"HTTP/1.1 200"), "{format}");
+        let socket = begun_export(&address, format);
         drop(socket); // hang up with most of the export unread
         // the only read connection is back for the next read
         let count = answered_within(&server, &format!("{WP}/count"), Duration::from_secs(20));
@@ -665,15 +671,7 @@ fn a_stalled_export_is_ended_and_reads_waiting_for_its_connection_get_503() {
         ],
     );
     let address = server.base.trim_start_matches("http://").to_owned();
-    let mut stalled = TcpStream::connect(&address).unwrap();
-    write!(
-        stalled,
-        "GET {WP}/records?format=csv HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    )
-    .unwrap();
-    let mut start = vec![0u8; 64 * 1024];
-    stalled.read_exact(&mut start).unwrap();
-    assert!(start.starts_with(b"HTTP/1.1 200"));
+    let stalled = begun_export(&address, "csv");
     // the export now waits on this client, holding the only read connection
     std::thread::sleep(Duration::from_millis(300));
     let busy = answered_within(&server, &format!("{WP}/count"), Duration::from_secs(10));
