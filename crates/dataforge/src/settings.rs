@@ -32,8 +32,9 @@ pub struct ServerSettings {
     /// listening on a loopback address (so a web page cannot reach this server through a domain
     /// re-pointed at 127.0.0.1, "DNS rebinding"), any otherwise.
     pub allowed_hosts: Vec<String>,
-    /// How long a streamed answer (an export) waits for a client that stopped reading, in ms,
-    /// before it ends the answer and frees the read's database connection.
+    /// How long a client may stop sending a request body or reading a streamed answer, in ms,
+    /// before the request is ended (408 for a body; an export is cut and its database connection
+    /// freed).
     pub stalled_client_ms: u64,
 }
 

@@ -787,3 +787,50 @@ fn a_loopback_server_answers_loopback_hosts_only() {
     assert_eq!(call("api.example"), 200);
     assert_eq!(call("localhost"), 421);
 }
+
+/// A client that stops sending its body holds neither a thread nor the request for long: after
+/// `server.stalled_client_ms` it gets 408 and nothing is written (issue 13), streamed or small.
+#[test]
+fn a_stalled_upload_gets_408_and_writes_nothing() {
+    use std::io::{Read, Write};
+    let (_dir, db) = temp_db();
+    let server = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[("DATAFORGE_SERVER__STALLED_CLIENT_MS", "1000")],
+    );
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let first = format!("[{},", production(1));
+    let requests = [
+        // streamed: chunked, one chunk then nothing
+        format!(
+            "POST {WP}/records HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n",
+            first.len()
+        ),
+        // small: 1,000 bytes declared, a few sent
+        format!(
+            "POST {WP}/records HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{{\"field_code\":"
+        ),
+    ];
+    for request in requests {
+        let started = std::time::Instant::now();
+        let mut socket = std::net::TcpStream::connect(&address).unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        socket.write_all(request.as_bytes()).unwrap();
+        let mut answer = vec![0u8; 1024];
+        let n = socket.read(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(
+            answer.contains("no byte of the request body arrived"),
+            "{answer}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    }
+    assert_eq!(
+        server.get(&format!("{WP}/count")).body,
+        json!({"count": 0, "exact": true})
+    );
+}

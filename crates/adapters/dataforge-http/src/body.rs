@@ -4,7 +4,7 @@
 
 use std::io::{self, Read};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -56,25 +56,47 @@ impl Read for BodyReader {
     }
 }
 
-/// Whether the body went past the size limit (the reader then fails).
+/// Why a body was cut short, if it was (the reader then fails).
 #[derive(Clone, Default)]
-pub struct TooLarge(Arc<AtomicBool>);
+pub struct Cut(Arc<AtomicU8>);
 
-impl TooLarge {
-    pub fn happened(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+const TOO_LARGE: u8 = 1;
+const STALLED: u8 = 2;
+
+impl Cut {
+    /// The body went past the size limit.
+    pub fn too_large(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == TOO_LARGE
+    }
+
+    /// The client stopped sending it.
+    pub fn stalled(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == STALLED
     }
 }
 
-/// Starts forwarding `body`, failing the reader once more than `limit` bytes arrived.
-pub fn stream(body: Body, limit: usize) -> (BodyReader, TooLarge) {
+/// Starts forwarding `body`, failing the reader once more than `limit` bytes arrived, or when
+/// no byte arrived for `stall` (a client that stops sending would otherwise hold the decoder's
+/// blocking thread for as long as it keeps the connection open).
+pub fn stream(body: Body, limit: usize, stall: Duration) -> (BodyReader, Cut) {
     let (sender, chunks) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    let too_large = TooLarge::default();
-    let flag = too_large.clone();
+    let cut = Cut::default();
+    let flag = cut.clone();
     tokio::spawn(async move {
         let mut body = body;
         let mut seen = 0usize;
-        while let Some(frame) = body.frame().await {
+        loop {
+            let Ok(frame) = tokio::time::timeout(stall, body.frame()).await else {
+                flag.0.store(STALLED, Ordering::Relaxed);
+                let _ = sender
+                    .send(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client stopped sending the body",
+                    )))
+                    .await;
+                return;
+            };
+            let Some(frame) = frame else { break };
             let chunk = match frame {
                 Ok(frame) => match frame.into_data() {
                     Ok(data) => data,
@@ -91,7 +113,7 @@ pub fn stream(body: Body, limit: usize) -> (BodyReader, TooLarge) {
             };
             seen = seen.saturating_add(chunk.len());
             if seen > limit {
-                flag.0.store(true, Ordering::Relaxed);
+                flag.0.store(TOO_LARGE, Ordering::Relaxed);
                 let _ = sender
                     .send(Err(io::Error::other("the body is larger than the limit")))
                     .await;
@@ -110,6 +132,6 @@ pub fn stream(body: Body, limit: usize) -> (BodyReader, TooLarge) {
             chunks,
             current: Bytes::new(),
         },
-        too_large,
+        cut,
     )
 }

@@ -22,7 +22,7 @@ use crate::views;
 pub struct HttpState {
     pub app: App,
     pub max_body_bytes: usize,
-    /// How long a streamed answer waits for a client that stopped reading before it ends.
+    /// How long a client may stop sending a body or reading a streamed answer.
     pub stalled_client: std::time::Duration,
 }
 
@@ -179,23 +179,41 @@ pub async fn insert_records(
             return Err(problem);
         }
     };
+    let stalled = || {
+        Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body-stalled",
+            "Request body stalled",
+            format!(
+                "no byte of the request body arrived for {} ms; nothing was written",
+                state.stalled_client.as_millis()
+            ),
+        )
+    };
     let summary = if declared.is_some_and(|length| length <= INLINE_BODY_BYTES as u64) {
         // a small body (most single-record writes): read whole, decoded on this task
-        let whole = axum::body::to_bytes(body, INLINE_BODY_BYTES)
-            .await
-            .map_err(|e| {
-                let e = AppError::MalformedBody(format!("the body could not be read: {e}"));
-                problem(&state, &dataset, e)
-            })?;
+        let whole = tokio::time::timeout(
+            state.stalled_client,
+            axum::body::to_bytes(body, INLINE_BODY_BYTES),
+        )
+        .await
+        .map_err(|_| stalled())?
+        .map_err(|e| {
+            let e = AppError::MalformedBody(format!("the body could not be read: {e}"));
+            problem(&state, &dataset, e)
+        })?;
         state
             .app
             .ingest_small(&dataset, format, &whole, options)
             .await
     } else {
-        let (reader, overflow) = body::stream(body, state.max_body_bytes);
+        let (reader, cut) = body::stream(body, state.max_body_bytes, state.stalled_client);
         let ingested = state.app.ingest(&dataset, format, reader, options).await;
-        if overflow.happened() {
+        if cut.too_large() {
             return Err(too_large());
+        }
+        if cut.stalled() {
+            return Err(stalled());
         }
         ingested
     };

@@ -27,8 +27,8 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Host names requests may name (`Host`, port aside); `None` for any.
     pub allowed_hosts: Option<Vec<String>>,
-    /// How long a streamed answer waits for a client that stopped reading before it ends it (and
-    /// frees the read's database connection).
+    /// How long a client may stop sending a body (408) or reading a streamed answer (cut, its
+    /// database connection freed).
     pub stalled_client: std::time::Duration,
 }
 
