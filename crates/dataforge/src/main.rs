@@ -19,7 +19,7 @@ use dataforge_domain::schema::{Catalog, SchemaProblem};
 use dataforge_domain::write::parse_write_params;
 use dataforge_duckdb::DuckDbStore;
 use dataforge_formats::Formats;
-use dataforge_http::HttpSettings;
+use dataforge_http::{ConnectionLimits, HttpSettings};
 use settings::Settings;
 use tracing_subscriber::EnvFilter;
 
@@ -455,15 +455,14 @@ async fn serve(settings: Settings) -> ExitCode {
     let names: Vec<&str> = catalog.iter().map(|d| d.name.as_str()).collect();
     tracing::info!(datasets = %names.join(","), "listening on http://{bound}");
 
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = ConnectionLimits {
+        header_read: std::time::Duration::from_millis(settings.server.header_read_timeout_ms),
+        max_connections: settings.server.max_connections,
+    };
+    dataforge_http::serve(listener, router, limits, shutdown).await;
     tracing::info!("shutting down: finishing queued writes");
     close(store).await;
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&format!("server error: {e}")),
-    }
+    ExitCode::SUCCESS
 }
 
 /// Registers SIGINT and SIGTERM handlers now (so a signal that arrives while starting is not

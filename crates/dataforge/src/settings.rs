@@ -36,6 +36,11 @@ pub struct ServerSettings {
     /// before the request is ended (408 for a body; an export is cut and its database connection
     /// freed).
     pub stalled_client_ms: u64,
+    /// How long a client may take to send a request's header, in ms, before its connection is
+    /// closed ("slow loris" clients).
+    pub header_read_timeout_ms: u64,
+    /// Connections open at once, at most; further ones are closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -46,6 +51,8 @@ impl Default for ServerSettings {
             max_body_bytes: 16 * 1024 * 1024 * 1024,
             allowed_hosts: Vec::new(),
             stalled_client_ms: 30_000,
+            header_read_timeout_ms: 10_000,
+            max_connections: 1024,
         }
     }
 }

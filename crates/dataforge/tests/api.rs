@@ -834,3 +834,74 @@ fn a_stalled_upload_gets_408_and_writes_nothing() {
         json!({"count": 0, "exact": true})
     );
 }
+
+/// A client that sends its request header a byte at a time ("slow loris") has its connection
+/// closed after `server.header_read_timeout_ms`, and connections past `server.max_connections`
+/// are closed at once (issue 13).
+#[test]
+fn slow_headers_and_too_many_connections_are_cut() {
+    use std::io::{Read, Write};
+    let (_dir, db) = temp_db();
+    let server = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[
+            ("DATAFORGE_SERVER__HEADER_READ_TIMEOUT_MS", "1000"),
+            ("DATAFORGE_SERVER__MAX_CONNECTIONS", "2"),
+        ],
+    );
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let read_to_end_within = |socket: &mut std::net::TcpStream| {
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut seen = Vec::new();
+        let _ = socket.read_to_end(&mut seen);
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&seen).into_owned(),
+        )
+    };
+    // a header that never ends: the connection is closed (with a 408 or without an answer)
+    let mut slow = std::net::TcpStream::connect(&address).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
+        .unwrap();
+    let (waited, seen) = read_to_end_within(&mut slow);
+    assert!(
+        waited < std::time::Duration::from_secs(8),
+        "closed after {waited:?}"
+    );
+    assert!(
+        seen.is_empty() || seen.starts_with("HTTP/1.1 408"),
+        "{seen}"
+    );
+    // two connections held open; a third is closed without an answer
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let mut socket = std::net::TcpStream::connect(&address).unwrap();
+            socket
+                .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .unwrap();
+            let mut answer = [0u8; 12];
+            socket.read_exact(&mut answer).unwrap();
+            assert_eq!(&answer, b"HTTP/1.1 200");
+            socket
+        })
+        .collect();
+    let mut third = std::net::TcpStream::connect(&address).unwrap();
+    let _ = third.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let (_, seen) = read_to_end_within(&mut third);
+    assert!(seen.is_empty(), "{seen}");
+    drop(held);
+    // once they are gone, requests are served again
+    let mut answered = false;
+    for _ in 0..50 {
+        if ureq::get(&format!("{}/health", server.base)).call().is_ok() {
+            answered = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(answered);
+}

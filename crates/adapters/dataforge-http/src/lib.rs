@@ -6,6 +6,7 @@ mod encode;
 mod handlers;
 mod host;
 mod problem;
+mod serve;
 mod views;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use dataforge_app::App;
 
 pub use handlers::HttpState;
 pub use problem::Problem;
+pub use serve::{ConnectionLimits, serve};
 
 /// HTTP settings from configuration.
 #[derive(Debug, Clone)]
