@@ -16,7 +16,6 @@ use dataforge_domain::value::Value;
 use dataforge_domain::write::{ConflictMode, ErrorMode, WriteOptions};
 use serde_json::Value as Json;
 
-use crate::ingest::IngestSummary;
 use crate::read::{Rows, all_fields};
 use crate::{App, AppError};
 
@@ -104,31 +103,57 @@ impl App {
     }
 
     /// `PUT .../records/{key}`: stores `record` (a JSON object) under the key, replacing the
-    /// record stored there or creating it. Key fields the body leaves out are taken from the path;
-    /// those it gives must equal the path's.
+    /// record stored there or creating it, and answers the record as stored. Key fields the body
+    /// leaves out are taken from the path; those it gives must equal the path's. A replacement
+    /// is an update by key of every other field (so it takes the path of changes by key, with no
+    /// scan of the table); a key not stored is inserted as a POST would insert it.
     pub async fn replace_record(
         &self,
         dataset: &str,
         segments: &[&str],
         record: Json,
-    ) -> Result<(Replaced, IngestSummary), AppError> {
+    ) -> Result<(Replaced, Rows), AppError> {
         let schema = self.dataset(dataset)?;
         let key = parse_key(&schema, segments)?;
-        let record = keyed_record(&schema, &key, record)?;
-        let options = WriteOptions {
-            on_conflict: ConflictMode::Upsert,
+        let body = keyed_record(&schema, &key, record)?.to_string();
+        let decoded = self.decode_record(&schema, body.as_bytes())?;
+        let values: Vec<(usize, Value)> = schema
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !schema.primary_key.contains(i))
+            .map(|(i, f)| (i, Value::from_array(f.field_type, decoded.column(i), 0)))
+            .collect();
+        let created = WriteOptions {
+            on_conflict: ConflictMode::Error,
             on_error: ErrorMode::Reject,
         };
-        let body = record.to_string();
-        let summary = self
-            .ingest_small(dataset, BodyFormat::Json, body.as_bytes(), options)
-            .await?;
-        let replaced = if summary.outcome.updated > 0 {
-            Replaced::Replaced
-        } else {
-            Replaced::Created
-        };
-        Ok((replaced, summary))
+        // a key inserted by another request between the two steps is replaced on the second try
+        for _ in 0..2 {
+            let replace = by_key(&schema, key.clone(), Change::Update(values.clone()));
+            let mutated = self.mutate(Arc::clone(&schema), replace).await?;
+            if mutated.changed > 0 {
+                let rows = match mutated.record {
+                    Some(record) => Rows {
+                        columns: all_fields(&schema),
+                        batches: vec![record],
+                    },
+                    None => self.get_record(dataset, segments).await?,
+                };
+                return Ok((Replaced::Replaced, rows));
+            }
+            match self
+                .ingest_small(dataset, BodyFormat::Json, body.as_bytes(), created)
+                .await
+            {
+                Ok(_) => return Ok((Replaced::Created, self.get_record(dataset, segments).await?)),
+                Err(AppError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(AppError::Unavailable(
+            "the record changed while it was being replaced; retry".into(),
+        ))
     }
 
     async fn mutate(

@@ -166,6 +166,51 @@ fn decode_checked(
     (read, checker.finish())
 }
 
+/// What a decoded body comes to: the violations of its rejected records (`on_error=skip`), or why
+/// the request is refused.
+fn verdict(decoded: Decoded) -> Result<Violations, AppError> {
+    let (read, verdict) = decoded;
+    match read {
+        Ok(_) | Err(BodyError::Halted) => verdict,
+        Err(BodyError::Batch(message)) => Err(AppError::Internal(message)),
+        Err(BodyError::Columns(violations)) => {
+            let total = violations.len() as u64;
+            Err(AppError::Invalid { violations, total })
+        }
+        Err(other) => Err(AppError::MalformedBody(other.to_string())),
+    }
+}
+
+impl App {
+    /// One JSON record, decoded and validated as a write would be (defaults filled in), without
+    /// writing it.
+    pub(crate) fn decode_record(
+        &self,
+        schema: &DatasetSchema,
+        body: &[u8],
+    ) -> Result<RecordBatch, AppError> {
+        let mut batches = Vec::new();
+        let mut reader = body;
+        let decoded = decode_checked(
+            &*self.decoder,
+            BodyFormat::Json,
+            schema,
+            &mut reader,
+            WriteOptions::default(),
+            &AtomicU64::new(0),
+            |batch| {
+                batches.push(batch);
+                Ok(())
+            },
+        );
+        verdict(decoded)?;
+        match batches.as_slice() {
+            [record] if record.num_rows() == 1 => Ok(record.clone()),
+            _ => Err(AppError::MalformedBody("the body is not one record".into())),
+        }
+    }
+}
+
 /// A write being staged batch by batch; begun with its first batch.
 #[derive(Default)]
 struct Staging {
@@ -202,21 +247,10 @@ impl Staging {
         decoded: Decoded,
         options: WriteOptions,
     ) -> Result<IngestSummary, AppError> {
-        let (read, verdict) = decoded;
         if let Some(failure) = self.failure {
             return Err(failure);
         }
-        match read {
-            Ok(_) => {}
-            Err(BodyError::Halted) => {}
-            Err(BodyError::Batch(message)) => return Err(AppError::Internal(message)),
-            Err(BodyError::Columns(violations)) => {
-                let total = violations.len() as u64;
-                return Err(AppError::Invalid { violations, total });
-            }
-            Err(other) => return Err(AppError::MalformedBody(other.to_string())),
-        }
-        let violations = verdict?;
+        let violations = verdict(decoded)?;
         let outcome = match self.write {
             Some(write) => write.commit(options.on_conflict).await?,
             None => WriteOutcome::default(),

@@ -179,6 +179,22 @@ fn one_record_by_key_patch_put_delete() {
     );
     assert_eq!(created.status, 201, "{created:?}");
     assert_eq!(codes(&server, "field_code=eq.10"), vec![2, 3, 77]);
+    // a replacement moves the record in the declared index too
+    let moved = server.send(
+        "PUT",
+        &format!("{WR}/records/5"),
+        Some(&json!({"well_name": "W5", "field_code": 10})),
+    );
+    assert_eq!(moved.status, 200, "{moved:?}");
+    assert_eq!(codes(&server, "field_code=eq.10"), vec![2, 3, 5, 77]);
+    assert_eq!(codes(&server, "field_code=eq.20"), vec![1, 4]);
+    let back = json!({"well_name": "W5", "field_code": 20, "depth_m": 1000.0, "operator": "Acme"});
+    assert_eq!(
+        server
+            .send("PUT", &format!("{WR}/records/5"), Some(&back))
+            .status,
+        200
+    );
     let mismatch = server.send(
         "PUT",
         &format!("{WR}/records/3"),

@@ -457,17 +457,11 @@ pub async fn put_record(
     let path = RecordPath::of(&uri)?;
     let (dataset, segments) = (&path.dataset, path.key());
     let record = json_body(&headers, &body)?;
-    let failed = |e| problem(&state, dataset, e);
-    let (replaced, _) = state
+    let (replaced, rows) = state
         .app
         .replace_record(dataset, &segments, record)
         .await
-        .map_err(failed)?;
-    let rows = state
-        .app
-        .get_record(dataset, &segments)
-        .await
-        .map_err(failed)?;
+        .map_err(|e| problem(&state, dataset, e))?;
     let status = match replaced {
         Replaced::Replaced => StatusCode::OK,
         Replaced::Created => StatusCode::CREATED,
