@@ -29,6 +29,7 @@ use dataforge_domain::ports::{ConflictReason, ConflictingKey, StoreError};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::write::{ConflictMode, WriteOutcome};
 use duckdb::Connection;
+use duckdb::types::Value as DuckValue;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::batches::{append_batches, for_each_batch};
@@ -473,8 +474,13 @@ fn staging_table(write: u64) -> String {
 
 impl WriterState {
     fn execute(&self, sql: &str) -> Result<u64, StoreError> {
+        self.execute_bound(sql, &[])
+    }
+
+    /// Runs a statement with bound parameters; answers the rows it changed.
+    fn execute_bound(&self, sql: &str, params: &[DuckValue]) -> Result<u64, StoreError> {
         self.conn
-            .execute(sql, [])
+            .execute(sql, duckdb::params_from_iter(params.iter()))
             .map(|n| n as u64)
             .map_err(store_error)
     }

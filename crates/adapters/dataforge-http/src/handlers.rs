@@ -401,11 +401,8 @@ pub async fn get_record(State(state): State<HttpState>, uri: Uri) -> Answer {
 
 /// Refuses a body whose `Content-Type` is not JSON (or missing: see [`body_format`]).
 fn json_content(headers: &HeaderMap) -> Result<(), Problem> {
-    match headers
-        .get(header::CONTENT_TYPE)
-        .map(|_| body_format(headers))
-    {
-        Some(Ok(BodyFormat::Json)) => Ok(()),
+    match body_format(headers) {
+        Ok(BodyFormat::Json) => Ok(()),
         _ => Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",

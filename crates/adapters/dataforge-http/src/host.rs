@@ -26,7 +26,7 @@ pub async fn check(
     let Some(host) = request
         .headers()
         .get(header::HOST)
-        .map(|h| h.to_str().unwrap_or("(not text)").to_ascii_lowercase())
+        .map(|h| h.to_str().unwrap_or("(not text)").to_owned())
     else {
         return next.run(request).await;
     };

@@ -20,7 +20,6 @@ use crate::batches::for_each_batch;
 use crate::key_index::KeyIndex;
 use crate::select::where_clause;
 use crate::sql::{bind, column_list, key_matches, quote};
-use crate::store_error;
 
 /// The temporary table holding the keys of the records a mutation changes.
 const MUTATED: &str = "temp.\"mutated\"";
@@ -180,13 +179,5 @@ impl WriterState {
             }
         }
         write.commit(seq)
-    }
-
-    /// Runs a statement with bound parameters; answers the rows it changed.
-    pub(super) fn execute_bound(&self, sql: &str, params: &[DuckValue]) -> Result<u64, StoreError> {
-        self.conn
-            .execute(sql, duckdb::params_from_iter(params.iter()))
-            .map(|n| n as u64)
-            .map_err(store_error)
     }
 }
