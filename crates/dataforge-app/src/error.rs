@@ -32,6 +32,8 @@ pub enum AppError {
     Unavailable(String),
     #[error("the query ran longer than {0} ms and was stopped")]
     Timeout(u64),
+    #[error("the disk holding {path} is full; nothing was written")]
+    StorageFull { path: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -62,6 +64,7 @@ impl From<StoreError> for AppError {
                 total,
             },
             StoreError::Timeout(ms) => AppError::Timeout(ms),
+            StoreError::StorageFull(path) => AppError::StorageFull { path },
             other => AppError::Internal(other.to_string()),
         }
     }

@@ -260,6 +260,10 @@ pub enum StoreError {
     /// A read ran past the configured query timeout and was stopped.
     #[error("the query ran longer than {0} ms and was stopped")]
     Timeout(u64),
+    /// The disk holding the named file is full; nothing of the write was stored, and writes
+    /// succeed again once space is freed.
+    #[error("the disk holding {0} is full; nothing was written")]
+    StorageFull(String),
     #[error("storage failure: {0}")]
     Internal(String),
 }

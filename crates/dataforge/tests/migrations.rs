@@ -394,7 +394,7 @@ fn schemas_of_another_directory_never_create_tables_beside_unknown_datasets() {
     assert_eq!(server.get(&format!("{WR}/count")).body["count"], json!(3));
 }
 
-/// Writes acknowledged from the key index alone when the process died reach the table in the
+/// Writes acknowledged from the journal alone when the process died reach the table in the
 /// shape they were written in, before the table changes: none is lost to a migration.
 #[test]
 fn deferred_writes_of_a_crash_survive_the_next_migration() {
@@ -412,7 +412,7 @@ fn deferred_writes_of_a_crash_survive_the_next_migration() {
         "name = \"basin\"\ntype = \"string\"\ndefault = \"Campos\"",
     );
     setup.declare(&toml);
-    // and a new dataset at the same start: the log of the others is still replayed
+    // and a new dataset at the same start: the journal of the others is still replayed
     std::fs::copy(
         support::shipped_schemas().join("well_production.toml"),
         setup.schemas.join("p.toml"),
@@ -421,7 +421,7 @@ fn deferred_writes_of_a_crash_survive_the_next_migration() {
     let server = setup.start();
     let log = server.log_lines().join("\n");
     assert!(
-        log.contains("appended deferred writes to the tables"),
+        log.contains("appended the journal's acknowledged writes to the tables"),
         "{log}"
     );
     assert_eq!(server.get(&format!("{WR}/count")).body["count"], json!(5));

@@ -14,9 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_row::{RowConverter, SortField};
-use arrow_select::filter::filter_record_batch;
 use dataforge_domain::ports::StoreError;
 use dataforge_domain::query::RecordQuery;
 use dataforge_domain::schema::{Catalog, DatasetSchema};
@@ -25,12 +24,14 @@ use duckdb::Connection;
 use heed::byteorder::BE;
 use heed::types::{Bytes, Str, U64};
 
-use crate::batches::{append_batches, for_each_batch};
+use crate::batches::for_each_batch;
+use crate::deferred_append::{DeferredWrites, write_deferred};
+use crate::journal::Entry;
 use crate::mapped_pages::MappedPages;
 use crate::ordered_index::{IndexRange, OrderedIndex};
 use crate::row_codec::{decode_rows, encode_rows, one_value_array};
-use crate::sql::{column_list, key_matches, quote};
-use crate::store_error;
+use crate::sql::{column_list, quote};
+use crate::unsynced;
 
 /// Bump when the key or record encoding changes, so existing indexes are rebuilt.
 const FORMAT: u64 = 5;
@@ -47,105 +48,6 @@ pub(crate) fn sequence_update() -> String {
     format!("UPDATE {} SET seq = ?", quote(SEQUENCE_TABLE))
 }
 
-/// Deferred writes of one dataset on their way to its table.
-pub(crate) struct DeferredWrites {
-    pub schema: Arc<DatasetSchema>,
-    /// New records (their keys were not stored when they were written).
-    pub appended: Vec<RecordBatch>,
-    /// Keys whose stored rows are replaced by the index's current record, or removed when it has
-    /// none (updates and deletes by key).
-    pub changed: Vec<Vec<u8>>,
-}
-
-/// Brings the tables in step with deferred writes, in one DuckDB transaction that records `seq`
-/// as its sequence number and is rolled back if any part fails: the rows of changed keys are
-/// deleted and the index's current records for them appended, then the new records (less those
-/// whose key changed since, which the first part wrote). How deferred writes reach DuckDB, from
-/// the writer while running and from the log at start.
-pub(crate) fn write_deferred(
-    conn: &Connection,
-    index: &KeyIndex,
-    writes: &[DeferredWrites],
-    seq: u64,
-) -> Result<(), StoreError> {
-    conn.execute_batch("BEGIN TRANSACTION")
-        .map_err(store_error)?;
-    let written = writes
-        .iter()
-        .try_for_each(|w| write_dataset(conn, index, w))
-        .and_then(|()| {
-            conn.prepare_cached(&sequence_update())
-                .and_then(|mut update| update.execute([seq as i64]))
-                .map_err(store_error)
-        })
-        .and_then(|_| conn.execute_batch("COMMIT").map_err(store_error));
-    if written.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-    written
-}
-
-/// [`write_deferred`] for one dataset, inside the open transaction.
-fn write_dataset(
-    conn: &Connection,
-    index: &KeyIndex,
-    writes: &DeferredWrites,
-) -> Result<(), StoreError> {
-    let schema = &writes.schema;
-    if writes.changed.is_empty() {
-        return append_batches(conn, &schema.name, &writes.appended);
-    }
-    // the keys were encoded under this schema (at start, the stored one, which a migration may
-    // change next), not necessarily the one the index was opened with
-    let encoder = KeyEncoder::new(schema)?;
-    const CHANGED_KEYS: &str = "changed_keys";
-    let keys = column_list(schema.key_fields().map(|f| f.name.as_str()));
-    conn.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE {CHANGED_KEYS} AS SELECT {keys} FROM {} LIMIT 0",
-        quote(&schema.name)
-    ))
-    .map_err(store_error)?;
-    let key_schema = schema
-        .arrow_schema()
-        .project(&schema.primary_key)
-        .map_err(|e| StoreError::Internal(e.to_string()))?;
-    let key_batch = RecordBatch::try_new(Arc::new(key_schema), encoder.columns(&writes.changed)?)
-        .map_err(|e| StoreError::Internal(e.to_string()))?;
-    let mut appender = conn
-        .appender_to_catalog_and_db(CHANGED_KEYS, "temp", "main")
-        .map_err(store_error)?;
-    appender
-        .append_record_batch(key_batch)
-        .map_err(store_error)?;
-    appender.flush().map_err(store_error)?;
-    drop(appender);
-    conn.execute_batch(&format!(
-        "DELETE FROM {} t WHERE EXISTS (SELECT 1 FROM temp.{CHANGED_KEYS} s WHERE {}); DROP TABLE temp.{CHANGED_KEYS}",
-        quote(&schema.name),
-        key_matches(schema)
-    ))
-    .map_err(store_error)?;
-    let changed: HashSet<&[u8]> = writes.changed.iter().map(Vec::as_slice).collect();
-    let mut batches = vec![index.records(schema, &writes.changed)?];
-    for batch in &writes.appended {
-        let key_columns: Vec<ArrayRef> = schema
-            .primary_key
-            .iter()
-            .map(|&c| Arc::clone(batch.column(c)))
-            .collect();
-        let keep: BooleanArray = encoder
-            .encode(&key_columns)?
-            .iter()
-            .map(|k| Some(!changed.contains(k.as_slice())))
-            .collect();
-        batches.push(
-            filter_record_batch(batch, &keep).map_err(|e| StoreError::Internal(e.to_string()))?,
-        );
-    }
-    batches.retain(|b| b.num_rows() > 0);
-    append_batches(conn, &schema.name, &batches)
-}
-
 /// Whether LMDB refused to open the index because its file is damaged (truncated, overwritten).
 fn damaged(e: &heed::Error) -> bool {
     use heed::MdbError::{Corrupted, Invalid, PageNotFound, VersionMismatch};
@@ -158,7 +60,7 @@ fn damaged(e: &heed::Error) -> bool {
 /// Moves a damaged index aside (kept for inspection: it may hold writes acknowledged in the last
 /// moments before the damage that the tables do not have yet) so that a new one is built from the
 /// tables, instead of refusing to start.
-fn set_aside(path: &Path, e: &heed::Error) -> Result<(), StoreError> {
+fn set_aside(path: &Path, e: &dyn std::fmt::Display) -> Result<(), StoreError> {
     // nanoseconds: two damaged indexes set aside within a second keep apart
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -255,11 +157,11 @@ impl KeyEncoder {
 /// Records read back and appended per batch when deferred writes are replayed.
 const REPLAY_CHUNK: usize = 8192;
 
-/// Why the log of deferred writes cannot be replayed: the start is refused rather than lose the
-/// acknowledged writes it holds.
-fn refuse_replay(dataset: &str, why: &str) -> StoreError {
+/// Why deferred writes cannot be replayed: the start is refused rather than lose the
+/// acknowledged writes the journal holds.
+pub(crate) fn refuse_replay(dataset: &str, why: &str) -> StoreError {
     StoreError::MigrationRefused(format!(
-        "the key index holds acknowledged writes to {dataset} that the table does not have yet, and \
+        "the journal holds acknowledged writes to {dataset} that the table does not have yet, and \
          they cannot be appended: {why}. Start again with the schema files the writes were made \
          under (they are appended at start), then change the schemas"
     ))
@@ -351,6 +253,8 @@ fn whole_layout(catalog: &Catalog) -> String {
 }
 
 pub(crate) struct KeyIndex {
+    /// The directory of the LMDB environment.
+    path: PathBuf,
     env: heed::Env,
     mapped: MappedPages,
     datasets: HashMap<String, DatasetIndex>,
@@ -397,6 +301,10 @@ impl KeyIndex {
         unsafe {
             options.flags(heed::EnvFlags::NO_SYNC | heed::EnvFlags::NO_META_SYNC);
         }
+        if unsynced::from_earlier_boot(path) {
+            let why = "the machine stopped while it held writes not yet on disk";
+            set_aside(path, &why)?;
+        }
         // SAFETY: as above
         let env = match unsafe { options.open(path) } {
             Ok(env) => env,
@@ -438,7 +346,9 @@ impl KeyIndex {
             datasets.insert(schema.name.clone(), dataset);
         }
         tx.commit().map_err(index_error)?;
+        unsynced::mark(path)?;
         Ok(KeyIndex {
+            path: path.to_path_buf(),
             env,
             mapped: MappedPages::new(path),
             datasets,
@@ -449,22 +359,16 @@ impl KeyIndex {
         })
     }
 
-    /// Appends to the tables the writes acknowledged from the index alone before the process
-    /// stopped, reading their records with the schemas the tables still have (`stored`: a
-    /// migration runs after this), and answers DuckDB's sequence number then.
-    pub(crate) fn catch_up(&self, stored: &Catalog, conn: &Connection) -> Result<u64, StoreError> {
-        conn.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS {0} (seq BIGINT NOT NULL); INSERT INTO {0} SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM {0})",
-            quote(SEQUENCE_TABLE)
-        ))
-        .map_err(store_error)?;
-        let mut seq: u64 = conn
-            .query_row(
-                &format!("SELECT max(seq) FROM {}", quote(SEQUENCE_TABLE)),
-                [],
-                |row| row.get(0),
-            )
-            .map_err(store_error)?;
+    /// Appends to the tables the writes an index of an earlier version acknowledged from its own
+    /// log of deferred writes (`_deferred`; now the journal holds them), reading their records with
+    /// the schemas the tables still have (`stored`), and answers DuckDB's sequence number then
+    /// (`seq` before). The log is emptied: it is only ever read.
+    pub(crate) fn replay_legacy_log(
+        &self,
+        stored: &Catalog,
+        conn: &Connection,
+        mut seq: u64,
+    ) -> Result<u64, StoreError> {
         let indexed = self.sequence()?;
         if let Some(indexed) = indexed
             && indexed > seq
@@ -480,12 +384,49 @@ impl KeyIndex {
                 tracing::error!(
                     stored = seq,
                     indexed,
-                    "the key index is ahead of the tables but its log of deferred writes does not cover the gap; rebuilding it from the tables"
+                    "the key index is ahead of the tables but neither the journal nor its log of deferred writes covers the gap; rebuilding it from the tables"
                 );
             }
         }
-        self.clear_deferred()?;
+        let mut tx = self.env.write_txn().map_err(index_error)?;
+        self.deferred.clear(&mut tx).map_err(index_error)?;
+        tx.commit().map_err(index_error)?;
         Ok(seq)
+    }
+
+    /// Applies to the index the journal's `entries` it missed (the process stopped between an
+    /// entry's sync and the index's commit), up to `last`, when it holds every earlier one and was
+    /// built for `stored`; otherwise [`Self::in_step`] rebuilds it.
+    pub(crate) fn follow(
+        &self,
+        stored: &Catalog,
+        entries: &[&Entry],
+        last: u64,
+    ) -> Result<(), StoreError> {
+        let (Some(indexed), true) = self.state(stored)? else {
+            return Ok(());
+        };
+        let missed: Vec<&Entry> = entries
+            .iter()
+            .copied()
+            .filter(|e| e.seq > indexed)
+            .collect();
+        if indexed >= last || missed.first().map(|e| e.seq) != Some(indexed + 1) {
+            return Ok(());
+        }
+        let mut write = self.write()?;
+        for section in missed.iter().flat_map(|e| &e.sections) {
+            let schema = stored
+                .get(&section.dataset)
+                .ok_or_else(|| refuse_replay(&section.dataset, "no schema file declares it"))?;
+            for (key, record) in &section.items {
+                match record {
+                    Some(record) => write.put(schema, &decode_rows(schema, &[record])?, true)?,
+                    None => write.remove(schema, key)?,
+                }
+            }
+        }
+        write.commit(last)
     }
 
     /// Rebuilds the index from the tables unless it is in step with DuckDB's sequence number `seq`
@@ -599,27 +540,29 @@ impl KeyIndex {
                 }
                 batches.push(decode_rows(schema, &found)?);
             }
+            let changed: Vec<Vec<u8>> = changed.iter().map(|k| k.to_vec()).collect();
+            let mut found = Vec::with_capacity(changed.len());
+            for key in &changed {
+                found.extend(records.get(&tx, key).map_err(index_error)?);
+            }
             deferred.push(DeferredWrites {
                 schema: Arc::clone(schema),
                 appended: batches,
-                changed: changed.iter().map(|k| k.to_vec()).collect(),
+                current: vec![decode_rows(schema, &found)?],
+                changed,
             });
         }
         drop(tx);
-        write_deferred(conn, self, &deferred, indexed).map(|()| true)
+        write_deferred(conn, &deferred, indexed).map(|()| true)
     }
 
-    /// Empties the log of deferred writes (DuckDB holds every write it lists).
-    pub(crate) fn clear_deferred(&self) -> Result<(), StoreError> {
-        let mut tx = self.env.write_txn().map_err(index_error)?;
-        self.deferred.clear(&mut tx).map_err(index_error)?;
-        tx.commit().map_err(index_error)
-    }
-
-    /// Flushes every committed transaction to disk: commits skip fsync, so a write acknowledged
-    /// before DuckDB holds it is made durable here.
-    pub(crate) fn sync(&self) -> Result<(), StoreError> {
-        self.env.force_sync().map_err(index_error)
+    /// Flushes every committed transaction to disk (commits skip fsync) when the writer stops, so
+    /// that a machine crash before the next start does not have the index rebuilt.
+    pub(crate) fn close_cleanly(&self) {
+        match self.env.force_sync() {
+            Ok(()) => unsynced::clear(&self.path),
+            Err(e) => tracing::warn!(error = %e, "could not sync the key index at shutdown"),
+        }
     }
 
     fn rebuild(&self, catalog: &Catalog, conn: &Connection, seq: u64) -> Result<(), StoreError> {
@@ -795,6 +738,23 @@ impl KeyIndex {
             .map_err(|e| StoreError::Internal(e.to_string()))
     }
 
+    /// The keys and records of `batch` (shaped as the dataset's schema) in the index's encodings.
+    pub(crate) fn encode(
+        &self,
+        schema: &DatasetSchema,
+        batch: &RecordBatch,
+    ) -> Result<Encoded, StoreError> {
+        let key_columns: Vec<ArrayRef> = schema
+            .primary_key
+            .iter()
+            .map(|&c| Arc::clone(batch.column(c)))
+            .collect();
+        Ok(Encoded {
+            keys: self.dataset(&schema.name)?.keys.encode(&key_columns)?,
+            records: encode_rows(schema, batch)?,
+        })
+    }
+
     /// Starts writing the records of a committed write group.
     pub(crate) fn write(&self) -> Result<IndexWrite<'_>, StoreError> {
         Ok(IndexWrite {
@@ -814,6 +774,12 @@ impl KeyIndex {
         write.in_parts = true;
         Ok(write)
     }
+}
+
+/// A batch's keys and records, encoded, in row order.
+pub(crate) struct Encoded {
+    pub keys: Vec<Vec<u8>>,
+    pub records: Vec<Vec<u8>>,
 }
 
 /// Records being written to the index, visible to lookups once committed.
@@ -854,15 +820,21 @@ impl<'a> IndexWrite<'a> {
         batch: &RecordBatch,
         replacing: bool,
     ) -> Result<(), StoreError> {
+        let encoded = self.index.encode(schema, batch)?;
+        self.put_encoded(schema, batch, &encoded, replacing)
+    }
+
+    /// [`Self::put`] with the batch's keys and records already encoded.
+    pub(crate) fn put_encoded(
+        &mut self,
+        schema: &DatasetSchema,
+        batch: &RecordBatch,
+        encoded: &Encoded,
+        replacing: bool,
+    ) -> Result<(), StoreError> {
         let index = self.index;
         let dataset = index.dataset(&schema.name)?;
-        let key_columns: Vec<ArrayRef> = schema
-            .primary_key
-            .iter()
-            .map(|&c| Arc::clone(batch.column(c)))
-            .collect();
-        let keys = dataset.keys.encode(&key_columns)?;
-        let records = encode_rows(schema, batch)?;
+        let Encoded { keys, records } = encoded;
         // in key order, B-tree pages are filled one after another instead of at random
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
@@ -942,33 +914,6 @@ impl<'a> IndexWrite<'a> {
                 .map_err(index_error)?;
         }
         Ok(())
-    }
-
-    /// Lists the keys of a write's records in the log of deferred writes, under its sequence
-    /// number: the records are in the index before their table holds them. `changed` marks keys
-    /// whose stored rows are replaced by the index's record, or removed when it has none (an
-    /// update or delete by key), rather than new records to append.
-    pub(crate) fn defer<'k>(
-        &mut self,
-        seq: u64,
-        dataset: &str,
-        changed: bool,
-        keys: impl IntoIterator<Item = &'k Vec<u8>>,
-    ) -> Result<(), StoreError> {
-        let mut entry = seq.to_be_bytes().to_vec();
-        if changed {
-            entry.push(CHANGED);
-        }
-        entry.extend_from_slice(dataset.as_bytes());
-        let mut listed = Vec::new();
-        for key in keys {
-            listed.extend_from_slice(&(key.len() as u32).to_le_bytes());
-            listed.extend_from_slice(key);
-        }
-        self.index
-            .deferred
-            .put(self.tx()?, &entry, &listed)
-            .map_err(index_error)
     }
 
     /// Commits the records with the sequence number of the DuckDB transaction that stored them.

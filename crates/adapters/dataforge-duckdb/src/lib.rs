@@ -2,7 +2,10 @@
 //! single writer thread and a pool of read connections.
 
 mod batches;
+mod catch_up;
 mod config;
+mod deferred_append;
+mod journal;
 mod key_index;
 mod mapped_pages;
 mod migrate;
@@ -12,6 +15,7 @@ mod row_codec;
 mod select;
 mod sql;
 mod tables;
+mod unsynced;
 mod writer;
 
 use std::path::PathBuf;
@@ -35,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use config::DuckDbConfig;
 
+use journal::Journal;
 use key_index::KeyIndex;
 use read_pool::ReadPool;
 use writer::{Writer, WriterJob};
@@ -77,6 +82,8 @@ pub struct DuckDbStore {
     next_write: AtomicU64,
     /// Where the primary-key index lives.
     index_path: PathBuf,
+    /// Where the journal of deferred writes lives.
+    journal_path: PathBuf,
     /// The most bytes the primary-key index may take.
     index_max_bytes: usize,
     /// The primary-key index, once `prepare` has opened it; reads by key use it while it is
@@ -167,6 +174,7 @@ impl DuckDbStore {
             write_wait: Duration::from_millis(config.write_wait_ms),
             next_write: AtomicU64::new(0),
             index_path: KeyIndex::path_for(&config.path),
+            journal_path: Journal::path_for(&config.path),
             index_max_bytes: config.key_index_max_bytes(),
             index: OnceLock::new(),
         })
@@ -210,10 +218,12 @@ impl DatasetStorage for DuckDbStore {
         for name in &planned.report.undeclared {
             tracing::warn!(dataset = %name, "a dataset is stored but declared in no schema file; its data is kept (`dataforge migrate --apply --allow-destructive` drops it)");
         }
-        // writes acknowledged from the key index alone reach the tables in the shape they were
-        // written in, before the tables change; then the index follows the new shape
+        // writes acknowledged before their tables held them reach the tables from the journal in
+        // the shape they were written in, before the tables change; then the index follows
+        let (mut journal, entries) = Journal::open(&self.journal_path)?;
         let index = KeyIndex::open(&self.index_path, self.index_max_bytes, catalog)?;
-        let seq = index.catch_up(&planned.stored, &conn)?;
+        let seq = catch_up::catch_up(&index, &planned.stored, &conn, &entries)?;
+        journal.clear();
         let versions = migrate::apply(&conn, catalog, &planned, policy)?;
         index.in_step(catalog, &conn, seq)?;
         let index = Arc::new(index);
@@ -225,7 +235,12 @@ impl DatasetStorage for DuckDbStore {
         let (reply, attached) = oneshot::channel();
         self.queue()?
             .sender
-            .blocking_send(WriterJob::Attach { index, seq, reply })
+            .blocking_send(WriterJob::Attach {
+                index,
+                journal,
+                seq,
+                reply,
+            })
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         attached
             .blocking_recv()

@@ -33,6 +33,7 @@ use duckdb::types::Value as DuckValue;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::batches::{append_batches, for_each_batch};
+use crate::journal::Journal;
 use crate::key_index::{KeyEncoder, KeyIndex, sequence_update};
 use crate::sql::{column_list, create_table_named, key_matches, quote};
 use crate::store_error;
@@ -86,9 +87,11 @@ struct Commit {
 
 /// Work for the writer thread.
 pub(crate) enum WriterJob {
-    /// Hands the writer the key index (in step with the tables) and the last write's sequence.
+    /// Hands the writer the key index (in step with the tables), the journal (empty) and the
+    /// last write's sequence.
     Attach {
         index: Arc<KeyIndex>,
+        journal: Journal,
         seq: u64,
         reply: oneshot::Sender<()>,
     },
@@ -154,6 +157,7 @@ pub(crate) fn start(
                 conn,
                 staged: HashMap::new(),
                 index: None,
+                journal: None,
                 seq: None,
                 preserve_insertion_order,
                 memory_bytes: 0,
@@ -250,8 +254,14 @@ pub(crate) fn start(
                                 let _ = reply.send(flushed);
                             }
                         }
-                        WriterJob::Attach { index, seq, reply } => {
+                        WriterJob::Attach {
+                            index,
+                            journal,
+                            seq,
+                            reply,
+                        } => {
                             state.index = Some(index);
+                            state.journal = Some(journal);
                             state.seq = Some(seq);
                             let _ = reply.send(());
                         }
@@ -275,6 +285,9 @@ pub(crate) fn start(
             }
             if let Err(e) = state.conn.execute_batch("CHECKPOINT") {
                 tracing::warn!(error = %e, "checkpoint at shutdown failed");
+            }
+            if let Some(index) = &state.index {
+                index.close_cleanly();
             }
         })
         .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
@@ -320,6 +333,9 @@ struct WriterState {
     /// The key index, once attached and while in step with the tables; without it, keys are
     /// checked against the tables with SQL.
     index: Option<Arc<KeyIndex>>,
+    /// The durable copy of deferred writes until their tables hold them; without it, nothing is
+    /// deferred.
+    journal: Option<Journal>,
     /// Sequence number of the last committed write, once the sequence table exists.
     seq: Option<u64>,
     /// The configured `preserve_insertion_order`, restored after a clustering rewrite.

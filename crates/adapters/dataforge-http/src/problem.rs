@@ -149,6 +149,13 @@ pub fn from_app_error(
             "Service unavailable",
             detail,
         ),
+        AppError::StorageFull { path } => Problem::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage-full",
+            "Insufficient storage",
+            detail,
+        )
+        .with("path", json!(path)),
         AppError::Internal(message) => {
             tracing::error!(error = %message, "internal error");
             Problem::new(

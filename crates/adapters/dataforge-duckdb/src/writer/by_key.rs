@@ -1,7 +1,7 @@
 //! Updates and deletes of one record by key (`PATCH`/`DELETE .../records/{key}`), deferred like
-//! small inserts: a group of them is applied to the key index alone (each change in turn, a later
-//! one seeing an earlier one's result), listed in the log of deferred writes as changed keys and
-//! synced, then acknowledged. The next append rewrites those keys' rows from the index (a `DELETE`
+//! small inserts: a group of them is worked out on the key index (each change in turn, a later
+//! one seeing an earlier one's result), its keys' latest records (or deletions) appended to the
+//! journal and synced, then applied to the index alone, and acknowledged. The next append rewrites those keys' rows from the index (a `DELETE`
 //! joined with the keys, then an append of their current records), many groups at a time; reads
 //! through DuckDB wait for it, as for deferred inserts. Without the key index, or with deferral
 //! off, each goes through SQL ([`super::mutate`]).
@@ -17,6 +17,7 @@ use dataforge_domain::value::Value;
 use tokio::sync::oneshot;
 
 use super::WriterState;
+use crate::journal::{EntryBuf, SectionKind};
 use crate::row_codec::one_value_array;
 
 /// A change to the record with `key`.
@@ -34,7 +35,7 @@ type Latest = Vec<(Arc<DatasetSchema>, Vec<u8>, Option<RecordBatch>)>;
 impl WriterState {
     /// Whether changes by key are deferred.
     pub(super) fn defers_key_changes(&self) -> bool {
-        !self.deferred.every.is_zero() && self.index.is_some() && self.seq.is_some()
+        self.defers()
     }
 
     /// Applies a group of changes by key, in order, and answers each (1 changed, with the record
@@ -63,8 +64,8 @@ impl WriterState {
         }
     }
 
-    /// The changes applied to the key index with the next sequence number, logged and synced. An
-    /// error means the index holds none of them.
+    /// The changes journaled and applied to the key index with the next sequence number. An
+    /// error means none of them is stored.
     fn defer_key_changes(
         &mut self,
         changes: &[KeyChange],
@@ -108,23 +109,41 @@ impl WriterState {
         if latest.is_empty() {
             return Ok(results);
         }
-        let mut write = index.write()?;
+        let mut entry = EntryBuf::new(seq);
+        let mut encoded = Vec::with_capacity(latest.len());
         for (schema, key, record) in &latest {
-            match record {
-                Some(record) => write.put(schema, record, true)?,
-                None => write.remove(schema, key)?,
+            let record = match record {
+                Some(record) => Some(index.encode(schema, record)?),
+                None => None,
+            };
+            encoded.push((schema, key, record));
+        }
+        for (schema, _) in by_dataset(&latest) {
+            let items: Vec<(&[u8], Option<&[u8]>)> = encoded
+                .iter()
+                .filter(|(s, _, _)| s.name == schema.name)
+                .map(|(_, key, record)| {
+                    let record = record.as_ref().and_then(|r| r.records.first());
+                    (key.as_slice(), record.map(Vec::as_slice))
+                })
+                .collect();
+            entry.section(&schema.name, SectionKind::Changed, items.into_iter());
+        }
+        self.journaled(seq, &entry, |write| {
+            for ((schema, key, record), (_, _, encoded)) in latest.iter().zip(&encoded) {
+                match (record, encoded) {
+                    (Some(record), Some(encoded)) => {
+                        write.put_encoded(schema, record, encoded, true)?
+                    }
+                    _ => write.remove(schema, key)?,
+                }
             }
-        }
-        for (schema, keys) in by_dataset(&latest) {
-            write.defer(seq, &schema.name, true, &keys)?;
-        }
-        write.commit(seq)?;
-        // committed: the changes are in the index, so they are deferred whatever the sync says
-        self.seq = Some(seq);
+            Ok(())
+        })?;
         for (schema, keys) in by_dataset(&latest) {
             self.deferred.changed(&index, &schema, keys);
         }
-        self.make_durable(&index);
+        self.append_when_many();
         Ok(results)
     }
 }

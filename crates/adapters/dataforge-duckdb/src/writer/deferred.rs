@@ -1,12 +1,12 @@
 //! Deferred appends: a group of small writes (single-record POSTs) is acknowledged once its records
-//! are in the key index and synced to disk, and reaches its DuckDB table later, in one append with
-//! many other groups. DuckDB's fixed cost per transaction (an appender flush that plans an insert,
-//! the sequence update, commit and WAL) then is paid per flush instead of per group, which is what
-//! bounded single-record throughput.
+//! are in the journal, synced to disk, and in the key index, and reaches its DuckDB table later,
+//! in one append with many other groups. DuckDB's fixed cost per transaction (an appender flush
+//! that plans an insert, the sequence update, commit and WAL) then is paid per flush instead of
+//! per group, which is what bounded single-record throughput.
 //!
-//! The index lists each deferred write's keys under its sequence number (`_deferred`), and a start
-//! that finds DuckDB's sequence behind the index's appends them from there (see
-//! [`KeyIndex::open`](crate::key_index::KeyIndex::open)). Reads by key see the records at once
+//! The journal holds each deferred group under its sequence number until DuckDB holds it, and a
+//! start that finds DuckDB's sequence behind the journal's appends them from there (see
+//! [`crate::catch_up`]); the key index is derived data only. Reads by key see the records at once
 //! (they live in the index); reads through DuckDB first have the writer append what is deferred
 //! ([`DuckDbStore`](crate::DuckDbStore)'s read barrier), so every read after a `201` sees the write.
 //! Any other write, a clustering rewrite and the shutdown append what is deferred first, so DuckDB
@@ -24,7 +24,9 @@ use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::write::ConflictMode;
 use tokio::sync::mpsc;
 
-use crate::key_index::{DeferredWrites, KeyIndex, write_deferred};
+use crate::deferred_append::{DeferredWrites, write_deferred};
+use crate::journal::{EntryBuf, SectionKind};
+use crate::key_index::{IndexWrite, KeyIndex};
 
 use super::pacing::AppendPacing;
 use super::{Applied, Commit, Records, WriteResult, WriterJob, WriterState, by_dataset};
@@ -136,6 +138,7 @@ impl Deferred {
                     schema: Arc::clone(schema),
                     appended: Vec::new(),
                     changed: Vec::new(),
+                    current: Vec::new(),
                 });
                 writes.len() - 1
             }
@@ -177,9 +180,9 @@ impl Deferred {
 
 impl WriterState {
     /// Whether a group is deferred: every write in it is small, in memory and in mode `error`,
-    /// and the key index is attached.
+    /// and the key index and journal are attached.
     pub(super) fn deferrable(&self, commits: &[Commit]) -> bool {
-        if self.deferred.every.is_zero() || self.index.is_none() || self.seq.is_none() {
+        if !self.defers() {
             return false;
         }
         let mut rows = 0;
@@ -194,10 +197,18 @@ impl WriterState {
         rows <= DEFERRED_GROUP_ROWS
     }
 
-    /// Checks a deferrable group's keys against the index, writes the accepted records and the log
-    /// entry of their keys to the index with the next sequence number, and syncs the index to
-    /// disk: then the writes are acknowledged, and their records wait to be appended to DuckDB.
-    /// An error means nothing of the group was stored (the index failed before its commit).
+    /// Whether writes are deferred at all.
+    pub(super) fn defers(&self) -> bool {
+        !self.deferred.every.is_zero()
+            && self.index.is_some()
+            && self.seq.is_some()
+            && self.journal.is_some()
+    }
+
+    /// Checks a deferrable group's keys against the index, appends the accepted records to the
+    /// journal under the next sequence number (synced), then writes them to the index: then the
+    /// writes are acknowledged, and their records wait to be appended to DuckDB. An error means
+    /// nothing of the group was stored.
     pub(super) fn defer_group(
         &mut self,
         commits: &[Commit],
@@ -227,20 +238,31 @@ impl WriterState {
                 .map(|r| r.unwrap_or_else(|| Ok(Default::default())))
                 .collect());
         }
-        let mut write = index.write()?;
+        let mut entry = EntryBuf::new(seq);
+        let mut encoded = Vec::new();
         for (schema, records) in &applied.records {
             if let Records::Batches(batches) = records {
                 for batch in batches {
-                    write.put(schema, batch, false)?;
+                    let batch_encoded = index.encode(schema, batch)?;
+                    entry.section(
+                        &schema.name,
+                        SectionKind::New,
+                        batch_encoded
+                            .keys
+                            .iter()
+                            .zip(&batch_encoded.records)
+                            .map(|(k, r)| (k.as_slice(), Some(r.as_slice()))),
+                    );
+                    encoded.push((schema, batch, batch_encoded));
                 }
             }
         }
-        for (name, (_, keys)) in &applied.keys {
-            write.defer(seq, name, false, keys)?;
-        }
-        write.commit(seq)?;
-        // committed: the records are in the index, so they are deferred whatever the sync says
-        self.seq = Some(seq);
+        self.journaled(seq, &entry, |write| {
+            for (schema, batch, encoded) in &encoded {
+                write.put_encoded(schema, batch, encoded, false)?;
+            }
+            Ok(())
+        })?;
         for (schema, records) in applied.records {
             if let Records::Batches(batches) = records {
                 for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
@@ -250,26 +272,53 @@ impl WriterState {
             }
         }
         self.deferred.pending.store(true, Ordering::Release);
-        self.make_durable(&index);
+        self.append_when_many();
         Ok(results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Ok(Default::default())))
             .collect())
     }
 
-    /// Once deferred writes are committed to the index: syncs it to disk, so they are durable
-    /// before they are acknowledged. Should that fail (or many be deferred), they are made durable
-    /// in DuckDB now; should that fail too, they are in the index and stay deferred for the next
-    /// attempt.
-    pub(super) fn make_durable(&mut self, index: &KeyIndex) {
-        let synced = index.sync();
-        if synced.is_err() || self.deferred.rows >= DEFERRED_ROWS {
-            if let Err(e) = synced {
-                tracing::error!(error = %e, "could not sync the key index; appending deferred writes now");
+    /// Makes a deferred group durable and visible: appends its journal `entry` (synced), then has
+    /// `write` put its records in the key index and commits them under `seq`, the writer's next
+    /// sequence number. Should the index fail, the entry is taken back out of the journal, and
+    /// nothing of the group is stored.
+    pub(super) fn journaled(
+        &mut self,
+        seq: u64,
+        entry: &EntryBuf,
+        write: impl FnOnce(&mut IndexWrite<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let (Some(index), Some(journal)) = (self.index.clone(), self.journal.as_mut()) else {
+            return Err(StoreError::Internal(
+                "no key index or journal to defer writes to".into(),
+            ));
+        };
+        let before = journal.len();
+        journal.append(entry)?;
+        let indexed = index
+            .write()
+            .and_then(|mut w| write(&mut w).map(|()| w))
+            .and_then(|w| w.commit(seq));
+        if let Err(e) = indexed {
+            if let Err(undo) = journal.undo_last(before) {
+                // the entry stays: a start appends it although its answer was an error
+                tracing::error!(error = %undo, "could not take a failed write back out of the journal");
+                self.seq = Some(seq);
             }
-            if let Err(e) = self.flush_deferred() {
-                tracing::error!(error = %e, "could not append deferred writes");
-            }
+            return Err(e);
+        }
+        self.seq = Some(seq);
+        Ok(())
+    }
+
+    /// Appends what is deferred at once when it is many records (the journal and the memory
+    /// holding them stay small); should that fail, they stay deferred for the next attempt.
+    pub(super) fn append_when_many(&mut self) {
+        if self.deferred.rows >= DEFERRED_ROWS
+            && let Err(e) = self.flush_deferred()
+        {
+            tracing::error!(error = %e, "could not append deferred writes");
         }
     }
 
@@ -291,18 +340,26 @@ impl WriterState {
                 "writes were deferred without a key index".into(),
             ));
         };
-        let writes = self.deferred.take()?;
+        let mut writes = self.deferred.take()?;
         let started = Instant::now();
-        if let Err(e) = write_deferred(&self.conn, &index, &writes, seq) {
+        let appended = writes
+            .iter_mut()
+            .filter(|w| !w.changed.is_empty())
+            .try_for_each(|w| {
+                w.current = vec![index.records(&w.schema, &w.changed)?];
+                Ok(())
+            })
+            .and_then(|()| write_deferred(&self.conn, &writes, seq));
+        if let Err(e) = appended {
             self.deferred.restore(writes);
             return Err(e);
         }
         self.deferred.pacing.appended(started, Instant::now());
         self.deferred.pending.store(false, Ordering::Release);
         self.deferred.index = None;
-        if let Err(e) = index.clear_deferred() {
-            // entries DuckDB holds are skipped at start, and cleared then
-            tracing::warn!(error = %e, "could not clear the log of deferred writes");
+        if let Some(journal) = self.journal.as_mut() {
+            // DuckDB holds every entry now (entries left by a failed emptying are skipped at start)
+            journal.clear();
         }
         Ok(())
     }
