@@ -724,3 +724,40 @@ fn a_damaged_key_index_is_set_aside_and_rebuilt() {
         .count();
     assert!(aside >= 1, "the damaged index is kept for inspection");
 }
+
+/// A database file cut short stops the start with a message naming it and what to do, instead of
+/// serving the old counts and failing pages with 500 (issue 13, item 6).
+#[test]
+fn a_truncated_database_file_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cut.duckdb");
+    let server = Server::start(&db);
+    let records: Vec<Value> = (0..20_000).map(production).collect();
+    assert_eq!(
+        server
+            .post_json(&format!("{WP}/records"), &json!(records))
+            .status,
+        201
+    );
+    server.stop();
+    // a clean start of the whole file is not refused
+    let server = Server::start(&db);
+    assert_eq!(
+        server.get(&format!("{WP}/count")).body["count"],
+        json!(20_000)
+    );
+    server.stop();
+    let length = std::fs::metadata(&db).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .unwrap()
+        .set_len(length / 2)
+        .unwrap();
+    let (code, _, stderr) = support::serve_until_exit(&db, &support::shipped_schemas(), dir.path());
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("cut.duckdb is cut short") && stderr.contains("Restore it from a backup"),
+        "{stderr}"
+    );
+}

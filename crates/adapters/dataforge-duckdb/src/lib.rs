@@ -15,6 +15,7 @@ mod row_codec;
 mod select;
 mod sql;
 mod tables;
+mod truncated;
 mod unsynced;
 mod writer;
 
@@ -60,6 +61,16 @@ pub enum OpenError {
     },
     #[error("cannot open database {path}: {message}")]
     Open { path: String, message: String },
+    #[error(
+        "the database file {path} is cut short ({actual} bytes, its blocks need {expected}): it was \
+         damaged, or copied incompletely. Restore it from a backup (or a complete copy) and start \
+         again; the server does not start on it, so as not to serve wrong data"
+    )]
+    Truncated {
+        path: String,
+        actual: u64,
+        expected: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -139,6 +150,7 @@ impl DuckDbStore {
                 path: config.path.display().to_string(),
                 message: e.to_string(),
             })?;
+        truncated::check_length(&conn, &config.path)?;
         let readers = Arc::new(ReadPool::new(
             &conn,
             config.read_connections as usize,
