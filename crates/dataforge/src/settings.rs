@@ -28,6 +28,9 @@ pub struct ServerSettings {
     pub schemas: PathBuf,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Largest body of an endpoint that reads one whole JSON document (`query`, `update`,
+    /// `delete`, a record's `PATCH`/`PUT`), in bytes: such a body is held in memory.
+    pub max_json_body_bytes: usize,
     /// Host names requests may name (the `Host` header, port aside). Empty: loopback names when
     /// listening on a loopback address (so a web page cannot reach this server through a domain
     /// re-pointed at 127.0.0.1, "DNS rebinding"), any otherwise.
@@ -49,6 +52,7 @@ impl Default for ServerSettings {
             listen: "127.0.0.1:8000".into(),
             schemas: PathBuf::from("./schemas"),
             max_body_bytes: 16 * 1024 * 1024 * 1024,
+            max_json_body_bytes: 2 * 1024 * 1024,
             allowed_hosts: Vec::new(),
             stalled_client_ms: 30_000,
             header_read_timeout_ms: 10_000,

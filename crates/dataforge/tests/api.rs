@@ -905,3 +905,32 @@ fn slow_headers_and_too_many_connections_are_cut() {
     }
     assert!(answered);
 }
+
+/// Refusals raised by the HTTP framework are problem+json too (issue 13, item 10): a dataset name
+/// that is not UTF-8, a JSON body over `server.max_json_body_bytes`, a request target over 32 KiB.
+#[test]
+fn framework_refusals_are_problem_json() {
+    let (_dir, db) = temp_db();
+    let small = [("DATAFORGE_SERVER__MAX_JSON_BODY_BYTES", "1024")];
+    let server = Server::start_with(&db, &support::shipped_schemas(), &small);
+    for target in [
+        "/v1/datasets/%FF/records",
+        "/v1/datasets/%FF",
+        "/v1/datasets/%FF/count",
+    ] {
+        assert_problem(&server.get(target), 400, "Invalid UTF-8 in `dataset`");
+    }
+    let filter: Vec<Value> = (0..100)
+        .map(|i| json!({"field": "well_code", "op": "eq", "value": i}))
+        .collect();
+    let query = server.post_json(&format!("{WP}/query"), &json!({"filter": {"or": filter}}));
+    assert_problem(&query, 413, "length limit exceeded");
+    assert_eq!(query.body["limit_bytes"], json!(1024));
+    assert_eq!(query.body["setting"], json!("server.max_json_body_bytes"));
+    let long = format!("{WP}/records?well_code=in.({})", "1,".repeat(20_000));
+    let too_long = server.get(&long);
+    assert_problem(&too_long, 414, "more than 32768");
+    // a small query still passes
+    let fine = server.post_json(&format!("{WP}/query"), &json!({"limit": 1}));
+    assert_eq!(fine.status, 200, "{fine:?}");
+}

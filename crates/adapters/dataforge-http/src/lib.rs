@@ -3,6 +3,7 @@
 
 mod body;
 mod encode;
+mod framework;
 mod handlers;
 mod host;
 mod problem;
@@ -27,6 +28,9 @@ pub use serve::{ConnectionLimits, serve};
 pub struct HttpSettings {
     /// Largest accepted request body; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Largest body of the endpoints that read a whole JSON document (`query`, `update`,
+    /// `delete`, a record's `PATCH` and `PUT`); larger ones get 413.
+    pub max_json_body_bytes: usize,
     /// Host names requests may name (`Host`, port aside); `None` for any.
     pub allowed_hosts: Option<Vec<String>>,
     /// How long a client may stop sending a body (408) or reading a streamed answer (cut, its
@@ -72,6 +76,13 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         .route("/v1/datasets/{dataset}/query", post(handlers::query))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            settings.max_json_body_bytes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            settings.max_json_body_bytes,
+            framework::as_problem,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             settings.allowed_hosts.map(Arc::new),
             host::check,
