@@ -934,3 +934,47 @@ fn framework_refusals_are_problem_json() {
     let fine = server.post_json(&format!("{WP}/query"), &json!({"limit": 1}));
     assert_eq!(fine.status, 200, "{fine:?}");
 }
+
+/// A compressed body is decoded as it streams in (gzip, deflate, zstd); another encoding is 415
+/// and a body that does not decode is 400, both naming the problem and writing nothing (issue 13,
+/// item 12: `Content-Encoding: gzip` bodies were parsed as if plain).
+#[test]
+fn content_encodings_are_decoded_or_refused() {
+    use std::io::Write;
+    let (_dir, db) = temp_db();
+    let server = Server::start(&db);
+    let path = "/v1/datasets/well_registry/records";
+    let send = |encoding: &str, body: &[u8]| {
+        support::answer(
+            ureq::post(&format!("{}{path}", server.base))
+                .set("Content-Type", "application/x-ndjson")
+                .set("Content-Encoding", encoding)
+                .send_bytes(body),
+        )
+    };
+    let plain: String = (1..=3)
+        .map(|code| {
+            json!({"well_code": code, "well_name": "W", "field_code": 1}).to_string() + "\n"
+        })
+        .collect();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(plain.as_bytes()).unwrap();
+    let gzipped = gzip.finish().unwrap();
+    let sent = send("gzip", &gzipped);
+    assert_eq!(sent.status, 201, "{sent:?}");
+    assert_eq!(sent.body["inserted"], json!(3));
+    assert_eq!(
+        server.get(&format!("{path}/2")).body["well_name"],
+        json!("W")
+    );
+    assert_problem(
+        &send("br", &gzipped),
+        415,
+        "Content-Encoding `br` is not supported",
+    );
+    assert_problem(&send("gzip", plain.as_bytes()), 400, "gzip");
+    assert_eq!(
+        server.get("/v1/datasets/well_registry/count").body["count"],
+        json!(3)
+    );
+}

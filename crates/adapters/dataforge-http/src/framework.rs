@@ -1,6 +1,7 @@
 //! The framework's own refusals (axum's extractor rejections: a path segment that is not UTF-8, a
-//! JSON body over `server.max_json_body_bytes`, an unreadable body) answered as problem+json like
-//! every other error, with their text as the detail.
+//! JSON body over `server.max_json_body_bytes`; tower-http's refusal of a `Content-Encoding` it
+//! does not decode) answered as problem+json like every other error, with their text as the
+//! detail; and a request target too long for the log and the filters.
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -38,6 +39,10 @@ pub(crate) async fn as_problem(
         .with("limit_bytes", json!(MAX_URI_BYTES))
         .into_response();
     }
+    let encoding = request
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_problem(&response) {
@@ -47,10 +52,19 @@ pub(crate) async fn as_problem(
     let text = axum::body::to_bytes(body, DETAIL_BYTES)
         .await
         .unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
+    let mut text = String::from_utf8_lossy(&text).into_owned();
+    if let (StatusCode::UNSUPPORTED_MEDIA_TYPE, true, Some(encoding)) =
+        (status, text.is_empty(), encoding)
+    {
+        // the decompression layer's refusal, which has no text
+        text = format!(
+            "Content-Encoding `{encoding}` is not supported: send the body as is, or with gzip, deflate or zstd"
+        );
+    }
     let (slug, title) = match status {
         StatusCode::PAYLOAD_TOO_LARGE => ("body-too-large", "Request body too large"),
         StatusCode::BAD_REQUEST => ("bad-request", "Bad request"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
         _ => ("http-error", status.canonical_reason().unwrap_or("Error")),
     };
     let mut problem = Problem::new(status, slug, title, text.trim().to_owned());

@@ -18,6 +18,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
 use dataforge_app::App;
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::map_request_body::MapRequestBodyLayer;
 
 pub use handlers::HttpState;
 pub use problem::Problem;
@@ -79,6 +81,13 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             settings.max_json_body_bytes,
         ))
+        // bodies sent with `Content-Encoding: gzip`, `deflate` or `zstd` are decoded as they
+        // stream in (the body limits count decoded bytes); any other encoding is 415
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(RequestDecompressionLayer::new().pass_through_unaccepted(false))
+                .layer(MapRequestBodyLayer::new(axum::body::Body::new)),
+        )
         .layer(axum::middleware::from_fn_with_state(
             settings.max_json_body_bytes,
             framework::as_problem,

@@ -167,7 +167,7 @@ impl Drop for Server {
     }
 }
 
-fn answer(result: Result<ureq::Response, ureq::Error>) -> Answer {
+pub fn answer(result: Result<ureq::Response, ureq::Error>) -> Answer {
     let response = match result {
         Ok(response) => response,
         Err(ureq::Error::Status(_, response)) => response,
