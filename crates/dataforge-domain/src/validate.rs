@@ -24,7 +24,8 @@ pub struct Violation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Stable machine-readable reason: `required`, `type`, `overflow`, `min`, `max`, `one_of`,
-    /// `pattern`, `max_length`, `unknown_field`, `duplicate_field`, `not_an_object`.
+    /// `pattern`, `max_length`, `unknown_field`, `duplicate_field`, `not_an_object`,
+    /// `out_of_range` (a date or timestamp outside the years 1 to 9999), `nul_character`.
     pub code: &'static str,
     pub message: String,
 }
@@ -216,6 +217,7 @@ pub fn check_batch(
                 report(row, "required", "a value is required".to_owned());
             }
         }
+        check_storable(field.field_type, array, &mut report);
         let rules = &field.constraints;
         match field.field_type {
             FieldType::Integer => {
@@ -238,6 +240,71 @@ pub fn check_batch(
                 check_generic(field.field_type, array, rules, &mut report)
             }
         }
+    }
+}
+
+/// The first and last day every reader of the stored data can show (0001-01-01 and 9999-12-31,
+/// in days from 1970-01-01): RFC 3339 text has four-digit years, and an Arrow `date32` far outside
+/// them is stored but cannot be read back.
+pub const DATE_RANGE: (i32, i32) = (-719_162, 2_932_896);
+
+/// The same range for timestamps, in microseconds (0001-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59.999999Z).
+pub const TIMESTAMP_RANGE: (i64, i64) = (-62_135_596_800_000_000, 253_402_300_799_999_999);
+
+/// Refuses values that would not come back as sent: dates and timestamps outside the years
+/// 1 to 9999, and text holding NUL characters (PostgreSQL refuses them, C-string tools cut there).
+fn check_storable(
+    ty: FieldType,
+    array: &ArrayRef,
+    report: &mut impl FnMut(usize, &'static str, String),
+) {
+    let out_of_range = |row: usize| {
+        format!(
+            "{} is outside the years 1 to 9999 that every reader can read",
+            Value::from_array(ty, array, row)
+        )
+    };
+    match ty {
+        FieldType::Date => {
+            if let Some(values) = array.as_primitive_opt::<Date32Type>() {
+                let (low, high) = DATE_RANGE;
+                for (row, day) in values.iter().enumerate() {
+                    if day.is_some_and(|d| d < low || d > high) {
+                        report(row, "out_of_range", out_of_range(row));
+                    }
+                }
+            }
+        }
+        FieldType::Timestamp => {
+            if let Some(values) = array.as_primitive_opt::<TimestampMicrosecondType>() {
+                let (low, high) = TIMESTAMP_RANGE;
+                for (row, micros) in values.iter().enumerate() {
+                    if micros.is_some_and(|t| t < low || t > high) {
+                        report(row, "out_of_range", out_of_range(row));
+                    }
+                }
+            }
+        }
+        FieldType::String | FieldType::Json => {
+            let Some(values) = array.as_string_opt::<i32>() else {
+                return;
+            };
+            // one pass over all the text; rows only looked at when a NUL is somewhere
+            if !values.values().contains(&0) {
+                return;
+            }
+            for (row, text) in values.iter().enumerate() {
+                if let Some(at) = text.and_then(|t| t.bytes().position(|b| b == 0)) {
+                    report(
+                        row,
+                        "nul_character",
+                        format!("holds a NUL character (U+0000) at byte {at}, which text may not"),
+                    );
+                }
+            }
+        }
+        FieldType::Integer | FieldType::Float | FieldType::Boolean => {}
     }
 }
 
@@ -424,5 +491,55 @@ fn check_generic(
         if let Err(broken) = check_value(&Value::from_array(ty, array, row), rules) {
             report(row, broken.code, broken.message);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{
+        BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    };
+
+    use super::*;
+    use crate::testing::wells;
+
+    fn batch(periods: Vec<Option<i64>>, names: Vec<&str>) -> RecordBatch {
+        let rows = periods.len();
+        let schema = wells();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+            Arc::new(Int64Array::from(vec![1; rows])),
+            Arc::new(StringArray::from(names)),
+            Arc::new(TimestampMicrosecondArray::from(periods)),
+            Arc::new(Float64Array::from(vec![1.0; rows])),
+            Arc::new(StringArray::from(vec![None::<&str>; rows])),
+            Arc::new(BooleanArray::from(vec![true; rows])),
+            Arc::new(StringArray::from(vec!["{}"; rows])),
+        ];
+        RecordBatch::try_new(Arc::clone(schema.arrow_schema()), columns).unwrap()
+    }
+
+    fn codes(batch: &RecordBatch) -> Vec<(u64, &'static str)> {
+        let mut found = Vec::new();
+        check_batch(&wells(), batch, 1, &RejectedCells::default(), &mut |v| {
+            found.push((v.row, v.code))
+        });
+        found
+    }
+
+    #[test]
+    fn timestamps_outside_the_years_1_to_9999_are_refused() {
+        let (low, high) = TIMESTAMP_RANGE;
+        let periods = vec![Some(low), Some(high), Some(low - 1), Some(high + 1), None];
+        let found = codes(&batch(periods, vec!["a"; 5]));
+        assert_eq!(found, vec![(3, "out_of_range"), (4, "out_of_range")]);
+    }
+
+    #[test]
+    fn text_with_a_nul_character_is_refused() {
+        let found = codes(&batch(vec![Some(0); 3], vec!["fine", "bad\0", "ok"]));
+        assert_eq!(found, vec![(2, "nul_character")]);
     }
 }

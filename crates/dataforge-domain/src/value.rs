@@ -246,8 +246,9 @@ impl Value {
             FieldType::Timestamp => parse_timestamp(text)
                 .map(Value::Timestamp)
                 .ok_or_else(|| ValueError::expected(ty, quoted())),
-            FieldType::Json => serde_json::from_str::<serde_json::Value>(text)
-                .map(|v| Value::Json(v.to_string()))
+            // kept as sent (only checked to be JSON): parsed, a large integer would become a float
+            FieldType::Json => serde_json::from_str::<serde::de::IgnoredAny>(text)
+                .map(|_| Value::Json(text.trim().to_owned()))
                 .map_err(|e| ValueError::new("type", format!("invalid JSON: {e}"))),
         }
     }

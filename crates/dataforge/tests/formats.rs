@@ -313,3 +313,96 @@ fn arrow_bodies_declaring_huge_messages_allocate_nothing() {
         serde_json::json!(0)
     );
 }
+
+/// Values are stored as sent or refused (issue 13, items 11 and 12): an Arrow date far past the
+/// year 9999 and text holding NUL are 422 naming row and field, a json field keeps a large integer
+/// exactly, dictionary-encoded columns load, and a repeated key in a query body is a 400.
+#[test]
+fn values_are_stored_as_sent_or_refused() {
+    use arrow_array::types::Int32Type;
+    use arrow_array::{Array, ArrayRef, Date32Array, DictionaryArray, Int64Array, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("values.duckdb"));
+    let wr = "/v1/datasets/well_registry";
+    let arrow = |spud: Date32Array, names: DictionaryArray<Int32Type>| {
+        let schema = Schema::new(vec![
+            Field::new("well_code", DataType::Int64, false),
+            Field::new("well_name", names.data_type().clone(), false),
+            Field::new("field_code", DataType::Int64, false),
+            Field::new("spud_date", DataType::Date32, true),
+        ]);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(names),
+            Arc::new(Int64Array::from(vec![7, 7])),
+            Arc::new(spud),
+        ];
+        arrow_body(&[RecordBatch::try_new(Arc::new(schema), columns).unwrap()])
+    };
+    let names = || -> DictionaryArray<Int32Type> { vec!["A-1", "A-1"].into_iter().collect() };
+    let media = "application/vnd.apache.arrow.stream";
+    let far = server.post_raw(
+        &format!("{wr}/records"),
+        media,
+        &arrow(Date32Array::from(vec![Some(0), Some(i32::MAX)]), names()),
+    );
+    assert_eq!(far.status, 422, "{far:?}");
+    assert_eq!(
+        (
+            &far.body["errors"][0]["row"],
+            &far.body["errors"][0]["field"],
+            &far.body["errors"][0]["code"]
+        ),
+        (&json!(2), &json!("spud_date"), &json!("out_of_range")),
+        "{far:?}"
+    );
+    // the same with dictionary-encoded names and a readable date loads
+    let fine = server.post_raw(
+        &format!("{wr}/records"),
+        media,
+        &arrow(Date32Array::from(vec![Some(0), Some(20_000)]), names()),
+    );
+    assert_eq!(fine.status, 201, "{fine:?}");
+    assert_eq!(
+        server.get(&format!("{wr}/records/2")).body["well_name"],
+        json!("A-1")
+    );
+
+    let nul = server.post_json(
+        &format!("{wr}/records"),
+        &json!({"well_code": 3, "well_name": "bad\u{0}name", "field_code": 7}),
+    );
+    assert_eq!(nul.status, 422, "{nul:?}");
+    assert_eq!(nul.body["errors"][0]["code"], json!("nul_character"));
+
+    let big = r#"{"well_code": 4, "well_name": "B", "field_code": 7, "metadata": {"id": 123456789012345678901234567890}}"#;
+    let sent = server.post_raw(&format!("{wr}/records"), "application/json", big.as_bytes());
+    assert_eq!(sent.status, 201, "{sent:?}");
+    let stored = ureq::get(&format!("{}{wr}/records/4", server.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        stored.contains(r#""metadata":{"id": 123456789012345678901234567890}"#),
+        "{stored}"
+    );
+    assert_eq!(server.get(&format!("{wr}/count")).body["count"], json!(3));
+
+    let repeated = server.post_raw(
+        &format!("{wr}/query"),
+        "application/json",
+        br#"{"limit": 1, "limit": 500}"#,
+    );
+    assert_eq!(repeated.status, 400, "{repeated:?}");
+    assert!(
+        repeated.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`limit` appears more than once"),
+        "{repeated:?}"
+    );
+}

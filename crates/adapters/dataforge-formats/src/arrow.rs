@@ -205,6 +205,10 @@ fn column_problem(name: &str, code: &'static str, message: String) -> Violation 
 /// Whether values of `from` become values of field type `to` with nothing lost.
 fn converts_losslessly(from: &DataType, to: FieldType) -> bool {
     use DataType as D;
+    if let D::Dictionary(_, values) = from {
+        // decoded to its values: nothing is lost
+        return converts_losslessly(values, to);
+    }
     match to {
         FieldType::String | FieldType::Json => matches!(from, D::Utf8 | D::LargeUtf8 | D::Utf8View),
         FieldType::Integer => matches!(

@@ -87,6 +87,14 @@ impl ColumnBuilder {
         Ok(())
     }
 
+    /// Appends the text of a JSON value to a `json` column as it is; `null` is null.
+    pub(crate) fn append_raw_json(&mut self, text: &str) {
+        match self {
+            ColumnBuilder::Text(b) if text != "null" => b.append_value(text),
+            _ => self.append_null(),
+        }
+    }
+
     /// Appends a value given as text (a CSV cell); an empty cell is null.
     pub(crate) fn append_text(&mut self, ty: FieldType, text: &str) -> Result<(), ValueError> {
         match (&mut *self, ty) {

@@ -253,8 +253,10 @@ impl<'de> DeserializeSeed<'de> for Cell<'_> {
     type Value = Result<(), ValueError>;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         if self.ty == FieldType::Json {
-            let json = serde_json::Value::deserialize(deserializer)?;
-            return Ok(self.column.append_json(self.ty, &json));
+            // the value's text as sent: parsed, a large integer would become a float
+            let json = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+            self.column.append_raw_json(json.get());
+            return Ok(Ok(()));
         }
         deserializer.deserialize_any(self)
     }

@@ -347,9 +347,10 @@ fn csv_matches_columns_by_name_with_quoting_and_empty_cells() {
         Value::from_array(FieldType::String, batch.column(2), 0),
         Value::String("North, \"A\"".into())
     );
+    // a json value is kept as sent
     assert_eq!(
         Value::from_array(FieldType::Json, batch.column(7), 0),
-        Value::Json(r#"{"a":1}"#.into())
+        Value::Json(r#"{"a": 1}"#.into())
     );
     assert_eq!(
         Value::from_array(FieldType::Timestamp, batch.column(3), 0),
@@ -577,6 +578,33 @@ mod columnar {
     }
 
     #[test]
+    fn dictionary_encoded_columns_are_decoded_to_their_values() {
+        use arrow_array::types::Int32Type;
+        use arrow_array::{Array, DictionaryArray};
+        let names: DictionaryArray<Int32Type> =
+            vec!["north", "south", "north"].into_iter().collect();
+        let schema = Schema::new(vec![
+            Field::new("well_code", DataType::Int64, false),
+            Field::new("name", names.data_type().clone(), true),
+        ]);
+        let columns: Vec<ArrayRef> =
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3])), Arc::new(names)];
+        let batch = RecordBatch::try_new(Arc::new(schema), columns).unwrap();
+        for (format, body) in [
+            (BodyFormat::Arrow, ipc(std::slice::from_ref(&batch))),
+            (BodyFormat::Parquet, parquet(&batch)),
+        ] {
+            let decoded = decode_one(format, &wells(), &body).unwrap();
+            assert!(decoded.violations.is_empty(), "{format:?}");
+            assert_eq!(
+                Value::from_array(FieldType::String, decoded.batch.column(2), 2),
+                Value::String("north".into()),
+                "{format:?}"
+            );
+        }
+    }
+
+    #[test]
     fn truncated_or_foreign_bodies_are_malformed() {
         let full = ipc(&[input(), input()]);
         let cut = &full[..full.len() - 40];
@@ -597,4 +625,32 @@ mod columnar {
             Err(BodyError::Malformed(_))
         ));
     }
+}
+
+#[test]
+fn json_values_keep_large_integers_exactly_in_every_text_format() {
+    let schema = wells();
+    let big = "123456789012345678901234567890";
+    let sent = format!(r#"{{"id": {big}, "tiny": 1e-400}}"#);
+    let json = format!(r#"{{"well_code": 1, "extra": {sent}}}"#);
+    for format in [BodyFormat::Json, BodyFormat::Ndjson] {
+        let decoded = decode_one(format, &schema, json.as_bytes()).unwrap();
+        assert!(decoded.violations.is_empty(), "{format:?}");
+        assert_eq!(
+            Value::from_array(FieldType::Json, decoded.batch.column(7), 0),
+            Value::Json(sent.clone()),
+            "{format:?}"
+        );
+    }
+    let csv = format!("well_code,extra\n1,\"{}\"\n", sent.replace('"', "\"\""));
+    let decoded = decode_one(BodyFormat::Csv, &schema, csv.as_bytes()).unwrap();
+    assert_eq!(
+        Value::from_array(FieldType::Json, decoded.batch.column(7), 0),
+        Value::Json(sent)
+    );
+    // still checked to be JSON, and `null` is null
+    let bad = decode_one(BodyFormat::Csv, &schema, b"well_code,extra\n1,{oops\n").unwrap();
+    assert_eq!(bad.violations.into_listed()[0].code, "type");
+    let null = decode_json(&schema, br#"{"well_code": 1, "extra": null}"#, 1).unwrap();
+    assert!(null.batch.column(7).is_null(0));
 }

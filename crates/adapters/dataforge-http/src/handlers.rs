@@ -15,6 +15,7 @@ use serde_json::{Value as Json, json};
 use crate::body;
 use crate::encode::{self, AnswerFormat};
 use crate::problem::{Problem, from_app_error};
+use crate::strict_json;
 use crate::views;
 
 /// Shared state of the routes.
@@ -318,7 +319,7 @@ pub async fn query(
         ));
     }
     json_content(&headers)?;
-    let body: Json = serde_json::from_slice(&body)
+    let body: Json = strict_json::parse(&body)
         .map_err(|e| Problem::bad_request("body", format!("the body is not valid JSON: {e}")))?;
     read(&state, &dataset, ReadRequest::Body(&body), format).await
 }
@@ -416,7 +417,7 @@ fn json_content(headers: &HeaderMap) -> Result<(), Problem> {
 /// A change's JSON body: the `Content-Type` must be JSON, the body valid JSON.
 fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Json, Problem> {
     json_content(headers)?;
-    serde_json::from_slice(body).map_err(|e| {
+    strict_json::parse(body).map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,
             "malformed-body",

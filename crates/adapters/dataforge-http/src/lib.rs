@@ -8,6 +8,7 @@ mod handlers;
 mod host;
 mod problem;
 mod serve;
+mod strict_json;
 mod views;
 
 use std::sync::Arc;
