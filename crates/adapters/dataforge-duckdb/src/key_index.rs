@@ -90,6 +90,12 @@ fn set_aside(path: &Path, e: &dyn std::fmt::Display) -> Result<(), StoreError> {
 
 pub(crate) fn index_error(e: heed::Error) -> StoreError {
     match e {
+        heed::Error::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => {
+            StoreError::StorageFull("the key index".into())
+        }
+        heed::Error::Mdb(heed::MdbError::Other(code)) if code == libc::ENOSPC => {
+            StoreError::StorageFull("the key index".into())
+        }
         heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::Internal(
             "key index: full; raise database.key_index_max_mib (DATAFORGE_DATABASE__KEY_INDEX_MAX_MIB)"
                 .into(),

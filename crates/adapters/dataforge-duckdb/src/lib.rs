@@ -76,7 +76,17 @@ pub enum OpenError {
 }
 
 pub(crate) fn store_error(e: duckdb::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
+    let message = e.to_string();
+    if message.contains("No space left on device") {
+        // DuckDB names the file it could not write in quotes
+        let path = message
+            .split('"')
+            .nth(1)
+            .unwrap_or("the database's directory")
+            .to_owned();
+        return StoreError::StorageFull(path);
+    }
+    StoreError::Internal(message)
 }
 
 /// The database: one file, one writer, a pool of readers.
@@ -288,7 +298,15 @@ impl DuckDbStore {
             .send(WriterJob::Flush { reply: Some(reply) })
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-        answer(answered).await
+        match answer(answered).await {
+            // with the disk full, reads answer from what the tables hold; the deferred writes
+            // stay in the journal and are appended once there is room
+            Err(StoreError::StorageFull(path)) => {
+                tracing::warn!(%path, "the disk is full: a read answers without the writes still waiting to be appended");
+                Ok(())
+            }
+            settled => settled,
+        }
     }
 
     fn queue(&self) -> Result<WriterQueue, StoreError> {
