@@ -87,6 +87,19 @@ impl DuckDbConfig {
         usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 
+    /// How many reads that sort a whole result (exports with `order`) run at once: DuckDB's sort
+    /// pins about 16 MiB per thread while it merges, and past `memory_limit` a sort fails ("failed
+    /// to pin block") instead of spilling, so one slot per 16 MiB per thread of the limit. A limit
+    /// given as a share of RAM, or not understood, leaves only the read connections as the cap.
+    pub fn sorting_reads(&self) -> usize {
+        const PER_THREAD: u64 = 16 << 20;
+        let per_sort = PER_THREAD * u64::from(self.effective_threads().max(1));
+        match parse_bytes(&self.memory_limit) {
+            Some(bytes) => (bytes / per_sort).max(1) as usize,
+            None => self.read_connections.max(1) as usize,
+        }
+    }
+
     /// The thread count actually used.
     pub fn effective_threads(&self) -> u32 {
         if self.threads > 0 {
@@ -96,5 +109,50 @@ impl DuckDbConfig {
                 .map(|n| n.get() as u32)
                 .unwrap_or(1)
         }
+    }
+}
+
+/// Bytes in a DuckDB size setting such as `256MiB`, `2GB` or `512 KB` (`None` for `80%`).
+fn parse_bytes(setting: &str) -> Option<u64> {
+    let setting = setting.trim();
+    let split = setting
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(setting.len());
+    let (number, unit) = setting.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let unit: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        _ => return None,
+    };
+    Some((number * unit as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorting_reads_follow_the_memory_limit_and_threads() {
+        let config = |memory_limit: &str, threads| DuckDbConfig {
+            memory_limit: memory_limit.into(),
+            threads,
+            read_connections: 4,
+            ..DuckDbConfig::default()
+        };
+        assert_eq!(config("64MiB", 2).sorting_reads(), 2);
+        assert_eq!(config("256MiB", 2).sorting_reads(), 8);
+        assert_eq!(config("1GB", 4).sorting_reads(), 14);
+        assert_eq!(config("8MiB", 2).sorting_reads(), 1);
+        assert_eq!(config("80%", 2).sorting_reads(), 4);
+        assert_eq!(parse_bytes("512 KB"), Some(512_000));
+        assert_eq!(parse_bytes("1.5GiB"), Some(3 << 29));
     }
 }

@@ -164,6 +164,7 @@ impl DuckDbStore {
         let readers = Arc::new(ReadPool::new(
             &conn,
             config.read_connections as usize,
+            config.sorting_reads(),
             Duration::from_millis(config.query_timeout_ms),
         )?);
         let writer = writer::start(
@@ -181,6 +182,7 @@ impl DuckDbStore {
             preserve_insertion_order = config.preserve_insertion_order,
             checkpoint_threshold = %config.checkpoint_threshold,
             read_connections = config.read_connections,
+            sorting_reads = config.sorting_reads(),
             write_queue = config.write_queue,
             write_wait_ms = config.write_wait_ms,
             query_timeout_ms = config.query_timeout_ms,
@@ -515,9 +517,14 @@ impl RecordReader for DuckDbStore {
                 Ok(BatchStream::new(std::iter::once(Ok(page))))
             });
         }
+        // a whole result sorted (an export with `order`) needs sort memory: see `sorting_reads`
+        let sorts =
+            matches!(&plan, ReadPlan::Records(q) if q.limit.is_none() && !q.order.is_empty());
         Box::pin(async move {
             self.settled().await?;
-            self.readers.stream(select::plan(&dataset, &plan)).await
+            self.readers
+                .stream(select::plan(&dataset, &plan), sorts)
+                .await
         })
     }
 

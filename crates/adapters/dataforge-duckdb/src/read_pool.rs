@@ -31,6 +31,11 @@ const MIN_LEASE_WAIT: Duration = Duration::from_secs(1);
 pub(crate) struct ReadPool {
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
+    /// Places for reads that sort a whole result ([`DuckDbConfig::sorting_reads`]).
+    ///
+    /// [`DuckDbConfig::sorting_reads`]: crate::DuckDbConfig::sorting_reads
+    sorting: Arc<Semaphore>,
+    sorting_size: usize,
     /// Source of replacement connections, for reads that were interrupted or panicked.
     template: Mutex<Connection>,
     timeout: Duration,
@@ -41,6 +46,8 @@ struct Lease {
     conn: Option<Connection>,
     pool: Arc<ReadPool>,
     _permit: OwnedSemaphorePermit,
+    /// The read's place among those that sort, if it sorts.
+    _sorting: Option<OwnedSemaphorePermit>,
     /// Set when the read was given up on (timeout): the connection is then not reused.
     abandoned: Arc<AtomicBool>,
 }
@@ -60,6 +67,7 @@ impl ReadPool {
     pub(crate) fn new(
         template: &Connection,
         size: usize,
+        sorting: usize,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
         let size = size.max(1);
@@ -70,6 +78,8 @@ impl ReadPool {
         Ok(ReadPool {
             idle: Mutex::new(idle),
             permits: Arc::new(Semaphore::new(size)),
+            sorting: Arc::new(Semaphore::new(sorting.max(1))),
+            sorting_size: sorting.max(1),
             template: Mutex::new(template.try_clone().map_err(store_error)?),
             timeout,
         })
@@ -92,8 +102,26 @@ impl ReadPool {
     /// A free connection, waited for within the query timeout (at least [`MIN_LEASE_WAIT`]):
     /// every connection busy for that long (say, with long exports) is answered as unavailable,
     /// not by a request that hangs.
-    async fn lease(self: &Arc<Self>) -> Result<Lease, StoreError> {
+    async fn lease(self: &Arc<Self>, sorts: bool) -> Result<Lease, StoreError> {
         let wait = self.timeout.max(MIN_LEASE_WAIT);
+        let sorting = if sorts {
+            let waited =
+                tokio::time::timeout(wait, Arc::clone(&self.sorting).acquire_owned()).await;
+            match waited {
+                Ok(permit) => Some(
+                    permit.map_err(|_| StoreError::Unavailable("the database is closed".into()))?,
+                ),
+                Err(_) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "{} sorted exports were running for {} ms, as many as database.memory_limit allows at once (16 MiB per thread each); retry shortly",
+                        self.sorting_places(),
+                        wait.as_millis()
+                    )));
+                }
+            }
+        } else {
+            None
+        };
         let waited = tokio::time::timeout(wait, Arc::clone(&self.permits).acquire_owned()).await;
         let permit = match waited {
             Ok(permit) => {
@@ -110,8 +138,15 @@ impl ReadPool {
             conn: Some(self.take()?),
             pool: Arc::clone(self),
             _permit: permit,
+            _sorting: sorting,
             abandoned: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// How many reads may sort at once.
+    fn sorting_places(&self) -> usize {
+        // permits in use plus free ones: the semaphore does not keep its size
+        self.sorting_size
     }
 
     fn timed_out(&self) -> StoreError {
@@ -124,7 +159,7 @@ impl ReadPool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let lease = self.lease().await?;
+        let lease = self.lease(false).await?;
         let abandoned = Arc::clone(&lease.abandoned);
         let interrupt = lease.conn.as_ref().map(Connection::interrupt_handle);
         let task = tokio::task::spawn_blocking(move || match &lease.conn {
@@ -149,12 +184,14 @@ impl ReadPool {
 
     /// Starts `statement` and answers once its first batch is ready (or it failed, or the query
     /// timeout passed); the rest stream from a blocking thread through a small bounded channel.
-    /// Dropping the stream stops the query and returns its connection.
+    /// Dropping the stream stops the query and returns its connection. A read that `sorts` a
+    /// whole result first waits for a place among those (see [`Self::sorting`]).
     pub(crate) async fn stream(
         self: &Arc<Self>,
         statement: Statement,
+        sorts: bool,
     ) -> Result<BatchStream, StoreError> {
-        let lease = self.lease().await?;
+        let lease = self.lease(sorts).await?;
         let abandoned = Arc::clone(&lease.abandoned);
         let interrupt = lease.conn.as_ref().map(Connection::interrupt_handle);
         let (first_tx, first_rx) = oneshot::channel();

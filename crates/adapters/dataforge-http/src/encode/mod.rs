@@ -7,6 +7,7 @@ mod cells;
 
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -356,6 +357,10 @@ fn parquet_stopped(e: parquet::errors::ParquetError) -> Stopped {
 pub(crate) fn stream_body(format: AnswerFormat, export: Export, stall: Duration) -> Body {
     let (body, chunks) = mpsc::channel(CHUNKS_AHEAD);
     let runtime = tokio::runtime::Handle::current();
+    // set on a failure: the body then ends in an error after the chunks already queued, however
+    // full the queue was (an error sent into a full queue was lost, and the body ended as if whole)
+    let failed = Arc::new(AtomicBool::new(false));
+    let failing = Arc::clone(&failed);
     tokio::task::spawn_blocking(move || {
         let mut sink = ChunkSink {
             buffer: Vec::with_capacity(CHUNK_BYTES),
@@ -372,13 +377,87 @@ pub(crate) fn stream_body(format: AnswerFormat, export: Export, stall: Duration)
             ),
             Err(Stopped::Failed(why)) => {
                 tracing::error!(error = %why, "an export failed after it had begun");
-                // never waits: the client may be the reason it failed
-                let _ = body.try_send(Err(io::Error::other(why)));
+                failing.store(true, Ordering::Release);
             }
         }
     });
     Body::from_stream(futures_util::stream::unfold(
-        chunks,
-        |mut chunks| async move { chunks.recv().await.map(|chunk| (chunk, chunks)) },
+        (chunks, failed),
+        |(mut chunks, failed)| async move {
+            match chunks.recv().await {
+                Some(chunk) => Some((chunk, (chunks, failed))),
+                // hyper then ends the connection without the last chunk: the client sees the
+                // answer is incomplete
+                None if failed.swap(false, Ordering::AcqRel) => {
+                    let cut = io::Error::other(
+                        "the export failed after it had begun; see the server log",
+                    );
+                    Some((Err(cut), (chunks, failed)))
+                }
+                None => None,
+            }
+        },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{ArrayRef, Int64Array};
+    use dataforge_domain::ports::{BatchStream, StoreError};
+    use dataforge_domain::value::FieldType;
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// An export of `rows` integers in batches of 1,000, then a storage failure.
+    fn failing_export(rows: i64) -> Export {
+        let columns: Arc<[OutputColumn]> = Arc::from(vec![OutputColumn {
+            name: "n".into(),
+            field_type: FieldType::Integer,
+        }]);
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "n",
+            arrow_schema::DataType::Int64,
+            true,
+        )]));
+        let batches = (0..rows / 1000)
+            .map(move |b| {
+                let values: ArrayRef =
+                    Arc::new(Int64Array::from_iter_values(b * 1000..(b + 1) * 1000));
+                Ok(RecordBatch::try_new(Arc::clone(&schema), vec![values]).unwrap())
+            })
+            .chain(std::iter::once(Err(StoreError::Internal(
+                "disk gone".into(),
+            ))));
+        Export {
+            columns,
+            batches: BatchStream::new(batches),
+        }
+    }
+
+    /// A failure after the answer began ends the body in an error, even when the chunks ahead of
+    /// it filled the queue (the client must not take a cut export for a whole one).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_export_failing_midway_ends_its_body_in_an_error() {
+        // about 1.2 MB of CSV: the queue's four chunks fill, and the failure comes while the fifth
+        // is being written, before the client reads anything
+        let body = stream_body(
+            AnswerFormat::Csv,
+            failing_export(180_000),
+            Duration::from_secs(30),
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut body = body;
+        let mut bytes = 0;
+        let ended = loop {
+            match body.frame().await {
+                Some(Ok(frame)) => bytes += frame.data_ref().map_or(0, |d| d.len()),
+                Some(Err(e)) => break Err(e.to_string()),
+                None => break Ok(()),
+            }
+        };
+        assert!(bytes > CHUNKS_AHEAD * CHUNK_BYTES, "{bytes}");
+        let why = ended.expect_err("the body ended as if whole");
+        assert!(why.contains("failed after it had begun"), "{why}");
+    }
 }
