@@ -85,6 +85,10 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Walk a key index directory read-only and print how many entries it holds (run by the
+    /// server in a child process before it trusts its index).
+    #[command(hide = true)]
+    VerifyKeyIndex { dir: PathBuf },
     /// Write deterministic synthetic rows of a dataset (well_production) to a file.
     Generate {
         /// Dataset to generate (well_production).
@@ -175,6 +179,8 @@ fn load_settings(store: StoreArgs) -> Result<Settings, ExitCode> {
     if let Some(db) = db {
         settings.database.path = db;
     }
+    // the key index is walked by this same program, in a child process, before it is trusted
+    settings.database.key_index_verifier = std::env::current_exe().ok();
     Ok(settings)
 }
 
@@ -201,6 +207,13 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {
+        Command::VerifyKeyIndex { dir } => match dataforge_duckdb::walk_key_index(&dir) {
+            Ok(entries) => {
+                println!("{entries}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => fail(&message),
+        },
         Command::Generate {
             dataset,
             rows,

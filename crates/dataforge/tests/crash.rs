@@ -672,7 +672,7 @@ fn a_damaged_key_index_is_set_aside_and_rebuilt() {
     server.stop();
     let data = dir.path().join("damaged.duckdb.keys").join("data.mdb");
     type Damage = fn(&std::path::Path);
-    let damages: [(&str, Damage); 2] = [
+    let damages: [(&str, Damage); 3] = [
         ("truncated", |data| {
             std::fs::OpenOptions::new()
                 .write(true)
@@ -684,6 +684,13 @@ fn a_damaged_key_index_is_set_aside_and_rebuilt() {
         ("garbage-headed", |data| {
             let mut bytes = std::fs::read(data).unwrap();
             bytes[..4096].fill(0xab);
+            std::fs::write(data, bytes).unwrap()
+        }),
+        // LMDB opens this one (its meta pages are whole) and crashed reading it: the walk in a
+        // child process finds it
+        ("garbage-paged", |data| {
+            let mut bytes = std::fs::read(data).unwrap();
+            bytes[2 * 4096..].fill(0xab);
             std::fs::write(data, bytes).unwrap()
         }),
     ];

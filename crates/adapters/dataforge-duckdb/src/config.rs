@@ -36,7 +36,7 @@ pub struct DuckDbConfig {
     pub write_buffer_mib: u32,
     /// Milliseconds, at most, that groups of small writes (up to 8,192 records in all) wait before
     /// they are appended to their tables: such groups are acknowledged once their records are
-    /// durable in the key index, and appended to DuckDB many groups at a time (reads wait for
+    /// durable in the journal (`<path>.journal`) and in the key index, and appended to DuckDB many groups at a time (reads wait for
     /// them, so a read after a `201` sees the write). 0 appends every group before acknowledging it.
     pub deferred_append_ms: u64,
     /// MiB the primary-key index may grow to. LMDB reserves this much address space up front (disk
@@ -45,6 +45,11 @@ pub struct DuckDbConfig {
     pub key_index_max_mib: u64,
     /// Milliseconds a read may take to start answering before it is stopped and answered 504.
     pub query_timeout_ms: u64,
+    /// The program that walks the key index in a child process before it is opened (the
+    /// server's own binary, with `verify-key-index DIR`); none skips the check. Set by the
+    /// program, not a setting.
+    #[serde(skip)]
+    pub key_index_verifier: Option<PathBuf>,
 }
 
 impl Default for DuckDbConfig {
@@ -63,6 +68,7 @@ impl Default for DuckDbConfig {
             query_timeout_ms: 30_000,
             deferred_append_ms: 200,
             key_index_max_mib: 256 * 1024,
+            key_index_verifier: None,
         }
     }
 }

@@ -31,7 +31,7 @@ use crate::mapped_pages::MappedPages;
 use crate::ordered_index::{IndexRange, OrderedIndex};
 use crate::row_codec::{decode_rows, encode_rows, one_value_array};
 use crate::sql::{column_list, quote};
-use crate::unsynced;
+use crate::{unsynced, verify};
 
 /// Bump when the key or record encoding changes, so existing indexes are rebuilt.
 const FORMAT: u64 = 5;
@@ -47,6 +47,9 @@ pub(crate) const SEQUENCE_TABLE: &str = "_dataforge_sequence";
 pub(crate) fn sequence_update() -> String {
     format!("UPDATE {} SET seq = ?", quote(SEQUENCE_TABLE))
 }
+
+/// Left in the index's directory when a read found it damaged: the next start rebuilds it.
+const FOUND_DAMAGED: &str = "found-damaged";
 
 /// Whether LMDB refused to open the index because its file is damaged (truncated, overwritten).
 fn damaged(e: &heed::Error) -> bool {
@@ -292,6 +295,7 @@ impl KeyIndex {
         path: &Path,
         max_bytes: usize,
         catalog: &Catalog,
+        verifier: Option<&Path>,
     ) -> Result<KeyIndex, StoreError> {
         std::fs::create_dir_all(path)
             .map_err(|e| StoreError::Internal(format!("cannot create {}: {e}", path.display())))?;
@@ -309,6 +313,13 @@ impl KeyIndex {
         }
         if unsynced::from_earlier_boot(path) {
             let why = "the machine stopped while it held writes not yet on disk";
+            set_aside(path, &why)?;
+        } else if path.join(FOUND_DAMAGED).exists() {
+            set_aside(path, &"a read found it damaged")?;
+        } else if let Some(verifier) = verifier
+            && path.join("data.mdb").exists()
+            && let Err(why) = verify::verified_in_child(verifier, path)
+        {
             set_aside(path, &why)?;
         }
         // SAFETY: as above
@@ -447,8 +458,50 @@ impl KeyIndex {
         if indexed != Some(seq) || !built_for_catalog {
             tracing::info!(indexed = ?indexed, stored = seq, "rebuilding the key index from the tables");
             self.rebuild(catalog, conn, seq)?;
+        } else if let Some(dataset) = self.count_differs(catalog, conn)? {
+            tracing::error!(%dataset, "the key index holds another number of records than the table; rebuilding it from the tables");
+            self.rebuild(catalog, conn, seq)?;
         }
         Ok(())
+    }
+
+    /// The first dataset whose record count in the index differs from its table's (a damaged
+    /// index that still opens): a cheap check at every start.
+    fn count_differs(
+        &self,
+        catalog: &Catalog,
+        conn: &Connection,
+    ) -> Result<Option<String>, StoreError> {
+        let tx = self.env.read_txn().map_err(index_error)?;
+        for schema in catalog.iter() {
+            let indexed = self
+                .dataset(&schema.name)?
+                .records
+                .len(&tx)
+                .map_err(index_error)?;
+            let stored: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM {}", quote(&schema.name)),
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(crate::store_error)?;
+            if indexed != stored as u64 {
+                return Ok(Some(schema.name.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Called when a read of the index failed, which only a damaged index does: it is no longer
+    /// used (reads and key checks go through DuckDB) and the next start sets it aside and rebuilds
+    /// it.
+    pub(crate) fn found_damaged(&self, e: &StoreError) {
+        tracing::error!(error = %e, index = %self.path.display(), "a read of the key index failed; it is no longer used (reads and key checks go through DuckDB) and the next start rebuilds it");
+        self.disable();
+        if let Err(io) = std::fs::write(self.path.join(FOUND_DAMAGED), e.to_string()) {
+            tracing::error!(error = %io, "could not mark the key index for a rebuild; delete its directory before the next start");
+        }
     }
 
     /// The sequence number of the last write the index holds, if it is in step with one.

@@ -17,6 +17,7 @@ mod sql;
 mod tables;
 mod truncated;
 mod unsynced;
+mod verify;
 mod writer;
 
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
 use tokio::sync::{mpsc, oneshot};
 
 pub use config::DuckDbConfig;
+pub use verify::walk_key_index;
 
 use journal::Journal;
 use key_index::KeyIndex;
@@ -107,6 +109,8 @@ pub struct DuckDbStore {
     journal_path: PathBuf,
     /// The most bytes the primary-key index may take.
     index_max_bytes: usize,
+    /// The program that verifies the key index before it is opened (see [`verify`]).
+    index_verifier: Option<PathBuf>,
     /// The primary-key index, once `prepare` has opened it; reads by key use it while it is
     /// usable.
     index: OnceLock<Arc<KeyIndex>>,
@@ -200,6 +204,7 @@ impl DuckDbStore {
             index_path: KeyIndex::path_for(&config.path),
             journal_path: Journal::path_for(&config.path),
             index_max_bytes: config.key_index_max_bytes(),
+            index_verifier: config.key_index_verifier.clone(),
             index: OnceLock::new(),
         })
     }
@@ -245,7 +250,12 @@ impl DatasetStorage for DuckDbStore {
         // writes acknowledged before their tables held them reach the tables from the journal in
         // the shape they were written in, before the tables change; then the index follows
         let (mut journal, entries) = Journal::open(&self.journal_path)?;
-        let index = KeyIndex::open(&self.index_path, self.index_max_bytes, catalog)?;
+        let index = KeyIndex::open(
+            &self.index_path,
+            self.index_max_bytes,
+            catalog,
+            self.index_verifier.as_deref(),
+        )?;
         let seq = catch_up::catch_up(&index, &planned.stored, &conn, &entries)?;
         journal.clear();
         let versions = migrate::apply(&conn, catalog, &planned, policy)?;
@@ -480,12 +490,20 @@ impl RecordReader for DuckDbStore {
         dataset: Arc<DatasetSchema>,
         key: Vec<Value>,
     ) -> BoxFuture<'_, Result<Option<RecordBatch>, StoreError>> {
-        // the key index holds every record: one lookup, off the async executor
-        if let Some(index) = self.index.get().filter(|i| i.is_usable()) {
-            let index = Arc::clone(index);
-            return Box::pin(off_executor(move || index.get(&dataset, &key)));
-        }
         Box::pin(async move {
+            // the key index holds every record: one lookup, off the async executor
+            if let Some(index) = self.index.get().filter(|i| i.is_usable()) {
+                let found = off_executor({
+                    let (index, dataset, key) =
+                        (Arc::clone(index), Arc::clone(&dataset), key.clone());
+                    move || index.get(&dataset, &key)
+                })
+                .await;
+                match found {
+                    Ok(found) => return Ok(found),
+                    Err(e) => index.found_damaged(&e),
+                }
+            }
             self.settled().await?;
             self.readers
                 .run(move |conn| {
@@ -506,21 +524,28 @@ impl RecordReader for DuckDbStore {
         plan: ReadPlan,
     ) -> BoxFuture<'_, Result<BatchStream, StoreError>> {
         // a bounded page a declared index answers is read from the key index, without SQL
-        if let ReadPlan::Records(query) = &plan
-            && let Some(index) = self.index.get().filter(|i| i.is_usable())
-            && let Some(range) = index.plan(&dataset, query)
-        {
-            let index = Arc::clone(index);
-            let fields = query.fetched_fields();
-            return Box::pin(async move {
-                let page = off_executor(move || index.page(&dataset, &range, &fields)).await?;
-                Ok(BatchStream::new(std::iter::once(Ok(page))))
-            });
-        }
+        let from_index = match &plan {
+            ReadPlan::Records(query) => self.index.get().filter(|i| i.is_usable()).and_then(|i| {
+                let range = i.plan(&dataset, query)?;
+                Some((Arc::clone(i), range, query.fetched_fields()))
+            }),
+            _ => None,
+        };
         // a whole result sorted (an export with `order`) needs sort memory: see `sorting_reads`
         let sorts =
             matches!(&plan, ReadPlan::Records(q) if q.limit.is_none() && !q.order.is_empty());
         Box::pin(async move {
+            if let Some((index, range, fields)) = from_index {
+                let page = off_executor({
+                    let (index, dataset) = (Arc::clone(&index), Arc::clone(&dataset));
+                    move || index.page(&dataset, &range, &fields)
+                })
+                .await;
+                match page {
+                    Ok(page) => return Ok(BatchStream::new(std::iter::once(Ok(page)))),
+                    Err(e) => index.found_damaged(&e),
+                }
+            }
             self.settled().await?;
             self.readers
                 .stream(select::plan(&dataset, &plan), sorts)
