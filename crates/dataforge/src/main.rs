@@ -454,6 +454,7 @@ async fn serve(settings: Settings) -> ExitCode {
         HttpSettings {
             max_body_bytes: settings.server.max_body_bytes,
             max_json_body_bytes: settings.server.max_json_body_bytes,
+            max_exports_per_client: settings.server.max_exports_per_client,
             allowed_hosts: settings.allowed_hosts(address),
             stalled_client: std::time::Duration::from_millis(settings.server.stalled_client_ms),
         },

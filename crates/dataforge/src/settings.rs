@@ -44,6 +44,8 @@ pub struct ServerSettings {
     pub header_read_timeout_ms: u64,
     /// Connections open at once, at most; further ones are closed at once.
     pub max_connections: usize,
+    /// Streamed exports one client (IP address) may have open at once; past it, 503.
+    pub max_exports_per_client: usize,
 }
 
 impl Default for ServerSettings {
@@ -57,6 +59,7 @@ impl Default for ServerSettings {
             stalled_client_ms: 30_000,
             header_read_timeout_ms: 10_000,
             max_connections: 1024,
+            max_exports_per_client: 2,
         }
     }
 }

@@ -934,3 +934,38 @@ fn concurrent_sorted_exports_spill_and_complete() {
         assert_eq!(export.join().unwrap(), (300_000, true));
     }
 }
+
+/// One client may hold `server.max_exports_per_client` streamed exports at once: the next gets a
+/// 503 naming the setting at once (it took every read connection before), and a place comes back
+/// when an export ends (issue 13).
+#[test]
+fn a_client_past_its_exports_gets_503_until_one_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = loaded_database(dir.path(), 300_000);
+    let server = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[("DATAFORGE_SERVER__MAX_EXPORTS_PER_CLIENT", "2")],
+    );
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let first = begun_export(&address, "csv");
+    let _second = begun_export(&address, "ndjson");
+    let third = answered_within(
+        &server,
+        &format!("{WP}/records?format=csv"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(third.status, 503, "{third:?}");
+    assert_eq!(third.body["type"], json!("/problems/too-many-exports"));
+    assert_eq!(
+        third.body["setting"],
+        json!("server.max_exports_per_client")
+    );
+    // pages are not exports: they still answer
+    let page = server.get(&format!("{WP}/records?limit=3"));
+    assert_eq!(page.status, 200, "{page:?}");
+    drop(first);
+    std::thread::sleep(Duration::from_millis(300));
+    let again = begun_export(&address, "csv");
+    drop(again);
+}

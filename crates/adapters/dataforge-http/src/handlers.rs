@@ -14,14 +14,18 @@ use serde_json::{Value as Json, json};
 
 use crate::body;
 use crate::encode::{self, AnswerFormat};
+use crate::exports::{Client, ExportSlots};
 use crate::problem::{Problem, from_app_error};
 use crate::strict_json;
 use crate::views;
+use futures_util::StreamExt;
 
 /// Shared state of the routes.
 #[derive(Clone)]
 pub struct HttpState {
     pub app: App,
+    /// Streamed exports open per client.
+    pub exports: ExportSlots,
     pub max_body_bytes: usize,
     /// How long a client may stop sending a body or reading a streamed answer.
     pub stalled_client: std::time::Duration,
@@ -239,6 +243,7 @@ pub async fn insert_records(
 /// Answers a read: a JSON page, or the whole answer streamed in another format.
 async fn read(
     state: &HttpState,
+    client: Client,
     dataset: &str,
     request: ReadRequest<'_>,
     format: AnswerFormat,
@@ -252,12 +257,19 @@ async fn read(
             .map_err(failed)?;
         return Ok(json_response(StatusCode::OK, encode::page_json(&page)));
     }
+    let slot = state.exports.take(client.0)?;
     let export = state
         .app
         .read_export(dataset, request)
         .await
         .map_err(failed)?;
-    let mut response = encode::stream_body(format, export, state.stalled_client).into_response();
+    let body = encode::stream_body(format, export, state.stalled_client);
+    // the client's place is given back when the body ends or is dropped
+    let body = axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {
+        let _held = &slot;
+        chunk
+    }));
+    let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.media_type()),
@@ -268,6 +280,7 @@ async fn read(
 /// Answers a read given as query parameters (filters and the read's own parameters).
 async fn read_params(
     state: &HttpState,
+    client: Client,
     dataset: &str,
     query: Option<String>,
     headers: &HeaderMap,
@@ -275,16 +288,17 @@ async fn read_params(
 ) -> Answer {
     let mut params = query_pairs(query);
     let format = AnswerFormat::negotiate(headers, &mut params)?;
-    read(state, dataset, request(&params), format).await
+    read(state, client, dataset, request(&params), format).await
 }
 
 pub async fn list_records(
     State(state): State<HttpState>,
+    client: Client,
     Path(dataset): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Answer {
-    read_params(&state, &dataset, query, &headers, |p| {
+    read_params(&state, client, &dataset, query, &headers, |p| {
         ReadRequest::Records(p)
     })
     .await
@@ -292,11 +306,12 @@ pub async fn list_records(
 
 pub async fn aggregate(
     State(state): State<HttpState>,
+    client: Client,
     Path(dataset): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Answer {
-    read_params(&state, &dataset, query, &headers, |p| {
+    read_params(&state, client, &dataset, query, &headers, |p| {
         ReadRequest::Aggregate(p)
     })
     .await
@@ -305,6 +320,7 @@ pub async fn aggregate(
 /// `POST .../query`: the query language (a JSON body), answered like a listing or an aggregate.
 pub async fn query(
     State(state): State<HttpState>,
+    client: Client,
     Path(dataset): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -321,7 +337,7 @@ pub async fn query(
     json_content(&headers)?;
     let body: Json = strict_json::parse(&body)
         .map_err(|e| Problem::bad_request("body", format!("the body is not valid JSON: {e}")))?;
-    read(&state, &dataset, ReadRequest::Body(&body), format).await
+    read(&state, client, &dataset, ReadRequest::Body(&body), format).await
 }
 
 pub async fn count_records(

@@ -3,6 +3,7 @@
 
 mod body;
 mod encode;
+mod exports;
 mod framework;
 mod handlers;
 mod host;
@@ -39,6 +40,8 @@ pub struct HttpSettings {
     /// How long a client may stop sending a body (408) or reading a streamed answer (cut, its
     /// database connection freed).
     pub stalled_client: std::time::Duration,
+    /// Streamed exports one client (IP address) may have open at once.
+    pub max_exports_per_client: usize,
 }
 
 /// The API's routes, with request logging (one line per request: method, path, status, latency).
@@ -47,6 +50,7 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         app,
         max_body_bytes: settings.max_body_bytes,
         stalled_client: settings.stalled_client,
+        exports: exports::ExportSlots::new(settings.max_exports_per_client),
     };
     Router::new()
         .route("/health", get(handlers::health))

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tower::ServiceExt;
 
 /// Limits on connections.
 #[derive(Debug, Clone, Copy)]
@@ -41,8 +43,8 @@ pub async fn serve(
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // out of file descriptors, say: wait a little rather than spin
                 tracing::warn!(error = %e, "could not accept a connection");
@@ -57,7 +59,13 @@ pub async fn serve(
             );
             continue;
         };
-        let service = TowerToHyperService::new(router.clone());
+        // handlers that limit per client read the peer from the request
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
         let mut closed = closed.clone();
         connections.spawn(async move {
             let _permit = permit;

@@ -1,0 +1,106 @@
+//! Streamed exports per client: one client (by IP address) may hold at most
+//! `server.max_exports_per_client` exports at once, so a single client cannot take every read
+//! connection with exports it does not read; past it, `503` with `Retry-After`. The overall cap is
+//! the read connections themselves (a read waits for one within the query timeout, then `503`).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde_json::json;
+
+use crate::problem::Problem;
+
+/// The client's address, as the connection loop recorded it (unspecified when there is none).
+pub struct Client(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        Ok(Client(peer))
+    }
+}
+
+/// Exports in progress, per client.
+#[derive(Clone)]
+pub struct ExportSlots {
+    per_client: usize,
+    running: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// An export's place, given back when dropped (with the answer's body).
+pub struct ExportSlot {
+    client: IpAddr,
+    running: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl ExportSlots {
+    pub fn new(per_client: usize) -> Self {
+        ExportSlots {
+            per_client: per_client.max(1),
+            running: Arc::default(),
+        }
+    }
+
+    /// A place for one more export of `client`, or the `503` saying it has too many.
+    pub fn take(&self, client: IpAddr) -> Result<ExportSlot, Problem> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let count = running.entry(client).or_default();
+        if *count >= self.per_client {
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-exports",
+                "Too many exports",
+                format!(
+                    "this client has {} streamed exports open, as many as server.max_exports_per_client allows; finish one and retry",
+                    self.per_client
+                ),
+            )
+            .with("limit", json!(self.per_client))
+            .with("setting", json!("server.max_exports_per_client")));
+        }
+        *count += 1;
+        Ok(ExportSlot {
+            client,
+            running: Arc::clone(&self.running),
+        })
+    }
+}
+
+impl Drop for ExportSlot {
+    fn drop(&mut self) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = running.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                running.remove(&self.client);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_client_holds_at_most_its_share_and_gets_it_back() {
+        let slots = ExportSlots::new(2);
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let first = slots.take(a).unwrap();
+        let _second = slots.take(a).unwrap();
+        assert!(slots.take(a).is_err());
+        let _other = slots.take(b).unwrap();
+        drop(first);
+        let _again = slots.take(a).unwrap();
+        assert!(slots.take(a).is_err());
+    }
+}
