@@ -455,6 +455,7 @@ async fn serve(settings: Settings) -> ExitCode {
             max_body_bytes: settings.server.max_body_bytes,
             max_json_body_bytes: settings.server.max_json_body_bytes,
             max_exports_per_client: settings.server.max_exports_per_client,
+            max_streamed_uploads: settings.server.max_streamed_uploads,
             allowed_hosts: settings.allowed_hosts(address),
             stalled_client: std::time::Duration::from_millis(settings.server.stalled_client_ms),
         },

@@ -46,6 +46,9 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Streamed exports one client (IP address) may have open at once; past it, 503.
     pub max_exports_per_client: usize,
+    /// Uploads (bodies larger than a small single write) decoded at once; each holds a thread
+    /// while its body arrives. Further ones wait up to `stalled_client_ms`, then 503.
+    pub max_streamed_uploads: usize,
 }
 
 impl Default for ServerSettings {
@@ -60,6 +63,7 @@ impl Default for ServerSettings {
             header_read_timeout_ms: 10_000,
             max_connections: 1024,
             max_exports_per_client: 2,
+            max_streamed_uploads: 64,
         }
     }
 }

@@ -978,3 +978,61 @@ fn content_encodings_are_decoded_or_refused() {
         json!(3)
     );
 }
+
+/// Hundreds of uploads that send one chunk and stop hold neither threads nor reads (issue 13,
+/// item 3: about 520 of them took every blocking thread, reads by key hung past 40 s and memory
+/// grew by 1.4 GB for good): at most `server.max_streamed_uploads` hold a thread, reads answer at
+/// once meanwhile, each stalled upload is answered (408, or 503 while waiting for a place), and a
+/// second wave reuses the memory of the first instead of adding to it.
+#[test]
+fn stalled_uploads_hold_no_threads_and_give_their_memory_back() {
+    use std::io::Write;
+    let (_dir, db) = temp_db();
+    let server = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[("DATAFORGE_SERVER__STALLED_CLIENT_MS", "3000")],
+    );
+    assert_eq!(
+        server
+            .post_json(&format!("{WP}/records"), &production(1))
+            .status,
+        201
+    );
+    let key = support::stored(&server, 1);
+    let before = server.rss_mib();
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let wave = || {
+        let stalled: Vec<std::net::TcpStream> = (0..400)
+            .map(|_| {
+                let mut socket = std::net::TcpStream::connect(&address).unwrap();
+                let chunk = "{\"field_code\":1,";
+                write!(
+                    socket,
+                    "POST {WP}/records HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n",
+                    chunk.len()
+                )
+                .unwrap();
+                socket
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(server.threads() < 120, "{} threads", server.threads());
+        let started = std::time::Instant::now();
+        assert_eq!(support::stored(&server, 1), key);
+        assert_eq!(server.get(&format!("{WP}/count")).body["count"], json!(1));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // each is answered after the stall limit; then the clients go
+        std::thread::sleep(std::time::Duration::from_millis(4000));
+        drop(stalled);
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        server.rss_mib()
+    };
+    let first = wave();
+    let second = wave();
+    assert!(
+        first < before + 300 && second < first + 50,
+        "memory {before} MiB, after a wave {first} MiB, after another {second} MiB"
+    );
+    assert_eq!(server.get(&format!("{WP}/count")).body["count"], json!(1));
+}

@@ -1,5 +1,7 @@
 //! Route handlers: turn HTTP requests into use-case calls and their results into answers.
 
+use std::sync::Arc;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -26,6 +28,9 @@ pub struct HttpState {
     pub app: App,
     /// Streamed exports open per client.
     pub exports: ExportSlots,
+    /// Places for streamed uploads being decoded (each holds a blocking thread while its body
+    /// arrives): stalled uploads cannot take the threads reads need.
+    pub uploads: Arc<tokio::sync::Semaphore>,
     pub max_body_bytes: usize,
     /// How long a client may stop sending a body or reading a streamed answer.
     pub stalled_client: std::time::Duration,
@@ -212,6 +217,24 @@ pub async fn insert_records(
             .ingest_small(&dataset, format, &whole, options)
             .await
     } else {
+        let place = tokio::time::timeout(
+            state.stalled_client,
+            Arc::clone(&state.uploads).acquire_owned(),
+        )
+        .await;
+        let Ok(Ok(_place)) = place else {
+            body::discard(body).await;
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-uploads",
+                "Too many uploads",
+                format!(
+                    "every place for a streamed upload stayed taken for {} ms (server.max_streamed_uploads); retry shortly",
+                    state.stalled_client.as_millis()
+                ),
+            )
+            .with("setting", json!("server.max_streamed_uploads")));
+        };
         let (reader, cut) = body::stream(body, state.max_body_bytes, state.stalled_client);
         let ingested = state.app.ingest(&dataset, format, reader, options).await;
         if cut.too_large() {

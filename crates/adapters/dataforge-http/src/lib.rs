@@ -42,6 +42,8 @@ pub struct HttpSettings {
     pub stalled_client: std::time::Duration,
     /// Streamed exports one client (IP address) may have open at once.
     pub max_exports_per_client: usize,
+    /// Streamed uploads decoded at once.
+    pub max_streamed_uploads: usize,
 }
 
 /// The API's routes, with request logging (one line per request: method, path, status, latency).
@@ -51,6 +53,9 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         max_body_bytes: settings.max_body_bytes,
         stalled_client: settings.stalled_client,
         exports: exports::ExportSlots::new(settings.max_exports_per_client),
+        uploads: Arc::new(tokio::sync::Semaphore::new(
+            settings.max_streamed_uploads.max(1),
+        )),
     };
     Router::new()
         .route("/health", get(handlers::health))

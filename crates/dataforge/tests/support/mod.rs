@@ -128,14 +128,28 @@ impl Server {
 
     /// The server's peak resident memory so far (VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> u64 {
+        self.status_line("VmHWM:") / 1024
+    }
+
+    /// The server's resident memory now (VmRSS), in MiB.
+    pub fn rss_mib(&self) -> u64 {
+        self.status_line("VmRSS:") / 1024
+    }
+
+    /// The server's threads now.
+    pub fn threads(&self) -> u64 {
+        self.status_line("Threads:")
+    }
+
+    /// A number of the server's `/proc/PID/status` (kB where it has a unit).
+    fn status_line(&self, name: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("the server's /proc status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .expect("VmHWM")
-            / 1024
+            .unwrap_or_else(|| panic!("{name} in the server's status"))
     }
 
     /// Kills the server with SIGKILL, as a crash would, and waits for it to die.
