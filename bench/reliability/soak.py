@@ -3,8 +3,8 @@ aggregates, exports), about 5% hostile requests and clients that stall; records 
 p99 latency per endpoint every 10 s, and the server's memory over time.
 
 A hostile request must get a 4xx; any 5xx or dropped connection is an error of its kind. A stalled
-client opens an export or a chunked upload and stops; the server must end it (the soak counts how
-it ended).
+client opens an export or a chunked upload and stops; the server (its stall limit set to 10 s)
+must end it: the upload answered 408, the export cut. The soak counts how each ended.
 
 Usage: python3 soak.py WORKDIR [MINUTES] [PRELOAD_ROWS]   (bench/reliability/run.sh calls it)
 """
@@ -22,6 +22,9 @@ import time
 from common import WP, Server, binary, key_path, production
 
 WINDOW = 10.0
+
+#: The server's `stalled_client_ms` in the soak, in seconds.
+STALL_S = 10
 
 
 class Stats:
@@ -135,23 +138,47 @@ def hostile(server, stats, stop):
               lambda s: 400 <= s < 500)
 
 
-def staller(server, stats, stop):
-    """Every 20 s: an export that is never read and a chunked upload that stops after one chunk."""
+def ended_by_server(sock, upload):
+    """How the server ended a stalled client: an upload must get its 408, an export must be cut
+    (the connection closed before the answer's last chunk)."""
+    sock.settimeout(5)
+    seen = b""
+    try:
+        while True:
+            data = sock.recv(1 << 16)
+            if not data:
+                break
+            seen += data if upload else data[-64:]
+            if upload and b"\r\n\r\n" in seen:
+                break
+    except OSError:
+        return "still open after the stall limit"
+    if upload:
+        return "answered 408" if seen.startswith(b"HTTP/1.1 408") else f"answered {seen[:12]!r}"
+    return "export cut" if not seen.endswith(b"0\r\n\r\n") else "export completed"
+
+
+def staller(server, stats, stop, stall_s):
+    """Again and again: an export that is never read and a chunked upload that stops after one
+    chunk; after the server's stall limit (and a little), each must have been ended by it."""
     while not stop.is_set():
-        sockets = []
-        for request in [
-            f"GET {WP}/records?format=ndjson HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-            f"POST {WP}/records HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n10\r\n{\"field_code\":1,\r\n",
+        opened = []
+        for upload, request in [
+            (False, f"GET {WP}/records?format=ndjson HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+            (True, f"POST {WP}/records HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n10\r\n{\"field_code\":1,\r\n"),
         ]:
             s = socket.create_connection(("127.0.0.1", server.port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             s.sendall(request.encode())
-            sockets.append(s)
-        stop.wait(20)
-        for s in sockets:
+            opened.append((upload, s))
+        if stop.wait(stall_s + 3):
+            break
+        for upload, s in opened:
+            how = ended_by_server(s, upload)
             s.close()
-        with stats.lock:
-            stats.errors["stalled clients opened (informational)"] += len(sockets)
+            with stats.lock:
+                stats.errors[f"stalled {'upload' if upload else 'export'}: {how} (informational)"] += 1
 
 
 def memory(server, stats, stop):
@@ -177,7 +204,9 @@ def main():
                     "arrow", "-o", rows], check=True, cwd=os.path.join(os.path.dirname(__file__), "..", ".."))
     subprocess.run([binary(), "import", "--dataset", "well_production", "--db", db, rows],
                    check=True, cwd=os.path.join(os.path.dirname(__file__), "..", ".."))
-    server = Server(db, os.path.join(work, "soak.log"))
+    # a stall limit shorter than the default 30 s, so the soak sees stalled clients ended often
+    server = Server(db, os.path.join(work, "soak.log"),
+                    {"DATAFORGE_SERVER__STALLED_CLIENT_MS": str(STALL_S * 1000)})
     server.start()
     stats = Stats()
     stats.memory.append((0.0, server.rss_mib()))
@@ -187,7 +216,7 @@ def main():
             + [(writers, (server, stats, stop, "bulk", counter))]
             + [(readers, (server, stats, stop, counter, preload))] * 4
             + [(exporter, (server, stats, stop)), (hostile, (server, stats, stop)),
-               (staller, (server, stats, stop)), (memory, (server, stats, stop))])
+               (staller, (server, stats, stop, STALL_S)), (memory, (server, stats, stop))])
     threads = [threading.Thread(target=f, args=a, daemon=True) for f, a in jobs]
     for t in threads:
         t.start()

@@ -371,10 +371,14 @@ pub(crate) fn stream_body(format: AnswerFormat, export: Export, stall: Duration)
         match encode(format, export, &mut sink) {
             Ok(()) => {}
             Err(Stopped::ClientGone) => tracing::debug!("the client hung up during an export"),
-            Err(Stopped::Stalled) => tracing::info!(
-                stalled_ms = stall.as_millis() as u64,
-                "a client stopped reading an export; it was ended and its read freed"
-            ),
+            Err(Stopped::Stalled) => {
+                tracing::info!(
+                    stalled_ms = stall.as_millis() as u64,
+                    "a client stopped reading an export; it was ended and its read freed"
+                );
+                // should the client read on, it finds the answer cut short, not complete
+                failing.store(true, Ordering::Release);
+            }
             Err(Stopped::Failed(why)) => {
                 tracing::error!(error = %why, "an export failed after it had begun");
                 failing.store(true, Ordering::Release);
