@@ -103,6 +103,7 @@ pub fn check_value(value: &Value, rules: &Constraints) -> Result<(), RuleBreak> 
     if value.is_null() {
         return Ok(());
     }
+    storable(value)?;
     if let Some(min) = &rules.min
         && value.compare(min) == Some(Less)
     {
@@ -252,6 +253,39 @@ pub const DATE_RANGE: (i32, i32) = (-719_162, 2_932_896);
 /// 9999-12-31T23:59:59.999999Z).
 pub const TIMESTAMP_RANGE: (i64, i64) = (-62_135_596_800_000_000, 253_402_300_799_999_999);
 
+/// [`check_storable`] for one value (a change's values are checked one at a time).
+fn storable(value: &Value) -> Result<(), RuleBreak> {
+    let out_of_range = match value {
+        Value::Date(day) => !(DATE_RANGE.0..=DATE_RANGE.1).contains(day),
+        Value::Timestamp(micros) => !(TIMESTAMP_RANGE.0..=TIMESTAMP_RANGE.1).contains(micros),
+        Value::String(text) | Value::Json(text) => {
+            return match text.bytes().position(|b| b == 0) {
+                Some(at) => Err(RuleBreak {
+                    code: "nul_character",
+                    message: nul_message(at),
+                }),
+                None => Ok(()),
+            };
+        }
+        _ => false,
+    };
+    match out_of_range {
+        true => Err(RuleBreak {
+            code: "out_of_range",
+            message: out_of_range_message(value),
+        }),
+        false => Ok(()),
+    }
+}
+
+fn out_of_range_message(value: &Value) -> String {
+    format!("{value} is outside the years 1 to 9999 that every reader can read")
+}
+
+fn nul_message(at: usize) -> String {
+    format!("holds a NUL character (U+0000) at byte {at}, which text may not")
+}
+
 /// Refuses values that would not come back as sent: dates and timestamps outside the years
 /// 1 to 9999, and text holding NUL characters (PostgreSQL refuses them, C-string tools cut there).
 fn check_storable(
@@ -259,12 +293,7 @@ fn check_storable(
     array: &ArrayRef,
     report: &mut impl FnMut(usize, &'static str, String),
 ) {
-    let out_of_range = |row: usize| {
-        format!(
-            "{} is outside the years 1 to 9999 that every reader can read",
-            Value::from_array(ty, array, row)
-        )
-    };
+    let out_of_range = |row: usize| out_of_range_message(&Value::from_array(ty, array, row));
     match ty {
         FieldType::Date => {
             if let Some(values) = array.as_primitive_opt::<Date32Type>() {
@@ -296,11 +325,7 @@ fn check_storable(
             }
             for (row, text) in values.iter().enumerate() {
                 if let Some(at) = text.and_then(|t| t.bytes().position(|b| b == 0)) {
-                    report(
-                        row,
-                        "nul_character",
-                        format!("holds a NUL character (U+0000) at byte {at}, which text may not"),
-                    );
+                    report(row, "nul_character", nul_message(at));
                 }
             }
         }
@@ -535,6 +560,19 @@ mod tests {
         let periods = vec![Some(low), Some(high), Some(low - 1), Some(high + 1), None];
         let found = codes(&batch(periods, vec!["a"; 5]));
         assert_eq!(found, vec![(3, "out_of_range"), (4, "out_of_range")]);
+    }
+
+    #[test]
+    fn a_single_value_is_checked_the_same_way() {
+        let rules = Constraints::default();
+        let refused = |v: Value| check_value(&v, &rules).map_err(|b| b.code);
+        assert_eq!(refused(Value::String("a\0b".into())), Err("nul_character"));
+        assert_eq!(refused(Value::Date(DATE_RANGE.1 + 1)), Err("out_of_range"));
+        assert_eq!(
+            refused(Value::Timestamp(TIMESTAMP_RANGE.0 - 1)),
+            Err("out_of_range")
+        );
+        assert_eq!(refused(Value::Timestamp(0)), Ok(()));
     }
 
     #[test]

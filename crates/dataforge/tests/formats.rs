@@ -377,6 +377,19 @@ fn values_are_stored_as_sent_or_refused() {
     );
     assert_eq!(nul.status, 422, "{nul:?}");
     assert_eq!(nul.body["errors"][0]["code"], json!("nul_character"));
+    // a change is checked the same way
+    for (set, code) in [
+        (json!({"well_name": "bad\u{0}name"}), "nul_character"),
+        (json!({"spud_date": "0000-12-31"}), "out_of_range"),
+    ] {
+        let patched = server.send("PATCH", &format!("{wr}/records/1"), Some(&set));
+        assert_eq!(patched.status, 422, "{set}: {patched:?}");
+        assert_eq!(
+            patched.body["errors"][0]["code"],
+            json!(code),
+            "{patched:?}"
+        );
+    }
 
     let big = r#"{"well_code": 4, "well_name": "B", "field_code": 7, "metadata": {"id": 123456789012345678901234567890}}"#;
     let sent = server.post_raw(&format!("{wr}/records"), "application/json", big.as_bytes());
@@ -387,7 +400,7 @@ fn values_are_stored_as_sent_or_refused() {
         .into_string()
         .unwrap();
     assert!(
-        stored.contains(r#""metadata":{"id": 123456789012345678901234567890}"#),
+        stored.contains(r#""metadata":{"id":123456789012345678901234567890}"#),
         "{stored}"
     );
     assert_eq!(server.get(&format!("{wr}/count")).body["count"], json!(3));

@@ -11,13 +11,10 @@ use duckdb::Connection;
 
 use crate::deferred_append::{DeferredWrites, write_deferred};
 use crate::journal::{Entry, SectionKind};
-use crate::key_index::{KeyIndex, SEQUENCE_TABLE, refuse_replay};
+use crate::key_index::{KeyIndex, REPLAY_CHUNK, SEQUENCE_TABLE, refuse_replay};
 use crate::row_codec::decode_rows;
 use crate::sql::quote;
 use crate::store_error;
-
-/// Records decoded per batch when the journal is replayed.
-const REPLAY_CHUNK: usize = 8192;
 
 /// Brings the tables up to the journal's `entries` (decoded with the `stored` schemas: migrations
 /// run after this), then the index, and answers DuckDB's sequence number.

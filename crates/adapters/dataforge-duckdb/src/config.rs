@@ -36,7 +36,7 @@ pub struct DuckDbConfig {
     pub write_buffer_mib: u32,
     /// Milliseconds, at most, that groups of small writes (up to 8,192 records in all) wait before
     /// they are appended to their tables: such groups are acknowledged once their records are
-    /// durable in the journal (`<path>.journal`) and in the key index, and appended to DuckDB many groups at a time (reads wait for
+    /// durable in the journal (`<path>.journal`) and readable by key, and appended to DuckDB many groups at a time (reads wait for
     /// them, so a read after a `201` sees the write). 0 appends every group before acknowledging it.
     pub deferred_append_ms: u64,
     /// MiB the primary-key index may grow to. LMDB reserves this much address space up front (disk

@@ -13,7 +13,7 @@
 //! was being written when the process stopped, so it was never acknowledged.
 
 use std::fs::File;
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use dataforge_domain::ports::StoreError;
@@ -158,8 +158,9 @@ impl Journal {
         Ok((journal, entries))
     }
 
-    /// Appends an entry and syncs it to disk: once this answers, the entry survives a crash. On
-    /// failure the file is cut back to where it was, so a later start does not see the entry.
+    /// Appends an entry and syncs it to disk: once this answers, the entry survives a crash. It is
+    /// written at the end of the whole entries, so a frame left torn by a failed append (whose cut
+    /// failed too) is overwritten by the next one, and a start stops reading at it.
     pub(crate) fn append(&mut self, entry: &EntryBuf) -> Result<(), JournalError> {
         let payload = &entry.0;
         let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
@@ -168,7 +169,8 @@ impl Journal {
         frame.extend_from_slice(payload);
         let written = self
             .file
-            .write_all(&frame)
+            .seek(SeekFrom::Start(self.len))
+            .and_then(|_| self.file.write_all(&frame))
             .and_then(|()| self.file.sync_data());
         match written {
             Ok(()) => {
@@ -176,20 +178,24 @@ impl Journal {
                 Ok(())
             }
             Err(e) => {
-                self.undo_to(self.len);
+                if let Err(cut) = self.file.set_len(self.len) {
+                    tracing::warn!(journal = %self.path.display(), error = %cut, "could not cut a failed append off the journal; the next append overwrites it");
+                }
                 Err(self.error(e))
             }
         }
     }
 
     /// Removes the last appended entry (its group could not be applied to the key index, so it
-    /// was not acknowledged), given the length before it.
+    /// was not acknowledged), given the length before it. An error means the entry may still be
+    /// on disk, where a start would replay it.
     pub(crate) fn undo_last(&mut self, len_before: u64) -> Result<(), JournalError> {
-        self.undo_to(len_before);
         self.file
-            .sync_data()
-            .map_err(|e| self.error(e))
-            .map(|()| self.len = len_before)
+            .set_len(len_before)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| self.error(e))?;
+        self.len = len_before;
+        Ok(())
     }
 
     /// The journal's length, to [`Self::undo_last`] back to.
@@ -197,26 +203,19 @@ impl Journal {
         self.len
     }
 
-    /// Empties the journal once DuckDB holds every entry. Not synced: should the emptying be
-    /// lost, the entries it held are older than DuckDB's sequence number, and skipped at start.
+    /// Empties the journal once DuckDB holds every entry. Not synced, and a failure only logged:
+    /// entries left are older than DuckDB's sequence number, skipped at start, and the next
+    /// append overwrites them from the start of the file.
     pub(crate) fn clear(&mut self) {
-        self.undo_to(0);
-        self.len = 0;
-    }
-
-    fn undo_to(&mut self, len: u64) {
-        let cut = self
-            .file
-            .set_len(len)
-            .and_then(|()| self.file.seek(SeekFrom::Start(len)).map(|_| ()));
-        if let Err(e) = cut {
-            tracing::error!(journal = %self.path.display(), error = %e, "could not cut the journal back");
+        if let Err(e) = self.file.set_len(0) {
+            tracing::warn!(journal = %self.path.display(), error = %e, "could not empty the journal");
         }
+        self.len = 0;
     }
 
     fn error(&self, e: std::io::Error) -> JournalError {
         let path = self.path.display().to_string();
-        if e.kind() == ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC) {
+        if crate::disk_full(&e) {
             JournalError::Full { path }
         } else {
             JournalError::Io { path, source: e }

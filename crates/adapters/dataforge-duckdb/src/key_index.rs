@@ -5,9 +5,10 @@
 //! write sequence number; at start a sequence that differs from DuckDB's means the index missed a
 //! write (a crash in between), and it is rebuilt from the tables. A schema's declared `indexes` live
 //! here too (see [`OrderedIndex`]), written in the same transactions as the records.
-//! Small writes may reach the index first (see the writer's deferred appends): their keys are then
-//! listed in a log (`_deferred`) under their sequence number, the index is synced before they are
-//! acknowledged, and a start that finds DuckDB behind appends them to their tables from the log.
+//! Small writes may reach the index before DuckDB (see the writer's deferred appends): the journal
+//! (`crate::journal`) holds them durably, the index is not synced, and a start that finds DuckDB
+//! behind appends them from the journal (`crate::catch_up`). Indexes of an earlier version listed
+//! such writes in a log of their own (`_deferred`), which a start still replays once.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -91,14 +92,27 @@ fn set_aside(path: &Path, e: &dyn std::fmt::Display) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// How an error from a damaged index begins (see [`is_damage`]).
+const DAMAGED: &str = "key index damaged";
+
+/// Whether a failed read of the index says it is damaged (rather than, say, busy), so that it
+/// is not used again until a start rebuilds it.
+pub(crate) fn is_damage(e: &StoreError) -> bool {
+    matches!(e, StoreError::Internal(message) if message.starts_with(DAMAGED))
+}
+
 pub(crate) fn index_error(e: heed::Error) -> StoreError {
     match e {
-        heed::Error::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => {
+        heed::Error::Io(io) if crate::disk_full(&io) => {
             StoreError::StorageFull("the key index".into())
         }
-        heed::Error::Mdb(heed::MdbError::Other(code)) if code == libc::ENOSPC => {
+        // LMDB hands on the errno of a failed write
+        heed::Error::Mdb(heed::MdbError::Other(code))
+            if crate::disk_full(&std::io::Error::from_raw_os_error(code)) =>
+        {
             StoreError::StorageFull("the key index".into())
         }
+        ref damage if damaged(damage) => StoreError::Internal(format!("{DAMAGED}: {e}")),
         heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::Internal(
             "key index: full; raise database.key_index_max_mib (DATAFORGE_DATABASE__KEY_INDEX_MAX_MIB)"
                 .into(),
@@ -164,7 +178,7 @@ impl KeyEncoder {
 }
 
 /// Records read back and appended per batch when deferred writes are replayed.
-const REPLAY_CHUNK: usize = 8192;
+pub(crate) const REPLAY_CHUNK: usize = 8192;
 
 /// Why deferred writes cannot be replayed: the start is refused rather than lose the
 /// acknowledged writes the journal holds.
@@ -270,7 +284,8 @@ pub(crate) struct KeyIndex {
     meta: heed::Database<Str, U64<BE>>,
     /// The declared indexes the stored ones were built for (see [`layout`]).
     layout: heed::Database<Str, Str>,
-    /// The log of deferred writes: sequence number and dataset to the keys of the records written.
+    /// The log of deferred writes of an earlier version (sequence number and dataset to the keys
+    /// of the records written): only read, at the first start after an upgrade.
     deferred: heed::Database<Bytes, Bytes>,
     /// Cleared when a write to the index fails: it no longer matches the tables until a restart
     /// rebuilds it, so neither key checks nor reads may use it.
@@ -289,8 +304,8 @@ impl KeyIndex {
     }
 
     /// Opens (or creates) the index for every dataset of `catalog`. LMDB maps `max_bytes` of
-    /// address space for it; disk grows only with use. Before use it must [`Self::catch_up`]
-    /// with the tables, and be brought [`Self::in_step`] with the schemas they end up with.
+    /// address space for it; disk grows only with use. Before use it must catch up with the
+    /// tables (`crate::catch_up`), and be brought [`Self::in_step`] with the schemas they end up with.
     pub(crate) fn open(
         path: &Path,
         max_bytes: usize,
@@ -306,6 +321,9 @@ impl KeyIndex {
         let databases: usize = catalog.iter().map(|s| 1 + s.indexes.len()).sum();
         // and `_meta`, `_layout` and `_deferred`
         options.map_size(max_bytes).max_dbs(databases as u32 + 3);
+        // a reader slot per thread that reads at once: LMDB's default of 126 is below tokio's
+        // 512 blocking threads, and a read past it fails (MDB_READERS_FULL)
+        options.max_readers(1024);
         // SAFETY: the environment is opened once per process, by this store only; NO_SYNC and
         // NO_META_SYNC trade durability of this derived index for speed, as explained above.
         unsafe {
@@ -322,6 +340,8 @@ impl KeyIndex {
         {
             set_aside(path, &why)?;
         }
+        // before anything is written to it in this boot
+        unsynced::mark(path)?;
         // SAFETY: as above
         let env = match unsafe { options.open(path) } {
             Ok(env) => env,
@@ -363,7 +383,6 @@ impl KeyIndex {
             datasets.insert(schema.name.clone(), dataset);
         }
         tx.commit().map_err(index_error)?;
-        unsynced::mark(path)?;
         Ok(KeyIndex {
             path: path.to_path_buf(),
             env,
@@ -728,23 +747,6 @@ impl KeyIndex {
             Some(record) => decode_rows(schema, &[record]).map(Some),
             None => Ok(None),
         }
-    }
-
-    /// The stored records under encoded keys, absent ones left out, as one batch.
-    pub(crate) fn records(
-        &self,
-        schema: &DatasetSchema,
-        keys: &[Vec<u8>],
-    ) -> Result<RecordBatch, StoreError> {
-        let dataset = self.dataset(&schema.name)?;
-        let tx = self.env.read_txn().map_err(index_error)?;
-        let mut found = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Some(record) = dataset.records.get(&tx, key).map_err(index_error)? {
-                found.push(record);
-            }
-        }
-        decode_rows(schema, &found)
     }
 
     /// A declared index that answers `query`, and the entries it reads (see

@@ -77,6 +77,11 @@ pub enum OpenError {
     Store(#[from] StoreError),
 }
 
+/// Whether an I/O error says the disk is full.
+pub(crate) fn disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+}
+
 pub(crate) fn store_error(e: duckdb::Error) -> StoreError {
     let message = e.to_string();
     if message.contains("No space left on device") {
@@ -481,6 +486,10 @@ async fn off_executor<T: Send + 'static>(
         .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
 }
 
+/// Rows of an ordered read with a limit that DuckDB keeps in memory (a top-N) rather than sorting
+/// the whole result: larger limits take a sorting place.
+const SORTED_IN_MEMORY: usize = 10_000;
+
 /// Tables at least this large are counted from a sample when an estimate is asked for.
 const ESTIMATE_FROM_ROWS: u64 = 1_000_000;
 
@@ -501,7 +510,11 @@ impl RecordReader for DuckDbStore {
                 .await;
                 match found {
                     Ok(found) => return Ok(found),
-                    Err(e) => index.found_damaged(&e),
+                    // any failure is answered through DuckDB; damage also retires the index
+                    Err(e) if key_index::is_damage(&e) => index.found_damaged(&e),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a read of the key index failed; answered through DuckDB")
+                    }
                 }
             }
             self.settled().await?;
@@ -531,9 +544,9 @@ impl RecordReader for DuckDbStore {
             }),
             _ => None,
         };
-        // a whole result sorted (an export with `order`) needs sort memory: see `sorting_reads`
-        let sorts =
-            matches!(&plan, ReadPlan::Records(q) if q.limit.is_none() && !q.order.is_empty());
+        // a large result sorted (an export with `order`) needs sort memory: see `sorting_reads`
+        let sorts = matches!(&plan, ReadPlan::Records(q)
+            if !q.order.is_empty() && q.limit.is_none_or(|l| l > SORTED_IN_MEMORY));
         Box::pin(async move {
             if let Some((index, range, fields)) = from_index {
                 let page = off_executor({
@@ -543,7 +556,11 @@ impl RecordReader for DuckDbStore {
                 .await;
                 match page {
                     Ok(page) => return Ok(BatchStream::new(std::iter::once(Ok(page)))),
-                    Err(e) => index.found_damaged(&e),
+                    // any failure is answered through DuckDB; damage also retires the index
+                    Err(e) if key_index::is_damage(&e) => index.found_damaged(&e),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a read of the key index failed; answered through DuckDB")
+                    }
                 }
             }
             self.settled().await?;

@@ -99,7 +99,8 @@ impl ReadPool {
         }
     }
 
-    /// A free connection, waited for within the query timeout (at least [`MIN_LEASE_WAIT`]):
+    /// A free connection, waited for within the query timeout (at least [`MIN_LEASE_WAIT`]; a read
+    /// that sorts first waits as long for a sorting place):
     /// every connection busy for that long (say, with long exports) is answered as unavailable,
     /// not by a request that hangs.
     async fn lease(self: &Arc<Self>, sorts: bool) -> Result<Lease, StoreError> {
@@ -114,7 +115,7 @@ impl ReadPool {
                 Err(_) => {
                     return Err(StoreError::Unavailable(format!(
                         "{} sorted exports were running for {} ms, as many as database.memory_limit allows at once (16 MiB per thread each); retry shortly",
-                        self.sorting_places(),
+                        self.sorting_size,
                         wait.as_millis()
                     )));
                 }
@@ -141,12 +142,6 @@ impl ReadPool {
             _sorting: sorting,
             abandoned: Arc::new(AtomicBool::new(false)),
         })
-    }
-
-    /// How many reads may sort at once.
-    fn sorting_places(&self) -> usize {
-        // permits in use plus free ones: the semaphore does not keep its size
-        self.sorting_size
     }
 
     fn timed_out(&self) -> StoreError {

@@ -4,8 +4,10 @@
 //! binary, `dataforge verify-key-index DIR`): a walk that fails or crashes has the index set aside
 //! and rebuilt from the tables, and the server never reads a damaged page.
 
+use std::io::Read;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use heed::types::{Bytes, DecodeIgnore, Str};
 
@@ -51,20 +53,41 @@ pub fn walk_key_index(dir: &Path) -> Result<u64, String> {
     Ok(entries)
 }
 
+/// How long the walk may take: a damaged page can send it round a cycle for ever.
+const WALK_DEADLINE: Duration = Duration::from_secs(600);
+
 /// Has `verifier` (this program) walk the key index in `dir` in a child process; `Err` says why
 /// the index is not to be trusted.
 pub(crate) fn verified_in_child(verifier: &Path, dir: &Path) -> Result<(), String> {
-    let output = Command::new(verifier)
+    let mut child = Command::new(verifier)
         .arg("verify-key-index")
         .arg(dir)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot run {}: {e}", verifier.display()))?;
-    if output.status.success() {
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() > WALK_DEADLINE => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("its walk took longer than {WALK_DEADLINE:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("cannot wait for its walk: {e}")),
+        }
+    };
+    if status.success() {
         return Ok(());
     }
-    let said = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-    Err(match output.status.code() {
-        Some(_) => format!("its walk failed: {said}"),
-        None => format!("its walk crashed ({})", output.status),
+    let mut said = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut said);
+    }
+    Err(match status.code() {
+        Some(_) => format!("its walk failed: {}", said.trim()),
+        None => format!("its walk crashed ({status})"),
     })
 }

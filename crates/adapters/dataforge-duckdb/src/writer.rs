@@ -222,7 +222,7 @@ pub(crate) fn start(
                                 state.commit_group(std::mem::take(&mut commits));
                             }
                             match mutation.key {
-                                Some(key) if state.defers_key_changes() => {
+                                Some(key) if state.defers() => {
                                     key_changes.push(KeyChange {
                                         dataset,
                                         key,

@@ -11,7 +11,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use dataforge_domain::records::{BodyError, DecodedBatch, Halt};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::validate::{RejectedCells, Violation, Violations};
-use dataforge_domain::value::{FieldType, Value, ValueError};
+use dataforge_domain::value::{FieldType, Value, ValueError, compact_json};
 
 /// One typed Arrow column under construction.
 pub(crate) enum ColumnBuilder {
@@ -87,10 +87,11 @@ impl ColumnBuilder {
         Ok(())
     }
 
-    /// Appends the text of a JSON value to a `json` column as it is; `null` is null.
+    /// Appends the text of a JSON value to a `json` column as sent, less whitespace; `null` is
+    /// null.
     pub(crate) fn append_raw_json(&mut self, text: &str) {
         match self {
-            ColumnBuilder::Text(b) if text != "null" => b.append_value(text),
+            ColumnBuilder::Text(b) if text != "null" => b.append_value(compact_json(text)),
             _ => self.append_null(),
         }
     }

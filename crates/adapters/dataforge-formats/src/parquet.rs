@@ -12,7 +12,8 @@ use crate::arrow::Conformer;
 
 /// Largest column chunk, uncompressed as the file's metadata declares it, that is decoded (the
 /// bound of an Arrow message's body): a few kilobytes of Parquet can declare gigabytes of highly
-/// compressed pages, which decoding would hold in memory.
+/// compressed pages, which decoding would hold in memory. (Page headers declare their own sizes,
+/// which the parquet crate trusts; those are not bounded here.)
 const MAX_CHUNK_BYTES: i64 = 256 * 1024 * 1024;
 
 /// Why a file is refused before decoding: a column chunk declaring more than `limit` bytes.

@@ -95,7 +95,7 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         // stream in (the body limits count decoded bytes); any other encoding is 415
         .layer(
             tower::ServiceBuilder::new()
-                .layer(RequestDecompressionLayer::new().pass_through_unaccepted(false))
+                .layer(RequestDecompressionLayer::new())
                 .layer(MapRequestBodyLayer::new(axum::body::Body::new)),
         )
         .layer(axum::middleware::from_fn_with_state(

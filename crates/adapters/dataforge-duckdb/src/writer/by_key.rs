@@ -33,11 +33,6 @@ pub(super) struct KeyChange {
 type Latest = Vec<(Arc<DatasetSchema>, Vec<u8>, Option<RecordBatch>)>;
 
 impl WriterState {
-    /// Whether changes by key are deferred.
-    pub(super) fn defers_key_changes(&self) -> bool {
-        self.defers()
-    }
-
     /// Applies a group of changes by key, in order, and answers each (1 changed, with the record
     /// an update stored; 0 absent).
     pub(super) fn change_by_key(&mut self, changes: Vec<KeyChange>) {
@@ -140,8 +135,8 @@ impl WriterState {
             }
             Ok(())
         })?;
-        for (schema, keys) in by_dataset(&latest) {
-            self.deferred.changed(&index, &schema, keys);
+        for (schema, key, record) in latest {
+            self.deferred.changed(&schema, [(key, record)]);
         }
         self.append_when_many();
         Ok(results)

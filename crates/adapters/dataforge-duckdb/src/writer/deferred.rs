@@ -12,7 +12,7 @@
 //! Any other write, a clustering rewrite and the shutdown append what is deferred first, so DuckDB
 //! holds every earlier write whenever it commits one of its own.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -26,29 +26,31 @@ use tokio::sync::mpsc;
 
 use crate::deferred_append::{DeferredWrites, write_deferred};
 use crate::journal::{EntryBuf, SectionKind};
-use crate::key_index::{IndexWrite, KeyIndex};
+use crate::key_index::IndexWrite;
 
 use super::pacing::AppendPacing;
 use super::{Applied, Commit, Records, WriteResult, WriterJob, WriterState, by_dataset};
 
 /// Records of one group, at most, for it to be deferred; larger groups commit to DuckDB at once
-/// (for them the per-transaction cost does not dominate, and the index is not synced).
+/// (for them the per-transaction cost does not dominate).
 const DEFERRED_GROUP_ROWS: usize = 8192;
 
 /// Deferred records past which they are appended without waiting for the next tick.
 const DEFERRED_ROWS: usize = 64 * 1024;
 
-/// Writes acknowledged from the key index and not yet appended to their tables.
+/// Latest records of keys changed by key (`None` once deleted), per encoded key.
+type Latest = HashMap<Vec<u8>, Option<RecordBatch>>;
+
+/// Writes acknowledged (in the journal and the key index) and not yet appended to their tables.
 pub(crate) struct Deferred {
     /// Zero when writes are never deferred.
     pub(super) every: Duration,
     batches: Vec<(Arc<DatasetSchema>, RecordBatch)>,
-    /// Keys updated or deleted by key, per dataset: their rows are rewritten from the index.
-    changed: Vec<(Arc<DatasetSchema>, HashSet<Vec<u8>>)>,
+    /// Keys updated or deleted by key, per dataset, with their latest records: their rows are
+    /// rewritten from these, so an append never reads the key index back.
+    changed: Vec<(Arc<DatasetSchema>, Latest)>,
     /// Records and changed keys deferred.
     pub(super) rows: usize,
-    /// The index the changed keys' records are read from (kept should the writer drop it).
-    index: Option<Arc<KeyIndex>>,
     /// When the ticker's appends may run.
     pub(super) pacing: AppendPacing,
     /// Set while anything is deferred: reads through DuckDB wait for an append first.
@@ -62,7 +64,6 @@ impl Deferred {
             batches: Vec::new(),
             changed: Vec::new(),
             rows: 0,
-            index: None,
             pacing: AppendPacing::default(),
             pending: Arc::new(AtomicBool::new(false)),
         }
@@ -99,24 +100,45 @@ impl Deferred {
         }
     }
 
-    /// Notes keys changed by key in `index` (their rows are rewritten at the next append).
-    pub(super) fn changed(
-        &mut self,
-        index: &Arc<KeyIndex>,
-        schema: &Arc<DatasetSchema>,
-        keys: impl IntoIterator<Item = Vec<u8>>,
-    ) {
+    /// The latest records of `schema`'s changed keys.
+    fn latest(&mut self, schema: &Arc<DatasetSchema>) -> &mut Latest {
         let slot = match self.changed.iter().position(|(s, _)| s.name == schema.name) {
             Some(slot) => slot,
             None => {
-                self.changed.push((Arc::clone(schema), HashSet::new()));
+                self.changed.push((Arc::clone(schema), HashMap::new()));
                 self.changed.len() - 1
             }
         };
-        let before = self.changed[slot].1.len();
-        self.changed[slot].1.extend(keys);
-        self.rows += self.changed[slot].1.len() - before;
-        self.index = Some(Arc::clone(index));
+        &mut self.changed[slot].1
+    }
+
+    /// Notes keys changed by key with their latest records (their rows are rewritten at the next
+    /// append).
+    pub(super) fn changed(
+        &mut self,
+        schema: &Arc<DatasetSchema>,
+        changes: impl IntoIterator<Item = (Vec<u8>, Option<RecordBatch>)>,
+    ) {
+        let latest = self.latest(schema);
+        let before = latest.len();
+        latest.extend(changes);
+        let added = latest.len() - before;
+        self.rows += added;
+        self.pending.store(true, Ordering::Release);
+    }
+
+    /// Notes new records (keys encoded in `keys`); a key changed by key before (deleted, then
+    /// inserted again) takes the new record as its latest.
+    fn inserted(&mut self, schema: &Arc<DatasetSchema>, batch: RecordBatch, keys: &[Vec<u8>]) {
+        if let Some((_, latest)) = self.changed.iter_mut().find(|(s, _)| s.name == schema.name) {
+            for (row, key) in keys.iter().enumerate() {
+                if let Some(record) = latest.get_mut(key) {
+                    *record = Some(batch.slice(row, 1));
+                }
+            }
+        }
+        self.rows += batch.num_rows();
+        self.batches.push((Arc::clone(schema), batch));
         self.pending.store(true, Ordering::Release);
     }
 
@@ -124,9 +146,9 @@ impl Deferred {
         self.batches.is_empty() && self.changed.is_empty()
     }
 
-    /// What is deferred, by dataset (each dataset's new records gathered into one batch),
-    /// leaving nothing deferred.
-    fn take(&mut self) -> Result<Vec<DeferredWrites>, StoreError> {
+    /// What is deferred, by dataset (each dataset's new records and latest records gathered into
+    /// one batch each); it stays deferred until [`Self::clear`].
+    fn writes(&self) -> Result<Vec<DeferredWrites>, StoreError> {
         let mut writes: Vec<DeferredWrites> = Vec::new();
         let slot = |writes: &mut Vec<DeferredWrites>, schema: &Arc<DatasetSchema>| match writes
             .iter()
@@ -143,38 +165,37 @@ impl Deferred {
                 writes.len() - 1
             }
         };
-        for (schema, batch) in self.batches.drain(..) {
-            let i = slot(&mut writes, &schema);
-            writes[i].appended.push(batch);
+        for (schema, batch) in &self.batches {
+            let i = slot(&mut writes, schema);
+            writes[i].appended.push(batch.clone());
         }
-        for (schema, keys) in self.changed.drain(..) {
-            let i = slot(&mut writes, &schema);
-            writes[i].changed.extend(keys);
-        }
-        self.rows = 0;
-        for write in &mut writes {
-            if write.appended.len() > 1 {
-                let batch = concat_batches(write.schema.arrow_schema(), &write.appended)
-                    .map_err(|e| StoreError::Internal(e.to_string()))?;
-                write.appended = vec![batch];
+        for (schema, latest) in &self.changed {
+            let i = slot(&mut writes, schema);
+            for (key, record) in latest {
+                writes[i].changed.push(key.clone());
+                writes[i].current.extend(record.clone());
             }
+        }
+        let gathered = |schema: &DatasetSchema, batches: &mut Vec<RecordBatch>| {
+            if batches.len() > 1 {
+                let batch = concat_batches(schema.arrow_schema(), batches.iter())
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                *batches = vec![batch];
+            }
+            Ok::<(), StoreError>(())
+        };
+        for write in &mut writes {
+            gathered(&write.schema, &mut write.appended)?;
+            gathered(&write.schema, &mut write.current)?;
         }
         Ok(writes)
     }
 
-    /// Puts back what [`Self::take`] took, after a failed append.
-    fn restore(&mut self, writes: Vec<DeferredWrites>) {
-        for write in writes {
-            for batch in write.appended {
-                self.rows += batch.num_rows();
-                self.batches.push((Arc::clone(&write.schema), batch));
-            }
-            if !write.changed.is_empty() {
-                self.rows += write.changed.len();
-                self.changed
-                    .push((write.schema, write.changed.into_iter().collect()));
-            }
-        }
+    /// Forgets what is deferred, once DuckDB holds it.
+    fn clear(&mut self) {
+        self.batches.clear();
+        self.changed.clear();
+        self.rows = 0;
     }
 }
 
@@ -263,15 +284,9 @@ impl WriterState {
             }
             Ok(())
         })?;
-        for (schema, records) in applied.records {
-            if let Records::Batches(batches) = records {
-                for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
-                    self.deferred.rows += batch.num_rows();
-                    self.deferred.batches.push((Arc::clone(&schema), batch));
-                }
-            }
+        for (schema, batch, encoded) in encoded.into_iter().filter(|(_, b, _)| b.num_rows() > 0) {
+            self.deferred.inserted(schema, batch.clone(), &encoded.keys);
         }
-        self.deferred.pending.store(true, Ordering::Release);
         self.append_when_many();
         Ok(results
             .into_iter()
@@ -323,8 +338,8 @@ impl WriterState {
     }
 
     /// Appends every deferred record to its table in one DuckDB transaction, which records the
-    /// index's sequence number, then empties the index's log. On failure the records stay
-    /// deferred (and in the log), to be appended at the next attempt or the next start.
+    /// writer's sequence number, then empties the journal. On failure the records stay deferred
+    /// (and in the journal), to be appended at the next attempt or the next start.
     pub(super) fn flush_deferred(&mut self) -> Result<(), StoreError> {
         if self.deferred.is_empty() {
             self.deferred.pending.store(false, Ordering::Release);
@@ -335,28 +350,12 @@ impl WriterState {
                 "writes were deferred without a sequence number".into(),
             ));
         };
-        let Some(index) = self.deferred.index.clone().or_else(|| self.index.clone()) else {
-            return Err(StoreError::Internal(
-                "writes were deferred without a key index".into(),
-            ));
-        };
-        let mut writes = self.deferred.take()?;
+        let writes = self.deferred.writes()?;
         let started = Instant::now();
-        let appended = writes
-            .iter_mut()
-            .filter(|w| !w.changed.is_empty())
-            .try_for_each(|w| {
-                w.current = vec![index.records(&w.schema, &w.changed)?];
-                Ok(())
-            })
-            .and_then(|()| write_deferred(&self.conn, &writes, seq));
-        if let Err(e) = appended {
-            self.deferred.restore(writes);
-            return Err(e);
-        }
+        write_deferred(&self.conn, &writes, seq)?;
+        self.deferred.clear();
         self.deferred.pacing.appended(started, Instant::now());
         self.deferred.pending.store(false, Ordering::Release);
-        self.deferred.index = None;
         if let Some(journal) = self.journal.as_mut() {
             // DuckDB holds every entry now (entries left by a failed emptying are skipped at start)
             journal.clear();

@@ -364,7 +364,7 @@ pub(crate) fn stream_body(format: AnswerFormat, export: Export, stall: Duration)
     tokio::task::spawn_blocking(move || {
         let mut sink = ChunkSink {
             buffer: Vec::with_capacity(CHUNK_BYTES),
-            body: body.clone(),
+            body,
             stall,
             runtime,
         };
