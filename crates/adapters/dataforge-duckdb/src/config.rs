@@ -76,15 +76,9 @@ impl Default for DuckDbConfig {
 impl DuckDbConfig {
     /// The spill directory actually used.
     pub fn effective_temp_directory(&self) -> PathBuf {
-        self.temp_directory.clone().unwrap_or_else(|| {
-            let mut name = self
-                .path
-                .file_name()
-                .map(|n| n.to_os_string())
-                .unwrap_or_default();
-            name.push(".tmp");
-            self.path.with_file_name(name)
-        })
+        self.temp_directory
+            .clone()
+            .unwrap_or_else(|| beside(&self.path, ".tmp"))
     }
 
     /// The key index's size limit in bytes (at least 1 MiB).
@@ -116,6 +110,16 @@ impl DuckDbConfig {
                 .unwrap_or(1)
         }
     }
+}
+
+/// A file beside the database file, named after it with `suffix` (`<path>.keys`, `<path>.tmp`).
+pub(crate) fn beside(db_path: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut name = db_path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(suffix);
+    db_path.with_file_name(name)
 }
 
 /// Bytes in a DuckDB size setting such as `256MiB`, `2GB` or `512 KB` (`None` for `80%`).

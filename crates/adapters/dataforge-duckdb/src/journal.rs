@@ -118,12 +118,7 @@ pub(crate) struct Journal {
 impl Journal {
     /// Where the journal of the database at `db_path` lives.
     pub(crate) fn path_for(db_path: &Path) -> PathBuf {
-        let mut name = db_path
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
-        name.push(".journal");
-        db_path.with_file_name(name)
+        crate::config::beside(db_path, ".journal")
     }
 
     /// Opens (or creates) the journal and reads its whole entries; a torn last frame is cut off.

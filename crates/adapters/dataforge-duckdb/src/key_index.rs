@@ -295,12 +295,7 @@ pub(crate) struct KeyIndex {
 impl KeyIndex {
     /// Where the index of the database at `db_path` lives.
     pub(crate) fn path_for(db_path: &Path) -> PathBuf {
-        let mut name = db_path
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
-        name.push(".keys");
-        db_path.with_file_name(name)
+        crate::config::beside(db_path, ".keys")
     }
 
     /// Opens (or creates) the index for every dataset of `catalog`. LMDB maps `max_bytes` of
