@@ -768,3 +768,49 @@ fn a_truncated_database_file_stops_the_start() {
         "{stderr}"
     );
 }
+
+/// The process stopped after a write's journal entry was synced but before the key index held it
+/// (set up here by putting back a copy of the index taken before the write): the start appends
+/// the journal to the table and the index takes the write it missed, without a rebuild.
+#[test]
+fn an_index_one_write_behind_the_journal_takes_the_write_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("behind.duckdb");
+    let never = [("DATAFORGE_DATABASE__DEFERRED_APPEND_MS", "600000")];
+    let server = Server::start_with(&db, &support::shipped_schemas(), &never);
+    let keys = dir.path().join("behind.duckdb.keys");
+    let copy = dir.path().join("keys-before");
+    let first = server.post_json(&format!("{WR}/records"), &registry_well(1));
+    assert_eq!(first.status, 201, "{first:?}");
+    // the index as it is now, one write behind the next
+    std::fs::create_dir(&copy).unwrap();
+    for file in std::fs::read_dir(&keys).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), copy.join(file.file_name())).unwrap();
+    }
+    let second = server.post_json(&format!("{WR}/records"), &registry_well(2));
+    assert_eq!(second.status, 201, "{second:?}");
+    server.kill();
+    std::fs::remove_dir_all(&keys).unwrap();
+    std::fs::rename(&copy, &keys).unwrap();
+
+    let server = Server::start(&db);
+    let log = server.log_lines().join("\n");
+    assert!(
+        log.contains("the key index takes the journal's writes it missed"),
+        "{log}"
+    );
+    assert!(!log.contains("rebuilding the key index"), "{log}");
+    for well in [1, 2] {
+        assert_eq!(
+            server.get(&format!("{WR}/records/{well}")).body["well_code"],
+            json!(well)
+        );
+    }
+    assert_eq!(server.get(&format!("{WR}/count")).body["count"], json!(2));
+    let again = server.post_json(&format!("{WR}/records"), &registry_well(2));
+    assert_eq!(
+        again.status, 409,
+        "the index knows the write it took: {again:?}"
+    );
+}

@@ -445,6 +445,11 @@ impl KeyIndex {
         if indexed >= last || missed.first().map(|e| e.seq) != Some(indexed + 1) {
             return Ok(());
         }
+        tracing::info!(
+            from = indexed + 1,
+            to = last,
+            "the key index takes the journal's writes it missed"
+        );
         let mut write = self.write()?;
         for section in missed.iter().flat_map(|e| &e.sections) {
             let schema = stored
