@@ -1036,3 +1036,55 @@ fn stalled_uploads_hold_no_threads_and_give_their_memory_back() {
     );
     assert_eq!(server.get(&format!("{WP}/count")).body["count"], json!(1));
 }
+
+/// A small body of unknown length (gzip-encoded, or chunked) takes the path of small writes: it
+/// does not wait for a place among streamed uploads, which a large stalled one holds here.
+#[test]
+fn small_compressed_or_chunked_bodies_need_no_upload_place() {
+    use std::io::Write;
+    let (_dir, db) = temp_db();
+    let server = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[
+            ("DATAFORGE_SERVER__MAX_STREAMED_UPLOADS", "1"),
+            ("DATAFORGE_SERVER__STALLED_CLIENT_MS", "20000"),
+        ],
+    );
+    let address = server.base.trim_start_matches("http://").to_owned();
+    // 100 KiB of a chunked upload, then nothing: it holds the only upload place
+    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
+    let records: String = (0..300).map(|i| production(i).to_string() + "\n").collect();
+    write!(
+        stalled,
+        "POST {WP}/records HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{records}\r\n",
+        records.len()
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(production(1000).to_string().as_bytes())
+        .unwrap();
+    let started = std::time::Instant::now();
+    let sent = support::answer(
+        ureq::post(&format!("{}{WP}/records", server.base))
+            .set("Content-Type", "application/json")
+            .set("Content-Encoding", "gzip")
+            .send_bytes(&gzip.finish().unwrap()),
+    );
+    assert_eq!(sent.status, 201, "{sent:?}");
+    let chunked = support::answer(
+        ureq::post(&format!("{}{WP}/records", server.base))
+            .set("Content-Type", "application/json")
+            .send(std::io::Cursor::new(
+                production(1001).to_string().into_bytes(),
+            )),
+    );
+    assert_eq!(chunked.status, 201, "{chunked:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(
+        support::stored(&server, 1000)["well_code"],
+        production(1000)["well_code"]
+    );
+    drop(stalled);
+}

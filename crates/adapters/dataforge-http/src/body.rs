@@ -34,6 +34,52 @@ pub async fn discard(body: Body) {
     let _ = tokio::time::timeout(DISCARD_TIME, drained).await;
 }
 
+/// A body of unknown length (chunked, or decoded from a `Content-Encoding`) read as far as
+/// `inline` bytes: whole when it ended within them, otherwise the body again, what was read put
+/// back in front. `Err` says why reading failed: the client stalled for `stall`, or the body could
+/// not be read.
+pub async fn small_or_rest(
+    body: Body,
+    inline: usize,
+    stall: Duration,
+) -> Result<Incoming, SmallBodyError> {
+    let mut body = body;
+    let mut read: Vec<Bytes> = Vec::new();
+    let mut seen = 0usize;
+    loop {
+        let frame = tokio::time::timeout(stall, body.frame())
+            .await
+            .map_err(|_| SmallBodyError::Stalled)?;
+        let Some(frame) = frame else {
+            return Ok(Incoming::Whole(read.concat().into()));
+        };
+        let frame = frame.map_err(|e| SmallBodyError::Unreadable(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            read.push(data);
+        }
+        if seen > inline {
+            let prefix = futures_util::stream::iter(read.into_iter().map(Ok::<_, axum::Error>));
+            let rest = body.into_data_stream();
+            return Ok(Incoming::Body(Body::from_stream(
+                futures_util::StreamExt::chain(prefix, rest),
+            )));
+        }
+    }
+}
+
+/// A request body: read whole already, or still to read.
+pub enum Incoming {
+    Whole(Bytes),
+    Body(Body),
+}
+
+/// Why [`small_or_rest`] failed.
+pub enum SmallBodyError {
+    Stalled,
+    Unreadable(String),
+}
+
 /// The reading end.
 pub struct BodyReader {
     chunks: mpsc::Receiver<io::Result<Bytes>>,

@@ -200,50 +200,76 @@ pub async fn insert_records(
             ),
         )
     };
-    let summary = if declared.is_some_and(|length| length <= INLINE_BODY_BYTES as u64) {
-        // a small body (most single-record writes): read whole, decoded on this task
-        let whole = tokio::time::timeout(
-            state.stalled_client,
-            axum::body::to_bytes(body, INLINE_BODY_BYTES),
-        )
-        .await
-        .map_err(|_| stalled())?
-        .map_err(|e| {
-            let e = AppError::MalformedBody(format!("the body could not be read: {e}"));
-            problem(&state, &dataset, e)
-        })?;
-        state
-            .app
-            .ingest_small(&dataset, format, &whole, options)
-            .await
-    } else {
-        let place = tokio::time::timeout(
-            state.stalled_client,
-            Arc::clone(&state.uploads).acquire_owned(),
-        )
-        .await;
-        let Ok(Ok(_place)) = place else {
-            body::discard(body).await;
-            return Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too-many-uploads",
-                "Too many uploads",
-                format!(
-                    "every place for a streamed upload stayed taken for {} ms (server.max_streamed_uploads); retry shortly",
-                    state.stalled_client.as_millis()
-                ),
+    // a body of unknown length (chunked, compressed) may be small too: read that far to see
+    let incoming = match declared {
+        Some(_) => body::Incoming::Body(body),
+        None => match body::small_or_rest(body, INLINE_BODY_BYTES, state.stalled_client).await {
+            Ok(incoming) => incoming,
+            Err(body::SmallBodyError::Stalled) => return Err(stalled()),
+            Err(body::SmallBodyError::Unreadable(why)) => {
+                let e = AppError::MalformedBody(format!("the body could not be read: {why}"));
+                return Err(problem(&state, &dataset, e));
+            }
+        },
+    };
+    let summary = match incoming {
+        // a small body (most single-record writes): decoded on this task
+        body::Incoming::Whole(whole) => {
+            if whole.len() > state.max_body_bytes {
+                return Err(too_large());
+            }
+            state
+                .app
+                .ingest_small(&dataset, format, &whole, options)
+                .await
+        }
+        body::Incoming::Body(body)
+            if declared.is_some_and(|length| length <= INLINE_BODY_BYTES as u64) =>
+        {
+            let whole = tokio::time::timeout(
+                state.stalled_client,
+                axum::body::to_bytes(body, INLINE_BODY_BYTES),
             )
-            .with("setting", json!("server.max_streamed_uploads")));
-        };
-        let (reader, cut) = body::stream(body, state.max_body_bytes, state.stalled_client);
-        let ingested = state.app.ingest(&dataset, format, reader, options).await;
-        if cut.too_large() {
-            return Err(too_large());
+            .await
+            .map_err(|_| stalled())?
+            .map_err(|e| {
+                let e = AppError::MalformedBody(format!("the body could not be read: {e}"));
+                problem(&state, &dataset, e)
+            })?;
+            state
+                .app
+                .ingest_small(&dataset, format, &whole, options)
+                .await
         }
-        if cut.stalled() {
-            return Err(stalled());
+        body::Incoming::Body(body) => {
+            let place = tokio::time::timeout(
+                state.stalled_client,
+                Arc::clone(&state.uploads).acquire_owned(),
+            )
+            .await;
+            let Ok(Ok(_place)) = place else {
+                body::discard(body).await;
+                return Err(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too-many-uploads",
+                    "Too many uploads",
+                    format!(
+                        "every place for a streamed upload stayed taken for {} ms (server.max_streamed_uploads); retry shortly",
+                        state.stalled_client.as_millis()
+                    ),
+                )
+                .with("setting", json!("server.max_streamed_uploads")));
+            };
+            let (reader, cut) = body::stream(body, state.max_body_bytes, state.stalled_client);
+            let ingested = state.app.ingest(&dataset, format, reader, options).await;
+            if cut.too_large() {
+                return Err(too_large());
+            }
+            if cut.stalled() {
+                return Err(stalled());
+            }
+            ingested
         }
-        ingested
     };
     let summary = summary.map_err(|e| problem(&state, &dataset, e))?;
     let outcome = summary.outcome;
