@@ -3,9 +3,8 @@
 //! does not decode) answered as problem+json like every other error, with their text as the
 //! detail; and a request target too long for the log and the filters.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -18,17 +17,14 @@ const DETAIL_BYTES: usize = 4096;
 /// targets past 64 KiB with a bare 414, before any handler runs.)
 pub(crate) const MAX_URI_BYTES: usize = 32 * 1024;
 
-pub(crate) async fn as_problem(
-    State(max_json_body_bytes): State<usize>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// The `414` refusal of a request target over [`MAX_URI_BYTES`].
+pub(crate) fn target_too_long(request: &Request) -> Option<Problem> {
     let target = request
         .uri()
         .path_and_query()
         .map_or(0, |t| t.as_str().len());
-    if target > MAX_URI_BYTES {
-        return Problem::new(
+    (target > MAX_URI_BYTES).then(|| {
+        Problem::new(
             StatusCode::URI_TOO_LONG,
             "uri-too-long",
             "URI too long",
@@ -37,13 +33,24 @@ pub(crate) async fn as_problem(
             ),
         )
         .with("limit_bytes", json!(MAX_URI_BYTES))
-        .into_response();
-    }
-    let encoding = request
+    })
+}
+
+/// The request's `Content-Encoding`, kept for [`as_problem`]'s words on a refused one.
+pub(crate) fn encoding(request: &Request) -> Option<String> {
+    request
         .headers()
         .get(header::CONTENT_ENCODING)
-        .map(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    let response = next.run(request).await;
+        .map(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// `response` as it is, or, when the framework refused the request with its own text, that
+/// refusal as a problem.
+pub(crate) async fn as_problem(
+    response: Response,
+    encoding: Option<String>,
+    max_json_body_bytes: usize,
+) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_problem(&response) {
         return response;

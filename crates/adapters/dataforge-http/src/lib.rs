@@ -15,10 +15,10 @@ mod views;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
-use axum::routing::{get, post};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
 use dataforge_app::App;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::map_request_body::MapRequestBodyLayer;
@@ -57,66 +57,87 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
             settings.max_streamed_uploads.max(1),
         )),
     };
+    // bodies sent with `Content-Encoding: gzip`, `deflate` or `zstd` are decoded as they stream
+    // in (the body limits count decoded bytes); any other encoding is 415. Only on the methods
+    // that take a body, so that reads pay nothing for it.
+    let decoded = tower::ServiceBuilder::new()
+        .layer(RequestDecompressionLayer::new())
+        .layer(MapRequestBodyLayer::new(axum::body::Body::new));
     Router::new()
         .route("/health", get(handlers::health))
         .route("/v1/datasets", get(handlers::list_datasets))
         .route("/v1/datasets/{dataset}", get(handlers::get_dataset))
         .route(
             "/v1/datasets/{dataset}/records",
-            get(handlers::list_records)
-                .post(handlers::insert_records)
+            post(handlers::insert_records)
                 .patch(handlers::update_where)
-                .delete(handlers::delete_where),
+                .layer(decoded.clone())
+                .merge(get(handlers::list_records).delete(handlers::delete_where)),
         )
         .route(
             "/v1/datasets/{dataset}/records/{*key}",
-            get(handlers::get_record)
-                .patch(handlers::patch_record)
+            patch(handlers::patch_record)
                 .put(handlers::put_record)
-                .delete(handlers::delete_record),
+                .layer(decoded.clone())
+                .merge(get(handlers::get_record).delete(handlers::delete_record)),
         )
         .route(
             "/v1/datasets/{dataset}/update",
-            post(handlers::update_by_body),
+            post(handlers::update_by_body).layer(decoded.clone()),
         )
         .route(
             "/v1/datasets/{dataset}/delete",
-            post(handlers::delete_by_body),
+            post(handlers::delete_by_body).layer(decoded.clone()),
         )
         .route("/v1/datasets/{dataset}/count", get(handlers::count_records))
         .route("/v1/datasets/{dataset}/aggregate", get(handlers::aggregate))
-        .route("/v1/datasets/{dataset}/query", post(handlers::query))
+        .route(
+            "/v1/datasets/{dataset}/query",
+            post(handlers::query).layer(decoded),
+        )
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
         .layer(axum::extract::DefaultBodyLimit::max(
             settings.max_json_body_bytes,
         ))
-        // bodies sent with `Content-Encoding: gzip`, `deflate` or `zstd` are decoded as they
-        // stream in (the body limits count decoded bytes); any other encoding is 415
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(RequestDecompressionLayer::new())
-                .layer(MapRequestBodyLayer::new(axum::body::Body::new)),
-        )
         .layer(axum::middleware::from_fn_with_state(
-            settings.max_json_body_bytes,
-            framework::as_problem,
+            Arc::new(Edge {
+                allowed_hosts: settings.allowed_hosts,
+                max_json_body_bytes: settings.max_json_body_bytes,
+            }),
+            edge,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            settings.allowed_hosts.map(Arc::new),
-            host::check,
-        ))
-        .layer(axum::middleware::from_fn(access_log))
         .with_state(state)
 }
 
-/// One log line per request (method, path, status, latency), as one event: no span is built per
-/// request, which at tens of thousands of requests a second costs more than the line itself.
-async fn access_log(request: Request, next: Next) -> Response {
+/// What every request is checked against before routing.
+struct Edge {
+    allowed_hosts: Option<Vec<String>>,
+    max_json_body_bytes: usize,
+}
+
+/// The edge of every request, in one middleware (each costs a boxed future per request): the
+/// `Host` check (`host.rs`), the request target's length and the framework's refusals as
+/// problems (`framework.rs`), and one log line per request (method, path, status, latency), as
+/// one event: no span is built per request, which at tens of thousands of requests a second costs
+/// more than the line itself.
+async fn edge(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    let refused = edge
+        .allowed_hosts
+        .as_deref()
+        .and_then(|allowed| host::refused(&request, allowed))
+        .or_else(|| framework::target_too_long(&request));
+    let response = match refused {
+        Some(problem) => problem.into_response(),
+        None => {
+            let encoding = framework::encoding(&request);
+            let response = next.run(request).await;
+            framework::as_problem(response, encoding, edge.max_json_body_bytes).await
+        }
+    };
     tracing::info!(
         %method,
         path,
