@@ -477,6 +477,22 @@ impl RecordWriter for DuckDbStore {
     }
 }
 
+/// A read's answer from the key index, or `None` to answer it through DuckDB: any failure is,
+/// and damage also retires the index.
+fn answered_by<T>(index: &KeyIndex, read: Result<T, StoreError>) -> Option<T> {
+    match read {
+        Ok(answer) => Some(answer),
+        Err(e) if key_index::is_damage(&e) => {
+            index.found_damaged(&e);
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "a read of the key index failed; answered through DuckDB");
+            None
+        }
+    }
+}
+
 /// Runs a blocking read of the key index on tokio's blocking pool, never on an executor thread.
 async fn off_executor<T: Send + 'static>(
     read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -508,13 +524,8 @@ impl RecordReader for DuckDbStore {
                     move || index.get(&dataset, &key)
                 })
                 .await;
-                match found {
-                    Ok(found) => return Ok(found),
-                    // any failure is answered through DuckDB; damage also retires the index
-                    Err(e) if key_index::is_damage(&e) => index.found_damaged(&e),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a read of the key index failed; answered through DuckDB")
-                    }
+                if let Some(found) = answered_by(index, found) {
+                    return Ok(found);
                 }
             }
             self.settled().await?;
@@ -554,13 +565,8 @@ impl RecordReader for DuckDbStore {
                     move || index.page(&dataset, &range, &fields)
                 })
                 .await;
-                match page {
-                    Ok(page) => return Ok(BatchStream::new(std::iter::once(Ok(page)))),
-                    // any failure is answered through DuckDB; damage also retires the index
-                    Err(e) if key_index::is_damage(&e) => index.found_damaged(&e),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a read of the key index failed; answered through DuckDB")
-                    }
+                if let Some(page) = answered_by(&index, page) {
+                    return Ok(BatchStream::new(std::iter::once(Ok(page))));
                 }
             }
             self.settled().await?;

@@ -34,8 +34,8 @@ pub async fn discard(body: Body) {
     let _ = tokio::time::timeout(DISCARD_TIME, drained).await;
 }
 
-/// A body of unknown length (chunked, or decoded from a `Content-Encoding`) read as far as
-/// `inline` bytes: whole when it ended within them, otherwise the body again, what was read put
+/// A body read as far as `inline` bytes (one declared that small, or of unknown length: chunked,
+/// or decoded from a `Content-Encoding`): whole when it ended within them, otherwise the body again, what was read put
 /// back in front. `Err` says why reading failed: the client stalled for `stall`, or the body could
 /// not be read.
 pub async fn small_or_rest(
@@ -51,7 +51,11 @@ pub async fn small_or_rest(
             .await
             .map_err(|_| SmallBodyError::Stalled)?;
         let Some(frame) = frame else {
-            return Ok(Incoming::Whole(read.concat().into()));
+            // most small bodies come in one frame: no copy then
+            return Ok(Incoming::Whole(match read.len() {
+                1 => read.swap_remove(0),
+                _ => read.concat().into(),
+            }));
         };
         let frame = frame.map_err(|e| SmallBodyError::Unreadable(e.to_string()))?;
         if let Ok(data) = frame.into_data() {

@@ -200,10 +200,11 @@ pub async fn insert_records(
             ),
         )
     };
-    // a body of unknown length (chunked, compressed) may be small too: read that far to see
+    // a small body (most single-record writes) is read whole and decoded on this task; one of
+    // unknown length (chunked, compressed) may be small too: it is read that far to see
     let incoming = match declared {
-        Some(_) => body::Incoming::Body(body),
-        None => match body::small_or_rest(body, INLINE_BODY_BYTES, state.stalled_client).await {
+        Some(length) if length > INLINE_BODY_BYTES as u64 => body::Incoming::Body(body),
+        _ => match body::small_or_rest(body, INLINE_BODY_BYTES, state.stalled_client).await {
             Ok(incoming) => incoming,
             Err(body::SmallBodyError::Stalled) => return Err(stalled()),
             Err(body::SmallBodyError::Unreadable(why)) => {
@@ -213,29 +214,10 @@ pub async fn insert_records(
         },
     };
     let summary = match incoming {
-        // a small body (most single-record writes): decoded on this task
         body::Incoming::Whole(whole) => {
             if whole.len() > state.max_body_bytes {
                 return Err(too_large());
             }
-            state
-                .app
-                .ingest_small(&dataset, format, &whole, options)
-                .await
-        }
-        body::Incoming::Body(body)
-            if declared.is_some_and(|length| length <= INLINE_BODY_BYTES as u64) =>
-        {
-            let whole = tokio::time::timeout(
-                state.stalled_client,
-                axum::body::to_bytes(body, INLINE_BODY_BYTES),
-            )
-            .await
-            .map_err(|_| stalled())?
-            .map_err(|e| {
-                let e = AppError::MalformedBody(format!("the body could not be read: {e}"));
-                problem(&state, &dataset, e)
-            })?;
             state
                 .app
                 .ingest_small(&dataset, format, &whole, options)

@@ -1,8 +1,9 @@
 //! Updates and deletes of one record by key (`PATCH`/`DELETE .../records/{key}`), deferred like
 //! small inserts: a group of them is worked out on the key index (each change in turn, a later
 //! one seeing an earlier one's result), its keys' latest records (or deletions) appended to the
-//! journal and synced, then applied to the index alone, and acknowledged. The next append rewrites those keys' rows from the index (a `DELETE`
-//! joined with the keys, then an append of their current records), many groups at a time; reads
+//! journal and synced, then applied to the index alone, and acknowledged. The next append rewrites those keys' rows from the latest records the
+//! writer keeps (a `DELETE` joined with the keys, then an append of those records), many groups
+//! at a time; reads
 //! through DuckDB wait for it, as for deferred inserts. Without the key index, or with deferral
 //! off, each goes through SQL ([`super::mutate`]).
 
