@@ -6,7 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use support::Server;
+use support::{Server, answer};
 
 const WP: &str = "/v1/datasets/well_production";
 const ROWS: u64 = 3000;
@@ -404,6 +404,27 @@ fn values_are_stored_as_sent_or_refused() {
         "{stored}"
     );
     assert_eq!(server.get(&format!("{wr}/count")).body["count"], json!(3));
+    // a PATCH reads its body as a JSON document, where such a number would become a float:
+    // refused, not rounded
+    let rounded = answer(
+        ureq::request("PATCH", &format!("{}{wr}/records/4", server.base))
+            .set("Content-Type", "application/json")
+            .send_string(r#"{"metadata": {"id": 123456789012345678901234567891}}"#),
+    );
+    assert_eq!(rounded.status, 400, "{rounded:?}");
+    assert!(
+        rounded.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not fit in 64 bits"),
+        "{rounded:?}"
+    );
+    let unchanged = ureq::get(&format!("{}{wr}/records/4", server.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(unchanged, stored);
 
     let repeated = server.post_raw(
         &format!("{wr}/query"),

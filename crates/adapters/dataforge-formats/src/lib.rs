@@ -9,6 +9,7 @@ mod ipc_limits;
 mod json;
 mod ndjson;
 mod parquet;
+mod parquet_limits;
 
 #[cfg(test)]
 mod tests;

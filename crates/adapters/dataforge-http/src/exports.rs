@@ -15,8 +15,21 @@ use serde_json::json;
 
 use crate::problem::Problem;
 
-/// The client's address, as the connection loop recorded it (unspecified when there is none).
+/// The client, as the connection loop recorded its address (unspecified when there is none): an
+/// IPv4 address, or an IPv6 address's /64 network, which one host commonly holds whole (one
+/// address each would let it open as many exports as it has addresses).
 pub struct Client(pub IpAddr);
+
+/// The part of `peer` that names one client.
+fn client_of(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = Infallible;
@@ -25,7 +38,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        Ok(Client(peer))
+        Ok(Client(client_of(peer)))
     }
 }
 
@@ -102,5 +115,14 @@ mod tests {
         drop(first);
         let _again = slots.take(a).unwrap();
         assert!(slots.take(a).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_network_is_one_client() {
+        let of = |text: &str| client_of(text.parse().unwrap());
+        assert_eq!(of("2001:db8:1:2:aaaa::1"), of("2001:db8:1:2:bbbb::9"));
+        assert_ne!(of("2001:db8:1:2::1"), of("2001:db8:1:3::1"));
+        assert_eq!(of("::ffff:10.0.0.1"), of("10.0.0.1"));
+        assert_ne!(of("10.0.0.1"), of("10.0.0.2"));
     }
 }

@@ -1,5 +1,7 @@
 //! JSON request documents (queries, changes) read as writes are: a key repeated in one object is
-//! refused, where `serde_json::Value` would silently keep the last one.
+//! refused, where `serde_json::Value` would silently keep the last one, and so is an integer that
+//! 64 bits cannot hold, which `serde_json::Value` would silently turn into a float (a record's
+//! POST keeps such a number exactly inside a `json` field; these documents cannot).
 
 use std::fmt;
 
@@ -11,7 +13,47 @@ pub(crate) fn parse(body: &[u8]) -> Result<Json, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = Strict.deserialize(&mut deserializer)?;
     deserializer.end()?;
-    Ok(value)
+    match wide_integer(body) {
+        Some(number) => Err(de::Error::custom(format!(
+            "the integer {number} does not fit in 64 bits and would lose digits; send it as a string, or inside a `json` field by POST"
+        ))),
+        None => Ok(value),
+    }
+}
+
+/// The first integer literal outside strings that neither `i64` nor `u64` holds.
+fn wide_integer(body: &[u8]) -> Option<&str> {
+    let (mut at, mut in_string, mut escaped) = (0, false, false);
+    while at < body.len() {
+        let byte = body[at];
+        if in_string {
+            (in_string, escaped) = match (escaped, byte) {
+                (true, _) => (true, false),
+                (false, b'\\') => (true, true),
+                (false, b'"') => (false, false),
+                _ => (true, false),
+            };
+            at += 1;
+            continue;
+        }
+        if byte == b'"' {
+            in_string = true;
+        } else if byte == b'-' || byte.is_ascii_digit() {
+            let end = body[at..]
+                .iter()
+                .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                .map_or(body.len(), |n| at + n);
+            let token = std::str::from_utf8(&body[at..end]).unwrap_or_default();
+            let integral = !token.contains(['.', 'e', 'E']);
+            if integral && token.parse::<i64>().is_err() && token.parse::<u64>().is_err() {
+                return Some(token);
+            }
+            at = end;
+            continue;
+        }
+        at += 1;
+    }
+    None
 }
 
 struct Strict;
@@ -101,5 +143,25 @@ mod tests {
             );
         }
         assert!(parse(br#"{"a": 1} {"b": 2}"#).is_err());
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_refused_not_rounded() {
+        for text in [
+            r#"{"v": 18446744073709551616}"#,
+            r#"{"v": {"deep": [-9223372036854775809]}}"#,
+        ] {
+            let refused = parse(text.as_bytes()).unwrap_err().to_string();
+            assert!(
+                refused.contains("does not fit in 64 bits"),
+                "{text}: {refused}"
+            );
+        }
+        // the limits themselves, floats, and digits inside strings are kept
+        let kept = r#"{"a": 18446744073709551615, "b": -9223372036854775808, "c": 1e300, "d": "123456789012345678901234567890 \" 99999999999999999999"}"#;
+        assert_eq!(
+            parse(kept.as_bytes()).unwrap(),
+            serde_json::from_str::<serde_json::Value>(kept).unwrap()
+        );
     }
 }
