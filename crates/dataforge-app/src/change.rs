@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use dataforge_domain::access::{Permission, Reach};
 use dataforge_domain::change::{
-    Change, Mutated, Mutation, Selection, by_key, parse_selection_body, parse_selection_params,
-    parse_set,
+    Change, Mutated, Mutation, Selection, parse_selection_body, parse_selection_params, parse_set,
 };
 use dataforge_domain::query::parse_key;
 use dataforge_domain::records::BodyFormat;
@@ -16,8 +16,17 @@ use dataforge_domain::value::Value;
 use dataforge_domain::write::{ConflictMode, ErrorMode, WriteOptions};
 use serde_json::Value as Json;
 
-use crate::read::{Rows, all_fields};
+use crate::access::{by_key_within, check_batch, narrow, narrow_update};
+use crate::read::{Rows, all_fields, not_found};
 use crate::{App, AppError};
+
+/// What changing records needs: `update` with new values, `delete` without.
+fn change_permission(update: bool) -> Permission {
+    match update {
+        true => Permission::Update,
+        false => Permission::Delete,
+    }
+}
 
 /// What `PUT .../records/{key}` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +46,9 @@ impl App {
         params: &[(String, String)],
         set: Option<&Json>,
     ) -> Result<u64, AppError> {
-        let schema = self.dataset(dataset)?;
+        let (schema, reach) = self.reach(dataset, change_permission(set.is_some()))?;
         let selection = parse_selection_params(&schema, params)?;
-        self.change_selected(schema, selection, set).await
+        self.change_selected(schema, &reach, selection, set).await
     }
 
     /// `POST .../update` and `POST .../delete`: the same with a JSON filter tree in the body.
@@ -49,21 +58,29 @@ impl App {
         body: &Json,
         update: bool,
     ) -> Result<u64, AppError> {
-        let schema = self.dataset(dataset)?;
+        let (schema, reach) = self.reach(dataset, change_permission(update))?;
         let (selection, set) = parse_selection_body(&schema, body, update)?;
-        self.change_selected(schema, selection, set).await
+        self.change_selected(schema, &reach, selection, set).await
     }
 
     /// Updates (with the values of `set`) or deletes (without) the selected records.
     async fn change_selected(
         &self,
         schema: Arc<DatasetSchema>,
-        selection: Selection,
+        reach: &Reach,
+        mut selection: Selection,
         set: Option<&Json>,
     ) -> Result<u64, AppError> {
         let change = match set {
-            Some(set) => Change::Update(parse_set(&schema, set).map_err(invalid)?),
-            None => Change::Delete,
+            Some(set) => {
+                let values = parse_set(&schema, set).map_err(invalid)?;
+                narrow_update(&schema, &mut selection.filter, reach, &values)?;
+                Change::Update(values)
+            }
+            None => {
+                narrow(&mut selection.filter, reach);
+                Change::Delete
+            }
         };
         Ok(self.mutate(schema, selection.with(change)).await?.changed)
     }
@@ -76,10 +93,10 @@ impl App {
         segments: &[&str],
         set: &Json,
     ) -> Result<Rows, AppError> {
-        let schema = self.dataset(dataset)?;
+        let (schema, reach) = self.reach(dataset, Permission::Update)?;
         let key = parse_key(&schema, segments)?;
         let values = parse_set(&schema, set).map_err(invalid)?;
-        let mutation = by_key(&schema, key, Change::Update(values));
+        let mutation = by_key_within(&schema, key, Change::Update(values), &reach)?;
         let mutated = self.mutate(Arc::clone(&schema), mutation).await?;
         match mutated.record {
             _ if mutated.changed == 0 => Err(not_found(&schema, segments)),
@@ -87,15 +104,15 @@ impl App {
                 columns: all_fields(&schema),
                 batches: vec![record],
             }),
-            None => self.get_record(dataset, segments).await,
+            None => self.stored_record(&schema, segments).await,
         }
     }
 
     /// `DELETE .../records/{key}`.
     pub async fn delete_record(&self, dataset: &str, segments: &[&str]) -> Result<(), AppError> {
-        let schema = self.dataset(dataset)?;
+        let (schema, reach) = self.reach(dataset, Permission::Delete)?;
         let key = parse_key(&schema, segments)?;
-        let mutation = by_key(&schema, key, Change::Delete);
+        let mutation = by_key_within(&schema, key, Change::Delete, &reach)?;
         match self.mutate(Arc::clone(&schema), mutation).await?.changed {
             0 => Err(not_found(&schema, segments)),
             _ => Ok(()),
@@ -113,10 +130,11 @@ impl App {
         segments: &[&str],
         record: Json,
     ) -> Result<(Replaced, Rows), AppError> {
-        let schema = self.dataset(dataset)?;
+        let (schema, reach) = self.reach(dataset, Permission::Write)?;
         let key = parse_key(&schema, segments)?;
         let body = keyed_record(&schema, &key, record)?.to_string();
         let decoded = self.decode_record(&schema, body.as_bytes())?;
+        check_batch(&schema, &reach, &decoded, 1)?;
         let values: Vec<(usize, Value)> = schema
             .fields
             .iter()
@@ -130,7 +148,9 @@ impl App {
         };
         // a key inserted by another request between the two steps is replaced on the second try
         for _ in 0..2 {
-            let replace = by_key(&schema, key.clone(), Change::Update(values.clone()));
+            // a stored record outside the rule is not replaced: the insert below meets its key
+            let replace =
+                by_key_within(&schema, key.clone(), Change::Update(values.clone()), &reach)?;
             let mutated = self.mutate(Arc::clone(&schema), replace).await?;
             if mutated.changed > 0 {
                 let rows = match mutated.record {
@@ -138,7 +158,7 @@ impl App {
                         columns: all_fields(&schema),
                         batches: vec![record],
                     },
-                    None => self.get_record(dataset, segments).await?,
+                    None => self.stored_record(&schema, segments).await?,
                 };
                 return Ok((Replaced::Replaced, rows));
             }
@@ -146,8 +166,11 @@ impl App {
                 .ingest_small(dataset, BodyFormat::Json, body.as_bytes(), created)
                 .await
             {
-                Ok(_) => return Ok((Replaced::Created, self.get_record(dataset, segments).await?)),
-                Err(AppError::Conflict { .. }) => continue,
+                Ok(_) => {
+                    let rows = self.stored_record(&schema, segments).await?;
+                    return Ok((Replaced::Created, rows));
+                }
+                Err(AppError::Conflict { .. }) if matches!(reach, Reach::All) => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -213,12 +236,5 @@ fn invalid(violations: Violations) -> AppError {
     AppError::Invalid {
         total: violations.total(),
         violations: violations.into_listed(),
-    }
-}
-
-fn not_found(schema: &DatasetSchema, segments: &[&str]) -> AppError {
-    AppError::RecordNotFound {
-        dataset: schema.name.clone(),
-        key: segments.join("/"),
     }
 }

@@ -1,5 +1,6 @@
 //! What a use case can fail with. The HTTP adapter maps each variant to a status once.
 
+use dataforge_domain::access::Denied;
 use dataforge_domain::ports::{ConflictingKey, StoreError};
 use dataforge_domain::query::QueryError;
 use dataforge_domain::validate::Violation;
@@ -34,6 +35,15 @@ pub enum AppError {
     Timeout(u64),
     #[error("the disk holding {path} is full; nothing was written")]
     StorageFull { path: String },
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// What the credential's row rule forbids (`detail` says what and how to proceed).
+    #[error("{detail}")]
+    OutsideRule {
+        dataset: String,
+        rule: String,
+        detail: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }

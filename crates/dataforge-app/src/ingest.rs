@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_select::filter::filter_record_batch;
+use dataforge_domain::access::{Permission, Reach};
 use dataforge_domain::ports::StagedWrite;
 use dataforge_domain::records::{
     BATCH_ROWS, BatchDecoder, BodyError, BodyFormat, DecodedBatch, Halt,
@@ -15,6 +16,7 @@ use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::validate::{Violation, Violations, validate_batch};
 use dataforge_domain::write::{ConflictMode, ErrorMode, WriteOptions, WriteOutcome};
 
+use crate::access::{check_batch, check_conflict_mode};
 use crate::{App, AppError};
 
 /// What an accepted write did.
@@ -62,7 +64,7 @@ impl App {
     where
         B: Read + Send + 'static,
     {
-        let schema = self.dataset(dataset)?;
+        let (schema, reach) = self.reach_to_write(dataset, options)?;
         let (valid, mut batches) = tokio::sync::mpsc::channel::<RecordBatch>(PIPELINE_DEPTH);
         let decoding = {
             let schema = decoded_as(&schema, options);
@@ -72,9 +74,8 @@ impl App {
                 decode_checked(
                     &*decoder,
                     format,
-                    &schema,
+                    Checker::new(&schema, &reach, options.on_error),
                     &mut body,
-                    options,
                     &seen,
                     |batch| valid.blocking_send(batch).map_err(|_| Halt),
                 )
@@ -105,15 +106,14 @@ impl App {
         body: &[u8],
         options: WriteOptions,
     ) -> Result<IngestSummary, AppError> {
-        let schema = self.dataset(dataset)?;
+        let (schema, reach) = self.reach_to_write(dataset, options)?;
         let mut valid = Vec::new();
         let mut reader = body;
         let decoded = decode_checked(
             &*self.decoder,
             format,
-            &decoded_as(&schema, options),
+            Checker::new(&decoded_as(&schema, options), &reach, options.on_error),
             &mut reader,
-            options,
             &AtomicU64::new(0),
             |batch| {
                 valid.push(batch);
@@ -127,6 +127,19 @@ impl App {
             }
         }
         write.finish(decoded, options).await
+    }
+}
+
+impl App {
+    /// The dataset and the records a write may store in it.
+    fn reach_to_write(
+        &self,
+        dataset: &str,
+        options: WriteOptions,
+    ) -> Result<(Arc<DatasetSchema>, Reach), AppError> {
+        let (schema, reach) = self.reach(dataset, Permission::Write)?;
+        check_conflict_mode(&schema, &reach, options.on_conflict)?;
+        Ok((schema, reach))
     }
 }
 
@@ -149,13 +162,12 @@ type Decoded = (Result<u64, BodyError>, Result<Violations, AppError>);
 fn decode_checked(
     decoder: &dyn BatchDecoder,
     format: BodyFormat,
-    schema: &DatasetSchema,
+    mut checker: Checker<'_>,
     body: &mut dyn Read,
-    options: WriteOptions,
     seen: &AtomicU64,
     mut deliver: impl FnMut(RecordBatch) -> Result<(), Halt>,
 ) -> Decoded {
-    let mut checker = Checker::new(schema, options.on_error);
+    let schema = checker.schema;
     let read = decoder.decode(format, schema, body, BATCH_ROWS, &mut |decoded| {
         seen.fetch_add(decoded.batch.num_rows() as u64, Ordering::Relaxed);
         match checker.check(decoded)? {
@@ -194,9 +206,8 @@ impl App {
         let decoded = decode_checked(
             &*self.decoder,
             BodyFormat::Json,
-            schema,
+            Checker::new(schema, &Reach::All, ErrorMode::Reject),
             &mut reader,
-            WriteOptions::default(),
             &AtomicU64::new(0),
             |batch| {
                 batches.push(batch);
@@ -267,15 +278,18 @@ impl Staging {
 /// Validates decoded batches as they come and says which records to write.
 struct Checker<'s> {
     schema: &'s DatasetSchema,
+    /// The records the credential may write.
+    reach: &'s Reach,
     on_error: ErrorMode,
     violations: Violations,
     failure: Option<AppError>,
 }
 
 impl<'s> Checker<'s> {
-    fn new(schema: &'s DatasetSchema, on_error: ErrorMode) -> Self {
+    fn new(schema: &'s DatasetSchema, reach: &'s Reach, on_error: ErrorMode) -> Self {
         Checker {
             schema,
+            reach,
             on_error,
             violations: Violations::default(),
             failure: None,
@@ -292,6 +306,10 @@ impl<'s> Checker<'s> {
             rejected,
         } = decoded;
         validate_batch(self.schema, &batch, first_row, &rejected, &mut violations);
+        if let Err(outside) = check_batch(self.schema, self.reach, &batch, first_row) {
+            self.failure = Some(outside);
+            return Err(Halt);
+        }
         let clean = violations.is_empty();
         let rejecting =
             self.on_error == ErrorMode::Reject && !(clean && self.violations.is_empty());

@@ -2,6 +2,7 @@
 //! read it ([`read`]). Both
 //! work on any storage that implements the domain ports, and know nothing of HTTP.
 
+mod access;
 pub mod change;
 mod cluster;
 mod error;
@@ -11,6 +12,7 @@ pub mod read;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use dataforge_domain::access::Access;
 use dataforge_domain::ports::{RecordReader, RecordWriter};
 use dataforge_domain::query::QueryLimits;
 use dataforge_domain::records::BatchDecoder;
@@ -28,6 +30,8 @@ pub struct App {
     limits: QueryLimits,
     /// The schema version storage applied for each dataset.
     versions: Arc<BTreeMap<String, u64>>,
+    /// The credential the use cases act for (see [`App::acting_as`]); everything by default.
+    access: Arc<Access>,
 }
 
 impl App {
@@ -45,6 +49,7 @@ impl App {
             decoder,
             limits,
             versions: Arc::default(),
+            access: Arc::new(Access::everything()),
         }
     }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use dataforge_domain::access::{Permission, Reach};
 use dataforge_domain::ports::{BatchStream, RowCount, StoreError};
 use dataforge_domain::query::{
     Cursor, OutputColumn, ReadPlan, parse_aggregate_params, parse_count_params, parse_key,
@@ -12,6 +13,7 @@ use dataforge_domain::query::{
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::Value;
 
+use crate::access::{check_batch, narrow};
 use crate::{App, AppError};
 
 /// Rows to show: batches whose columns are `columns`, in order.
@@ -52,28 +54,41 @@ pub enum ReadRequest<'a> {
 
 impl App {
     /// The record with the key given as path segments, in key order.
+    /// A record outside the credential's row rule is not found, as if it were not stored.
     pub async fn get_record(&self, dataset: &str, segments: &[&str]) -> Result<Rows, AppError> {
-        let schema = self.dataset(dataset)?;
-        let key = parse_key(&schema, segments)?;
-        match self.reader.get(Arc::clone(&schema), key).await? {
-            Some(batch) if batch.num_rows() > 0 => Ok(Rows {
-                columns: all_fields(&schema),
-                batches: vec![batch],
-            }),
-            _ => Err(AppError::RecordNotFound {
-                dataset: schema.name.clone(),
-                key: segments.join("/"),
-            }),
+        let (schema, reach) = self.reach(dataset, Permission::Read)?;
+        let rows = self.stored_record(&schema, segments).await?;
+        match check_batch(&schema, &reach, &rows.batches[0], 1) {
+            Ok(()) => Ok(rows),
+            Err(_) => Err(not_found(&schema, segments)),
         }
     }
 
+    /// The record with the key given as path segments, whoever asks (the answer of a write).
+    pub(crate) async fn stored_record(
+        &self,
+        schema: &Arc<DatasetSchema>,
+        segments: &[&str],
+    ) -> Result<Rows, AppError> {
+        let key = parse_key(schema, segments)?;
+        match self.reader.get(Arc::clone(schema), key).await? {
+            Some(batch) if batch.num_rows() > 0 => Ok(Rows {
+                columns: all_fields(schema),
+                batches: vec![batch],
+            }),
+            _ => Err(not_found(schema, segments)),
+        }
+    }
+
+    /// The request's plan, narrowed to the rows the credential may read.
     fn plan(
         &self,
         schema: &DatasetSchema,
+        reach: &Reach,
         request: ReadRequest<'_>,
         paged: bool,
     ) -> Result<ReadPlan, AppError> {
-        Ok(match request {
+        let mut plan = match request {
             ReadRequest::Records(params) => {
                 ReadPlan::Records(parse_list_params(schema, params, self.limits, paged)?)
             }
@@ -81,7 +96,12 @@ impl App {
                 ReadPlan::Aggregate(parse_aggregate_params(schema, params, self.limits, paged)?)
             }
             ReadRequest::Body(body) => parse_query_body(schema, body, self.limits, paged)?,
-        })
+        };
+        match &mut plan {
+            ReadPlan::Records(query) => narrow(&mut query.filter, reach),
+            ReadPlan::Aggregate(aggregation) => narrow(&mut aggregation.filter, reach),
+        }
+        Ok(plan)
     }
 
     /// One page: at most the request's limit (bounded by `max_limit`) of rows or groups.
@@ -90,8 +110,8 @@ impl App {
         dataset: &str,
         request: ReadRequest<'_>,
     ) -> Result<Page, AppError> {
-        let schema = self.dataset(dataset)?;
-        let mut plan = self.plan(&schema, request, true)?;
+        let (schema, reach) = self.reach(dataset, Permission::Read)?;
+        let mut plan = self.plan(&schema, &reach, request, true)?;
         let limit = plan.limit().unwrap_or(self.limits.max_limit);
         plan.set_limit(Some(limit + 1)); // one more row tells whether another page exists
         let fetched = plan.columns(&schema);
@@ -167,8 +187,8 @@ impl App {
         dataset: &str,
         request: ReadRequest<'_>,
     ) -> Result<Export, AppError> {
-        let schema = self.dataset(dataset)?;
-        let plan = self.plan(&schema, request, false)?;
+        let (schema, reach) = self.reach(dataset, Permission::Read)?;
+        let plan = self.plan(&schema, &reach, request, false)?;
         let fetched = plan.columns(&schema);
         let shown = shown_columns(&plan);
         let stream = self.reader.scan(Arc::clone(&schema), plan).await?;
@@ -193,8 +213,9 @@ impl App {
         dataset: &str,
         params: &[(String, String)],
     ) -> Result<RowCount, AppError> {
-        let schema = self.dataset(dataset)?;
-        let (filter, exact) = parse_count_params(&schema, params)?;
+        let (schema, reach) = self.reach(dataset, Permission::Read)?;
+        let (mut filter, exact) = parse_count_params(&schema, params)?;
+        narrow(&mut filter, &reach);
         Ok(self.reader.count(schema, filter, exact).await?)
     }
 }
@@ -227,4 +248,11 @@ fn project(batch: &RecordBatch, shown: usize) -> Result<RecordBatch, AppError> {
     batch
         .project(&columns)
         .map_err(|e| AppError::Internal(e.to_string()))
+}
+
+pub(crate) fn not_found(schema: &DatasetSchema, segments: &[&str]) -> AppError {
+    AppError::RecordNotFound {
+        dataset: schema.name.clone(),
+        key: segments.join("/"),
+    }
 }

@@ -2,6 +2,7 @@
 //! storage ports. No web framework or database appears here; adapters depend on this crate, never
 //! the other way round.
 
+pub mod access;
 pub mod change;
 pub mod identifier;
 pub mod ports;

@@ -267,3 +267,23 @@ pub enum StoreError {
     #[error("storage failure: {0}")]
     Internal(String),
 }
+
+/// Why a request's credential was refused (answered `401`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("this server requires a credential: send `Authorization: Bearer <API key or JWT>`")]
+    Missing,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Turns the bearer token a request presents (if any) into the access it carries.
+pub trait Authenticator: Send + Sync {
+    fn authenticate(
+        &self,
+        bearer: Option<&str>,
+    ) -> Result<std::sync::Arc<crate::access::Access>, AuthError>;
+
+    /// Whether requests without a credential are refused.
+    fn required(&self) -> bool;
+}

@@ -3,23 +3,26 @@
 
 mod generate;
 mod import;
+mod keys;
 mod migrate;
 mod settings;
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use dataforge_app::App;
+use dataforge_auth::{Credentials, JwtVerifier, KeyRing};
 use dataforge_domain::ports::{DatasetStorage, MigrationPolicy, MigrationReport};
 use dataforge_domain::records::BodyFormat;
 use dataforge_domain::schema::{Catalog, SchemaProblem};
 use dataforge_domain::write::parse_write_params;
 use dataforge_duckdb::DuckDbStore;
 use dataforge_formats::Formats;
-use dataforge_http::{ConnectionLimits, HttpSettings};
+use dataforge_http::{ConnectionLimits, CredentialLimits, HttpSettings};
 use settings::Settings;
 use tracing_subscriber::EnvFilter;
 
@@ -132,6 +135,13 @@ enum Command {
         /// List every schema version the database has applied, and stop.
         #[arg(long, conflicts_with_all = ["apply", "allow_destructive"])]
         history: bool,
+    },
+    /// Manage API keys (stored as hashes beside the database, or at auth.keys_file).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Check every schema file and print every problem found.
     Check {
@@ -345,6 +355,10 @@ fn main() -> ExitCode {
             };
             check(&dir.unwrap_or(settings.server.schemas))
         }
+        Command::Keys { command, store } => match load_settings(store) {
+            Ok(settings) => keys::run(command, &settings),
+            Err(code) => code,
+        },
         Command::Serve { store, listen } => {
             let mut settings = match load_settings(store) {
                 Ok(settings) => settings,
@@ -449,9 +463,18 @@ async fn serve(settings: Settings) -> ExitCode {
         Ok(address) => address,
         Err(e) => return fail(&e.to_string()),
     };
+    let authenticator = match credentials(&settings, address) {
+        Ok(credentials) => credentials,
+        Err(message) => return fail(&message),
+    };
     let router = dataforge_http::router(
         app,
         HttpSettings {
+            authenticator,
+            credential_limits: CredentialLimits {
+                requests_per_second: settings.auth.requests_per_second,
+                max_exports: settings.auth.max_exports_per_credential,
+            },
             max_body_bytes: settings.server.max_body_bytes,
             max_json_body_bytes: settings.server.max_json_body_bytes,
             max_exports_per_client: settings.server.max_exports_per_client,
@@ -479,6 +502,32 @@ async fn serve(settings: Settings) -> ExitCode {
     tracing::info!("shutting down: finishing queued writes");
     close(store).await;
     ExitCode::SUCCESS
+}
+
+/// The credentials requests are checked against; says in the log whether they are required.
+fn credentials(settings: &Settings, listen: SocketAddr) -> Result<Arc<Credentials>, String> {
+    let keys = KeyRing::open(settings.keys_file()).map_err(|e| e.to_string())?;
+    let jwt = settings
+        .auth
+        .jwt
+        .as_ref()
+        .map(JwtVerifier::new)
+        .transpose()?;
+    let required = settings.auth_required(listen);
+    if !required && !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "auth.required = false on a network address: anyone who can reach it may read and write every dataset");
+    }
+    tracing::info!(
+        required,
+        keys = keys.len(),
+        jwt = jwt.is_some(),
+        "authentication"
+    );
+    Ok(Arc::new(Credentials {
+        keys,
+        jwt,
+        required,
+    }))
 }
 
 /// Registers SIGINT and SIGTERM handlers now (so a signal that arrives while starting is not

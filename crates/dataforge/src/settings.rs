@@ -17,6 +17,37 @@ pub struct Settings {
     pub server: ServerSettings,
     pub query: QuerySettings,
     pub database: DuckDbConfig,
+    pub auth: AuthSettings,
+}
+
+/// `[auth]`: who may use the API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Whether every request but `/health` needs a credential. Unset: yes when `server.listen` is
+    /// not a loopback address, no on loopback. Turning it off on a network address must be said
+    /// here, and is logged as a warning.
+    pub required: Option<bool>,
+    /// The API key file (default: beside the database, `<database.path>.api-keys.json`).
+    pub keys_file: Option<PathBuf>,
+    /// Requests per second one credential may send (bursts of as many); 0 for no limit.
+    pub requests_per_second: u32,
+    /// Streamed exports one credential may have open at once; past it, 429.
+    pub max_exports_per_credential: usize,
+    /// JWTs accepted besides API keys.
+    pub jwt: Option<dataforge_auth::JwtSettings>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            required: None,
+            keys_file: None,
+            requests_per_second: 0,
+            max_exports_per_credential: 4,
+            jwt: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,6 +184,20 @@ impl Settings {
             ["localhost", "127.0.0.1", "[::1]"]
                 .map(String::from)
                 .to_vec()
+        })
+    }
+
+    /// Whether requests need a credential on `listen` (see [`AuthSettings::required`]).
+    pub fn auth_required(&self, listen: SocketAddr) -> bool {
+        self.auth.required.unwrap_or(!listen.ip().is_loopback())
+    }
+
+    /// Where the API keys are stored.
+    pub fn keys_file(&self) -> PathBuf {
+        self.auth.keys_file.clone().unwrap_or_else(|| {
+            let mut name = self.database.path.clone().into_os_string();
+            name.push(".api-keys.json");
+            PathBuf::from(name)
         })
     }
 

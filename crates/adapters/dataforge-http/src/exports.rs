@@ -1,4 +1,4 @@
-//! Streamed exports per client: one client (by IP address) may hold at most
+//! Streamed exports per client and per credential: one client (by IP address) may hold at most
 //! `server.max_exports_per_client` exports at once, so a single client cannot take every read
 //! connection with exports it does not read; past it, `503` with `Retry-After`. The overall cap is
 //! the read connections themselves (a read waits for one within the query timeout, then `503`).
@@ -42,59 +42,81 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     }
 }
 
-/// Exports in progress, per client.
+/// Who holds exports: a client (by address), answered `503` past its share, or a credential (by
+/// name), answered `429`.
+pub trait Holder: std::hash::Hash + Eq + Clone + Send + Sync + 'static {
+    const STATUS: StatusCode;
+    const SETTING: &'static str;
+    const WHO: &'static str;
+}
+
+impl Holder for IpAddr {
+    const STATUS: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
+    const SETTING: &'static str = "server.max_exports_per_client";
+    const WHO: &'static str = "this client";
+}
+
+impl Holder for String {
+    const STATUS: StatusCode = StatusCode::TOO_MANY_REQUESTS;
+    const SETTING: &'static str = "auth.max_exports_per_credential";
+    const WHO: &'static str = "this credential";
+}
+
+/// Exports in progress, per holder.
 #[derive(Clone)]
-pub struct ExportSlots {
-    per_client: usize,
-    running: Arc<Mutex<HashMap<IpAddr, usize>>>,
+pub struct ExportSlots<K: Holder> {
+    per_holder: usize,
+    running: Arc<Mutex<HashMap<K, usize>>>,
 }
 
 /// An export's place, given back when dropped (with the answer's body).
-pub struct ExportSlot {
-    client: IpAddr,
-    running: Arc<Mutex<HashMap<IpAddr, usize>>>,
+pub struct ExportSlot<K: Holder> {
+    holder: K,
+    running: Arc<Mutex<HashMap<K, usize>>>,
 }
 
-impl ExportSlots {
-    pub fn new(per_client: usize) -> Self {
+impl<K: Holder> ExportSlots<K> {
+    pub fn new(per_holder: usize) -> Self {
         ExportSlots {
-            per_client: per_client.max(1),
+            per_holder: per_holder.max(1),
             running: Arc::default(),
         }
     }
 
-    /// A place for one more export of `client`, or the `503` saying it has too many.
-    pub fn take(&self, client: IpAddr) -> Result<ExportSlot, Problem> {
+    /// A place for one more export of `holder`, or the problem saying it has too many.
+    pub fn take(&self, holder: K) -> Result<ExportSlot<K>, Problem> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let count = running.entry(client).or_default();
-        if *count >= self.per_client {
+        let count = running.entry(holder.clone()).or_default();
+        if *count >= self.per_holder {
             return Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+                K::STATUS,
                 "too-many-exports",
                 "Too many exports",
                 format!(
-                    "this client has {} streamed exports open, as many as server.max_exports_per_client allows; finish one and retry",
-                    self.per_client
+                    "{} has {} streamed exports open, as many as {} allows; finish one and retry",
+                    K::WHO,
+                    self.per_holder,
+                    K::SETTING
                 ),
             )
-            .with("limit", json!(self.per_client))
-            .with("setting", json!("server.max_exports_per_client")));
+            .with("limit", json!(self.per_holder))
+            .with("setting", json!(K::SETTING)));
         }
         *count += 1;
         Ok(ExportSlot {
-            client,
+            holder,
             running: Arc::clone(&self.running),
         })
     }
 }
 
-impl Drop for ExportSlot {
+impl<K: Holder> Drop for ExportSlot<K> {
     fn drop(&mut self) {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = running.get_mut(&self.client) {
+        if let Some(count) = running.get_mut(&self.holder) {
             *count -= 1;
             if *count == 0 {
-                running.remove(&self.client);
+                running.remove(&self.holder);
             }
         }
     }
@@ -106,7 +128,7 @@ mod tests {
 
     #[test]
     fn each_client_holds_at_most_its_share_and_gets_it_back() {
-        let slots = ExportSlots::new(2);
+        let slots = ExportSlots::<IpAddr>::new(2);
         let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
         let first = slots.take(a).unwrap();
         let _second = slots.take(a).unwrap();

@@ -3,17 +3,19 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawQuery};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use dataforge_app::change::Replaced;
 use dataforge_app::ingest::INLINE_BODY_BYTES;
 use dataforge_app::read::{ReadRequest, Rows};
 use dataforge_app::{App, AppError};
+use dataforge_domain::access::{Denied, Permission};
 use dataforge_domain::records::BodyFormat;
 use dataforge_domain::write::parse_write_params;
 use serde_json::{Value as Json, json};
 
+use crate::auth::Acting;
 use crate::body;
 use crate::encode::{self, AnswerFormat};
 use crate::exports::{Client, ExportSlots};
@@ -27,7 +29,9 @@ use futures_util::StreamExt;
 pub struct HttpState {
     pub app: App,
     /// Streamed exports open per client.
-    pub exports: ExportSlots,
+    pub exports: ExportSlots<std::net::IpAddr>,
+    /// Streamed exports open per credential.
+    pub credential_exports: ExportSlots<String>,
     /// Places for streamed uploads being decoded (each holds a blocking thread while its body
     /// arrives): stalled uploads cannot take the threads reads need.
     pub uploads: Arc<tokio::sync::Semaphore>,
@@ -66,11 +70,14 @@ pub async fn health() -> Response {
     json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
 }
 
-pub async fn list_datasets(State(state): State<HttpState>) -> Response {
+pub async fn list_datasets(Acting(state): Acting) -> Response {
+    // a credential sees the datasets it holds some permission on
+    let access = state.app.access();
     let datasets: Vec<Json> = state
         .app
         .catalog()
         .iter()
+        .filter(|d| Permission::ALL.iter().any(|p| access.may(&d.name, *p)))
         .map(|d| views::dataset(d, state.app.version(&d.name)))
         .collect();
     json_response(
@@ -79,11 +86,22 @@ pub async fn list_datasets(State(state): State<HttpState>) -> Response {
     )
 }
 
-pub async fn get_dataset(State(state): State<HttpState>, Path(dataset): Path<String>) -> Answer {
+pub async fn get_dataset(Acting(state): Acting, Path(dataset): Path<String>) -> Answer {
     let schema = state
         .app
         .dataset(&dataset)
         .map_err(|e| problem(&state, &dataset, e))?;
+    if !Permission::ALL
+        .iter()
+        .any(|p| state.app.access().may(&dataset, *p))
+    {
+        let denied = Denied::Permission {
+            credential: state.app.access().name.clone(),
+            dataset: dataset.clone(),
+            permission: Permission::Read,
+        };
+        return Err(problem(&state, &dataset, denied.into()));
+    }
     Ok(json_response(
         StatusCode::OK,
         views::dataset(&schema, state.app.version(&schema.name))
@@ -147,7 +165,7 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Problem> {
 }
 
 pub async fn insert_records(
-    State(state): State<HttpState>,
+    Acting(state): Acting,
     Path(dataset): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -289,6 +307,8 @@ async fn read(
         return Ok(json_response(StatusCode::OK, encode::page_json(&page)));
     }
     let slot = state.exports.take(client.0)?;
+    let credential = state.app.access().name.clone();
+    let credential_slot = state.credential_exports.take(credential)?;
     let export = state
         .app
         .read_export(dataset, request)
@@ -297,7 +317,7 @@ async fn read(
     let body = encode::stream_body(format, export, state.stalled_client);
     // the client's place is given back when the body ends or is dropped
     let body = axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {
-        let _held = &slot;
+        let _held = (&slot, &credential_slot);
         chunk
     }));
     let mut response = body.into_response();
@@ -323,7 +343,7 @@ async fn read_params(
 }
 
 pub async fn list_records(
-    State(state): State<HttpState>,
+    Acting(state): Acting,
     client: Client,
     Path(dataset): Path<String>,
     RawQuery(query): RawQuery,
@@ -336,7 +356,7 @@ pub async fn list_records(
 }
 
 pub async fn aggregate(
-    State(state): State<HttpState>,
+    Acting(state): Acting,
     client: Client,
     Path(dataset): Path<String>,
     RawQuery(query): RawQuery,
@@ -350,7 +370,7 @@ pub async fn aggregate(
 
 /// `POST .../query`: the query language (a JSON body), answered like a listing or an aggregate.
 pub async fn query(
-    State(state): State<HttpState>,
+    Acting(state): Acting,
     client: Client,
     Path(dataset): Path<String>,
     RawQuery(query): RawQuery,
@@ -372,7 +392,7 @@ pub async fn query(
 }
 
 pub async fn count_records(
-    State(state): State<HttpState>,
+    Acting(state): Acting,
     Path(dataset): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Answer {
@@ -436,7 +456,7 @@ fn record_response(status: StatusCode, rows: &Rows) -> Response {
 }
 
 /// `GET .../records/{k1}/{k2}/...`.
-pub async fn get_record(State(state): State<HttpState>, uri: Uri) -> Answer {
+pub async fn get_record(Acting(state): Acting, uri: Uri) -> Answer {
     let path = RecordPath::of(&uri)?;
     let (dataset, segments) = (&path.dataset, path.key());
     let rows = state
@@ -476,7 +496,7 @@ fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Json, Problem> {
 
 /// `PATCH .../records/{k1}/...`: updates the fields the body names; answers the stored record.
 pub async fn patch_record(
-    State(state): State<HttpState>,
+    Acting(state): Acting,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -494,7 +514,7 @@ pub async fn patch_record(
 
 /// `PUT .../records/{k1}/...`: replaces the record (200) or creates it (201); answers it.
 pub async fn put_record(
-    State(state): State<HttpState>,
+    Acting(state): Acting,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -515,7 +535,7 @@ pub async fn put_record(
 }
 
 /// `DELETE .../records/{k1}/...`: 204, or 404 when no record has the key.
-pub async fn delete_record(State(state): State<HttpState>, uri: Uri) -> Answer {
+pub async fn delete_record(Acting(state): Acting, uri: Uri) -> Answer {
     let path = RecordPath::of(&uri)?;
     let (dataset, segments) = (&path.dataset, path.key());
     state
@@ -532,7 +552,7 @@ fn changed(verb: &str, n: u64) -> Response {
 
 /// `PATCH .../records?<filters>`: sets the body's fields in every record the filters select.
 pub async fn update_where(
-    State(state): State<HttpState>,
+    Acting(state): Acting,
     Path(dataset): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -549,7 +569,7 @@ pub async fn update_where(
 
 /// `DELETE .../records?<filters>`: deletes every record the filters select.
 pub async fn delete_where(
-    State(state): State<HttpState>,
+    Acting(state): Acting,
     Path(dataset): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Answer {
@@ -579,7 +599,7 @@ async fn change_by_body(
 }
 
 pub async fn update_by_body(
-    State(state): State<HttpState>,
+    Acting(state): Acting,
     Path(dataset): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -588,7 +608,7 @@ pub async fn update_by_body(
 }
 
 pub async fn delete_by_body(
-    State(state): State<HttpState>,
+    Acting(state): Acting,
     Path(dataset): Path<String>,
     headers: HeaderMap,
     body: Bytes,

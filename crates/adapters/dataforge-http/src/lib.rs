@@ -1,6 +1,7 @@
 //! The inbound HTTP adapter: axum routes over the application use cases, with every error answered
 //! as RFC 9457 problem+json.
 
+mod auth;
 mod body;
 mod encode;
 mod exports;
@@ -20,15 +21,17 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use dataforge_app::App;
+use dataforge_domain::ports::Authenticator;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::map_request_body::MapRequestBodyLayer;
 
+pub use auth::CredentialLimits;
 pub use handlers::HttpState;
 pub use problem::Problem;
 pub use serve::{ConnectionLimits, serve};
 
 /// HTTP settings from configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpSettings {
     /// Largest accepted request body; larger ones get 413.
     pub max_body_bytes: usize,
@@ -44,6 +47,10 @@ pub struct HttpSettings {
     pub max_exports_per_client: usize,
     /// Streamed uploads decoded at once.
     pub max_streamed_uploads: usize,
+    /// Who a request acts for.
+    pub authenticator: Arc<dyn Authenticator>,
+    /// Limits per credential.
+    pub credential_limits: CredentialLimits,
 }
 
 /// The API's routes, with request logging (one line per request: method, path, status, latency).
@@ -53,6 +60,7 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         max_body_bytes: settings.max_body_bytes,
         stalled_client: settings.stalled_client,
         exports: exports::ExportSlots::new(settings.max_exports_per_client),
+        credential_exports: exports::ExportSlots::new(settings.credential_limits.max_exports),
         uploads: Arc::new(tokio::sync::Semaphore::new(
             settings.max_streamed_uploads.max(1),
         )),
@@ -104,6 +112,7 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
             Arc::new(Edge {
                 allowed_hosts: settings.allowed_hosts,
                 max_json_body_bytes: settings.max_json_body_bytes,
+                gate: auth::Gate::new(settings.authenticator, settings.credential_limits),
             }),
             edge,
         ))
@@ -114,6 +123,7 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
 struct Edge {
     allowed_hosts: Option<Vec<String>>,
     max_json_body_bytes: usize,
+    gate: auth::Gate,
 }
 
 /// The edge of every request, in one middleware (each costs a boxed future per request): the
@@ -121,7 +131,7 @@ struct Edge {
 /// problems (`framework.rs`), and one log line per request (method, path, status, latency), as
 /// one event: no span is built per request, which at tens of thousands of requests a second costs
 /// more than the line itself.
-async fn edge(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
+async fn edge(State(edge): State<Arc<Edge>>, mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = std::time::Instant::now();
@@ -130,8 +140,14 @@ async fn edge(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Re
         .as_deref()
         .and_then(|allowed| host::refused(&request, allowed))
         .or_else(|| framework::target_too_long(&request));
+    // the liveness probe answers whoever asks
+    let refused = match refused {
+        Some(problem) => Some(problem.into_response()),
+        None if path == "/health" => None,
+        None => edge.gate.refusal(&mut request),
+    };
     let response = match refused {
-        Some(problem) => problem.into_response(),
+        Some(response) => response,
         None => {
             let encoding = framework::encoding(&request);
             let response = next.run(request).await;

@@ -4,6 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dataforge_app::AppError;
+use dataforge_domain::access::Denied;
 use dataforge_domain::ports::ConflictingKey;
 use serde_json::{Map, Value as Json, json};
 
@@ -64,7 +65,10 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(
+            self.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
@@ -156,6 +160,29 @@ pub fn from_app_error(
             detail,
         )
         .with("path", json!(path)),
+        AppError::Denied(Denied::Permission {
+            dataset,
+            permission,
+            ..
+        }) => Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+            .with("dataset", json!(dataset))
+            .with("permission", json!(permission.name())),
+        AppError::Denied(Denied::Rule { dataset, rule, .. }) => Problem::new(
+            StatusCode::FORBIDDEN,
+            "row-rule-broken",
+            "Row rule does not apply",
+            detail,
+        )
+        .with("dataset", json!(dataset))
+        .with("rule", json!(rule)),
+        AppError::OutsideRule { dataset, rule, .. } => Problem::new(
+            StatusCode::FORBIDDEN,
+            "outside-row-rule",
+            "Outside the row rule",
+            detail,
+        )
+        .with("dataset", json!(dataset))
+        .with("rule", json!(rule)),
         AppError::Internal(message) => {
             tracing::error!(error = %message, "internal error");
             Problem::new(

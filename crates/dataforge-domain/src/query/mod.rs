@@ -4,6 +4,7 @@
 mod aggregate;
 mod body;
 mod cursor;
+mod holds;
 mod params;
 
 pub use aggregate::{

@@ -42,9 +42,15 @@ impl Server {
     /// Starts a server on `db` with `schemas`, plus extra environment variables.
     #[allow(clippy::zombie_processes)] // the returned Server waits for the child when dropped
     pub fn start_with(db: &Path, schemas: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_on("127.0.0.1:0", db, schemas, env)
+    }
+
+    /// [`Server::start_with`] on the address `listen`.
+    #[allow(clippy::zombie_processes)]
+    pub fn start_on(listen: &str, db: &Path, schemas: &Path, env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(binary());
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .args(["serve", "--listen", listen, "--db"])
             .arg(db)
             .arg("--schemas")
             .arg(schemas)

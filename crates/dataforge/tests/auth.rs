@@ -1,0 +1,552 @@
+//! Access control end to end: API keys made by `dataforge keys` on the real binary, each
+//! permission on each verb allowed and denied, row rules on reads and writes, keys created,
+//! revoked and expired under a running server, JWTs of each algorithm and each failing claim, and
+//! per-credential rate limits.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Answer, Server, answer, run};
+
+const WR: &str = "/v1/datasets/well_registry";
+
+fn temp_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("auth.duckdb");
+    (dir, db)
+}
+
+/// `dataforge keys create`: the secret is the last line of standard output.
+fn create_key(db: &Path, name: &str, grants: &[&str], expires: Option<&str>) -> String {
+    let mut args = vec![
+        "keys",
+        "--db",
+        db.to_str().unwrap(),
+        "create",
+        "--name",
+        name,
+    ];
+    for grant in grants {
+        args.extend(["--grant", grant]);
+    }
+    if let Some(expires) = expires {
+        args.extend(["--expires", expires]);
+    }
+    let (code, stdout, stderr) = run(&args, db.parent().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    stdout.lines().last().expect("a secret").to_owned()
+}
+
+/// A request with an optional bearer token and JSON body.
+fn call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Answer {
+    let mut request = ureq::request(method, &format!("{}{path}", server.base));
+    if let Some(token) = token {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    answer(match body {
+        Some(body) => request
+            .set("Content-Type", "application/json")
+            .send_string(&body.to_string()),
+        None => request.call(),
+    })
+}
+
+fn well(code: i64, field: i64) -> Value {
+    json!({"well_code": code, "well_name": format!("W{code}"), "field_code": field,
+           "depth_m": 1000.0, "operator": "Acme"})
+}
+
+fn codes(answer: &Answer) -> Vec<i64> {
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.body["items"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|r| r["well_code"].as_i64().unwrap())
+        .collect()
+}
+
+fn required() -> [(&'static str, &'static str); 1] {
+    [("DATAFORGE_AUTH__REQUIRED", "true")]
+}
+
+/// Every route, the permission it needs, and a request that would succeed with it.
+fn routes() -> Vec<(&'static str, &'static str, String, Option<Value>)> {
+    vec![
+        ("read", "GET", format!("{WR}/records"), None),
+        ("read", "GET", format!("{WR}/records?format=csv"), None),
+        ("read", "GET", format!("{WR}/records/1"), None),
+        ("read", "GET", format!("{WR}/count"), None),
+        (
+            "read",
+            "GET",
+            format!("{WR}/aggregate?group_by=field_code&metrics=count()"),
+            None,
+        ),
+        (
+            "read",
+            "POST",
+            format!("{WR}/query"),
+            Some(json!({"limit": 5})),
+        ),
+        (
+            "write",
+            "POST",
+            format!("{WR}/records"),
+            Some(json!([well(50, 10)])),
+        ),
+        (
+            "write",
+            "PUT",
+            format!("{WR}/records/51"),
+            Some(well(51, 10)),
+        ),
+        (
+            "update",
+            "PATCH",
+            format!("{WR}/records/1"),
+            Some(json!({"depth_m": 5})),
+        ),
+        (
+            "update",
+            "PATCH",
+            format!("{WR}/records?well_code=eq.2"),
+            Some(json!({"depth_m": 6})),
+        ),
+        (
+            "update",
+            "POST",
+            format!("{WR}/update"),
+            Some(json!({"filter": {"eq": {"well_code": 3}}, "set": {"depth_m": 7}})),
+        ),
+        ("delete", "DELETE", format!("{WR}/records/4"), None),
+        (
+            "delete",
+            "DELETE",
+            format!("{WR}/records?well_code=eq.5"),
+            None,
+        ),
+        (
+            "delete",
+            "POST",
+            format!("{WR}/delete"),
+            Some(json!({"filter": {"eq": {"well_code": 6}}})),
+        ),
+    ]
+}
+
+#[test]
+fn each_permission_opens_its_verbs_and_no_other() {
+    let (_dir, db) = temp_db();
+    let perms = ["read", "write", "update", "delete"];
+    let keys: Vec<(&str, String)> = perms
+        .iter()
+        .map(|p| {
+            (
+                *p,
+                create_key(&db, p, &[&format!("well_registry:{p}")], None),
+            )
+        })
+        .collect();
+    let all = create_key(&db, "all", &["*:read,write,update,delete"], None);
+    let other = create_key(
+        &db,
+        "other",
+        &["well_production:read,write,update,delete,admin"],
+        None,
+    );
+    let server = Server::start_with(&db, &support::shipped_schemas(), &required());
+
+    // no credential, a bad one, a malformed header: 401 with a challenge; /health stays open
+    for token in [None, Some("dfk_nonsense"), Some("not.a.jwt")] {
+        let refused = call(&server, "GET", &format!("{WR}/records"), token, None);
+        assert_eq!(refused.status, 401, "{token:?}: {refused:?}");
+        assert_eq!(refused.content_type, "application/problem+json");
+    }
+    let raw = ureq::get(&format!("{}{WR}/records", server.base))
+        .set("Authorization", "Basic eDp5")
+        .call();
+    let Err(ureq::Error::Status(401, response)) = raw else {
+        panic!("Basic is refused")
+    };
+    assert_eq!(
+        response.header("www-authenticate"),
+        Some("Bearer realm=\"dataforge\", error=\"invalid_token\"")
+    );
+    assert_eq!(server.get("/health").status, 200);
+
+    let seeded = call(
+        &server,
+        "POST",
+        &format!("{WR}/records"),
+        Some(&all),
+        Some(&json!((1..=9).map(|c| well(c, 10)).collect::<Vec<_>>())),
+    );
+    assert_eq!(seeded.status, 201, "{seeded:?}");
+
+    for (needed, method, path, body) in routes() {
+        for (perm, key) in &keys {
+            let answered = call(&server, method, &path, Some(key), body.as_ref());
+            if *perm == needed {
+                assert!(
+                    answered.status < 300,
+                    "{perm} may {method} {path}: {answered:?}"
+                );
+            } else {
+                assert_eq!(
+                    answered.status, 403,
+                    "{perm} may not {method} {path}: {answered:?}"
+                );
+                assert_eq!(answered.body["dataset"], json!("well_registry"));
+                assert_eq!(answered.body["permission"], json!(needed));
+                assert!(
+                    answered.body["detail"]
+                        .as_str()
+                        .unwrap()
+                        .contains(&format!("`{perm}` has no `{needed}` permission")),
+                    "{answered:?}"
+                );
+            }
+        }
+        // a credential for another dataset only
+        assert_eq!(
+            call(&server, method, &path, Some(&other), body.as_ref()).status,
+            403,
+            "{method} {path}"
+        );
+    }
+    // the list shows what a credential may touch
+    let listed = call(&server, "GET", "/v1/datasets", Some(&other), None);
+    let names: Vec<&str> = listed.body["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["well_production"]);
+    assert_eq!(call(&server, "GET", WR, Some(&other), None).status, 403);
+    assert_eq!(call(&server, "GET", WR, Some(&keys[0].1), None).status, 200);
+}
+
+#[test]
+fn row_rules_narrow_every_read_and_bound_every_change() {
+    let (_dir, db) = temp_db();
+    let all = create_key(&db, "all", &["*:read,write,update,delete"], None);
+    let ruled = create_key(
+        &db,
+        "field10",
+        &["well_registry:read,write,update,delete:field_code=eq.10"],
+        None,
+    );
+    let server = Server::start_with(&db, &support::shipped_schemas(), &required());
+    let wells: Vec<Value> = (1..=6)
+        .map(|c| well(c, if c <= 3 { 10 } else { 20 }))
+        .collect();
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            &format!("{WR}/records"),
+            Some(&all),
+            Some(&json!(wells))
+        )
+        .status,
+        201
+    );
+    let get = |path: &str| call(&server, "GET", path, Some(&ruled), None);
+
+    // reads: pages, counts, aggregates, queries and exports see only the rule's rows
+    assert_eq!(codes(&get(&format!("{WR}/records"))), vec![1, 2, 3]);
+    assert_eq!(
+        codes(&get(&format!("{WR}/records?well_code=gte.3"))),
+        vec![3]
+    );
+    assert_eq!(get(&format!("{WR}/count")).body["count"], json!(3));
+    let groups = get(&format!(
+        "{WR}/aggregate?group_by=field_code&metrics=count()"
+    ));
+    assert_eq!(
+        groups.body["items"],
+        json!([{"field_code": 10, "count": 3}]),
+        "{groups:?}"
+    );
+    let queried = call(
+        &server,
+        "POST",
+        &format!("{WR}/query"),
+        Some(&ruled),
+        Some(&json!({"filter": {"gt": {"well_code": 0}}})),
+    );
+    assert_eq!(codes(&queried), vec![1, 2, 3]);
+    let csv = ureq::get(&format!("{}{WR}/records?format=csv", server.base))
+        .set("Authorization", &format!("Bearer {ruled}"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(csv.lines().count(), 4, "a header and three rows: {csv}");
+    assert_eq!(
+        get(&format!("{WR}/records/4")).status,
+        404,
+        "a record outside the rule is not found"
+    );
+    assert_eq!(get(&format!("{WR}/records/1")).status, 200);
+
+    // writes: every record must satisfy the rule, all or nothing; no upserts over others' records
+    let outside = call(
+        &server,
+        "POST",
+        &format!("{WR}/records"),
+        Some(&ruled),
+        Some(&json!([well(7, 10), well(8, 20)])),
+    );
+    assert_eq!(outside.status, 403, "{outside:?}");
+    assert_eq!(outside.body["rule"], json!("field_code=eq.10"));
+    assert!(
+        outside.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("record 2"),
+        "{outside:?}"
+    );
+    assert_eq!(
+        call(&server, "GET", &format!("{WR}/records/7"), Some(&all), None).status,
+        404,
+        "nothing was written"
+    );
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            &format!("{WR}/records"),
+            Some(&ruled),
+            Some(&json!([well(7, 10)]))
+        )
+        .status,
+        201
+    );
+    let upsert = call(
+        &server,
+        "POST",
+        &format!("{WR}/records?on_conflict=upsert"),
+        Some(&ruled),
+        Some(&json!([well(4, 10)])),
+    );
+    assert_eq!(upsert.status, 403, "{upsert:?}");
+    let replace = call(
+        &server,
+        "PUT",
+        &format!("{WR}/records/4"),
+        Some(&ruled),
+        Some(&well(4, 10)),
+    );
+    assert_eq!(
+        replace.status, 409,
+        "a stored record outside the rule is not replaced: {replace:?}"
+    );
+    assert_eq!(
+        call(
+            &server,
+            "PUT",
+            &format!("{WR}/records/5"),
+            Some(&ruled),
+            Some(&well(5, 20))
+        )
+        .status,
+        403
+    );
+
+    // updates: only the rule's records, and never out of it
+    assert_eq!(
+        call(
+            &server,
+            "PATCH",
+            &format!("{WR}/records/4"),
+            Some(&ruled),
+            Some(&json!({"depth_m": 1}))
+        )
+        .status,
+        404
+    );
+    let moved = call(
+        &server,
+        "PATCH",
+        &format!("{WR}/records/1"),
+        Some(&ruled),
+        Some(&json!({"field_code": 20})),
+    );
+    assert_eq!(moved.status, 403, "{moved:?}");
+    let updated = call(
+        &server,
+        "PATCH",
+        &format!("{WR}/records?depth_m=gt.0"),
+        Some(&ruled),
+        Some(&json!({"depth_m": 5})),
+    );
+    assert_eq!(updated.body["updated"], json!(4), "{updated:?}");
+    let untouched = call(&server, "GET", &format!("{WR}/records/4"), Some(&all), None);
+    assert_eq!(untouched.body["depth_m"], json!(1000.0));
+
+    // deletes: only the rule's records
+    let deleted = call(
+        &server,
+        "DELETE",
+        &format!("{WR}/records?all=true"),
+        Some(&ruled),
+        None,
+    );
+    assert_eq!(deleted.body["deleted"], json!(4), "{deleted:?}");
+    assert_eq!(
+        call(
+            &server,
+            "DELETE",
+            &format!("{WR}/records/5"),
+            Some(&ruled),
+            None
+        )
+        .status,
+        404
+    );
+    let left = call(&server, "GET", &format!("{WR}/records"), Some(&all), None);
+    assert_eq!(codes(&left), vec![4, 5, 6]);
+}
+
+#[test]
+fn keys_created_revoked_and_expired_apply_to_a_running_server() {
+    let (_dir, db) = temp_db();
+    let expired = create_key(&db, "expired", &["*:read"], Some("2001-01-01"));
+    let server = Server::start_with(&db, &support::shipped_schemas(), &required());
+    let refused = call(&server, "GET", &format!("{WR}/count"), Some(&expired), None);
+    assert_eq!(refused.status, 401);
+    assert!(
+        refused.body["detail"].as_str().unwrap().contains("expired"),
+        "{refused:?}"
+    );
+
+    let late = create_key(&db, "late", &["*:read"], Some("2999-01-01"));
+    let within = |want: u16, token: &str| {
+        let started = Instant::now();
+        loop {
+            let status = call(&server, "GET", &format!("{WR}/count"), Some(token), None).status;
+            if status == want {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "still {status}, want {want}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    within(200, &late);
+    let (code, stdout, _) = run(
+        &["keys", "--db", db.to_str().unwrap(), "list"],
+        db.parent().unwrap(),
+    );
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("late\t*:read\texpires 2999-01-01T00:00:00+00:00"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&late[4..]), "list never shows secrets");
+    let (code, _, stderr) = run(
+        &["keys", "--db", db.to_str().unwrap(), "revoke", "late"],
+        db.parent().unwrap(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    within(401, &late);
+    let (code, _, stderr) = run(
+        &[
+            "keys",
+            "--db",
+            db.to_str().unwrap(),
+            "create",
+            "--name",
+            "x",
+            "--grant",
+            "*:fly",
+        ],
+        db.parent().unwrap(),
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("`fly` is not a permission"), "{stderr}");
+}
+
+#[test]
+fn credentials_are_held_to_their_rate() {
+    let (_dir, db) = temp_db();
+    let key = create_key(&db, "fast", &["*:read"], None);
+    let server = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[
+            ("DATAFORGE_AUTH__REQUIRED", "true"),
+            ("DATAFORGE_AUTH__REQUESTS_PER_SECOND", "5"),
+        ],
+    );
+    let statuses: Vec<u16> = (0..20)
+        .map(|_| call(&server, "GET", &format!("{WR}/count"), Some(&key), None).status)
+        .collect();
+    assert!(
+        statuses[..5].iter().all(|s| *s == 200),
+        "a burst of 5 passes: {statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let limited = ureq::get(&format!("{}{WR}/count", server.base))
+        .set("Authorization", &format!("Bearer {key}"))
+        .call();
+    let Err(ureq::Error::Status(429, response)) = limited else {
+        panic!("still limited")
+    };
+    assert_eq!(response.header("retry-after"), Some("1"));
+    assert!(
+        response
+            .into_string()
+            .unwrap()
+            .contains("auth.requests_per_second")
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        call(&server, "GET", &format!("{WR}/count"), Some(&key), None).status,
+        200
+    );
+}
+
+#[test]
+fn a_network_address_requires_credentials_unless_said_otherwise() {
+    let (_dir, db) = temp_db();
+    let server = Server::start_on("0.0.0.0:0", &db, &support::shipped_schemas(), &[]);
+    let base = server.base.replace("0.0.0.0", "127.0.0.1");
+    let refused = answer(ureq::get(&format!("{base}{WR}/count")).call());
+    assert_eq!(refused.status, 401, "{refused:?}");
+    server.stop();
+    let open = Server::start_on(
+        "0.0.0.0:0",
+        &db,
+        &support::shipped_schemas(),
+        &[("DATAFORGE_AUTH__REQUIRED", "false")],
+    );
+    let base = open.base.replace("0.0.0.0", "127.0.0.1");
+    assert_eq!(
+        answer(ureq::get(&format!("{base}{WR}/count")).call()).status,
+        200
+    );
+    assert!(
+        open.log_lines()
+            .iter()
+            .any(|l| l.contains("auth.required = false on a network address"))
+    );
+    // on loopback nothing is required by default
+    let (_dir2, db2) = temp_db();
+    let local = Server::start(&db2);
+    assert_eq!(local.get(&format!("{WR}/count")).status, 200);
+}
