@@ -550,3 +550,187 @@ fn a_network_address_requires_credentials_unless_said_otherwise() {
     let local = Server::start(&db2);
     assert_eq!(local.get(&format!("{WR}/count")).status, 200);
 }
+
+mod jwt {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+
+    use super::*;
+
+    const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!";
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    /// Signing keys of the three algorithms, and the JWKS of the two public ones.
+    struct Keys {
+        rsa: EncodingKey,
+        ec: EncodingKey,
+        jwks: Value,
+    }
+
+    fn keys(dir: &Path) -> Keys {
+        let pem = dir.join("rsa.pem");
+        let made = std::process::Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(&pem)
+            .arg("2048")
+            .output()
+            .expect("openssl makes an RSA key");
+        assert!(made.status.success());
+        let modulus = std::process::Command::new("openssl")
+            .args(["rsa", "-noout", "-modulus", "-in"])
+            .arg(&pem)
+            .output()
+            .unwrap();
+        let hex = String::from_utf8(modulus.stdout).unwrap();
+        let hex = hex.trim().trim_start_matches("Modulus=");
+        let n: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        let point = pair.public_key().as_ref(); // 0x04, x, y
+        let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        Keys {
+            rsa: EncodingKey::from_rsa_pem(&std::fs::read(&pem).unwrap()).unwrap(),
+            ec: EncodingKey::from_ec_der(pkcs8.as_ref()),
+            jwks: json!({"keys": [
+                {"kty": "RSA", "kid": "r1", "alg": "RS256", "use": "sig", "n": b64(&n), "e": "AQAB"},
+                {"kty": "EC", "kid": "e1", "alg": "ES256", "use": "sig", "crv": "P-256",
+                 "x": b64(&point[1..33]), "y": b64(&point[33..65])},
+            ]}),
+        }
+    }
+
+    fn token(alg: Algorithm, key: &EncodingKey, claims: Value) -> String {
+        let mut header = Header::new(alg);
+        header.kid = match alg {
+            Algorithm::RS256 => Some("r1".into()),
+            Algorithm::ES256 => Some("e1".into()),
+            _ => None,
+        };
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    fn claims(extra: Value) -> Value {
+        let mut claims = json!({"sub": "ana", "iss": "https://id.example", "aud": "dataforge",
+                                "exp": now() + 600, "roles": ["analyst"]});
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        claims
+    }
+
+    #[test]
+    fn tokens_of_each_algorithm_work_and_each_failing_claim_is_refused() {
+        let (dir, db) = temp_db();
+        let keys = keys(dir.path());
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, keys.jwks.to_string()).unwrap();
+        let config = dir.path().join("dataforge.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[auth]\nrequired = true\n[auth.jwt]\nhs256_secret = \"{SECRET}\"\njwks_file = \"{}\"\nissuer = \"https://id.example\"\naudience = \"dataforge\"\n[auth.jwt.roles]\nanalyst = [\"well_registry:read\"]\n",
+                jwks.display()
+            ),
+        )
+        .unwrap();
+        // read from the server's working directory, the database's
+        let server = Server::start(&db);
+        let hs = EncodingKey::from_secret(SECRET.as_bytes());
+        let signed = [
+            (Algorithm::HS256, &hs),
+            (Algorithm::RS256, &keys.rsa),
+            (Algorithm::ES256, &keys.ec),
+        ];
+        let read = format!("{WR}/count");
+        for (alg, key) in signed {
+            let good = token(alg, key, claims(json!({})));
+            assert_eq!(
+                call(&server, "GET", &read, Some(&good), None).status,
+                200,
+                "{alg:?}"
+            );
+            let denied = call(
+                &server,
+                "POST",
+                &format!("{WR}/records"),
+                Some(&good),
+                Some(&json!([well(1, 1)])),
+            );
+            assert_eq!(denied.status, 403, "{alg:?}: the role grants read only");
+            assert!(
+                denied.body["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("`jwt:ana` has no `write`"),
+                "{denied:?}"
+            );
+            for (why, extra) in [
+                ("expired", json!({"exp": now() - 600})),
+                ("not yet valid", json!({"nbf": now() + 600})),
+                ("another issuer", json!({"iss": "https://evil.example"})),
+                ("another audience", json!({"aud": "someone-else"})),
+            ] {
+                let refused = call(
+                    &server,
+                    "GET",
+                    &read,
+                    Some(&token(alg, key, claims(extra))),
+                    None,
+                );
+                assert_eq!(refused.status, 401, "{alg:?} {why}: {refused:?}");
+                assert!(
+                    refused.body["detail"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("the JWT is refused")
+                );
+            }
+            let mut forged = good.clone();
+            forged.truncate(forged.len() - 4);
+            forged.push_str("AAAA");
+            assert_eq!(
+                call(&server, "GET", &read, Some(&forged), None).status,
+                401,
+                "{alg:?} forged"
+            );
+        }
+        let no_exp = token(
+            Algorithm::HS256,
+            &hs,
+            json!({"sub": "x", "iss": "https://id.example", "aud": "dataforge"}),
+        );
+        assert_eq!(call(&server, "GET", &read, Some(&no_exp), None).status, 401);
+        let stranger = token(Algorithm::HS256, &hs, claims(json!({"roles": ["visitor"]})));
+        assert_eq!(
+            call(&server, "GET", &read, Some(&stranger), None).status,
+            403,
+            "a role with no grants"
+        );
+        let other_secret = EncodingKey::from_secret(b"another-secret-of-at-least-32-bytes!!");
+        assert_eq!(
+            call(
+                &server,
+                "GET",
+                &read,
+                Some(&token(Algorithm::HS256, &other_secret, claims(json!({})))),
+                None
+            )
+            .status,
+            401
+        );
+    }
+}

@@ -46,7 +46,11 @@ impl Gate {
 
     /// Puts the request's access in its extensions; or the answer refusing it.
     pub fn refusal(&self, request: &mut Request) -> Option<Response> {
-        let bearer = match request.headers().get(header::AUTHORIZATION).map(bearer_token) {
+        let bearer = match request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(bearer_token)
+        {
             None => None,
             Some(Ok(token)) => Some(token),
             Some(Err(e)) => return Some(refused(e)),
