@@ -5,19 +5,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Answer, Server, answer, run};
+use support::{Answer, Server, answer, run, temp_db, well};
 
 const WR: &str = "/v1/datasets/well_registry";
-
-fn temp_db() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("auth.duckdb");
-    (dir, db)
-}
 
 /// `dataforge keys create`: the secret is the last line of standard output.
 fn create_key(db: &Path, name: &str, grants: &[&str], expires: Option<&str>) -> String {
@@ -58,11 +52,6 @@ fn call(
             .send_string(&body.to_string()),
         None => request.call(),
     })
-}
-
-fn well(code: i64, field: i64) -> Value {
-    json!({"well_code": code, "well_name": format!("W{code}"), "field_code": field,
-           "depth_m": 1000.0, "operator": "Acme"})
 }
 
 fn codes(answer: &Answer) -> Vec<i64> {

@@ -5,21 +5,10 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Answer, Server, production, stored};
+use support::{Answer, Server, production, stored, temp_db, well};
 
 const WR: &str = "/v1/datasets/well_registry";
 const WP: &str = "/v1/datasets/well_production";
-
-fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("test.duckdb");
-    (dir, db)
-}
-
-fn well(code: i64, field: i64) -> Value {
-    json!({"well_code": code, "well_name": format!("W{code}"), "field_code": field,
-           "depth_m": 1000.0, "operator": "Acme"})
-}
 
 fn count(server: &Server, path: &str) -> u64 {
     let answer = server.get(path);

@@ -6,15 +6,9 @@ mod support;
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
-use support::{Server, production, stored, with_oil};
+use support::{Server, production, stored, temp_db, with_oil};
 
 const WP: &str = "/v1/datasets/well_production";
-
-fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("test.duckdb");
-    (dir, db)
-}
 
 fn counts(answer: &support::Answer) -> (u64, u64, u64, u64) {
     assert_eq!(answer.status, 201, "{answer:?}");

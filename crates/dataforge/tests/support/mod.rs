@@ -301,3 +301,16 @@ pub fn serve_until_exit_with(
         env,
     )
 }
+
+/// A temporary directory and a database file inside it (created by the server).
+pub fn temp_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("test.duckdb");
+    (dir, db)
+}
+
+/// A `well_registry` record in field `field`.
+pub fn well(code: i64, field: i64) -> Value {
+    serde_json::json!({"well_code": code, "well_name": format!("W{code}"), "field_code": field,
+           "depth_m": 1000.0, "operator": "Acme"})
+}
