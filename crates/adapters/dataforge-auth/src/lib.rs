@@ -6,13 +6,17 @@
 mod jwt;
 mod keys;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use dataforge_domain::access::Access;
 use dataforge_domain::ports::{AuthError, Authenticator};
 
 pub use jwt::{JwtSettings, JwtVerifier};
 pub use keys::{KeyFile, KeyFileError, KeyRing, StoredKey, new_secret};
+
+/// The access of every request without a credential when none is required: built once, not per
+/// request.
+static EVERYTHING: LazyLock<Arc<Access>> = LazyLock::new(|| Arc::new(Access::everything()));
 
 /// API keys and JWTs, as configured.
 pub struct Credentials {
@@ -26,7 +30,7 @@ impl Authenticator for Credentials {
     fn authenticate(&self, bearer: Option<&str>) -> Result<Arc<Access>, AuthError> {
         match bearer {
             None if self.required => Err(AuthError::Missing),
-            None => Ok(Arc::new(Access::everything())),
+            None => Ok(Arc::clone(&EVERYTHING)),
             Some(token) if token.starts_with(keys::SECRET_PREFIX) => self.keys.access(token),
             Some(token) => match &self.jwt {
                 Some(jwt) => jwt.access(token),
