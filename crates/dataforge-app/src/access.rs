@@ -102,11 +102,8 @@ pub(crate) fn narrow_update(
             ),
         ));
     }
-    narrow(filter, rows);
-    *filter = Predicate::And(vec![
-        std::mem::replace(filter, Predicate::And(vec![])),
-        after,
-    ]);
+    let given = std::mem::replace(filter, Predicate::And(Vec::new()));
+    *filter = Predicate::And(vec![rule.clone(), given, after]);
     Ok(())
 }
 

@@ -194,6 +194,11 @@ impl Access {
         self.grants.iter().any(|g| g.covers(dataset, permission))
     }
 
+    /// Whether the credential holds any permission on `dataset` (lists and descriptions show it).
+    pub fn sees(&self, dataset: &str) -> bool {
+        Permission::ALL.iter().any(|p| self.may(dataset, *p))
+    }
+
     /// The records `permission` reaches in `schema`'s dataset, or why it reaches none.
     pub fn rows(&self, schema: &DatasetSchema, permission: Permission) -> Result<Reach, Denied> {
         let covering: Vec<&Grant> = self

@@ -283,7 +283,4 @@ pub trait Authenticator: Send + Sync {
         &self,
         bearer: Option<&str>,
     ) -> Result<std::sync::Arc<crate::access::Access>, AuthError>;
-
-    /// Whether requests without a credential are refused.
-    fn required(&self) -> bool;
 }

@@ -147,7 +147,7 @@ fn now() -> DateTime<Utc> {
 }
 
 /// A new secret: the prefix and 32 random bytes.
-pub fn new_secret() -> Result<String, String> {
+fn new_secret() -> Result<String, String> {
     let mut bytes = [0u8; 32];
     SystemRandom::new()
         .fill(&mut bytes)

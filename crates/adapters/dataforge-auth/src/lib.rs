@@ -12,7 +12,7 @@ use dataforge_domain::access::Access;
 use dataforge_domain::ports::{AuthError, Authenticator};
 
 pub use jwt::{JwtSettings, JwtVerifier};
-pub use keys::{KeyFile, KeyFileError, KeyRing, StoredKey, new_secret};
+pub use keys::{KeyFile, KeyFileError, KeyRing, StoredKey};
 
 /// The access of every request without a credential when none is required: built once, not per
 /// request.
@@ -39,9 +39,5 @@ impl Authenticator for Credentials {
                 )),
             },
         }
-    }
-
-    fn required(&self) -> bool {
-        self.required
     }
 }

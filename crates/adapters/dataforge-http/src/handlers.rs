@@ -77,7 +77,7 @@ pub async fn list_datasets(Acting(state): Acting) -> Response {
         .app
         .catalog()
         .iter()
-        .filter(|d| Permission::ALL.iter().any(|p| access.may(&d.name, *p)))
+        .filter(|d| access.sees(&d.name))
         .map(|d| views::dataset(d, state.app.version(&d.name)))
         .collect();
     json_response(
@@ -91,10 +91,7 @@ pub async fn get_dataset(Acting(state): Acting, Path(dataset): Path<String>) -> 
         .app
         .dataset(&dataset)
         .map_err(|e| problem(&state, &dataset, e))?;
-    if !Permission::ALL
-        .iter()
-        .any(|p| state.app.access().may(&dataset, *p))
-    {
+    if !state.app.access().sees(&dataset) {
         let denied = Denied::Permission {
             credential: state.app.access().name.clone(),
             dataset: dataset.clone(),
