@@ -42,16 +42,7 @@ fn call(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> Answer {
-    let mut request = ureq::request(method, &format!("{}{path}", server.base));
-    if let Some(token) = token {
-        request = request.set("Authorization", &format!("Bearer {token}"));
-    }
-    answer(match body {
-        Some(body) => request
-            .set("Content-Type", "application/json")
-            .send_string(&body.to_string()),
-        None => request.call(),
-    })
+    server.send_as(token, method, path, body)
 }
 
 fn codes(answer: &Answer) -> Vec<i64> {

@@ -123,7 +123,21 @@ impl Server {
 
     /// A request with any method and an optional JSON body.
     pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
-        let request = ureq::request(method, &format!("{}{}", self.base, path));
+        self.send_as(None, method, path, body)
+    }
+
+    /// [`Server::send`] with a bearer token, when given.
+    pub fn send_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Answer {
+        let mut request = ureq::request(method, &format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            request = request.set("Authorization", &format!("Bearer {token}"));
+        }
         answer(match body {
             Some(body) => request
                 .set("Content-Type", "application/json")
