@@ -471,6 +471,7 @@ async fn serve(settings: Settings) -> ExitCode {
         app,
         HttpSettings {
             authenticator,
+            cors_origins: settings.server.cors_origins.clone(),
             credential_limits: CredentialLimits {
                 requests_per_second: settings.auth.requests_per_second,
                 max_exports: settings.auth.max_exports_per_credential,

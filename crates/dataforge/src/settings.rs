@@ -80,6 +80,8 @@ pub struct ServerSettings {
     /// Uploads (bodies larger than a small single write) decoded at once; each holds a thread
     /// while its body arrives. Further ones wait up to `stalled_client_ms`, then 503.
     pub max_streamed_uploads: usize,
+    /// Origins whose browser pages may call the API (`*` for any); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -95,6 +97,7 @@ impl Default for ServerSettings {
             max_connections: 1024,
             max_exports_per_client: 2,
             max_streamed_uploads: 64,
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -17,13 +17,18 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 use dataforge_app::App;
 use dataforge_domain::ports::Authenticator;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::map_request_body::MapRequestBodyLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub use auth::CredentialLimits;
 pub use handlers::HttpState;
@@ -51,6 +56,8 @@ pub struct HttpSettings {
     pub authenticator: Arc<dyn Authenticator>,
     /// Limits per credential.
     pub credential_limits: CredentialLimits,
+    /// Origins a browser page may call the API from (`*` for any); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 /// The API's routes, with request logging (one line per request: method, path, status, latency).
@@ -71,16 +78,25 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
     let decoded = tower::ServiceBuilder::new()
         .layer(RequestDecompressionLayer::new())
         .layer(MapRequestBodyLayer::new(axum::body::Body::new));
-    Router::new()
+    // answers to reads are compressed when the client accepts gzip or zstd (not Parquet, which
+    // compresses itself); not on writes and small answers, which would pay for nothing
+    let compressed = CompressionLayer::new().compress_when(DefaultPredicate::new().and(
+        NotForContentType::const_new("application/vnd.apache.parquet"),
+    ));
+    let router = Router::new()
         .route("/health", get(handlers::health))
-        .route("/v1/datasets", get(handlers::list_datasets))
+        .route(
+            "/v1/datasets",
+            get(handlers::list_datasets).layer(compressed.clone()),
+        )
         .route("/v1/datasets/{dataset}", get(handlers::get_dataset))
         .route(
             "/v1/datasets/{dataset}/records",
             post(handlers::insert_records)
                 .patch(handlers::update_where)
                 .layer(decoded.clone())
-                .merge(get(handlers::list_records).delete(handlers::delete_where)),
+                .merge(get(handlers::list_records).layer(compressed.clone()))
+                .merge(delete(handlers::delete_where)),
         )
         .route(
             "/v1/datasets/{dataset}/records/{*key}",
@@ -98,10 +114,13 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
             post(handlers::delete_by_body).layer(decoded.clone()),
         )
         .route("/v1/datasets/{dataset}/count", get(handlers::count_records))
-        .route("/v1/datasets/{dataset}/aggregate", get(handlers::aggregate))
+        .route(
+            "/v1/datasets/{dataset}/aggregate",
+            get(handlers::aggregate).layer(compressed.clone()),
+        )
         .route(
             "/v1/datasets/{dataset}/query",
-            post(handlers::query).layer(decoded),
+            post(handlers::query).layer(decoded.layer(compressed)),
         )
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
@@ -116,7 +135,48 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
             }),
             edge,
         ))
-        .with_state(state)
+        // an `X-Request-Id` sent is kept, else one is made; the edge logs it, the answer echoes it
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state);
+    match cors(&settings.cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// Browser pages of `origins` may call the API (preflights answered before the edge, since a
+/// browser sends them without credentials).
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allowed = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    let request_id = HeaderName::from_static("x-request-id");
+    Some(
+        CorsLayer::new()
+            .allow_origin(allowed)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::CONTENT_ENCODING,
+                header::ACCEPT,
+                request_id.clone(),
+            ])
+            .expose_headers([request_id, header::RETRY_AFTER, header::WWW_AUTHENTICATE])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// What every request is checked against before routing.
@@ -134,6 +194,12 @@ struct Edge {
 async fn edge(State(edge): State<Arc<Edge>>, mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let started = std::time::Instant::now();
     let refused = edge
         .allowed_hosts
@@ -157,6 +223,7 @@ async fn edge(State(edge): State<Arc<Edge>>, mut request: Request, next: Next) -
     tracing::info!(
         %method,
         path,
+        request_id,
         status = response.status().as_u16(),
         latency_us = started.elapsed().as_micros() as u64,
         "request"

@@ -35,6 +35,10 @@ impl Problem {
         }
     }
 
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     pub fn with(mut self, key: &str, value: Json) -> Self {
         self.extensions.insert(key.to_owned(), value);
         self

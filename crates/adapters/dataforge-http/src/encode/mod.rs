@@ -22,6 +22,11 @@ use parquet::file::properties::WriterProperties;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use mediatype::MediaType;
+
 use crate::problem::Problem;
 pub(crate) use cells::JsonRows;
 
@@ -53,6 +58,14 @@ const FORMATS: &[(&str, &str, AnswerFormat)] = &[
         AnswerFormat::Parquet,
     ),
 ];
+
+/// The media types of [`FORMATS`], parsed once, in its order.
+static OFFERED: LazyLock<Vec<MediaType<'static>>> = LazyLock::new(|| {
+    FORMATS
+        .iter()
+        .filter_map(|(m, _, _)| MediaType::parse(m).ok())
+        .collect()
+});
 
 impl AnswerFormat {
     pub(crate) fn media_type(self) -> &'static str {
@@ -90,30 +103,21 @@ impl AnswerFormat {
             return Ok(AnswerFormat::Json);
         };
         let accept = accept.to_str().unwrap_or_default();
-        // media ranges by preference (q), in the order given among equals
-        let mut ranges: Vec<(f32, String)> = accept
-            .split(',')
-            .filter_map(|item| {
-                let mut parts = item.split(';');
-                let range = parts.next()?.trim().to_ascii_lowercase();
-                let q = parts
-                    .filter_map(|p| p.trim().strip_prefix("q="))
-                    .find_map(|q| q.trim().parse::<f32>().ok())
-                    .unwrap_or(1.0);
-                (!range.is_empty() && q > 0.0).then_some((q, range))
-            })
-            .collect();
-        ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
-        for (_, range) in &ranges {
-            if matches!(range.as_str(), "*/*" | "application/*") {
-                return Ok(AnswerFormat::Json);
-            }
-            if let Some((_, _, format)) = FORMATS.iter().find(|(m, _, _)| m == range) {
-                return Ok(*format);
-            }
-        }
-        if ranges.is_empty() {
+        let ranges = headers_accept::Accept::from_str(accept).map_err(|e| {
+            Problem::bad_request(
+                "Accept",
+                format!("the Accept header `{accept}` is not a list of media ranges: {e}"),
+            )
+        })?;
+        if ranges.media_types().next().is_none() {
             return Ok(AnswerFormat::Json);
+        }
+        // RFC 9110: q values, the most specific range first; among equals the client's order,
+        // then ours (JSON first, so `*/*` and `application/*` get JSON)
+        let offered = &*OFFERED;
+        if let Some(chosen) = ranges.negotiate(offered.iter()) {
+            let at = offered.iter().position(|m| m == chosen).unwrap_or(0);
+            return Ok(FORMATS[at].2);
         }
         let supported: Vec<&str> = FORMATS.iter().map(|(m, _, _)| *m).collect();
         Err(Problem::new(
@@ -385,7 +389,8 @@ pub(crate) fn stream_body(format: AnswerFormat, export: Export, stall: Duration)
             }
         }
     });
-    Body::from_stream(futures_util::stream::unfold(
+    // fused: a layer above (compression) may poll once more after the end, which unfold forbids
+    Body::from_stream(futures_util::StreamExt::fuse(futures_util::stream::unfold(
         (chunks, failed),
         |(mut chunks, failed)| async move {
             match chunks.recv().await {
@@ -401,7 +406,7 @@ pub(crate) fn stream_body(format: AnswerFormat, export: Export, stall: Duration)
                 None => None,
             }
         },
-    ))
+    )))
 }
 
 #[cfg(test)]
@@ -412,6 +417,35 @@ mod tests {
     use http_body_util::BodyExt;
 
     use super::*;
+
+    fn negotiated(accept: &str) -> Result<AnswerFormat, u16> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, accept.parse().unwrap());
+        AnswerFormat::negotiate(&headers, &mut Vec::new()).map_err(|p| p.status().as_u16())
+    }
+
+    #[test]
+    fn accept_follows_rfc_9110() {
+        use AnswerFormat::*;
+        for (accept, expected) in [
+            ("text/csv", Ok(Csv)),
+            ("*/*", Ok(Json)),
+            ("application/*", Ok(Json)),
+            ("text/*", Ok(Csv)),
+            ("text/csv;q=0.5, application/x-ndjson", Ok(Ndjson)),
+            (
+                "application/vnd.apache.parquet;q=0.9, text/csv;q=0.1",
+                Ok(Parquet),
+            ),
+            // a more specific range overrides a wildcard, q=0 refuses
+            ("*/*;q=0.1, text/csv;q=0", Ok(Json)),
+            ("text/*, text/csv;q=0", Err(406)),
+            ("image/png", Err(406)),
+            ("text/csv;;q==", Err(400)),
+        ] {
+            assert_eq!(negotiated(accept), expected, "{accept}");
+        }
+    }
 
     /// An export of `rows` integers in batches of 1,000, then a storage failure.
     fn failing_export(rows: i64) -> Export {
