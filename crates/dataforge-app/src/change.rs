@@ -184,7 +184,14 @@ impl App {
         schema: Arc<DatasetSchema>,
         mutation: Mutation,
     ) -> Result<Mutated, AppError> {
-        Ok(self.writer.mutate(schema, mutation).await?)
+        let kind = match mutation.change {
+            Change::Update(_) => "updated",
+            Change::Delete => "deleted",
+        };
+        let mutated = self.writer.mutate(Arc::clone(&schema), mutation).await?;
+        metrics::counter!("dataforge_rows_changed_total", "dataset" => schema.name.clone(), "change" => kind)
+            .increment(mutated.changed);
+        Ok(mutated)
     }
 }
 

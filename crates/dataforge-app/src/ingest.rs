@@ -93,7 +93,7 @@ impl App {
         let decoded = decoding
             .await
             .map_err(|e| AppError::Internal(format!("decoding task failed: {e}")))?;
-        write.finish(decoded, options).await
+        counted(&schema, format, write.finish(decoded, options).await)
     }
 
     /// [`App::ingest`] for a body already in memory and small (at most [`INLINE_BODY_BYTES`]):
@@ -126,7 +126,7 @@ impl App {
                 break;
             }
         }
-        write.finish(decoded, options).await
+        counted(&schema, format, write.finish(decoded, options).await)
     }
 }
 
@@ -141,6 +141,33 @@ impl App {
         check_conflict_mode(&schema, &reach, options.on_conflict)?;
         Ok((schema, reach))
     }
+}
+
+/// Counts what a write did, by dataset and format, for `/metrics`.
+fn counted(
+    schema: &DatasetSchema,
+    format: BodyFormat,
+    summary: Result<IngestSummary, AppError>,
+) -> Result<IngestSummary, AppError> {
+    if let Ok(done) = &summary {
+        let outcome = &done.outcome;
+        for (what, rows) in [
+            ("inserted", outcome.inserted),
+            ("updated", outcome.updated),
+            ("skipped", outcome.skipped),
+            ("rejected", done.rejected),
+        ] {
+            if rows > 0 {
+                metrics::counter!("dataforge_rows_written_total", "dataset" => schema.name.clone(), "format" => format.name(), "outcome" => what)
+                    .increment(rows);
+            }
+        }
+    } else if let Err(AppError::Invalid { .. } | AppError::Conflict { .. }) = &summary {
+        // a refused write stores nothing; its records count as rejected requests, not rows
+        metrics::counter!("dataforge_writes_refused_total", "dataset" => schema.name.clone(), "format" => format.name())
+            .increment(1);
+    }
+    summary
 }
 
 /// The schema a body is decoded and validated with: the dataset's own, or for a merge its

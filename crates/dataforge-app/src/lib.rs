@@ -12,8 +12,8 @@ pub mod read;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dataforge_domain::access::Access;
-use dataforge_domain::ports::{RecordReader, RecordWriter};
+use dataforge_domain::access::{Access, Denied, Permission};
+use dataforge_domain::ports::{RecordReader, RecordWriter, StoreHealth};
 use dataforge_domain::query::QueryLimits;
 use dataforge_domain::records::BatchDecoder;
 use dataforge_domain::schema::{Catalog, DatasetSchema};
@@ -32,6 +32,8 @@ pub struct App {
     versions: Arc<BTreeMap<String, u64>>,
     /// The credential the use cases act for (see [`App::acting_as`]); everything by default.
     access: Arc<Access>,
+    /// Readiness and gauges of the store, when it reports them.
+    health: Option<Arc<dyn StoreHealth>>,
 }
 
 impl App {
@@ -50,7 +52,37 @@ impl App {
             limits,
             versions: Arc::default(),
             access: Arc::new(Access::everything()),
+            health: None,
         }
+    }
+
+    /// The store's readiness and gauges (see [`App::ready`], [`App::observe`]).
+    pub fn with_health(mut self, health: Arc<dyn StoreHealth>) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// Whether the store can serve (`/health/ready`).
+    pub async fn ready(&self) -> Result<(), String> {
+        match &self.health {
+            Some(health) => health.ready().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Updates the store's gauges before metrics are shown; needs `admin` on every dataset.
+    pub async fn observe(&self) -> Result<(), AppError> {
+        if !self.access.may("*", Permission::Admin) {
+            return Err(AppError::Denied(Denied::Permission {
+                credential: self.access.name.clone(),
+                dataset: "*".into(),
+                permission: Permission::Admin,
+            }));
+        }
+        if let Some(health) = &self.health {
+            health.observe().await;
+        }
+        Ok(())
     }
 
     /// The schema versions storage applied at start (see `DatasetStorage::prepare`).

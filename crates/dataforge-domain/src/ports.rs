@@ -284,3 +284,13 @@ pub trait Authenticator: Send + Sync {
         bearer: Option<&str>,
     ) -> Result<std::sync::Arc<crate::access::Access>, AuthError>;
 }
+
+/// What operators ask of the store: whether it can serve, and how full it is.
+pub trait StoreHealth: Send + Sync {
+    /// `Ok` when the database answers and the writer runs; else why not.
+    fn ready(&self) -> BoxFuture<'_, Result<(), String>>;
+
+    /// Sets the store's gauges (queue depth, file and index sizes, memory in use) through the
+    /// `metrics` facade, just before they are shown.
+    fn observe(&self) -> BoxFuture<'_, ()>;
+}

@@ -24,6 +24,18 @@ pub enum BodyFormat {
     Parquet,
 }
 
+impl BodyFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            BodyFormat::Json => "json",
+            BodyFormat::Ndjson => "ndjson",
+            BodyFormat::Csv => "csv",
+            BodyFormat::Arrow => "arrow",
+            BodyFormat::Parquet => "parquet",
+        }
+    }
+}
+
 /// Rows a decoder puts in one batch: large enough for bulk appends, small enough to bound memory.
 pub const BATCH_ROWS: usize = 64 * 1024;
 

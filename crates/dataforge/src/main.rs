@@ -441,7 +441,8 @@ async fn wire(settings: &Settings) -> Result<(App, Arc<DuckDbStore>, Arc<Catalog
         Arc::new(Formats),
         settings.limits(),
     )
-    .with_versions(report.versions);
+    .with_versions(report.versions)
+    .with_health(store.clone());
     Ok((app, store, catalog))
 }
 
@@ -472,6 +473,7 @@ async fn serve(settings: Settings) -> ExitCode {
         HttpSettings {
             authenticator,
             cors_origins: settings.server.cors_origins.clone(),
+            metrics: metrics_recorder(),
             credential_limits: CredentialLimits {
                 requests_per_second: settings.auth.requests_per_second,
                 max_exports: settings.auth.max_exports_per_credential,
@@ -503,6 +505,32 @@ async fn serve(settings: Settings) -> ExitCode {
     tracing::info!("shutting down: finishing queued writes");
     close(store).await;
     ExitCode::SUCCESS
+}
+
+/// Installs the Prometheus recorder behind the `metrics` facade; `None` (and a warning) if one is
+/// installed already.
+fn metrics_recorder() -> Option<dataforge_http::RenderMetrics> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let seconds = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    let writes = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+    let installed = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("seconds".into()), &seconds)
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("dataforge_writer_group_writes".into()),
+                &writes,
+            )
+        })
+        .and_then(|b| b.install_recorder());
+    match installed {
+        Ok(handle) => Some(Arc::new(move || handle.render())),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics are not recorded");
+            None
+        }
+    }
 }
 
 /// The credentials requests are checked against; says in the log whether they are required.

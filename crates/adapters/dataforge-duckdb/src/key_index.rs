@@ -681,6 +681,12 @@ impl KeyIndex {
     }
 
     /// Whether the index is in step with the tables.
+    /// Bytes the index's pages take, and bytes its map may grow to.
+    pub(crate) fn space(&self) -> (u64, u64) {
+        let used = self.env.non_free_pages_size().unwrap_or(0);
+        (used, self.env.info().map_size as u64)
+    }
+
     pub(crate) fn is_usable(&self) -> bool {
         self.usable.load(Ordering::Acquire)
     }

@@ -5,6 +5,7 @@ mod batches;
 mod catch_up;
 mod config;
 mod deferred_append;
+mod health;
 mod journal;
 mod key_index;
 mod mapped_pages;
@@ -108,6 +109,8 @@ pub struct DuckDbStore {
     write_wait: Duration,
     /// Source of write ids, which name staging tables.
     next_write: AtomicU64,
+    /// The database file.
+    path: PathBuf,
     /// Where the primary-key index lives.
     index_path: PathBuf,
     /// Where the journal of deferred writes lives.
@@ -206,6 +209,7 @@ impl DuckDbStore {
             writer: Mutex::new(Some(writer)),
             write_wait: Duration::from_millis(config.write_wait_ms),
             next_write: AtomicU64::new(0),
+            path: config.path.clone(),
             index_path: KeyIndex::path_for(&config.path),
             journal_path: Journal::path_for(&config.path),
             index_max_bytes: config.key_index_max_bytes(),

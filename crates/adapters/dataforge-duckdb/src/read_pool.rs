@@ -104,6 +104,17 @@ impl ReadPool {
     /// every connection busy for that long (say, with long exports) is answered as unavailable,
     /// not by a request that hangs.
     async fn lease(self: &Arc<Self>, sorts: bool) -> Result<Lease, StoreError> {
+        let started = std::time::Instant::now();
+        let leased = self.lease_within(sorts).await;
+        match &leased {
+            Ok(_) => metrics::histogram!("dataforge_read_wait_seconds")
+                .record(started.elapsed().as_secs_f64()),
+            Err(_) => metrics::counter!("dataforge_read_refusals_total").increment(1),
+        }
+        leased
+    }
+
+    async fn lease_within(self: &Arc<Self>, sorts: bool) -> Result<Lease, StoreError> {
         let wait = self.timeout.max(MIN_LEASE_WAIT);
         let sorting = if sorts {
             let waited =
@@ -145,6 +156,7 @@ impl ReadPool {
     }
 
     fn timed_out(&self) -> StoreError {
+        metrics::counter!("dataforge_query_timeouts_total").increment(1);
         StoreError::Timeout(self.timeout.as_millis() as u64)
     }
 

@@ -682,6 +682,15 @@ impl WriterState {
     /// conflict is refused alone; its neighbours are stored. Should anything else fail, the group is
     /// rolled back and each write is committed on its own, so one request cannot fail another.
     fn commit_group(&mut self, commits: Vec<Commit>) {
+        let (started, writes) = (Instant::now(), commits.len());
+        self.settle_group(commits);
+        metrics::histogram!("dataforge_writer_group_writes").record(writes as f64);
+        metrics::histogram!("dataforge_writer_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    /// [`WriterState::commit_group`], untimed.
+    fn settle_group(&mut self, commits: Vec<Commit>) {
         tracing::debug!(writes = commits.len(), "group commit");
         // in-memory writes in mode `error` are checked and stored together from memory; the others
         // need their rows in a staging table

@@ -32,6 +32,8 @@ pub struct HttpState {
     pub exports: ExportSlots<std::net::IpAddr>,
     /// Streamed exports open per credential.
     pub credential_exports: ExportSlots<String>,
+    /// What `/metrics` shows, when metrics are recorded.
+    pub metrics: Option<crate::operations::RenderMetrics>,
     /// Places for streamed uploads being decoded (each holds a blocking thread while its body
     /// arrives): stalled uploads cannot take the threads reads need.
     pub uploads: Arc<tokio::sync::Semaphore>,

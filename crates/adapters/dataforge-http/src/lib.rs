@@ -8,6 +8,7 @@ mod exports;
 mod framework;
 mod handlers;
 mod host;
+mod operations;
 mod problem;
 mod serve;
 mod strict_json;
@@ -32,6 +33,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 pub use auth::CredentialLimits;
 pub use handlers::HttpState;
+pub use operations::RenderMetrics;
 pub use problem::Problem;
 pub use serve::{ConnectionLimits, serve};
 
@@ -58,6 +60,8 @@ pub struct HttpSettings {
     pub credential_limits: CredentialLimits,
     /// Origins a browser page may call the API from (`*` for any); none by default.
     pub cors_origins: Vec<String>,
+    /// What `/metrics` shows, when metrics are recorded.
+    pub metrics: Option<RenderMetrics>,
 }
 
 /// The API's routes, with request logging (one line per request: method, path, status, latency).
@@ -68,6 +72,7 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         stalled_client: settings.stalled_client,
         exports: exports::ExportSlots::new(settings.max_exports_per_client),
         credential_exports: exports::ExportSlots::new(settings.credential_limits.max_exports),
+        metrics: settings.metrics.clone(),
         uploads: Arc::new(tokio::sync::Semaphore::new(
             settings.max_streamed_uploads.max(1),
         )),
@@ -85,6 +90,8 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
     ));
     let router = Router::new()
         .route("/health", get(handlers::health))
+        .route("/health/ready", get(operations::ready))
+        .route("/metrics", get(operations::metrics))
         .route(
             "/v1/datasets",
             get(handlers::list_datasets).layer(compressed.clone()),
@@ -206,10 +213,10 @@ async fn edge(State(edge): State<Arc<Edge>>, mut request: Request, next: Next) -
         .as_deref()
         .and_then(|allowed| host::refused(&request, allowed))
         .or_else(|| framework::target_too_long(&request));
-    // the liveness probe answers whoever asks
+    // the probes answer whoever asks
     let refused = match refused {
         Some(problem) => Some(problem.into_response()),
-        None if path == "/health" => None,
+        None if path == "/health" || path == "/health/ready" => None,
         None => edge.gate.refusal(&mut request),
     };
     let response = match refused {
@@ -220,12 +227,14 @@ async fn edge(State(edge): State<Arc<Edge>>, mut request: Request, next: Next) -
             framework::as_problem(response, encoding, edge.max_json_body_bytes).await
         }
     };
+    let took = started.elapsed();
+    operations::record(&method, &path, response.status(), took);
     tracing::info!(
         %method,
         path,
         request_id,
         status = response.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
+        latency_us = took.as_micros() as u64,
         "request"
     );
     response

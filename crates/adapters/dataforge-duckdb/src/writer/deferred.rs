@@ -124,6 +124,7 @@ impl Deferred {
         latest.extend(changes);
         let added = latest.len() - before;
         self.rows += added;
+        metrics::gauge!("dataforge_deferred_rows").set(self.rows as f64);
         self.pending.store(true, Ordering::Release);
     }
 
@@ -138,6 +139,7 @@ impl Deferred {
             }
         }
         self.rows += batch.num_rows();
+        metrics::gauge!("dataforge_deferred_rows").set(self.rows as f64);
         self.batches.push((Arc::clone(schema), batch));
         self.pending.store(true, Ordering::Release);
     }
@@ -196,6 +198,7 @@ impl Deferred {
         self.batches.clear();
         self.changed.clear();
         self.rows = 0;
+        metrics::gauge!("dataforge_deferred_rows").set(self.rows as f64);
     }
 }
 
