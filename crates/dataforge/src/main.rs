@@ -471,9 +471,10 @@ async fn serve(settings: Settings) -> ExitCode {
     let router = dataforge_http::router(
         app,
         HttpSettings {
-            authenticator,
+            authenticator: authenticator.clone(),
             cors_origins: settings.server.cors_origins.clone(),
             metrics: metrics_recorder(),
+            auth_required: authenticator.required,
             credential_limits: CredentialLimits {
                 requests_per_second: settings.auth.requests_per_second,
                 max_exports: settings.auth.max_exports_per_credential,

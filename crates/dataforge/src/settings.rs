@@ -148,8 +148,14 @@ impl Settings {
             }
             None => {}
         }
+        // a setting's variable names its section (`DATAFORGE_DATABASE__PATH`); other DATAFORGE_*
+        // variables (a tool's own, say) are not settings
         let settings: Settings = figment
-            .merge(Env::prefixed("DATAFORGE_").split("__"))
+            .merge(
+                Env::prefixed("DATAFORGE_")
+                    .filter(|key| key.as_str().contains("__"))
+                    .split("__"),
+            )
             .extract()
             .map_err(|e| SettingsError::Invalid(Box::new(e)))?;
         settings.check()?;

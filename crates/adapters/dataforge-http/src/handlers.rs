@@ -34,6 +34,8 @@ pub struct HttpState {
     pub credential_exports: ExportSlots<String>,
     /// What `/metrics` shows, when metrics are recorded.
     pub metrics: Option<crate::operations::RenderMetrics>,
+    /// The API description, built at start.
+    pub contract: Arc<crate::openapi::Contract>,
     /// Places for streamed uploads being decoded (each holds a blocking thread while its body
     /// arrives): stalled uploads cannot take the threads reads need.
     pub uploads: Arc<tokio::sync::Semaphore>,

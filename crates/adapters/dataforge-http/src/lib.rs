@@ -8,8 +8,10 @@ mod exports;
 mod framework;
 mod handlers;
 mod host;
+mod openapi;
 mod operations;
 mod problem;
+mod problem_types;
 mod serve;
 mod strict_json;
 mod views;
@@ -62,10 +64,16 @@ pub struct HttpSettings {
     pub cors_origins: Vec<String>,
     /// What `/metrics` shows, when metrics are recorded.
     pub metrics: Option<RenderMetrics>,
+    /// Whether requests need a credential (said in the API description).
+    pub auth_required: bool,
 }
 
 /// The API's routes, with request logging (one line per request: method, path, status, latency).
 pub fn router(app: App, settings: HttpSettings) -> Router {
+    let contract = Arc::new(openapi::Contract::new(
+        app.catalog(),
+        settings.auth_required,
+    ));
     let state = HttpState {
         app,
         max_body_bytes: settings.max_body_bytes,
@@ -73,6 +81,7 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         exports: exports::ExportSlots::new(settings.max_exports_per_client),
         credential_exports: exports::ExportSlots::new(settings.credential_limits.max_exports),
         metrics: settings.metrics.clone(),
+        contract,
         uploads: Arc::new(tokio::sync::Semaphore::new(
             settings.max_streamed_uploads.max(1),
         )),
@@ -92,6 +101,10 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         .route("/health", get(handlers::health))
         .route("/health/ready", get(operations::ready))
         .route("/metrics", get(operations::metrics))
+        .route("/openapi.json", get(openapi::openapi))
+        .route("/docs", get(openapi::docs))
+        .route("/problems", get(problem_types::index))
+        .route("/problems/{slug}", get(problem_types::one))
         .route(
             "/v1/datasets",
             get(handlers::list_datasets).layer(compressed.clone()),
@@ -186,6 +199,12 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
+/// The probes and the documentation pages answer whoever asks.
+fn open_to_all(path: &str) -> bool {
+    matches!(path, "/health" | "/health/ready" | "/docs" | "/problems")
+        || path.starts_with("/problems/")
+}
+
 /// What every request is checked against before routing.
 struct Edge {
     allowed_hosts: Option<Vec<String>>,
@@ -216,7 +235,7 @@ async fn edge(State(edge): State<Arc<Edge>>, mut request: Request, next: Next) -
     // the probes answer whoever asks
     let refused = match refused {
         Some(problem) => Some(problem.into_response()),
-        None if path == "/health" || path == "/health/ready" => None,
+        None if open_to_all(&path) => None,
         None => edge.gate.refusal(&mut request),
     };
     let response = match refused {

@@ -73,6 +73,19 @@ impl Predicate {
     }
 }
 
+/// Every URL filter operator.
+const FILTER_OPERATORS: [&str; 11] = [
+    "eq", "ne", "gt", "gte", "lt", "lte", "in", "between", "like", "ilike", "is",
+];
+
+/// The URL filter operators that apply to a field of type `ty` (an API description lists them).
+pub fn operators_for(ty: FieldType) -> Vec<&'static str> {
+    FILTER_OPERATORS
+        .into_iter()
+        .filter(|op| operator_fits(op, ty).is_ok())
+        .collect()
+}
+
 /// Whether operator `op` applies to a field of type `ty`; the reason it does not otherwise.
 pub(crate) fn operator_fits(op: &str, ty: FieldType) -> Result<(), String> {
     match op {
