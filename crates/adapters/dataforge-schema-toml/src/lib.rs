@@ -13,19 +13,12 @@ use toml::de::{DeTable, DeValue};
 /// Loads and checks every schema file in `dir`.
 pub fn load_catalog(dir: &Path) -> Result<Catalog, Vec<SchemaProblem>> {
     let files = schema_files(dir)?;
-    let mut drafts = Vec::new();
+    let mut texts = Vec::new();
     let mut problems = Vec::new();
     for file in &files {
         let origin = file.display().to_string();
         match std::fs::read_to_string(file) {
-            Ok(text) => {
-                let mut reader = FileReader {
-                    origin: &origin,
-                    text: &text,
-                    problems: &mut problems,
-                };
-                drafts.extend(reader.read());
-            }
+            Ok(text) => texts.push((origin, text)),
             Err(e) => problems.push(problem(
                 &origin,
                 None,
@@ -33,6 +26,28 @@ pub fn load_catalog(dir: &Path) -> Result<Catalog, Vec<SchemaProblem>> {
                 None,
             )),
         }
+    }
+    match parse_catalog(&texts) {
+        Ok(catalog) if problems.is_empty() => Ok(catalog),
+        Ok(_) => Err(problems),
+        Err(more) => {
+            problems.extend(more);
+            Err(problems)
+        }
+    }
+}
+
+/// Checks schema file texts (each with the name problems cite) as one catalog.
+pub fn parse_catalog(files: &[(String, String)]) -> Result<Catalog, Vec<SchemaProblem>> {
+    let mut drafts = Vec::new();
+    let mut problems = Vec::new();
+    for (origin, text) in files {
+        let mut reader = FileReader {
+            origin,
+            text,
+            problems: &mut problems,
+        };
+        drafts.extend(reader.read());
     }
     match build_catalog(&drafts) {
         Ok(catalog) if problems.is_empty() => Ok(catalog),
