@@ -42,6 +42,9 @@ fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) ->
     bytes
 }
 
+/// A request: method, target, headers and body.
+type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<u8>);
+
 fn deep(depth: usize) -> String {
     format!(
         "{}{}",
@@ -58,7 +61,7 @@ fn every_bad_request_gets_a_problem_and_writes_nothing() {
     let long = "a".repeat(20_000);
     let huge_in = format!("{WP}/records?well_code=in.({})", "1,".repeat(20_000) + "1");
     let million = format!("{WP}/records?x={}", "y".repeat(1_000_000));
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>)> = vec![
+    let cases: Vec<Case> = vec![
         // SQL and path injection in every place a name or value goes
         (
             "GET",
