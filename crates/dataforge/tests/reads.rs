@@ -742,6 +742,41 @@ fn a_query_past_the_timeout_gets_504_and_frees_its_connection() {
     assert!(answered, "no read was answered after the timeouts");
 }
 
+/// A page read again after writes answers the rows written. Reads kept their prepared statement
+/// per connection, and DuckDB plans with the table's statistics at preparation: a plan kept from a
+/// page of one row (well code 0, a one-letter name) narrowed the rows written later to the values
+/// then stored (well code i64::MAX - 1 read back as 254, names from other memory), while an
+/// export, another statement, answered them right.
+#[test]
+fn a_page_read_again_after_writes_answers_the_rows_written() {
+    let (_dir, db) = support::temp_db();
+    // one read connection: every page is read on the connection that planned the first
+    let one = [("DATAFORGE_DATABASE__READ_CONNECTIONS", "1")];
+    let server = Server::start_with(&db, &support::shipped_schemas(), &one);
+    let page = |server: &Server| {
+        items(&server.post_json(&format!("{WP}/query"), &json!({"limit": 10_000})))
+    };
+    let mut small = support::production(0);
+    small["well_code"] = json!(0);
+    small["well_name"] = json!("w");
+    let mut wide = support::production(1);
+    wide["field_code"] = small["field_code"].clone();
+    wide["well_code"] = json!(i64::MAX - 1);
+    wide["well_name"] = json!("a well name longer than any stored before it");
+    assert_eq!(page(&server), Vec::<Value>::new());
+    let mut written = Vec::new();
+    for record in [small, wide] {
+        let answer = server.post_json(&format!("{WP}/records"), &json!([record]));
+        assert_eq!(answer.status, 201, "{answer:?}");
+        written.push(record);
+        assert_eq!(page(&server), written);
+        assert_eq!(exported(&server, WP, ""), written);
+    }
+    // the same once the writes are appended to the table (deferred appends)
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(page(&server), written);
+}
+
 #[test]
 fn reads_by_key_follow_every_write_and_survive_an_index_rebuild() {
     let dir = tempfile::tempdir().unwrap();

@@ -244,19 +244,21 @@ fn pump(
         Some(first) => first.send(Some(item)).is_ok(),
         None => rest.send(item).is_ok(),
     };
-    // reads of the same shape (same filters, order and limit; values are bound) reuse their plan
-    let mut prepared = match conn.prepare_cached(&statement.sql) {
+    // prepared afresh for every read, never taken from the connection's statement cache: DuckDB
+    // plans with the tables' statistics at preparation (compressed materialization narrows an
+    // integer to the range then stored, statistics propagation prunes filters), and a plan reused
+    // after later writes answers values that were never written
+    let mut prepared = match conn.prepare(&statement.sql) {
         Ok(prepared) => prepared,
         Err(e) => {
             deliver(Err(store_error(e)));
             return;
         }
     };
-    // a read that ends early leaves its statement mid-result: it is discarded, not cached, so no
-    // pending result holds a snapshot open on the pooled connection
+    // a read that ends early drops its statement mid-result, so no pending result holds a
+    // snapshot open on the pooled connection
     if let Err(e) = prepared.stream_arrow(duckdb::params_from_iter(statement.params.iter())) {
         deliver(Err(store_error(e)));
-        prepared.discard();
         return;
     }
     let mut gathered: Vec<RecordBatch> = Vec::new();
@@ -267,7 +269,6 @@ fn pump(
             Ok(None) => (None, true),
             Err(e) => {
                 deliver(Err(store_error(e)));
-                prepared.discard();
                 return;
             }
         };
@@ -286,7 +287,6 @@ fn pump(
             let failed = batch.is_err();
             if !deliver(batch) || failed {
                 // the consumer is gone (or told of the failure): stop the query
-                prepared.discard();
                 return;
             }
         }
