@@ -1,0 +1,12 @@
+//! A Parquet file body: any bytes are batches or an error, within bounded memory.
+#![no_main]
+
+use dataforge_domain::records::{BatchDecoder, BodyFormat};
+use dataforge_fuzz::WELL_PRODUCTION;
+use dataforge_formats::Formats;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut body = data;
+    let _ = Formats.decode(BodyFormat::Parquet, &WELL_PRODUCTION, &mut body, 1024, &mut |_| Ok(()));
+});
