@@ -2,11 +2,17 @@
 #![no_main]
 
 use dataforge_domain::records::{BatchDecoder, BodyFormat};
-use dataforge_fuzz::WELL_PRODUCTION;
 use dataforge_formats::Formats;
+use dataforge_fuzz::WELL_PRODUCTION;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut body = data;
-    let _ = Formats.decode(BodyFormat::Csv, &WELL_PRODUCTION, &mut body, 1024, &mut |_| Ok(()));
+    let _ = Formats.decode(
+        BodyFormat::Csv,
+        &WELL_PRODUCTION,
+        &mut body,
+        1024,
+        &mut |_| Ok(()),
+    );
 });
