@@ -616,10 +616,16 @@ fn answered_within(server: &Server, path: &str, within: Duration) -> support::An
 
 /// A raw connection that asked for the whole table in `format` and read its first 64 KiB.
 fn begun_export(address: &str, format: &str) -> TcpStream {
+    begun_export_as(address, format, None)
+}
+
+/// [`begun_export`] with a bearer token, when given.
+fn begun_export_as(address: &str, format: &str, token: Option<&str>) -> TcpStream {
     let mut socket = TcpStream::connect(address).unwrap();
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         socket,
-        "GET {WP}/records?format={format} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        "GET {WP}/records?format={format} HTTP/1.1\r\nHost: 127.0.0.1\r\n{authorization}\r\n"
     )
     .unwrap();
     let mut start = vec![0u8; 64 * 1024];
@@ -984,6 +990,49 @@ fn concurrent_sorted_exports_spill_and_complete() {
 /// One client may hold `server.max_exports_per_client` streamed exports at once: the next gets a
 /// 503 naming the setting at once (it took every read connection before), and a place comes back
 /// when an export ends (issue 13).
+#[test]
+fn a_credential_past_its_exports_gets_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = loaded_database(dir.path(), 300_000);
+    let (code, stdout, stderr) = support::run(
+        &[
+            "keys",
+            "--db",
+            db.to_str().unwrap(),
+            "create",
+            "--name",
+            "reader",
+            "--grant",
+            "*:read",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let key = stdout.lines().last().unwrap().to_owned();
+    let server = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[
+            ("DATAFORGE_AUTH__REQUIRED", "true"),
+            ("DATAFORGE_AUTH__MAX_EXPORTS_PER_CREDENTIAL", "1"),
+        ],
+    );
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let first = begun_export_as(&address, "csv", Some(&key));
+    let second = ureq::get(&format!("{}{WP}/records?format=csv", server.base))
+        .set("Authorization", &format!("Bearer {key}"))
+        .call();
+    let Err(ureq::Error::Status(429, refused)) = second else {
+        panic!("a second export of the credential is refused")
+    };
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    let body: Value = refused.into_json().unwrap();
+    assert_eq!(body["setting"], json!("auth.max_exports_per_credential"));
+    drop(first);
+    std::thread::sleep(Duration::from_millis(300));
+    drop(begun_export_as(&address, "csv", Some(&key)));
+}
+
 #[test]
 fn a_client_past_its_exports_gets_503_until_one_ends() {
     let dir = tempfile::tempdir().unwrap();
