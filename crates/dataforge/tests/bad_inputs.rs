@@ -257,6 +257,13 @@ fn every_bad_request_gets_a_problem_and_writes_nothing() {
             vec![("Content-Type", "application/vnd.apache.parquet")],
             b"PAR1\x00\x00\x00\x00PAR1".to_vec(),
         ),
+        // a stream whose null buffer is shorter than its array: arrow-ipc panicked (found by fuzzing)
+        (
+            "POST",
+            format!("{WP}/records"),
+            vec![("Content-Type", "application/vnd.apache.arrow.stream")],
+            include_bytes!("data/arrow-short-null-buffer.arrows").to_vec(),
+        ),
         (
             "POST",
             format!("{WP}/query"),

@@ -14,6 +14,7 @@ use dataforge_domain::value::FieldType;
 
 use crate::columns::ColumnBuilder;
 use crate::ipc_limits::BoundedIpc;
+use crate::untrusted::guarded;
 
 /// Decodes an Arrow IPC stream, one decoded batch per incoming batch (split to `batch_rows`).
 pub(crate) fn decode(
@@ -22,11 +23,16 @@ pub(crate) fn decode(
     batch_rows: usize,
     sink: &mut dyn FnMut(DecodedBatch) -> Result<(), Halt>,
 ) -> Result<u64, BodyError> {
-    let reader = arrow_ipc::reader::StreamReader::try_new(
-        BoundedIpc::new(std::io::BufReader::with_capacity(256 * 1024, body)),
-        None,
-    )
-    .map_err(|e| BodyError::Malformed(format!("the body is not an Arrow IPC stream: {e}")))?;
+    let not_arrow =
+        |why: String| BodyError::Malformed(format!("the body is not an Arrow IPC stream: {why}"));
+    let reader = guarded(|| {
+        arrow_ipc::reader::StreamReader::try_new(
+            BoundedIpc::new(std::io::BufReader::with_capacity(256 * 1024, body)),
+            None,
+        )
+    })
+    .map_err(not_arrow)?
+    .map_err(|e| not_arrow(e.to_string()))?;
     let conformer = Conformer::new(schema, &reader.schema())?;
     conformer.consume(reader, batch_rows, sink, |done, e| {
         format!("the Arrow stream is malformed or truncated after {done} complete record(s): {e}")
@@ -182,7 +188,14 @@ impl<'s> Conformer<'s> {
         sink: &mut dyn FnMut(DecodedBatch) -> Result<(), Halt>,
         describe: impl Fn(u64, E) -> String,
     ) -> Result<u64, BodyError> {
-        for batch in batches {
+        let mut batches = batches.into_iter();
+        // each batch read from the file is validated by its reader, unless the reader panics
+        while let Some(batch) = guarded(|| batches.next()).map_err(|why| {
+            BodyError::Malformed(format!(
+                "the file is corrupt after {} record(s): {why}",
+                self.done
+            ))
+        })? {
             let batch = batch.map_err(|e| BodyError::Malformed(describe(self.done, e)))?;
             self.push(&batch, batch_rows, sink)?;
         }

@@ -10,6 +10,7 @@ mod json;
 mod ndjson;
 mod parquet;
 mod parquet_limits;
+mod untrusted;
 
 #[cfg(test)]
 mod tests;

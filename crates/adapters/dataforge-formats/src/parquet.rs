@@ -11,6 +11,7 @@ use parquet::arrow::arrow_reader::{
 
 use crate::arrow::Conformer;
 use crate::parquet_limits::{MAX_CHUNK_BYTES, refusal};
+use crate::untrusted::guarded;
 
 /// Decodes a Parquet body, handing over batches of at most `batch_rows` records.
 pub(crate) fn decode(
@@ -25,16 +26,20 @@ pub(crate) fn decode(
     let not_parquet = |e: parquet::errors::ParquetError| {
         BodyError::Malformed(format!("the body is not a readable Parquet file: {e}"))
     };
-    let metadata =
-        ArrowReaderMetadata::load(&spool, ArrowReaderOptions::new()).map_err(not_parquet)?;
+    let metadata = guarded(|| ArrowReaderMetadata::load(&spool, ArrowReaderOptions::new()))
+        .map_err(|why| {
+            BodyError::Malformed(format!("the body is not a readable Parquet file: {why}"))
+        })?
+        .map_err(not_parquet)?;
     if let Some(why) = refusal(metadata.metadata(), &mut spool, MAX_CHUNK_BYTES) {
         return Err(BodyError::Malformed(why));
     }
     let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(spool, metadata);
     let conformer = Conformer::new(schema, builder.schema())?;
-    let reader = builder
-        .with_batch_size(batch_rows)
-        .build()
+    let reader = guarded(|| builder.with_batch_size(batch_rows).build())
+        .map_err(|why| {
+            BodyError::Malformed(format!("the body is not a readable Parquet file: {why}"))
+        })?
         .map_err(not_parquet)?;
     conformer.consume(reader, batch_rows, sink, |done, e| {
         format!("the Parquet file is corrupt after {done} record(s): {e}")
