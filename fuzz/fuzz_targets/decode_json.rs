@@ -3,10 +3,11 @@
 
 use dataforge_domain::records::{BatchDecoder, BodyFormat};
 use dataforge_formats::Formats;
-use dataforge_fuzz::WELL_PRODUCTION;
+use dataforge_fuzz::{WELL_PRODUCTION, panics_unwind};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    panics_unwind();
     let mut body = data;
     let _ = Formats.decode(
         BodyFormat::Json,

@@ -14,3 +14,11 @@ pub static WELL_PRODUCTION: LazyLock<Arc<DatasetSchema>> = LazyLock::new(|| {
         .cloned()
         .expect("the shipped schema declares well_production")
 });
+
+/// Lets a panic unwind, as it does in the server. libfuzzer-sys's hook aborts at any panic, even
+/// one the decoders catch (they turn a panic of the Arrow and Parquet readers into an error, see
+/// `dataforge-formats/src/untrusted.rs`); a panic that escapes the target still fails the run.
+pub fn panics_unwind() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
+}

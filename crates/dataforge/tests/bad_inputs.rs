@@ -264,6 +264,13 @@ fn every_bad_request_gets_a_problem_and_writes_nothing() {
             vec![("Content-Type", "application/vnd.apache.arrow.stream")],
             include_bytes!("data/arrow-short-null-buffer.arrows").to_vec(),
         ),
+        // a file whose column chunk declares a negative offset: the page check panicked (fuzzing)
+        (
+            "POST",
+            format!("{WP}/records"),
+            vec![("Content-Type", "application/vnd.apache.parquet")],
+            include_bytes!("data/parquet-negative-offset.parquet").to_vec(),
+        ),
         (
             "POST",
             format!("{WP}/query"),

@@ -44,7 +44,16 @@ pub(crate) fn refusal<F: Read + Seek>(
 /// Walks the page headers of one column chunk: each page's uncompressed size is within the
 /// chunk's, and its compressed bytes within the chunk's range.
 fn check_pages<F: Read + Seek>(column: &ColumnChunkMetaData, file: &mut F) -> Result<(), String> {
-    let (start, length) = column.byte_range();
+    // the parquet crate's `byte_range` asserts (panics) where a file declares a negative range
+    let start = column
+        .dictionary_page_offset()
+        .unwrap_or(column.data_page_offset());
+    let (Ok(start), Ok(length)) = (
+        u64::try_from(start),
+        u64::try_from(column.compressed_size()),
+    ) else {
+        return Err("the column chunk declares a negative offset or size".into());
+    };
     let end = start.saturating_add(length);
     let mut at = start;
     while at < end {
@@ -176,6 +185,22 @@ mod tests {
             refused.contains("more compressed bytes than its column chunk holds"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn a_chunk_declaring_a_negative_range_is_refused_not_a_panic() {
+        let (mut file, metadata) = written(100);
+        let negative = metadata
+            .row_group(0)
+            .column(0)
+            .clone()
+            .into_builder()
+            .set_data_page_offset(-4)
+            .set_dictionary_page_offset(None)
+            .build()
+            .unwrap();
+        let refused = check_pages(&negative, &mut file).unwrap_err();
+        assert!(refused.contains("negative offset"), "{refused}");
     }
 
     #[test]
