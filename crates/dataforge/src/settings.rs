@@ -150,6 +150,12 @@ impl Settings {
         }
         // a setting's variable names its section (`DATAFORGE_DATABASE__PATH`); other DATAFORGE_*
         // variables (a tool's own, say) are not settings
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("DATAFORGE_") && !name.contains("__") {
+                tracing::warn!(variable = %name, "not a setting (settings are DATAFORGE_SECTION__KEY, e.g. DATAFORGE_DATABASE__PATH); ignored");
+            }
+        }
         let settings: Settings = figment
             .merge(
                 Env::prefixed("DATAFORGE_")

@@ -257,3 +257,22 @@ fn readiness_fails_when_the_database_is_gone_or_does_not_answer() {
     );
     assert_eq!(gone.content_type, "application/problem+json");
 }
+
+#[test]
+fn a_dataforge_variable_that_names_no_section_is_ignored_with_a_warning() {
+    let (_dir, db) = temp_db();
+    let server = Server::start_with(
+        &db,
+        &support::shipped_schemas(),
+        &[("DATAFORGE_BIN", "/opt/x")],
+    );
+    assert_eq!(server.get("/health").status, 200);
+    assert!(
+        server
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("not a setting") && l.contains("DATAFORGE_BIN")),
+        "{:?}",
+        server.log_lines()
+    );
+}
