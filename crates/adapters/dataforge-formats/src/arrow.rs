@@ -16,6 +16,9 @@ use crate::columns::ColumnBuilder;
 use crate::ipc_limits::BoundedIpc;
 use crate::untrusted::guarded;
 
+/// Most rows one input record batch (Arrow, or a Parquet reader's) may declare.
+const MAX_INPUT_BATCH_ROWS: usize = 16 * 1024 * 1024;
+
 /// Decodes an Arrow IPC stream, one decoded batch per incoming batch (split to `batch_rows`).
 pub(crate) fn decode(
     schema: &DatasetSchema,
@@ -100,11 +103,34 @@ impl<'s> Conformer<'s> {
         })
     }
 
-    /// Conforms one input batch and hands it over in slices of at most `batch_rows`.
+    /// Conforms one input batch in slices of at most `batch_rows`: a column the input lacks is
+    /// made (nulls or the default) for a slice at a time, since a batch may declare any number of
+    /// rows without a byte of column data (no columns, or columns of type null).
     fn push(
         &mut self,
         input: &RecordBatch,
         batch_rows: usize,
+        sink: &mut dyn FnMut(DecodedBatch) -> Result<(), Halt>,
+    ) -> Result<(), BodyError> {
+        if input.num_rows() > MAX_INPUT_BATCH_ROWS {
+            return Err(BodyError::Malformed(format!(
+                "a record batch declares {} rows, more than the {MAX_INPUT_BATCH_ROWS} one batch may hold; write the file with smaller batches",
+                input.num_rows()
+            )));
+        }
+        let mut offset = 0;
+        while offset < input.num_rows() {
+            let length = batch_rows.min(input.num_rows() - offset);
+            self.push_slice(&input.slice(offset, length), sink)?;
+            offset += length;
+        }
+        Ok(())
+    }
+
+    /// Conforms a slice of an input batch and hands it over.
+    fn push_slice(
+        &mut self,
+        input: &RecordBatch,
         sink: &mut dyn FnMut(DecodedBatch) -> Result<(), Halt>,
     ) -> Result<(), BodyError> {
         let rows = input.num_rows();
@@ -151,32 +177,13 @@ impl<'s> Conformer<'s> {
             .map_err(|e| BodyError::Batch(e.to_string()))?;
         let first_row = self.done + 1;
         self.done += rows as u64;
-        if rows <= batch_rows {
-            return sink(DecodedBatch {
-                batch,
-                first_row,
-                violations,
-                rejected,
-            })
-            .map_err(|Halt| BodyError::Halted);
-        }
-        // a large input batch is handed over in slices; its findings go with the first slice (the
-        // only marked cells are bad json texts, which no later check would report again)
-        let mut offset = 0;
-        let mut findings = Some((violations, rejected));
-        while offset < rows {
-            let length = batch_rows.min(rows - offset);
-            let (violations, rejected) = findings.take().unwrap_or_default();
-            let slice = DecodedBatch {
-                batch: batch.slice(offset, length),
-                first_row: first_row + offset as u64,
-                violations,
-                rejected,
-            };
-            sink(slice).map_err(|Halt| BodyError::Halted)?;
-            offset += length;
-        }
-        Ok(())
+        sink(DecodedBatch {
+            batch,
+            first_row,
+            violations,
+            rejected,
+        })
+        .map_err(|Halt| BodyError::Halted)
     }
 
     /// Conforms every input batch in turn; `describe` words a read error, given the records
