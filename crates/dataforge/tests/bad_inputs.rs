@@ -271,6 +271,13 @@ fn every_bad_request_gets_a_problem_and_writes_nothing() {
             vec![("Content-Type", "application/vnd.apache.parquet")],
             include_bytes!("data/parquet-negative-offset.parquet").to_vec(),
         ),
+        // a footer declaring 2^31 - 1 schema elements: the parquet crate asked for 22 GB (fuzzing)
+        (
+            "POST",
+            format!("{WP}/records"),
+            vec![("Content-Type", "application/vnd.apache.parquet")],
+            include_bytes!("data/parquet-huge-list.parquet").to_vec(),
+        ),
         // a batch declaring rows beyond any column data: filling its missing columns overflowed
         (
             "POST",

@@ -10,7 +10,7 @@ use parquet::arrow::arrow_reader::{
 };
 
 use crate::arrow::Conformer;
-use crate::parquet_limits::{MAX_CHUNK_BYTES, refusal};
+use crate::parquet_limits::{MAX_CHUNK_BYTES, footer_refusal, refusal};
 use crate::untrusted::guarded;
 
 /// Decodes a Parquet body, handing over batches of at most `batch_rows` records.
@@ -26,6 +26,9 @@ pub(crate) fn decode(
     let not_parquet = |e: parquet::errors::ParquetError| {
         BodyError::Malformed(format!("the body is not a readable Parquet file: {e}"))
     };
+    if let Some(why) = footer_refusal(&mut spool) {
+        return Err(BodyError::Malformed(why));
+    }
     let metadata = guarded(|| ArrowReaderMetadata::load(&spool, ArrowReaderOptions::new()))
         .map_err(|why| {
             BodyError::Malformed(format!("the body is not a readable Parquet file: {why}"))

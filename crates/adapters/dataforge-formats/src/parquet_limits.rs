@@ -41,6 +41,45 @@ pub(crate) fn refusal<F: Read + Seek>(
     None
 }
 
+/// Why a file's footer (its metadata) is refused before the parquet crate reads it, if it is: the
+/// crate allocates each list for the count the footer declares (a few bytes can declare billions
+/// of schema elements, tens of GiB, which aborts the process), so the footer is read first with
+/// every list, string and the whole message bounded by the footer's own length.
+pub(crate) fn footer_refusal<F: Read + Seek>(file: &mut F) -> Option<String> {
+    let length = file.seek(SeekFrom::End(0)).ok()?;
+    let mut tail = [0u8; 8];
+    file.seek(SeekFrom::Start(length.checked_sub(8)?)).ok()?;
+    file.read_exact(&mut tail).ok()?;
+    if &tail[4..] != b"PAR1" {
+        return None; // not a plain Parquet file: the parquet crate says what it is
+    }
+    let declared = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    let start = length.checked_sub(8)?.checked_sub(declared)?;
+    let mut footer = vec![0u8; usize::try_from(declared).ok()?];
+    file.seek(SeekFrom::Start(start)).ok()?;
+    file.read_exact(&mut footer).ok()?;
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file_metadata(&footer).err()
+}
+
+/// Reads a footer with every size bounded by its length.
+#[allow(deprecated)]
+fn file_metadata(footer: &[u8]) -> Result<(), String> {
+    use parquet::thrift::TSerializable;
+    let bound = Some(footer.len());
+    let config = thrift::TConfiguration::builder()
+        .max_message_size(bound)
+        .max_frame_size(bound)
+        .max_container_size(bound)
+        .max_string_size(bound)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut protocol = TCompactInputProtocol::with_config(footer, config);
+    parquet::format::FileMetaData::read_from_in_protocol(&mut protocol)
+        .map(|_| ())
+        .map_err(|e| format!("the file's metadata is unreadable: {e}"))
+}
+
 /// Walks the page headers of one column chunk: each page's uncompressed size is within the
 /// chunk's, and its compressed bytes within the chunk's range.
 fn check_pages<F: Read + Seek>(column: &ColumnChunkMetaData, file: &mut F) -> Result<(), String> {
@@ -185,6 +224,21 @@ mod tests {
             refused.contains("more compressed bytes than its column chunk holds"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn a_footer_is_read_within_its_own_length() {
+        let (mut file, _) = written(100);
+        assert_eq!(
+            footer_refusal(&mut file),
+            None,
+            "a well-formed footer passes"
+        );
+        // a footer declaring a list of 2^31 - 1 schema elements in a few bytes (found by fuzzing:
+        // the parquet crate asked for 22 GB)
+        let hostile = include_bytes!("../../../dataforge/tests/data/parquet-huge-list.parquet");
+        let refused = footer_refusal(&mut std::io::Cursor::new(hostile.to_vec())).expect("refused");
+        assert!(refused.contains("metadata is unreadable"), "{refused}");
     }
 
     #[test]
