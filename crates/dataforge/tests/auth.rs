@@ -9,30 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Answer, Server, answer, run, temp_db, well};
+use support::{Answer, Server, answer, create_key, run, temp_db, well};
 
 const WR: &str = "/v1/datasets/well_registry";
-
-/// `dataforge keys create`: the secret is the last line of standard output.
-fn create_key(db: &Path, name: &str, grants: &[&str], expires: Option<&str>) -> String {
-    let mut args = vec![
-        "keys",
-        "--db",
-        db.to_str().unwrap(),
-        "create",
-        "--name",
-        name,
-    ];
-    for grant in grants {
-        args.extend(["--grant", grant]);
-    }
-    if let Some(expires) = expires {
-        args.extend(["--expires", expires]);
-    }
-    let (code, stdout, stderr) = run(&args, db.parent().unwrap());
-    assert_eq!(code, 0, "{stderr}");
-    stdout.lines().last().expect("a secret").to_owned()
-}
 
 /// A request with an optional bearer token and JSON body.
 fn call(

@@ -96,22 +96,8 @@ fn the_document_is_valid_openapi_and_the_server_keeps_to_it() {
 
 #[test]
 fn the_document_describes_what_the_credential_may_touch() {
-    let (dir, db) = temp_db();
-    let (code, stdout, stderr) = support::run(
-        &[
-            "keys",
-            "--db",
-            db.to_str().unwrap(),
-            "create",
-            "--name",
-            "wells",
-            "--grant",
-            "well_registry:read",
-        ],
-        dir.path(),
-    );
-    assert_eq!(code, 0, "{stderr}");
-    let key = stdout.lines().last().unwrap().to_owned();
+    let (_dir, db) = temp_db();
+    let key = support::create_key(&db, "wells", &["well_registry:read"], None);
     let server = Server::start_with(
         &db,
         &support::shipped_schemas(),

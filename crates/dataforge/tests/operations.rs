@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Server, production, run, temp_db, well};
+use support::{Server, create_key, production, run, temp_db, well};
 
 const WP: &str = "/v1/datasets/well_production";
 const WR: &str = "/v1/datasets/well_registry";
@@ -143,27 +143,10 @@ fn metrics_count_what_was_done() {
 
 #[test]
 fn metrics_need_admin_when_auth_is_on() {
-    let (dir, db) = temp_db();
-    let key = |name: &str, grant: &str| {
-        let (code, stdout, stderr) = run(
-            &[
-                "keys",
-                "--db",
-                db.to_str().unwrap(),
-                "create",
-                "--name",
-                name,
-                "--grant",
-                grant,
-            ],
-            dir.path(),
-        );
-        assert_eq!(code, 0, "{stderr}");
-        stdout.lines().last().unwrap().to_owned()
-    };
-    let reader = key("reader", "*:read");
-    let one = key("one", "well_production:admin");
-    let admin = key("admin", "*:admin");
+    let (_dir, db) = temp_db();
+    let reader = create_key(&db, "reader", &["*:read"], None);
+    let one = create_key(&db, "one", &["well_production:admin"], None);
+    let admin = create_key(&db, "admin", &["*:admin"], None);
     let server = Server::start_with(
         &db,
         &support::shipped_schemas(),

@@ -987,28 +987,13 @@ fn concurrent_sorted_exports_spill_and_complete() {
     }
 }
 
-/// One client may hold `server.max_exports_per_client` streamed exports at once: the next gets a
-/// 503 naming the setting at once (it took every read connection before), and a place comes back
-/// when an export ends (issue 13).
+/// One credential may hold `auth.max_exports_per_credential` streamed exports at once: the next
+/// gets a 429 naming the setting, and a place comes back when an export ends.
 #[test]
 fn a_credential_past_its_exports_gets_429() {
     let dir = tempfile::tempdir().unwrap();
     let db = loaded_database(dir.path(), 300_000);
-    let (code, stdout, stderr) = support::run(
-        &[
-            "keys",
-            "--db",
-            db.to_str().unwrap(),
-            "create",
-            "--name",
-            "reader",
-            "--grant",
-            "*:read",
-        ],
-        dir.path(),
-    );
-    assert_eq!(code, 0, "{stderr}");
-    let key = stdout.lines().last().unwrap().to_owned();
+    let key = support::create_key(&db, "reader", &["*:read"], None);
     let server = Server::start_with(
         &db,
         &support::shipped_schemas(),
@@ -1033,6 +1018,9 @@ fn a_credential_past_its_exports_gets_429() {
     drop(begun_export_as(&address, "csv", Some(&key)));
 }
 
+/// One client may hold `server.max_exports_per_client` streamed exports at once: the next gets a
+/// 503 naming the setting at once (it took every read connection before), and a place comes back
+/// when an export ends (issue 13).
 #[test]
 fn a_client_past_its_exports_gets_503_until_one_ends() {
     let dir = tempfile::tempdir().unwrap();

@@ -328,3 +328,24 @@ pub fn well(code: i64, field: i64) -> Value {
     serde_json::json!({"well_code": code, "well_name": format!("W{code}"), "field_code": field,
            "depth_m": 1000.0, "operator": "Acme"})
 }
+
+/// `dataforge keys create`: the secret is the last line of standard output.
+pub fn create_key(db: &Path, name: &str, grants: &[&str], expires: Option<&str>) -> String {
+    let mut args = vec![
+        "keys",
+        "--db",
+        db.to_str().unwrap(),
+        "create",
+        "--name",
+        name,
+    ];
+    for grant in grants {
+        args.extend(["--grant", grant]);
+    }
+    if let Some(expires) = expires {
+        args.extend(["--expires", expires]);
+    }
+    let (code, stdout, stderr) = run(&args, db.parent().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    stdout.lines().last().expect("a secret").to_owned()
+}
