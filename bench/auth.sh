@@ -21,7 +21,7 @@ cargo build --release --quiet
 bin="$CARGO_TARGET_DIR/release/dataforge"
 rm -rf "$work" && mkdir -p "$work"
 db="$work/bench.duckdb"
-"$bin" generate well_production --rows "$rows" --format arrow -o "$work/rows.arrow" >/dev/null
+"$bin" generate --dataset well_production --rows "$rows" --format arrow -o "$work/rows.arrow" >/dev/null
 "$bin" import --schemas schemas --dataset well_production --db "$db" "$work/rows.arrow" >/dev/null 2>&1
 key=$("$bin" keys --db "$db" create --name bench --grant '*:read,write' 2>/dev/null | tail -1)
 

@@ -75,7 +75,7 @@ echo
 mkdir -p "$work/load"
 for ((start = 0; start < rows; start += 1000000)); do
   n=$((rows - start < 1000000 ? rows - start : 1000000))
-  "$bin" generate well_production --start "$start" --rows "$n" --format arrow -o "$work/load/$(printf '%012d' "$start").arrow"
+  "$bin" generate --dataset well_production --start "$start" --rows "$n" --format arrow -o "$work/load/$(printf '%012d' "$start").arrow"
 done
 began=$(now)
 "$bin" import --schemas "$schemas" --dataset well_production --db "$db" "$work"/load/*.arrow >"$work/import.log" 2>&1

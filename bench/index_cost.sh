@@ -20,7 +20,7 @@ source bench/schemas.sh
 bench_schemas "$work/indexed" 1
 for ((start = 0; start < rows; start += 1000000)); do
   n=$((rows - start < 1000000 ? rows - start : 1000000))
-  "$bin" generate well_production --start "$start" --rows "$n" --format arrow -o "$work/load/$(printf '%012d' "$start").arrow"
+  "$bin" generate --dataset well_production --start "$start" --rows "$n" --format arrow -o "$work/load/$(printf '%012d' "$start").arrow"
 done
 
 echo "| schemas | rows/s | peak RSS (MiB) | key index on disk (MiB) |"

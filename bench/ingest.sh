@@ -42,7 +42,7 @@ echo "## Ingest benchmark: $rows rows, $(nproc) cores, $(date -u +%Y-%m-%d)$([ "
 echo
 
 # (a) the limit: raw DuckDB appending the same rows (Arrow appender)
-"$bin" generate well_production --rows "$rows" --format arrow -o "$work/all.arrow"
+"$bin" generate --dataset well_production --rows "$rows" --format arrow -o "$work/all.arrow"
 read -r _ _ raw_s raw_rate < <("$CARGO_TARGET_DIR/release/examples/raw_load" "$work/all.arrow" "$work" | grep raw_unkeyed)
 read -r _ _ keyed_s keyed_rate < <("$CARGO_TARGET_DIR/release/examples/raw_load" "$work/all.arrow" "$work" | grep raw_keyed)
 rm -f "$work/all.arrow" "$work"/raw_*.duckdb*
@@ -59,7 +59,7 @@ declare -A media=([arrow]="application/vnd.apache.arrow.stream" [parquet]="appli
 for format in arrow parquet csv ndjson json; do
   mkdir -p "$work/chunks"
   for ((start = 0; start < rows; start += per_request)); do
-    "$bin" generate well_production --start "$start" --rows "$per_request" --format "$format" -o "$work/chunks/$start.$format"
+    "$bin" generate --dataset well_production --start "$start" --rows "$per_request" --format "$format" -o "$work/chunks/$start.$format"
   done
   start_server
   began=$(now)
@@ -102,7 +102,7 @@ echo
 # (d) peak RSS during one large CSV upload, streamed from disk
 if [ "$big_csv_gb" != 0 ]; then
   big_rows=$((big_csv_gb * 1000000000 / 168))
-  "$bin" generate well_production --rows "$big_rows" --format csv -o "$work/big.csv"
+  "$bin" generate --dataset well_production --rows "$big_rows" --format csv -o "$work/big.csv"
   size_mib=$(( $(stat -c %s "$work/big.csv") / 1048576 ))
   start_server
   began=$(now)

@@ -57,7 +57,7 @@ echo
 mkdir -p "$work/load"
 for ((start = 0; start < rows; start += 1000000)); do
   n=$((rows - start < 1000000 ? rows - start : 1000000))
-  "$bin" generate well_production --start "$start" --rows "$n" --format arrow -o "$work/load/$(printf '%012d' "$start").arrow"
+  "$bin" generate --dataset well_production --start "$start" --rows "$n" --format arrow -o "$work/load/$(printf '%012d' "$start").arrow"
 done
 began=$(now)
 "$bin" import --schemas "$schemas" --dataset well_production --db "$db" "$work"/load/*.arrow >"$work/import.log" 2>&1
@@ -128,7 +128,7 @@ echo
 # point reads while 1,000,000 more rows are ingested (100,000-row CSV requests)
 mkdir -p "$work/chunks"
 for ((start = rows; start < rows + 1000000; start += 100000)); do
-  "$bin" generate well_production --start "$start" --rows 100000 --format csv -o "$work/chunks/$start.csv"
+  "$bin" generate --dataset well_production --start "$start" --rows 100000 --format csv -o "$work/chunks/$start.csv"
 done
 start_server
 (

@@ -11,9 +11,66 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
 use dataforge_domain::records::BodyFormat;
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::format_timestamp;
+
+use crate::FormatArg;
+use crate::settings::ServerSettings;
+use crate::wire::{fail, load_catalog};
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Dataset to generate rows of.
+    #[arg(long)]
+    dataset: String,
+    /// Number of rows.
+    #[arg(long)]
+    rows: u64,
+    /// Index of the first row, so that files of consecutive ranges hold distinct keys.
+    #[arg(long, default_value_t = 0)]
+    start: u64,
+    /// Output format.
+    #[arg(long, value_enum)]
+    format: FormatArg,
+    /// Output file.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Directory of schema files (default: ./schemas).
+    #[arg(long)]
+    schemas: Option<PathBuf>,
+}
+
+pub fn run(args: GenerateArgs) -> ExitCode {
+    let dir = args
+        .schemas
+        .unwrap_or_else(|| ServerSettings::default().schemas);
+    let catalog = match load_catalog(&dir) {
+        Ok(catalog) => catalog,
+        Err(code) => return code,
+    };
+    let Some(schema) = catalog.get(&args.dataset) else {
+        return fail(&format!(
+            "no dataset named `{}` in {}",
+            args.dataset,
+            dir.display()
+        ));
+    };
+    match generate(
+        schema,
+        args.start,
+        args.rows,
+        args.format.into(),
+        &args.output,
+    ) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
 
 /// Rows per generated batch.
 const BATCH: u64 = 64 * 1024;
@@ -73,7 +130,7 @@ fn row(i: u64) -> Row {
 
 /// Writes generated rows `start..start + rows` of `dataset` (which must be `well_production`) to
 /// `out`; several files with consecutive ranges hold distinct keys.
-pub fn generate(
+fn generate(
     dataset: &DatasetSchema,
     start: u64,
     rows: u64,

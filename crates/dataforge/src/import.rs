@@ -8,10 +8,81 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::process::ExitCode;
+
+use clap::Args;
 use dataforge_app::{App, AppError};
 use dataforge_domain::records::BodyFormat;
-use dataforge_domain::write::WriteOptions;
+use dataforge_domain::write::{WriteOptions, parse_write_params};
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::FormatArg;
+use crate::wire::{StoreArgs, close, fail, load_settings, runtime, wire};
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// Dataset to load into.
+    #[arg(long)]
+    dataset: String,
+    /// Files to load, each as one all-or-nothing write.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// File format (default: from each file's extension).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// What to do with keys already stored or repeated: error, ignore, upsert or merge.
+    #[arg(long, default_value = "error")]
+    on_conflict: String,
+    /// What to do with invalid records: reject (the whole file) or skip (them).
+    #[arg(long, default_value = "reject")]
+    on_error: String,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+pub fn run(args: ImportArgs) -> ExitCode {
+    let settings = match load_settings(args.store) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let params = [
+        ("on_conflict".to_owned(), args.on_conflict),
+        ("on_error".to_owned(), args.on_error),
+    ];
+    let options = match parse_write_params(&params) {
+        Ok(options) => options,
+        Err(e) => {
+            return fail(&format!(
+                "--{}: {}",
+                e.parameter.replace('_', "-"),
+                e.message
+            ));
+        }
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let (dataset, files, format) = (args.dataset, args.files, args.format.map(Into::into));
+    runtime.block_on(async {
+        let (app, store, _) = match wire(&settings).await {
+            Ok(wired) => wired,
+            Err(code) => return code,
+        };
+        if let Err(e) = app.dataset(&dataset) {
+            close(store).await;
+            return fail(&e.to_string());
+        }
+        let ok = import(&app, &dataset, &files, format, options).await;
+        drop(app);
+        close(store).await;
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}
 
 /// The format a file's extension names.
 pub fn format_of(path: &Path) -> Option<BodyFormat> {

@@ -2,10 +2,26 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use dataforge_auth::KeyFile;
 
 use crate::settings::Settings;
+use crate::wire::{StoreArgs, fail, load_settings};
+
+#[derive(Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    command: KeysCommand,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+pub fn run(args: KeysArgs) -> ExitCode {
+    match load_settings(args.store) {
+        Ok(settings) => run_on(args.command, &settings),
+        Err(code) => code,
+    }
+}
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -28,7 +44,7 @@ pub enum KeysCommand {
     Revoke { name: String },
 }
 
-pub fn run(command: KeysCommand, settings: &Settings) -> ExitCode {
+fn run_on(command: KeysCommand, settings: &Settings) -> ExitCode {
     let file = KeyFile::new(settings.keys_file());
     let done = match command {
         KeysCommand::Create {
@@ -61,6 +77,6 @@ pub fn run(command: KeysCommand, settings: &Settings) -> ExitCode {
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => crate::fail(&e.to_string()),
+        Err(e) => fail(&e.to_string()),
     }
 }

@@ -3,20 +3,49 @@
 
 use std::process::ExitCode;
 
+use clap::Args;
 use dataforge_domain::ports::{DatasetStorage, MigrationPolicy};
 use dataforge_duckdb::DuckDbStore;
 
 use crate::settings::Settings;
-use crate::{fail, print_problems};
+use crate::wire::{StoreArgs, fail, load_catalog, load_settings};
+
+#[derive(Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Apply the safe and checked steps (a start applies those too).
+    #[arg(long)]
+    apply: bool,
+    /// With --apply, also apply destructive steps: removed fields and datasets, changed
+    /// types and keys. Their data is lost.
+    #[arg(long, requires = "apply")]
+    allow_destructive: bool,
+    /// List every schema version the database has applied, and stop.
+    #[arg(long, conflicts_with_all = ["apply", "allow_destructive"])]
+    history: bool,
+}
+
+pub fn run(args: MigrateArgs) -> ExitCode {
+    match load_settings(args.store) {
+        Ok(settings) if args.history => history(&settings),
+        Ok(settings) => migrate(
+            &settings,
+            MigrationPolicy {
+                apply: args.apply,
+                allow_destructive: args.allow_destructive,
+                deliberate: true,
+            },
+        ),
+        Err(code) => code,
+    }
+}
 
 /// Plans and, with `policy.apply`, applies the migration.
-pub fn migrate(settings: &Settings, policy: MigrationPolicy) -> ExitCode {
-    let catalog = match dataforge_schema_toml::load_catalog(&settings.server.schemas) {
+fn migrate(settings: &Settings, policy: MigrationPolicy) -> ExitCode {
+    let catalog = match load_catalog(&settings.server.schemas) {
         Ok(catalog) => catalog,
-        Err(problems) => {
-            print_problems(&problems);
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let store = match DuckDbStore::open(&settings.database) {
         Ok(store) => store,
@@ -50,7 +79,7 @@ pub fn migrate(settings: &Settings, policy: MigrationPolicy) -> ExitCode {
 }
 
 /// Prints every schema version applied, oldest first.
-pub fn history(settings: &Settings) -> ExitCode {
+fn history(settings: &Settings) -> ExitCode {
     let store = match DuckDbStore::open(&settings.database) {
         Ok(store) => store,
         Err(e) => return fail(&e.to_string()),

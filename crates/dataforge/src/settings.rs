@@ -1,7 +1,7 @@
 //! Configuration: defaults, then `dataforge.toml`, then `DATAFORGE_*` environment variables (which
 //! win), then command-line flags. Every setting has one home here.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use dataforge_domain::query::QueryLimits;
@@ -129,9 +129,30 @@ pub enum SettingsError {
     #[error("configuration file {0} does not exist")]
     MissingFile(String),
     #[error("invalid configuration: {0}")]
-    Invalid(Box<figment::Error>),
+    Invalid(String),
     #[error("invalid configuration: {0}")]
     Rule(String),
+}
+
+/// Figment's errors, those from the environment naming the variable as the user wrote it (figment
+/// names `database.memory_limt`, which is nowhere in the user's files).
+fn describe(errors: figment::Error) -> String {
+    let described: Vec<String> = errors
+        .into_iter()
+        .map(|e| {
+            let from_environment = e
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.name.contains("environment"));
+            if from_environment && !e.path.is_empty() {
+                let variable = format!("DATAFORGE_{}", e.path.join("__").to_uppercase());
+                format!("environment variable {variable}: {}", e.kind)
+            } else {
+                e.to_string()
+            }
+        })
+        .collect();
+    described.join("; ")
 }
 
 impl Settings {
@@ -163,7 +184,7 @@ impl Settings {
                     .split("__"),
             )
             .extract()
-            .map_err(|e| SettingsError::Invalid(Box::new(e)))?;
+            .map_err(|e| SettingsError::Invalid(describe(e)))?;
         settings.check()?;
         Ok(settings)
     }
@@ -177,16 +198,31 @@ impl Settings {
             )));
         }
         self.listen_address()?;
+        self.database.check().map_err(SettingsError::Rule)?;
         Ok(())
     }
 
+    /// The address to listen on: an IP address or a host name (`localhost:8000`, the first
+    /// address it resolves to), with a port.
     pub fn listen_address(&self) -> Result<SocketAddr, SettingsError> {
-        self.server.listen.parse().map_err(|_| {
+        let listen = self.server.listen.trim();
+        let invalid = |why: String| {
             SettingsError::Rule(format!(
-                "server.listen `{}` is not an address like 127.0.0.1:8000",
-                self.server.listen
+                "server.listen `{listen}` {why}: write HOST:PORT, e.g. 127.0.0.1:8000, localhost:8000 or 0.0.0.0:8000"
             ))
-        })
+        };
+        if let Ok(address) = listen.parse() {
+            return Ok(address);
+        }
+        if !listen.contains(':') {
+            return Err(invalid("has no port".into()));
+        }
+        let mut resolved = listen
+            .to_socket_addrs()
+            .map_err(|e| invalid(format!("is not an address ({e})")))?;
+        resolved
+            .next()
+            .ok_or_else(|| invalid("resolves to no address".into()))
     }
 
     /// The host names requests may name, or `None` for any (see

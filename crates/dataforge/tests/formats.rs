@@ -28,6 +28,7 @@ fn generate_all(dir: &Path) -> Vec<(PathBuf, &'static str)> {
             let (code, _, stderr) = support::run(
                 &[
                     "generate",
+                    "--dataset",
                     "well_production",
                     "--rows",
                     &ROWS.to_string(),

@@ -184,6 +184,7 @@ fn compressed_bodies_are_decoded_in_every_format() {
             let (code, _, stderr) = run(
                 &[
                     "generate",
+                    "--dataset",
                     "well_production",
                     "--rows",
                     "100",

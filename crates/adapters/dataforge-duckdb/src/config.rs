@@ -100,6 +100,23 @@ impl DuckDbConfig {
         }
     }
 
+    /// The settings DuckDB would refuse only once the database is opened, checked with a message
+    /// naming the setting and an example.
+    pub fn check(&self) -> Result<(), String> {
+        let limit = self.memory_limit.trim();
+        let share = limit
+            .strip_suffix('%')
+            .and_then(|p| p.trim().parse::<f64>().ok())
+            .is_some_and(|p| p > 0.0 && p <= 100.0);
+        if !share && parse_bytes(limit).is_none_or(|bytes| bytes == 0) {
+            return Err(format!(
+                "database.memory_limit `{}` is not a size: write it like \"2GiB\", \"512MB\" or \"80%\" (of the machine's memory)",
+                self.memory_limit
+            ));
+        }
+        Ok(())
+    }
+
     /// The thread count actually used.
     pub fn effective_threads(&self) -> u32 {
         if self.threads > 0 {
@@ -148,6 +165,24 @@ fn parse_bytes(setting: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_memory_limit_is_a_size_or_a_share() {
+        let config = |memory_limit: &str| DuckDbConfig {
+            memory_limit: memory_limit.into(),
+            ..DuckDbConfig::default()
+        };
+        for good in ["256MiB", "2GB", "512 KB", "80%", "1.5GiB"] {
+            assert_eq!(config(good).check(), Ok(()), "{good}");
+        }
+        for bad in ["lots", "", "0", "12 parsecs", "150%"] {
+            let message = config(bad).check().unwrap_err();
+            assert!(
+                message.contains("database.memory_limit") && message.contains("2GiB"),
+                "{message}"
+            );
+        }
+    }
 
     #[test]
     fn sorting_reads_follow_the_memory_limit_and_threads() {
