@@ -192,6 +192,15 @@ pub enum IdentifierError {
 
 /// Checks a dataset or field name: lowercase snake_case, at most 63 characters, not an SQL keyword.
 pub fn check_identifier(name: &str) -> Result<(), IdentifierError> {
+    check_shape(name)?;
+    if SQL_KEYWORDS.binary_search(&name).is_ok() {
+        return Err(IdentifierError::Keyword(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// Lowercase snake_case of at most 63 characters.
+fn check_shape(name: &str) -> Result<(), IdentifierError> {
     if name.is_empty() {
         return Err(IdentifierError::Empty);
     }
@@ -204,15 +213,13 @@ pub fn check_identifier(name: &str) -> Result<(), IdentifierError> {
     if !starts_with_letter || !rest_ok {
         return Err(IdentifierError::NotSnakeCase(name.to_owned()));
     }
-    if SQL_KEYWORDS.binary_search(&name).is_ok() {
-        return Err(IdentifierError::Keyword(name.to_owned()));
-    }
     Ok(())
 }
 
-/// Checks a field name: an identifier that is also not one of the API's query parameters.
+/// Checks a field name: snake_case and not one of the API's query parameters. SQL keywords are
+/// fine (`time`, `user`, `end`: real files have them), since every column name is quoted in SQL.
 pub fn check_field_name(name: &str) -> Result<(), IdentifierError> {
-    check_identifier(name)?;
+    check_shape(name)?;
     if RESERVED_PARAMETERS.contains(&name) {
         return Err(IdentifierError::Reserved(name.to_owned()));
     }
@@ -255,5 +262,16 @@ mod tests {
             check_field_name("format"),
             Err(IdentifierError::Reserved("format".into()))
         );
+        assert!(matches!(
+            check_field_name("Time"),
+            Err(IdentifierError::NotSnakeCase(_))
+        ));
+    }
+
+    #[test]
+    fn field_names_may_be_sql_keywords() {
+        for name in ["time", "timestamp", "user", "from", "to", "end", "position"] {
+            assert_eq!(check_field_name(name), Ok(()), "{name}");
+        }
     }
 }

@@ -51,6 +51,19 @@ impl FieldType {
         }
     }
 
+    /// A value of this type as a schema file writes it, for hints.
+    pub fn example(self) -> &'static str {
+        match self {
+            FieldType::String => "\"North A\"",
+            FieldType::Integer => "42",
+            FieldType::Float => "1.5",
+            FieldType::Boolean => "true",
+            FieldType::Date => "\"2024-01-31\"",
+            FieldType::Timestamp => "\"2024-01-31T12:00:00Z\"",
+            FieldType::Json => "{ a = 1 }",
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<FieldType> {
         FieldType::ALL.into_iter().find(|t| t.name() == name)
     }

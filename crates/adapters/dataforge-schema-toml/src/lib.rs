@@ -251,7 +251,7 @@ impl FileReader<'_> {
                     draft.field_type = self.string(value, "type").map(|s| Located::new(s, line))
                 }
                 "required" => match value.get_ref() {
-                    DeValue::Boolean(b) => draft.required = *b,
+                    DeValue::Boolean(b) => draft.required = Some(Located::new(*b, line)),
                     _ => self.report(
                         value.span(),
                         "`required` must be true or false".into(),
@@ -533,6 +533,8 @@ pattern = "(unclosed"
             "bad.toml:18: field `measured` has unknown type `datetime`",
             "bad.toml:9: field `id`: `min` (5) is greater than `max` (1)",
             "bad.toml:23: field `code`: invalid regex `(unclosed`",
+            // reported in the same run, although other problems would stop the dataset first
+            "bad.toml:3: primary key field `ghost` is not a field of bad",
         ];
         for e in expect {
             assert!(

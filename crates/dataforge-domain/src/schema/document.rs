@@ -73,7 +73,7 @@ pub fn from_document(document: &Json) -> Result<DatasetSchema, String> {
             line: None,
             name: text(f.get("name")).map(at),
             field_type: text(f.get("type")).map(at),
-            required: f["required"].as_bool().unwrap_or(false),
+            required: f["required"].as_bool().map(|r| Located::new(r, None)),
             default: located(f.get("default")),
             description: text(f.get("description")),
             min: located(f.get("min")),

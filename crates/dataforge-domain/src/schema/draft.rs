@@ -35,7 +35,8 @@ pub struct FieldDraft {
     pub line: Option<usize>,
     pub name: Option<Located<String>>,
     pub field_type: Option<Located<String>>,
-    pub required: bool,
+    /// Whether the field must have a value; `None` when the declaration does not say.
+    pub required: Option<Located<bool>>,
     pub default: Option<Located<serde_json::Value>>,
     pub description: Option<String>,
     pub min: Option<Located<serde_json::Value>>,

@@ -431,11 +431,11 @@ mod tests {
     #[test]
     fn required_fields_and_tighter_rules_are_checked() {
         let mut fields = base();
-        fields[1].required = true;
+        fields[1].required = Some(Located::new(true, None));
         fields[1].max_length = Some(Located::new(5, None));
         fields[2].min = Some(Located::new(json!(0), None));
         let mut required = field("r", "integer");
-        required.required = true;
+        required.required = Some(Located::new(true, None));
         fields.insert(1, required);
         let plan = plan(&schema(base(), &["id"]), &schema(fields, &["id"]));
         assert!(risks(&plan).iter().all(|r| *r == Risk::Checked), "{plan:?}");
