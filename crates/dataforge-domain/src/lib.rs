@@ -9,6 +9,7 @@ pub mod ports;
 pub mod query;
 pub mod records;
 pub mod schema;
+pub mod timestamps;
 pub mod validate;
 pub mod value;
 pub mod write;

@@ -106,6 +106,7 @@ const DATASET_KEYS: &[&str] = &[
     "primary_key",
     "indexes",
     "cluster_by",
+    "timezone",
     "fields",
 ];
 const FIELD_KEYS: &[&str] = &[
@@ -120,6 +121,8 @@ const FIELD_KEYS: &[&str] = &[
     "pattern",
     "max_length",
     "renamed_from",
+    "timezone",
+    "epoch",
 ];
 
 /// Walks one file's TOML tree into drafts, recording what does not fit.
@@ -195,12 +198,18 @@ impl FileReader<'_> {
             primary_key: None,
             indexes: Vec::new(),
             cluster_by: None,
+            timezone: None,
         };
         for (key, value) in table {
             let line = self.line(value.span());
             match key.get_ref().as_ref() {
                 "name" => draft.name = self.string(value, "name").map(|s| Located::new(s, line)),
                 "description" => draft.description = self.string(value, "description"),
+                "timezone" => {
+                    draft.timezone = self
+                        .string(value, "timezone")
+                        .map(|s| Located::new(s, line))
+                }
                 "primary_key" => {
                     draft.primary_key = self
                         .strings(value, "primary_key")
@@ -282,6 +291,12 @@ impl FileReader<'_> {
                 "pattern" => {
                     draft.pattern = self.string(value, "pattern").map(|s| Located::new(s, line))
                 }
+                "timezone" => {
+                    draft.timezone = self
+                        .string(value, "timezone")
+                        .map(|s| Located::new(s, line))
+                }
+                "epoch" => draft.epoch = self.string(value, "epoch").map(|s| Located::new(s, line)),
                 "renamed_from" => {
                     draft.renamed_from = self
                         .string(value, "renamed_from")

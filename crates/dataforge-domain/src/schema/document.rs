@@ -46,6 +46,11 @@ fn field_document(field: &FieldSchema) -> Json {
         ),
         ("pattern", rules.pattern.as_ref().map(|p| json!(p.source))),
         ("max_length", rules.max_length.map(|n| json!(n))),
+        (
+            "timezone",
+            field.timestamps.timezone.map(|z| json!(z.name())),
+        ),
+        ("epoch", field.timestamps.epoch.map(|e| json!(e.name()))),
     ];
     for (key, value) in optional {
         if let Some(value) = value {
@@ -82,6 +87,8 @@ pub fn from_document(document: &Json) -> Result<DatasetSchema, String> {
             pattern: text(f.get("pattern")).map(at),
             max_length: f["max_length"].as_i64().map(at),
             renamed_from: None,
+            timezone: text(f.get("timezone")).map(at),
+            epoch: text(f.get("epoch")).map(at),
         })
         .collect();
     let cluster_by = names(document.get("cluster_by"));
@@ -97,6 +104,7 @@ pub fn from_document(document: &Json) -> Result<DatasetSchema, String> {
             .map(|all| all.iter().map(|i| at(names(Some(i)))).collect())
             .unwrap_or_default(),
         cluster_by: (!cluster_by.is_empty()).then(|| at(cluster_by)),
+        timezone: None,
     };
     let catalog = build_catalog(std::slice::from_ref(&draft)).map_err(|problems| {
         problems

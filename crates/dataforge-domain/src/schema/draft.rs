@@ -27,6 +27,8 @@ pub struct DatasetDraft {
     pub primary_key: Option<Located<Vec<String>>>,
     pub indexes: Vec<Located<Vec<String>>>,
     pub cluster_by: Option<Located<Vec<String>>>,
+    /// The time zone local times are read in, for every timestamp field that names none.
+    pub timezone: Option<Located<String>>,
 }
 
 /// One field as declared. Bounds and defaults are JSON values, read against the type later.
@@ -46,4 +48,8 @@ pub struct FieldDraft {
     pub max_length: Option<Located<i64>>,
     /// The field's name in the stored schema, when it is renamed: its data is kept.
     pub renamed_from: Option<Located<String>>,
+    /// Timestamp fields: the IANA zone local times (no offset) are read in.
+    pub timezone: Option<Located<String>>,
+    /// Timestamp fields: numbers are seconds (`s`) or milliseconds (`ms`) since 1970.
+    pub epoch: Option<Located<String>>,
 }

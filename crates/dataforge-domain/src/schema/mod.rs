@@ -6,6 +6,7 @@ mod document;
 mod draft;
 pub mod evolve;
 
+use crate::timestamps::TimestampInput;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -48,6 +49,8 @@ pub struct FieldSchema {
     /// The name this field had in the stored schema: a migration renames the column, keeping its
     /// data. Not part of the schema's shape (nothing stores it).
     pub renamed_from: Option<String>,
+    /// How a timestamp field reads local times and numbers (default for other types).
+    pub timestamps: TimestampInput,
 }
 
 /// Rules a non-null value must follow.

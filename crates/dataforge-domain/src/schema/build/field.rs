@@ -6,10 +6,16 @@ use regex::Regex;
 use super::{Problems, name_hint};
 use crate::identifier::check_field_name;
 use crate::schema::{Constraints, FieldDraft, FieldSchema, Located, Pattern};
+use crate::timestamps::{Epoch, TimestampInput, zone_named};
 use crate::validate::check_value;
 use crate::value::{FieldType, Value};
 
-pub(super) fn build_field(draft: &FieldDraft, problems: &mut Problems<'_>) -> Option<FieldSchema> {
+/// `zone`: the dataset's `timezone`, for a timestamp field that names none.
+pub(super) fn build_field(
+    draft: &FieldDraft,
+    zone: Option<&Located<String>>,
+    problems: &mut Problems<'_>,
+) -> Option<FieldSchema> {
     let before = problems.found.len();
     let name = field_name(draft, problems);
     let label = name
@@ -33,6 +39,15 @@ pub(super) fn build_field(draft: &FieldDraft, problems: &mut Problems<'_>) -> Op
         },
     );
     let renamed_from = renamed_from(draft, name.as_deref(), &label, problems);
+    let timestamps = timestamps(
+        draft,
+        zone,
+        Rule {
+            label: &label,
+            ty,
+            problems,
+        },
+    );
     if problems.found.len() > before {
         return None;
     }
@@ -44,7 +59,53 @@ pub(super) fn build_field(draft: &FieldDraft, problems: &mut Problems<'_>) -> Op
         description: draft.description.clone().unwrap_or_default(),
         constraints,
         renamed_from,
+        timestamps,
     })
+}
+
+/// `timezone` and `epoch`: timestamp fields only; the field's own zone wins over the dataset's.
+fn timestamps(
+    draft: &FieldDraft,
+    dataset_zone: Option<&Located<String>>,
+    rule: Rule<'_, '_, '_>,
+) -> TimestampInput {
+    let (label, ty) = (rule.label, rule.ty);
+    let mut input = TimestampInput::default();
+    for (key, given) in [("timezone", &draft.timezone), ("epoch", &draft.epoch)] {
+        if let Some(Located { line, .. }) = given
+            && ty != FieldType::Timestamp
+        {
+            rule.problems.add(
+                *line,
+                format!("{label}: `{key}` does not apply to type {ty}"),
+                Some(format!("`{key}` tells how to read timestamp fields")),
+            );
+        }
+    }
+    if ty != FieldType::Timestamp {
+        return input;
+    }
+    if let Some(Located { value, line }) = draft.timezone.as_ref().or(dataset_zone) {
+        input.timezone = zone_named(value);
+        if input.timezone.is_none() {
+            rule.problems.add(
+                *line,
+                format!("{label}: unknown time zone `{value}`"),
+                Some("use \"UTC\" or an IANA zone name, e.g. \"America/Sao_Paulo\"".into()),
+            );
+        }
+    }
+    if let Some(Located { value, line }) = &draft.epoch {
+        input.epoch = Epoch::from_name(value);
+        if input.epoch.is_none() {
+            rule.problems.add(
+                *line,
+                format!("{label}: unknown `epoch` unit `{value}`"),
+                Some("`epoch = \"s\"` (seconds) or `epoch = \"ms\"` (milliseconds)".into()),
+            );
+        }
+    }
+    input
 }
 
 /// What every rule of a typed field reports against.

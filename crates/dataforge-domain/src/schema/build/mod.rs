@@ -211,7 +211,7 @@ fn declare_fields<'a>(
     };
     let mut first_line: BTreeMap<&str, Option<usize>> = BTreeMap::new();
     for field in &draft.fields {
-        let built = field::build_field(field, problems);
+        let built = field::build_field(field, draft.timezone.as_ref(), problems);
         let name = match &field.name {
             Some(Located { value, line }) => match first_line.get(value.as_str()) {
                 Some(first) => {
@@ -436,6 +436,48 @@ mod tests {
                 "field `n` has unknown type `number`",
                 "index field `field_code` is not a field of w",
                 "cluster_by field `nope` is not a field of w",
+            ]
+        );
+    }
+
+    #[test]
+    fn timestamp_reading_options() {
+        let mut at = field("at", "timestamp");
+        at.epoch = located("ms".to_string());
+        let mut local = field("local", "timestamp");
+        local.timezone = located("Europe/Berlin".to_string());
+        let mut draft = dataset("w", vec![field("id", "integer"), at, local], &["id"]);
+        draft.timezone = located("UTC".to_string());
+        let catalog = build_catalog(std::slice::from_ref(&draft)).unwrap();
+        let fields = &catalog.get("w").unwrap().fields;
+        assert_eq!(fields[1].timestamps.timezone.map(|z| z.name()), Some("UTC"));
+        assert_eq!(fields[1].timestamps.epoch.map(|e| e.name()), Some("ms"));
+        assert_eq!(
+            fields[2].timestamps.timezone.map(|z| z.name()),
+            Some("Europe/Berlin")
+        );
+        assert!(
+            fields[0].timestamps.is_default(),
+            "only timestamp fields take the dataset's zone"
+        );
+
+        let mut count = field("n", "integer");
+        count.epoch = located("s".to_string());
+        let mut zone = field("t", "timestamp");
+        zone.timezone = located("Mars/Base".to_string());
+        let mut unit = field("u", "timestamp");
+        unit.epoch = located("us".to_string());
+        let found = problems(&[dataset(
+            "w",
+            vec![field("id", "integer"), count, zone, unit],
+            &["id"],
+        )]);
+        assert_eq!(
+            found,
+            vec![
+                "field `n`: `epoch` does not apply to type integer",
+                "field `t`: unknown time zone `Mars/Base`",
+                "field `u`: unknown `epoch` unit `us`",
             ]
         );
     }
