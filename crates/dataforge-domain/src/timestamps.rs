@@ -68,7 +68,7 @@ impl TimestampInput {
         if let Some(epoch) = self.epoch
             && let Ok(n) = text.trim().parse::<i64>()
         {
-            return self.from_epoch(epoch, n);
+            return self.epoch_micros(epoch, n);
         }
         let local = LOCAL_LAYOUTS
             .iter()
@@ -100,7 +100,7 @@ impl TimestampInput {
             ));
         };
         match number.as_i64() {
-            Some(n) => self.from_epoch(epoch, n),
+            Some(n) => self.epoch_micros(epoch, n),
             None => Err(ValueError::new(
                 "type",
                 format!(
@@ -111,7 +111,7 @@ impl TimestampInput {
         }
     }
 
-    fn from_epoch(&self, epoch: Epoch, n: i64) -> Result<i64, ValueError> {
+    fn epoch_micros(&self, epoch: Epoch, n: i64) -> Result<i64, ValueError> {
         n.checked_mul(epoch.micros_per_unit())
             .filter(|micros| DateTime::from_timestamp_micros(*micros).is_some())
             .ok_or_else(|| {
