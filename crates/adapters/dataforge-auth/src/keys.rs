@@ -233,18 +233,29 @@ impl KeyRing {
 
     pub(crate) fn access(&self, secret: &str) -> Result<Arc<Access>, AuthError> {
         self.follow_file();
-        let loaded = self.loaded.read().unwrap_or_else(|p| p.into_inner());
-        let key = loaded.by_hash.get(&hex_sha256(secret)).ok_or_else(|| {
+        let hash = hex_sha256(secret);
+        let found = match self.lookup(&hash) {
+            // a key created a moment ago works at once: a changed file is read on a miss
+            None if self.reload().is_ok() => self.lookup(&hash),
+            found => found,
+        };
+        let (access, expires) = found.ok_or_else(|| {
             AuthError::Invalid("the API key is not known (revoked, or mistyped)".into())
         })?;
-        match key.expires {
+        match expires {
             Some(expires) if expires <= now() => Err(AuthError::Invalid(format!(
                 "the API key `{}` expired at {}",
-                key.access.name,
+                access.name,
                 expires.to_rfc3339()
             ))),
-            _ => Ok(Arc::clone(&key.access)),
+            _ => Ok(access),
         }
+    }
+
+    fn lookup(&self, hash: &str) -> Option<(Arc<Access>, Option<DateTime<Utc>>)> {
+        let loaded = self.loaded.read().unwrap_or_else(|p| p.into_inner());
+        let key = loaded.by_hash.get(hash)?;
+        Some((Arc::clone(&key.access), key.expires))
     }
 
     /// Re-reads the file if it changed, at most once per [`RECHECK`].
@@ -358,5 +369,15 @@ mod tests {
         assert!(matches!(file.revoke("live"), Err(KeyFileError::Unknown(_))));
         ring.reload().unwrap();
         assert!(ring.access(&live).is_err());
+    }
+
+    #[test]
+    fn a_key_created_while_serving_works_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = KeyFile::new(dir.path().join("keys.json"));
+        file.create("first", &["*:read".into()], None).unwrap();
+        let ring = KeyRing::open(file.path()).unwrap();
+        let fresh = file.create("fresh", &["*:read".into()], None).unwrap();
+        assert_eq!(ring.access(&fresh).unwrap().name, "fresh");
     }
 }
