@@ -223,6 +223,18 @@ pub struct ConflictingKey {
     pub reason: ConflictReason,
 }
 
+impl ConflictingKey {
+    /// `{"key": {field: value, ...}, "reason": "exists" | "repeated"}`, as clients are shown it.
+    pub fn to_json(&self, dataset: &crate::schema::DatasetSchema) -> serde_json::Value {
+        let key: serde_json::Map<String, serde_json::Value> = dataset
+            .key_fields()
+            .zip(&self.key)
+            .map(|(field, value)| (field.name.clone(), value.to_json()))
+            .collect();
+        serde_json::json!({ "key": key, "reason": self.reason })
+    }
+}
+
 /// A merged record inserted under a new key without a value for a required field.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncompleteRecord {

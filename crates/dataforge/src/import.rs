@@ -1,23 +1,24 @@
-//! `dataforge import`: loads files through the same use case and write pipeline as HTTP, with a
-//! progress bar and a summary. Each file is one all-or-nothing write.
+//! `dataforge import`: loads files, each as one all-or-nothing write, with a progress bar and a
+//! summary. Into the embedded database through the same use case and write pipeline as HTTP
+//! ([`embedded`]), or through a running server's API with `--url` ([`remote`]), so loading does
+//! not need the server stopped.
+
+mod embedded;
+mod remote;
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use std::process::ExitCode;
-
 use clap::Args;
-use dataforge_app::{App, AppError};
 use dataforge_domain::records::BodyFormat;
-use dataforge_domain::write::{WriteOptions, parse_write_params};
+use dataforge_domain::write::parse_write_params;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::FormatArg;
-use crate::wire::{StoreArgs, close, fail, load_settings, runtime, wire};
+use crate::wire::{StoreArgs, fail, load_settings};
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -36,52 +37,62 @@ pub struct ImportArgs {
     /// What to do with invalid records: reject (the whole file) or skip (them).
     #[arg(long, default_value = "reject")]
     on_error: String,
+    /// Send the files to a running server (e.g. http://127.0.0.1:8000) instead of opening the
+    /// database; the server may keep serving meanwhile.
+    #[arg(long)]
+    url: Option<String>,
+    /// With --url: the API key or JWT, when the server requires one.
+    #[arg(long, env = "DATAFORGE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(flatten)]
     store: StoreArgs,
 }
 
 pub fn run(args: ImportArgs) -> ExitCode {
-    let settings = match load_settings(args.store) {
-        Ok(settings) => settings,
-        Err(code) => return code,
-    };
     let params = [
-        ("on_conflict".to_owned(), args.on_conflict),
-        ("on_error".to_owned(), args.on_error),
+        ("on_conflict".to_owned(), args.on_conflict.clone()),
+        ("on_error".to_owned(), args.on_error.clone()),
     ];
     let options = match parse_write_params(&params) {
         Ok(options) => options,
         Err(e) => {
-            return fail(&format!(
-                "--{}: {}",
-                e.parameter.replace('_', "-"),
-                e.message
-            ));
+            let flag = e.parameter.replace('_', "-");
+            return fail(&format!("--{flag}: {}", e.message));
         }
     };
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    let (dataset, files, format) = (args.dataset, args.files, args.format.map(Into::into));
-    runtime.block_on(async {
-        let (app, store, _) = match wire(&settings).await {
-            Ok(wired) => wired,
+    let ok = match &args.url {
+        Some(url) => remote::import(url, args.token.as_deref(), &args),
+        None => match load_settings(args.store) {
+            Ok(settings) => {
+                embedded::import(&settings, &args.dataset, &args.files, args.format, options)
+            }
             Err(code) => return code,
-        };
-        if let Err(e) = app.dataset(&dataset) {
-            close(store).await;
-            return fail(&e.to_string());
-        }
-        let ok = import(&app, &dataset, &files, format, options).await;
-        drop(app);
-        close(store).await;
-        if ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }
-    })
+        },
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The files with their formats, each one that has none reported.
+fn with_formats(files: &[PathBuf], format: Option<FormatArg>) -> Vec<Option<(&Path, BodyFormat)>> {
+    files
+        .iter()
+        .map(
+            |path| match format.map(Into::into).or_else(|| format_of(path)) {
+                Some(format) => Some((path.as_path(), format)),
+                None => {
+                    eprintln!(
+                        "error: {}: cannot tell the format from the extension; pass --format",
+                        path.display()
+                    );
+                    None
+                }
+            },
+        )
+        .collect()
 }
 
 /// The format a file's extension names.
@@ -97,8 +108,9 @@ pub fn format_of(path: &Path) -> Option<BodyFormat> {
     })
 }
 
-/// A file read that advances a progress bar by the bytes read.
-struct Tracked {
+/// A file read that advances a progress bar by the bytes read, and says "committing" once the
+/// last byte is read (the write is then validated and stored, which takes a while for a big file).
+pub struct Tracked {
     file: File,
     bar: ProgressBar,
 }
@@ -107,136 +119,70 @@ impl Read for Tracked {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.file.read(buf)?;
         self.bar.inc(n as u64);
+        if n == 0 && !buf.is_empty() {
+            self.bar.set_prefix("committing");
+        }
         Ok(n)
     }
 }
 
-/// Imports every file in turn; returns whether all succeeded.
-pub async fn import(
-    app: &App,
-    dataset: &str,
-    files: &[PathBuf],
-    format: Option<BodyFormat>,
-    options: WriteOptions,
-) -> bool {
-    let mut all_ok = true;
-    for path in files {
-        let Some(format) = format.or_else(|| format_of(path)) else {
-            eprintln!(
-                "error: {}: cannot tell the format from the extension; pass --format",
-                path.display()
-            );
-            all_ok = false;
-            continue;
-        };
-        match import_file(app, dataset, path, format, options).await {
-            Ok(()) => {}
-            Err(message) => {
-                eprintln!("error: {}: {message}", path.display());
-                all_ok = false;
-            }
-        }
-    }
-    all_ok
-}
-
-async fn import_file(
-    app: &App,
-    dataset: &str,
-    path: &Path,
-    format: BodyFormat,
-    options: WriteOptions,
-) -> Result<(), String> {
+/// The file opened behind a progress bar (on stderr, hidden when it is not a terminal).
+pub fn open_tracked(path: &Path) -> Result<(Tracked, ProgressBar), String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = ProgressBar::new(size);
     bar.set_style(
         ProgressStyle::with_template(
-            "{msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ETA {eta}",
+            "{prefix:>10} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let seen = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let ticker = {
-        let (bar, seen) = (bar.clone(), Arc::clone(&seen));
-        tokio::spawn(async move {
-            loop {
-                let rows = seen.load(Ordering::Relaxed);
-                let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                bar.set_message(format!("{rows} rows, {rate:.0} rows/s"));
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
+    bar.set_prefix("reading");
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let tracked = Tracked {
+        file,
+        bar: bar.clone(),
     };
-    let body = BufReader::with_capacity(
-        1 << 20,
-        Tracked {
-            file,
-            bar: bar.clone(),
-        },
-    );
-    let result = app
-        .ingest_counted(dataset, format, body, options, Arc::clone(&seen))
-        .await;
-    ticker.abort();
-    bar.finish_and_clear();
-    let elapsed = started.elapsed().as_secs_f64();
-    let summary = result.map_err(|e| describe(&e))?;
-    let rows = seen.load(Ordering::Relaxed);
-    let o = summary.outcome;
-    println!(
-        "{}: {rows} rows read in {elapsed:.1} s ({:.0} rows/s): inserted {}, updated {}, skipped {}, rejected {}",
-        path.display(),
-        rows as f64 / elapsed.max(1e-3),
-        o.inserted,
-        o.updated,
-        o.skipped,
-        summary.rejected
-    );
-    for v in &summary.violations {
-        println!(
-            "  row {}, {}: {} ({})",
-            v.row,
-            v.field.as_deref().unwrap_or("record"),
-            v.message,
-            v.code
-        );
-    }
-    Ok(())
+    Ok((tracked, bar))
 }
 
-/// An error as text, with every listed violation or conflicting key on its own line.
-fn describe(error: &AppError) -> String {
-    let mut text = error.to_string();
-    match error {
-        AppError::Invalid { violations, total } => {
-            for v in violations {
-                text.push_str(&format!(
-                    "\n  row {}, {}: {} ({})",
-                    v.row,
-                    v.field.as_deref().unwrap_or("record"),
-                    v.message,
-                    v.code
-                ));
-            }
-            if *total > violations.len() as u64 {
-                text.push_str(&format!(
-                    "\n  ... and {} more",
-                    *total - violations.len() as u64
-                ));
-            }
-        }
-        AppError::Conflict { keys, total } => {
-            for key in keys {
-                let values: Vec<String> = key.key.iter().map(ToString::to_string).collect();
-                text.push_str(&format!("\n  key {} ({:?})", values.join("/"), key.reason));
-            }
-            if *total > keys.len() as u64 {
-                text.push_str(&format!("\n  ... and {} more", *total - keys.len() as u64));
-            }
-        }
-        _ => {}
+/// What one file's write did, as printed after it.
+pub struct Summary {
+    pub rows: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+    /// One line per listed violation: row, field, message, code.
+    pub violations: Vec<String>,
+}
+
+pub fn print_summary(path: &Path, started: Instant, summary: &Summary) {
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "{}: {} rows in {elapsed:.1} s ({:.0} rows/s): inserted {}, updated {}, skipped {}, rejected {}",
+        path.display(),
+        summary.rows,
+        summary.rows as f64 / elapsed.max(1e-3),
+        summary.inserted,
+        summary.updated,
+        summary.skipped,
+        summary.rejected
+    );
+    for line in &summary.violations {
+        println!("  {line}");
     }
-    text
+}
+
+/// A violation as one line.
+pub fn violation_line(row: u64, field: Option<&str>, message: &str, code: &str) -> String {
+    format!(
+        "row {row}, {}: {message} ({code})",
+        field.unwrap_or("record")
+    )
+}
+
+/// A conflicting key as one line: the key as a JSON object, and why.
+pub fn conflict_line(key: &serde_json::Value, reason: &str) -> String {
+    format!("key {key} ({reason})")
 }

@@ -90,9 +90,14 @@ fn main() -> ExitCode {
         .lossy(false)
         .finish(std::io::BufWriter::new(std::io::stderr()));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            // a server logs each request; a command keeps its terminal for its progress bar and
+            // summary, and says only what went wrong
+            EnvFilter::new(match cli.command {
+                Command::Serve(_) => "info",
+                _ => "warn",
+            })
+        }))
         .with_writer(log_writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();

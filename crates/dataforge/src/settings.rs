@@ -121,6 +121,9 @@ impl Default for QuerySettings {
     }
 }
 
+/// Variables a command reads as a flag's value (not settings).
+const COMMAND_VARIABLES: &[&str] = &["DATAFORGE_TOKEN"];
+
 /// The default configuration file, read when present.
 pub const DEFAULT_CONFIG_FILE: &str = "dataforge.toml";
 
@@ -173,7 +176,10 @@ impl Settings {
         // variables (a tool's own, say) are not settings
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy();
-            if name.starts_with("DATAFORGE_") && !name.contains("__") {
+            if name.starts_with("DATAFORGE_")
+                && !name.contains("__")
+                && !COMMAND_VARIABLES.contains(&name.as_ref())
+            {
                 tracing::warn!(variable = %name, "not a setting (settings are DATAFORGE_SECTION__KEY, e.g. DATAFORGE_DATABASE__PATH); ignored");
             }
         }

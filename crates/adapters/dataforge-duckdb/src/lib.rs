@@ -64,6 +64,12 @@ pub enum OpenError {
     },
     #[error("cannot open database {path}: {message}")]
     Open { path: String, message: String },
+    /// Another process holds the file: one process at a time opens an embedded database.
+    #[error(
+        "the database {path} is in use by another process ({holder}), likely a running `dataforge serve`: \
+         stop it first, or send files through it with `dataforge import --url http://HOST:PORT`"
+    )]
+    Locked { path: String, holder: String },
     #[error(
         "the database file {path} is cut short ({actual} bytes, its blocks need {expected}): it was \
          damaged, or copied incompletely. Restore it from a backup (or a complete copy) and start \
@@ -167,11 +173,16 @@ impl DuckDbStore {
                 "checkpoint_threshold",
                 config.checkpoint_threshold.clone(),
             ))?;
-        let conn =
-            Connection::open_with_flags(&config.path, settings).map_err(|e| OpenError::Open {
-                path: config.path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        let conn = Connection::open_with_flags(&config.path, settings).map_err(|e| {
+            let (path, message) = (config.path.display().to_string(), e.to_string());
+            match message.split("Conflicting lock is held in ").nth(1) {
+                Some(holder) => OpenError::Locked {
+                    path,
+                    holder: holder.split(". See").next().unwrap_or(holder).to_owned(),
+                },
+                None => OpenError::Open { path, message },
+            }
+        })?;
         truncated::check_length(&conn, &config.path)?;
         let readers = Arc::new(ReadPool::new(
             &conn,

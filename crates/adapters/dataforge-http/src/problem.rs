@@ -5,7 +5,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dataforge_app::AppError;
 use dataforge_domain::access::Denied;
-use dataforge_domain::ports::ConflictingKey;
 use serde_json::{Map, Value as Json, json};
 
 /// An error answer: `application/problem+json` with a precise `detail` and optional extensions.
@@ -79,14 +78,6 @@ impl IntoResponse for Problem {
     }
 }
 
-fn key_object(dataset: &dataforge_domain::schema::DatasetSchema, key: &ConflictingKey) -> Json {
-    let mut object = Map::new();
-    for (field, value) in dataset.key_fields().zip(&key.key) {
-        object.insert(field.name.clone(), value.to_json());
-    }
-    json!({ "key": object, "reason": key.reason })
-}
-
 /// Maps an application error to its problem answer. `dataset` names key fields in conflicts.
 pub fn from_app_error(
     error: AppError,
@@ -124,7 +115,7 @@ pub fn from_app_error(
         .with("total_errors", json!(total)),
         AppError::Conflict { keys, total } => {
             let listed: Vec<Json> = match dataset {
-                Some(schema) => keys.iter().map(|k| key_object(schema, k)).collect(),
+                Some(schema) => keys.iter().map(|k| k.to_json(schema)).collect(),
                 None => Vec::new(),
             };
             Problem::new(

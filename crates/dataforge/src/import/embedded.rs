@@ -1,0 +1,126 @@
+//! Import into the embedded database: the files go through the same use case and write pipeline
+//! as an HTTP write (the database must not be held by a running server: `--url` for that).
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dataforge_app::{App, AppError};
+use dataforge_domain::records::BodyFormat;
+use dataforge_domain::write::WriteOptions;
+
+use super::{Summary, conflict_line, open_tracked, print_summary, violation_line, with_formats};
+use crate::FormatArg;
+use crate::settings::Settings;
+use crate::wire::{close, runtime, wire};
+
+/// Imports every file in turn; returns whether all succeeded.
+pub fn import(
+    settings: &Settings,
+    dataset: &str,
+    files: &[PathBuf],
+    format: Option<FormatArg>,
+    options: WriteOptions,
+) -> bool {
+    let Ok(runtime) = runtime() else {
+        return false;
+    };
+    runtime.block_on(async {
+        let Ok((app, store, _)) = wire(settings).await else {
+            return false;
+        };
+        let mut all_ok = app
+            .dataset(dataset)
+            .map_err(|e| eprintln!("error: {e}"))
+            .is_ok();
+        if all_ok {
+            for file in with_formats(files, format) {
+                let Some((path, format)) = file else {
+                    all_ok = false;
+                    continue;
+                };
+                if let Err(message) = import_file(&app, dataset, path, format, options).await {
+                    eprintln!("error: {}: {message}", path.display());
+                    all_ok = false;
+                }
+            }
+        }
+        drop(app);
+        close(store).await;
+        all_ok
+    })
+}
+
+async fn import_file(
+    app: &App,
+    dataset: &str,
+    path: &Path,
+    format: BodyFormat,
+    options: WriteOptions,
+) -> Result<(), String> {
+    let (tracked, bar) = open_tracked(path)?;
+    let seen = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let ticker = {
+        let (bar, seen) = (bar.clone(), Arc::clone(&seen));
+        tokio::spawn(async move {
+            loop {
+                bar.set_message(format!("{} rows", seen.load(Ordering::Relaxed)));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let body = BufReader::with_capacity(1 << 20, tracked);
+    let result = app
+        .ingest_counted(dataset, format, body, options, Arc::clone(&seen))
+        .await;
+    ticker.abort();
+    bar.finish_and_clear();
+    let written = result.map_err(|e| describe(app, dataset, &e))?;
+    let o = written.outcome;
+    let summary = Summary {
+        rows: seen.load(Ordering::Relaxed),
+        inserted: o.inserted,
+        updated: o.updated,
+        skipped: o.skipped,
+        rejected: written.rejected,
+        violations: written
+            .violations
+            .iter()
+            .map(|v| violation_line(v.row, v.field.as_deref(), &v.message, v.code))
+            .collect(),
+    };
+    print_summary(path, started, &summary);
+    Ok(())
+}
+
+/// An error as text, with every listed violation or conflicting key on its own line.
+fn describe(app: &App, dataset: &str, error: &AppError) -> String {
+    let mut lines = vec![error.to_string()];
+    let (listed, total) = match error {
+        AppError::Invalid { violations, total } => {
+            lines.extend(
+                violations
+                    .iter()
+                    .map(|v| violation_line(v.row, v.field.as_deref(), &v.message, v.code)),
+            );
+            (violations.len() as u64, *total)
+        }
+        AppError::Conflict { keys, total } => {
+            if let Ok(schema) = app.dataset(dataset) {
+                lines.extend(keys.iter().map(|k| {
+                    let shown = k.to_json(&schema);
+                    conflict_line(&shown["key"], shown["reason"].as_str().unwrap_or_default())
+                }));
+            }
+            (keys.len() as u64, *total)
+        }
+        _ => (0, 0),
+    };
+    if total > listed {
+        lines.push(format!("... and {} more", total - listed));
+    }
+    lines.join("\n  ")
+}
