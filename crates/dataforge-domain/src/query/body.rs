@@ -87,12 +87,8 @@ pub fn parse_query_body(
     };
     let order_text: Vec<String> = order.iter().map(|(_, t)| t.clone()).collect();
     let order_at = order.first().map(|(at, _)| *at).unwrap_or("order");
-    // a stream asked for no order (and resuming no cursor) comes in storage order: no sort
-    let order = if !paged && order_text.is_empty() && present("cursor").is_none() {
-        Vec::new()
-    } else {
-        parse_order(schema, &order_text.join(","), order_at)?
-    };
+    // the primary key ends every order: a stream asked for none comes in key order
+    let order = parse_order(schema, &order_text.join(","), order_at)?;
     let after = match present("cursor") {
         None => None,
         Some(Json::String(token)) => Some(Cursor::decode(schema, &order, token)?.values),

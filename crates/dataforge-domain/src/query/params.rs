@@ -58,12 +58,9 @@ pub fn parse_list_params(
         Some(raw) => parse_select(schema, raw, "select")?,
         None => (0..schema.fields.len()).collect(),
     };
-    // a stream asked for no order (and resuming no cursor) comes in storage order: no sort
-    let order = if !paged && order.is_none() && cursor.is_none() {
-        Vec::new()
-    } else {
-        parse_order(schema, order.unwrap_or(""), "order")?
-    };
+    // every read has a total order, the primary key last: a stream asked for none comes in key
+    // order, so two exports of the same data are identical
+    let order = parse_order(schema, order.unwrap_or(""), "order")?;
     let limit = parse_limit("limit", limit, limits, paged)?;
     let after = cursor
         .map(|token| Cursor::decode(schema, &order, token))
@@ -453,8 +450,11 @@ mod tests {
         assert_eq!(streamed.limit, None);
         assert_eq!(
             streamed.order,
-            Vec::new(),
-            "an unordered stream is not sorted"
+            vec![SortKey {
+                field: s.primary_key[0],
+                descending: false
+            }],
+            "an unordered stream comes in key order"
         );
     }
 
