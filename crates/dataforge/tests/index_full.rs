@@ -100,3 +100,42 @@ fn a_full_key_index_loses_no_write_and_is_rebuilt_by_a_start_with_room() {
     assert_eq!(count(&server), total + 1);
     server.stop();
 }
+
+#[test]
+fn the_key_index_map_grows_as_it_fills_instead_of_reserving_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("grow.duckdb");
+    let server = Server::start_with(&db, &shipped_schemas(), &[]);
+    let before = server.vsz_mib();
+    assert!(
+        before < 64 * 1024,
+        "{before} MiB of address space at start: the 256 GiB limit is reserved"
+    );
+    // about 330 bytes a record: 300,000 records need more than the first 64 MiB map
+    for chunk in 0..30 {
+        let records: Vec<Value> = (0..10_000)
+            .map(|i| production(chunk * 10_000 + i))
+            .collect();
+        let answer = server.post_json(&format!("{WP}/records"), &json!(records));
+        assert_eq!(answer.status, 201, "{answer:?}");
+    }
+    assert_eq!(count(&server), 300_000);
+    assert_eq!(
+        stored(&server, 299_999)["well_code"],
+        production(299_999)["well_code"]
+    );
+    let keys = dir.path().join("grow.duckdb.keys/data.mdb");
+    let size = std::fs::metadata(&keys).unwrap().len();
+    assert!(
+        size > 64 << 20,
+        "the index file ({size} bytes) outgrew the first map"
+    );
+    assert!(
+        server
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("key index map grown")),
+        "{:?}",
+        server.log_lines()
+    );
+}

@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_row::{RowConverter, SortField};
@@ -290,6 +291,40 @@ pub(crate) struct KeyIndex {
     /// Cleared when a write to the index fails: it no longer matches the tables until a restart
     /// rebuilds it, so neither key checks nor reads may use it.
     usable: AtomicBool,
+    /// The map grows as the index fills, up to this (`database.key_index_max_mib`), instead of
+    /// reserving it all at once (which showed as hundreds of GiB of VSZ).
+    max_bytes: usize,
+    /// LMDB lets the map be resized only while no transaction of this process is open: every
+    /// transaction holds this shared (recursively, so a read inside a write never waits), and
+    /// [`Self::grow_if_needed`] takes it exclusively, giving up after a moment rather than wait
+    /// on a long read (there is room left: it grows at half full).
+    map_lock: parking_lot::RwLock<()>,
+}
+
+/// The map a new or small index starts with.
+const FIRST_MAP_BYTES: usize = 64 << 20;
+
+/// The map size to open an index with: twice what its file holds, within the bounds.
+fn first_map_bytes(path: &Path, max_bytes: usize) -> usize {
+    let file = std::fs::metadata(path.join("data.mdb")).map_or(0, |m| m.len() as usize);
+    file.saturating_mul(2)
+        .max(FIRST_MAP_BYTES)
+        .next_multiple_of(1 << 20)
+        .min(max_bytes)
+}
+
+/// A transaction with the shared hold on the map that keeps it from being resized under it
+/// (the transaction is dropped first).
+pub(crate) struct Held<'a, T> {
+    tx: T,
+    _map: parking_lot::RwLockReadGuard<'a, ()>,
+}
+
+impl<T> std::ops::Deref for Held<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.tx
+    }
 }
 
 impl KeyIndex {
@@ -315,7 +350,9 @@ impl KeyIndex {
         let mut options = heed::EnvOpenOptions::new();
         let databases: usize = catalog.iter().map(|s| 1 + s.indexes.len()).sum();
         // and `_meta`, `_layout` and `_deferred`
-        options.map_size(max_bytes).max_dbs(databases as u32 + 3);
+        options
+            .map_size(first_map_bytes(path, max_bytes))
+            .max_dbs(databases as u32 + 3);
         // a reader slot per thread that reads at once: LMDB's default of 126 is below tokio's
         // 512 blocking threads, and a read past it fails (MDB_READERS_FULL)
         options.max_readers(1024);
@@ -387,6 +424,8 @@ impl KeyIndex {
             layout: stored_layout,
             deferred,
             usable: AtomicBool::new(true),
+            max_bytes,
+            map_lock: parking_lot::RwLock::new(()),
         })
     }
 
@@ -491,7 +530,7 @@ impl KeyIndex {
         catalog: &Catalog,
         conn: &Connection,
     ) -> Result<Option<String>, StoreError> {
-        let tx = self.env.read_txn().map_err(index_error)?;
+        let tx = self.read_txn()?;
         for schema in catalog.iter() {
             let indexed = self
                 .dataset(&schema.name)?
@@ -525,13 +564,13 @@ impl KeyIndex {
 
     /// The sequence number of the last write the index holds, if it is in step with one.
     fn sequence(&self) -> Result<Option<u64>, StoreError> {
-        let tx = self.env.read_txn().map_err(index_error)?;
+        let tx = self.read_txn()?;
         self.meta.get(&tx, "seq").map_err(index_error)
     }
 
     /// The index's sequence number, and whether its records and indexes were built for `catalog`.
     fn state(&self, catalog: &Catalog) -> Result<(Option<u64>, bool), StoreError> {
-        let tx = self.env.read_txn().map_err(index_error)?;
+        let tx = self.read_txn()?;
         let indexed = self.meta.get(&tx, "seq").map_err(index_error)?;
         let built = catalog
             .iter()
@@ -574,7 +613,7 @@ impl KeyIndex {
         stored: u64,
         indexed: u64,
     ) -> Result<bool, StoreError> {
-        let tx = self.env.read_txn().map_err(index_error)?;
+        let tx = self.read_txn()?;
         let mut writes = HashSet::new();
         let mut keys: HashMap<&str, LoggedKeys<'_>> = HashMap::new();
         for entry in self.deferred.iter(&tx).map_err(index_error)? {
@@ -680,11 +719,47 @@ impl KeyIndex {
             .ok_or_else(|| StoreError::Internal(format!("no key index for {dataset}")))
     }
 
-    /// Whether the index is in step with the tables.
     /// Bytes the index's pages take, and bytes its map may grow to.
     pub(crate) fn space(&self) -> (u64, u64) {
         let used = self.env.non_free_pages_size().unwrap_or(0);
-        (used, self.env.info().map_size as u64)
+        (used, self.max_bytes as u64)
+    }
+
+    /// A read transaction, holding the map at its size while it is open.
+    pub(crate) fn read_txn(&self) -> Result<Held<'_, heed::RoTxn<'_>>, StoreError> {
+        let map = self.map_lock.read_recursive();
+        Ok(Held {
+            tx: self.env.read_txn().map_err(index_error)?,
+            _map: map,
+        })
+    }
+
+    /// Doubles the map (within `max_bytes`) once the file holds half of it. Called before a
+    /// write transaction begins, by the one thread that writes.
+    fn grow_if_needed(&self) {
+        let map = self.env.info().map_size;
+        let used = self.env.real_disk_size().unwrap_or(0) as usize;
+        if used < map / 2 || map >= self.max_bytes {
+            return;
+        }
+        let grown = map
+            .saturating_mul(2)
+            .max(used.saturating_mul(2))
+            .next_multiple_of(1 << 20)
+            .min(self.max_bytes);
+        let Some(_alone) = self.map_lock.try_write_for(Duration::from_millis(200)) else {
+            return; // a long read is open: the next write tries again
+        };
+        // SAFETY: the exclusive hold means no transaction of this process is open, as LMDB
+        // requires; no other process opens the index (the database file's lock is held)
+        match unsafe { self.env.resize(grown) } {
+            Ok(()) => tracing::info!(
+                from_mib = map >> 20,
+                to_mib = grown >> 20,
+                "key index map grown"
+            ),
+            Err(e) => tracing::warn!(error = %e, "the key index map could not grow"),
+        }
     }
 
     pub(crate) fn is_usable(&self) -> bool {
@@ -703,7 +778,7 @@ impl KeyIndex {
         keys: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError> {
         let db = self.dataset(dataset)?.records;
-        let tx = self.env.read_txn().map_err(index_error)?;
+        let tx = self.read_txn()?;
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
         let mut found = vec![false; keys.len()];
@@ -748,7 +823,7 @@ impl KeyIndex {
         key: &[u8],
     ) -> Result<Option<RecordBatch>, StoreError> {
         let dataset = self.dataset(&schema.name)?;
-        let tx = self.env.read_txn().map_err(index_error)?;
+        let tx = self.read_txn()?;
         match dataset.records.get(&tx, key).map_err(index_error)? {
             Some(record) => decode_rows(schema, &[record]).map(Some),
             None => Ok(None),
@@ -782,7 +857,7 @@ impl KeyIndex {
             .ordered
             .get(*index)
             .ok_or_else(|| StoreError::Internal(format!("{} has no index {index}", schema.name)))?;
-        let tx = self.env.read_txn().map_err(index_error)?;
+        let tx = self.read_txn()?;
         let mut entries = Vec::new();
         ordered.scan(schema, &tx, range, |entry| {
             entries.push(entry);
@@ -824,9 +899,12 @@ impl KeyIndex {
 
     /// Starts writing the records of a committed write group.
     pub(crate) fn write(&self) -> Result<IndexWrite<'_>, StoreError> {
+        self.grow_if_needed();
+        let map = self.map_lock.read_recursive();
         Ok(IndexWrite {
             index: self,
             tx: Some(self.env.write_txn().map_err(index_error)?),
+            map: Some(map),
             in_parts: false,
         })
     }
@@ -854,6 +932,8 @@ pub(crate) struct IndexWrite<'a> {
     index: &'a KeyIndex,
     /// The open transaction; `None` only between a part's commit and the next part's start.
     tx: Option<heed::RwTxn<'a>>,
+    /// The shared hold on the map while `tx` is open (dropped after it).
+    map: Option<parking_lot::RwLockReadGuard<'a, ()>>,
     /// Whether the write is committed in parts.
     in_parts: bool,
 }
@@ -872,6 +952,9 @@ impl<'a> IndexWrite<'a> {
             if let Some(tx) = self.tx.take() {
                 tx.commit().map_err(index_error)?;
             }
+            self.map = None;
+            self.index.grow_if_needed();
+            self.map = Some(self.index.map_lock.read_recursive());
             self.tx = Some(self.index.env.write_txn().map_err(index_error)?);
         }
         Ok(())

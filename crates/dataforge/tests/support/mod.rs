@@ -156,6 +156,11 @@ impl Server {
         self.status_line("VmRSS:") / 1024
     }
 
+    /// The server's address space now (VmSize), in MiB.
+    pub fn vsz_mib(&self) -> u64 {
+        self.status_line("VmSize:") / 1024
+    }
+
     /// The server's threads now.
     pub fn threads(&self) -> u64 {
         self.status_line("Threads:")
