@@ -171,6 +171,7 @@ pub const RESERVED_PARAMETERS: &[&str] = &[
     "group_by",
     "metrics",
     "bucket",
+    "having",
     "all",
     "max_affected",
 ];

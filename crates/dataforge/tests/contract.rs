@@ -140,9 +140,13 @@ fn the_document_describes_what_the_credential_may_touch() {
         .find(|p| p["name"] == "onshore")
         .unwrap();
     let described = onshore["description"].as_str().unwrap();
-    assert!(
-        described.contains("operators eq, ne, in, is"),
-        "{described}"
+    for operator in ["`eq` (equal)", "`ne`", "`in`", "`is`", "`is_null`"] {
+        assert!(described.contains(operator), "{operator}: {described}");
+    }
+    assert!(!described.contains("`gt`"), "{described}");
+    assert_eq!(
+        onshore["schema"]["pattern"], "^(eq|ne|in|is|is_null)\\.",
+        "a boolean takes no order operator"
     );
     let post = &paths["/v1/datasets/well_registry/records"]["post"];
     for media in [

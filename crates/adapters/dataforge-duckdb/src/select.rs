@@ -2,10 +2,10 @@
 //! parameter.
 
 use dataforge_domain::query::{
-    Aggregation, Bucket, Comparison, Condition, Filter, MetricFunction, Predicate, ReadPlan,
-    RecordQuery, SortKey,
+    Aggregation, Bucket, BucketUnit, Comparison, Condition, Filter, Metric, MetricFunction,
+    Predicate, ReadPlan, RecordQuery, SortKey,
 };
-use dataforge_domain::schema::DatasetSchema;
+use dataforge_domain::schema::{DatasetSchema, FieldSchema};
 use dataforge_domain::value::FieldType;
 use dataforge_domain::value::Value;
 use duckdb::types::Value as DuckValue;
@@ -40,8 +40,7 @@ impl<'a> Conditions<'a> {
     }
 
     fn placeholder(&mut self, value: &Value) -> &'static str {
-        self.params.push(bind(value));
-        "?"
+        placeholder(&mut self.params, value)
     }
 
     /// Adds a predicate as one term.
@@ -75,38 +74,7 @@ impl<'a> Conditions<'a> {
 
     fn condition(&mut self, filter: &Filter) -> String {
         let column = self.column(filter.field);
-        match &filter.condition {
-            Condition::Compare(op, value) => {
-                let op = match op {
-                    Comparison::Eq => "=",
-                    Comparison::Ne => "<>",
-                    Comparison::Gt => ">",
-                    Comparison::Gte => ">=",
-                    Comparison::Lt => "<",
-                    Comparison::Lte => "<=",
-                };
-                format!("{column} {op} {}", self.placeholder(value))
-            }
-            Condition::In(values) => {
-                let marks: Vec<&str> = values.iter().map(|v| self.placeholder(v)).collect();
-                format!("{column} IN ({})", marks.join(", "))
-            }
-            Condition::Like(pattern) => format!(
-                "{column} LIKE {}",
-                self.placeholder(&Value::String(pattern.clone()))
-            ),
-            Condition::ILike(pattern) => format!(
-                "{column} ILIKE {}",
-                self.placeholder(&Value::String(pattern.clone()))
-            ),
-            Condition::Between(low, high) => format!(
-                "{column} BETWEEN {} AND {}",
-                self.placeholder(low),
-                self.placeholder(high)
-            ),
-            Condition::IsNull => format!("{column} IS NULL"),
-            Condition::IsNotNull => format!("{column} IS NOT NULL"),
-        }
+        render(&column, &filter.condition, &mut self.params)
     }
 
     /// Rows strictly after `values` in `order` (nulls last in both directions): for some key i, all
@@ -151,6 +119,46 @@ impl<'a> Conditions<'a> {
         };
         (clause, self.params)
     }
+}
+
+/// Binds `value`, answering its placeholder.
+fn placeholder(params: &mut Vec<DuckValue>, value: &Value) -> &'static str {
+    params.push(bind(value));
+    "?"
+}
+
+/// A condition on `column` (a quoted column or an expression) as SQL, from its operator's
+/// template, binding its operands into `params` in the order they appear.
+fn render(column: &str, condition: &Condition, params: &mut Vec<DuckValue>) -> String {
+    let mut operands = condition.operands().into_iter();
+    let mut sql = String::new();
+    let mut rest = condition.operator().sql;
+    while let Some(start) = rest.find('{') {
+        sql.push_str(&rest[..start]);
+        let Some(length) = rest[start..].find('}') else {
+            break;
+        };
+        match &rest[start + 1..start + length] {
+            "column" => sql.push_str(column),
+            "value" => {
+                if let Some(value) = operands.next() {
+                    sql.push_str(placeholder(params, &value));
+                }
+            }
+            "values" => {
+                let marks: Vec<&str> = operands
+                    .by_ref()
+                    .map(|value| placeholder(params, &value))
+                    .collect();
+                sql.push_str(&marks.join(", "));
+            }
+            "null" => sql.push_str(condition.null_words()),
+            _ => sql.push_str(&rest[start..=start + length]),
+        }
+        rest = &rest[start + length + 1..];
+    }
+    sql.push_str(rest);
+    sql
 }
 
 /// The statement answering a read plan.
@@ -205,52 +213,24 @@ fn records(schema: &DatasetSchema, query: &RecordQuery) -> Statement {
     }
 }
 
-/// One row per group: group keys (bucketed where asked), then metrics, in the requested order
-/// followed by the group keys.
+/// One row per group: group keys (bucketed where asked), then metrics, the groups whose metrics
+/// meet `having`, in the requested order followed by the group keys.
 fn aggregate(schema: &DatasetSchema, aggregation: &Aggregation) -> Statement {
     let mut conditions = Conditions::new(schema);
     conditions.predicate(&aggregation.filter);
-    let (clause, params) = conditions.finish();
+    let (clause, mut params) = conditions.finish();
     let columns = aggregation.columns(schema);
-    let keys = aggregation.group_by.iter().map(|key| {
-        let field = &schema.fields[key.field];
-        let column = quote(&field.name);
-        match key.bucket {
-            None => column,
-            Some(bucket) => {
-                let unit = match bucket {
-                    Bucket::Day => "day",
-                    Bucket::Week => "week",
-                    Bucket::Month => "month",
-                    Bucket::Quarter => "quarter",
-                    Bucket::Year => "year",
-                };
-                let truncated = format!("date_trunc('{unit}', {column})");
-                // dates stay dates; timestamps stay timestamps
-                format!("CAST({truncated} AS {})", column_type(field.field_type))
-            }
-        }
-    });
-    let metrics = aggregation.metrics.iter().map(|metric| {
-        let Some(field) = metric.field else {
-            return "count(*)".to_owned();
-        };
-        let column = quote(&schema.fields[field].name);
-        let ty = schema.fields[field].field_type;
-        match metric.function {
-            MetricFunction::Count => format!("count({column})"),
-            // an integer sum is a HUGEINT in DuckDB; answers keep the field's 64-bit type
-            MetricFunction::Sum if ty == FieldType::Integer => {
-                format!("CAST(sum({column}) AS BIGINT)")
-            }
-            MetricFunction::Sum => format!("sum({column})"),
-            MetricFunction::Avg => format!("avg({column})"),
-            MetricFunction::Min => format!("min({column})"),
-            MetricFunction::Max => format!("max({column})"),
-        }
-    });
+    let keys = aggregation
+        .group_by
+        .iter()
+        .map(|key| group_key(&schema.fields[key.field], key.bucket));
+    let metrics: Vec<String> = aggregation
+        .metrics
+        .iter()
+        .map(|m| metric(schema, m))
+        .collect();
     let select: Vec<String> = keys
-        .chain(metrics)
+        .chain(metrics.iter().cloned())
         .zip(&columns)
         .map(|(expr, column)| format!("{expr} AS {}", quote(&column.name)))
         .collect();
@@ -261,6 +241,77 @@ fn aggregate(schema: &DatasetSchema, aggregation: &Aggregation) -> Statement {
         let positions: Vec<String> = (1..=group_count).map(|i| i.to_string()).collect();
         format!(" GROUP BY {}", positions.join(", "))
     };
+    // HAVING's values are bound after WHERE's, as they come after them in the text
+    let having: Vec<String> = aggregation
+        .having
+        .iter()
+        .map(|h| render(&metrics[h.metric], &h.condition, &mut params))
+        .collect();
+    let having = if having.is_empty() {
+        String::new()
+    } else {
+        format!(" HAVING {}", having.join(" AND "))
+    };
+    Statement {
+        sql: format!(
+            "SELECT {} FROM {}{clause}{group_by}{having}{}{}",
+            select.join(", "),
+            quote(&schema.name),
+            group_order(aggregation),
+            limit_clause(aggregation.limit)
+        ),
+        params,
+    }
+}
+
+/// A group key: the field, or the bucket it falls in, of the field's type (dates stay dates).
+/// One unit truncates (`date_trunc`); a multiple counts buckets from DuckDB's `time_bucket` origin,
+/// 2000-01-03 (a Monday, so weeks stay ISO weeks) for minutes to weeks and 2000-01-01 for months to
+/// years (so `3month` buckets are quarters and `10year` ones decades).
+fn group_key(field: &FieldSchema, bucket: Option<Bucket>) -> String {
+    let column = quote(&field.name);
+    let Some(bucket) = bucket else {
+        return column;
+    };
+    let unit = bucket.unit.name();
+    let truncated = match (bucket.unit, bucket.count) {
+        (_, 1) => format!("date_trunc('{unit}', {column})"),
+        (BucketUnit::Quarter, n) => format!("time_bucket(INTERVAL '{} month', {column})", 3 * n),
+        (BucketUnit::Week, n) => format!("time_bucket(INTERVAL '{} day', {column})", 7 * n),
+        (_, n) => format!("time_bucket(INTERVAL '{n} {unit}', {column})"),
+    };
+    format!("CAST({truncated} AS {})", column_type(field.field_type))
+}
+
+/// A metric's SQL expression.
+fn metric(schema: &DatasetSchema, metric: &Metric) -> String {
+    let Some(field) = metric.field else {
+        return "count(*)".to_owned();
+    };
+    let column = quote(&schema.fields[field].name);
+    let ty = schema.fields[field].field_type;
+    // quantiles interpolate between values, so they are taken of doubles
+    let quantile = |p: f64| format!("quantile_cont(CAST({column} AS DOUBLE), {p:?})");
+    match metric.function {
+        MetricFunction::Count => format!("count({column})"),
+        MetricFunction::CountDistinct => format!("count(DISTINCT {column})"),
+        // an integer sum is a HUGEINT in DuckDB; answers keep the field's 64-bit type
+        MetricFunction::Sum if ty == FieldType::Integer => {
+            format!("CAST(sum({column}) AS BIGINT)")
+        }
+        MetricFunction::Sum => format!("sum({column})"),
+        MetricFunction::Avg => format!("avg({column})"),
+        MetricFunction::Min => format!("min({column})"),
+        MetricFunction::Max => format!("max({column})"),
+        MetricFunction::Median => quantile(0.5),
+        MetricFunction::Percentile => quantile(metric.fraction.unwrap_or(0.5)),
+        MetricFunction::Stddev => format!("stddev_samp(CAST({column} AS DOUBLE))"),
+    }
+}
+
+/// ` ORDER BY` the requested output columns, then the group keys not among them.
+fn group_order(aggregation: &Aggregation) -> String {
+    let group_count = aggregation.group_by.len();
     let mut order: Vec<String> = aggregation
         .order
         .iter()
@@ -277,19 +328,10 @@ fn aggregate(schema: &DatasetSchema, aggregation: &Aggregation) -> Statement {
             .filter(|c| !aggregation.order.iter().any(|(o, _)| o == c))
             .map(|c| format!("{} ASC NULLS LAST", c + 1)),
     );
-    let order = if order.is_empty() {
+    if order.is_empty() {
         String::new()
     } else {
         format!(" ORDER BY {}", order.join(", "))
-    };
-    Statement {
-        sql: format!(
-            "SELECT {} FROM {}{clause}{group_by}{order}{}",
-            select.join(", "),
-            quote(&schema.name),
-            limit_clause(aggregation.limit)
-        ),
-        params,
     }
 }
 

@@ -1,39 +1,12 @@
 //! Aggregates: groups (optionally time buckets), metrics over them, and order and limit applied to
 //! the groups. Every part is checked against the schema when parsed.
 
-use super::params::{parse_filters, parse_limit};
-use super::{OutputColumn, Predicate, QueryError, QueryLimits, field_at};
+use super::bucket::Bucket;
+use super::metric::{Metric, parse_metric};
+use super::params::{parse_condition, parse_filters, parse_limit};
+use super::{Condition, OutputColumn, Predicate, QueryError, QueryLimits, field_at};
 use crate::schema::DatasetSchema;
 use crate::value::FieldType;
-
-/// A calendar unit that dates and timestamps are truncated to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bucket {
-    Day,
-    /// Weeks start on Monday (ISO 8601).
-    Week,
-    Month,
-    Quarter,
-    Year,
-}
-
-impl Bucket {
-    const ALL: [(&'static str, Bucket); 5] = [
-        ("day", Bucket::Day),
-        ("week", Bucket::Week),
-        ("month", Bucket::Month),
-        ("quarter", Bucket::Quarter),
-        ("year", Bucket::Year),
-    ];
-
-    pub fn name(self) -> &'static str {
-        Bucket::ALL
-            .iter()
-            .find(|(_, b)| *b == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("day")
-    }
-}
 
 /// One group key: a field, or the time bucket a date or timestamp field falls in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,57 +15,12 @@ pub struct GroupKey {
     pub bucket: Option<Bucket>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricFunction {
-    Count,
-    Sum,
-    Avg,
-    Min,
-    Max,
-}
-
-impl MetricFunction {
-    const ALL: [(&'static str, MetricFunction); 5] = [
-        ("count", MetricFunction::Count),
-        ("sum", MetricFunction::Sum),
-        ("avg", MetricFunction::Avg),
-        ("min", MetricFunction::Min),
-        ("max", MetricFunction::Max),
-    ];
-
-    pub fn name(self) -> &'static str {
-        MetricFunction::ALL
-            .iter()
-            .find(|(_, f)| *f == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("count")
-    }
-}
-
-/// A metric: `count()` counts rows; with a field, the function of its non-null values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Metric {
-    pub function: MetricFunction,
-    pub field: Option<usize>,
-}
-
-impl Metric {
-    /// The answer column's name: `count`, or `{function}_{field}` (e.g. `sum_oil_production_kbd`).
-    pub fn name(&self, schema: &DatasetSchema) -> String {
-        match self.field {
-            None => self.function.name().to_owned(),
-            Some(f) => format!("{}_{}", self.function.name(), schema.fields[f].name),
-        }
-    }
-
-    /// The type of the metric's values.
-    pub fn field_type(&self, schema: &DatasetSchema) -> FieldType {
-        match (self.function, self.field) {
-            (MetricFunction::Count, _) | (_, None) => FieldType::Integer,
-            (MetricFunction::Avg, _) => FieldType::Float,
-            (_, Some(f)) => schema.fields[f].field_type,
-        }
-    }
+/// A condition on a metric's value in each group (SQL's HAVING): groups failing it are left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Having {
+    /// The metric, by its position in [`Aggregation::metrics`].
+    pub metric: usize,
+    pub condition: Condition,
 }
 
 /// An aggregate read: one row per group of the rows matching `filter`.
@@ -101,6 +29,8 @@ pub struct Aggregation {
     pub filter: Predicate,
     pub group_by: Vec<GroupKey>,
     pub metrics: Vec<Metric>,
+    /// Conditions on metric values, all of which a group must meet.
+    pub having: Vec<Having>,
     /// Output columns (group keys first, then metrics) to sort the groups by, and whether
     /// descending. Group keys ascending follow, so the order is total.
     pub order: Vec<(usize, bool)>,
@@ -130,17 +60,22 @@ pub(crate) struct AggregateText<'a> {
     pub metrics: Vec<(&'a str, String)>,
     pub buckets: Vec<(&'a str, String)>,
     pub order: Vec<(&'a str, String)>,
+    /// `metric=operator.value` each.
+    pub having: Vec<(&'a str, String)>,
 }
 
+/// The URL parameters (and query-body parts) of an aggregate besides filters.
+const PARTS: [&str; 6] = ["group_by", "metrics", "bucket", "order", "limit", "having"];
+
 /// Parses the parameters of `GET .../aggregate`: `group_by`, `metrics`, `bucket`, `order`,
-/// `limit` and filters. A `paged` (JSON) answer holds at most `limits.max_limit` groups.
+/// `having`, `limit` and filters. A `paged` (JSON) answer holds at most `limits.max_limit` groups,
+/// and that many when `limit` is not given.
 pub fn parse_aggregate_params(
     schema: &DatasetSchema,
     params: &[(String, String)],
     limits: QueryLimits,
     paged: bool,
 ) -> Result<Aggregation, QueryError> {
-    const PARTS: [&str; 5] = ["group_by", "metrics", "bucket", "order", "limit"];
     let mut text = AggregateText::default();
     let mut limit = None;
     for (name, raw) in params {
@@ -149,6 +84,11 @@ pub fn parse_aggregate_params(
             "metrics" => &mut text.metrics,
             "bucket" => &mut text.buckets,
             "order" => &mut text.order,
+            "having" => {
+                // one condition a parameter: a value may hold commas (`in.(1,2)`)
+                text.having.push(("having", raw.trim().to_owned()));
+                continue;
+            }
             "limit" => {
                 if limit.replace(raw.as_str()).is_some() {
                     return Err(QueryError::new(name, "given more than once"));
@@ -167,8 +107,23 @@ pub fn parse_aggregate_params(
         list.extend(split_items(raw).map(|item| (at, item)));
     }
     let filter = Predicate::all(parse_filters(schema, params, &PARTS)?);
-    let limit = parse_limit("limit", limit, limits, paged)?;
+    let limit = group_limit("limit", limit, limits, paged)?;
     build(schema, filter, text, limit)
+}
+
+/// The most groups an aggregate answers: `raw` if given; with none, every group when streamed and
+/// `max_limit` of them in a JSON page (an aggregate's groups have no next page to ask for).
+pub(crate) fn group_limit(
+    at: &str,
+    raw: Option<&str>,
+    limits: QueryLimits,
+    paged: bool,
+) -> Result<Option<usize>, QueryError> {
+    let limits = QueryLimits {
+        default_limit: limits.max_limit,
+        ..limits
+    };
+    parse_limit(at, raw, limits, paged)
 }
 
 /// Splits `a,b` and `sum(a),count()` at commas outside parentheses.
@@ -193,10 +148,42 @@ pub(crate) fn build(
     text: AggregateText<'_>,
     limit: Option<usize>,
 ) -> Result<Aggregation, QueryError> {
-    let field = |at: &str, name: &str| field_at(schema, at, name);
+    let mut group_by = group_keys(schema, &text.group_by)?;
+    add_buckets(schema, &text.buckets, &mut group_by)?;
+    let metrics = metrics(schema, &text.metrics)?;
+    if metrics.is_empty() && group_by.is_empty() {
+        return Err(QueryError::new(
+            "metrics",
+            "an aggregate needs metrics (e.g. `count()`, `sum(field)`) or group_by",
+        ));
+    }
+    let mut aggregation = Aggregation {
+        filter,
+        group_by,
+        metrics,
+        having: Vec::new(),
+        order: Vec::new(),
+        limit,
+    };
+    let columns = aggregation.columns(schema);
+    aggregation.order = order(&columns, &text.order)?;
+    let metric_columns = &columns[aggregation.group_by.len()..];
+    aggregation.having = text
+        .having
+        .iter()
+        .map(|(at, item)| parse_having(metric_columns, at, item))
+        .collect::<Result<_, _>>()?;
+    Ok(aggregation)
+}
+
+/// `group_by` fields: each once, none json.
+fn group_keys(
+    schema: &DatasetSchema,
+    names: &[(&str, String)],
+) -> Result<Vec<GroupKey>, QueryError> {
     let mut group_by: Vec<GroupKey> = Vec::new();
-    for (at, name) in &text.group_by {
-        let f = field(at, name)?;
+    for (at, name) in names {
+        let f = field_at(schema, at, name)?;
         if schema.fields[f].field_type == FieldType::Json {
             return Err(QueryError::new(
                 *at,
@@ -214,14 +201,23 @@ pub(crate) fn build(
             bucket: None,
         });
     }
-    for (at, item) in &text.buckets {
+    Ok(group_by)
+}
+
+/// `bucket` items (`field:unit`): the field's group key is bucketed, added if not listed.
+fn add_buckets(
+    schema: &DatasetSchema,
+    items: &[(&str, String)],
+    group_by: &mut Vec<GroupKey>,
+) -> Result<(), QueryError> {
+    for (at, item) in items {
         let (name, unit) = item.split_once(':').ok_or_else(|| {
             QueryError::new(
                 *at,
                 format!("expected `field:unit` (e.g. `production_period:month`), found `{item}`"),
             )
         })?;
-        let f = field(at, name)?;
+        let f = field_at(schema, at, name)?;
         let ty = schema.fields[f].field_type;
         if !matches!(ty, FieldType::Date | FieldType::Timestamp) {
             return Err(QueryError::new(
@@ -229,16 +225,7 @@ pub(crate) fn build(
                 format!("field `{name}` is {ty}; buckets apply to date and timestamp fields"),
             ));
         }
-        let bucket = Bucket::ALL
-            .iter()
-            .find(|(n, _)| *n == unit)
-            .map(|(_, b)| *b)
-            .ok_or_else(|| {
-                QueryError::new(
-                    *at,
-                    format!("unknown bucket `{unit}`; buckets: day, week, month, quarter, year"),
-                )
-            })?;
+        let bucket = Bucket::parse(at, unit, name, ty)?;
         match group_by.iter_mut().find(|k| k.field == f) {
             Some(key) if key.bucket.is_some() => {
                 return Err(QueryError::new(
@@ -253,10 +240,18 @@ pub(crate) fn build(
             }),
         }
     }
+    Ok(())
+}
+
+/// `metrics` items, each once.
+fn metrics(schema: &DatasetSchema, items: &[(&str, String)]) -> Result<Vec<Metric>, QueryError> {
     let mut metrics: Vec<Metric> = Vec::new();
-    for (at, item) in &text.metrics {
+    for (at, item) in items {
         let metric = parse_metric(schema, at, item)?;
-        if metrics.contains(&metric) {
+        if metrics
+            .iter()
+            .any(|m| m.name(schema) == metric.name(schema))
+        {
             return Err(QueryError::new(
                 *at,
                 format!("metric `{item}` is listed twice"),
@@ -264,22 +259,16 @@ pub(crate) fn build(
         }
         metrics.push(metric);
     }
-    if metrics.is_empty() && group_by.is_empty() {
-        return Err(QueryError::new(
-            "metrics",
-            "an aggregate needs metrics (e.g. `count()`, `sum(field)`) or group_by",
-        ));
-    }
-    let aggregation = Aggregation {
-        filter,
-        group_by,
-        metrics,
-        order: Vec::new(),
-        limit,
-    };
-    let columns = aggregation.columns(schema);
+    Ok(metrics)
+}
+
+/// `order` items: output columns, each once, `.asc` (the default) or `.desc`.
+fn order(
+    columns: &[OutputColumn],
+    items: &[(&str, String)],
+) -> Result<Vec<(usize, bool)>, QueryError> {
     let mut order: Vec<(usize, bool)> = Vec::new();
-    for (at, item) in &text.order {
+    for (at, item) in items {
         for part in item.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (name, direction) = part.split_once('.').unwrap_or((part, "asc"));
             let descending = match direction {
@@ -295,12 +284,11 @@ pub(crate) fn build(
                 }
             };
             let column = columns.iter().position(|c| c.name == name).ok_or_else(|| {
-                let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
                 QueryError::new(
                     *at,
                     format!(
                         "`{name}` is not a column of this aggregate; its columns: {}",
-                        names.join(", ")
+                        column_names(columns)
                     ),
                 )
             })?;
@@ -310,70 +298,39 @@ pub(crate) fn build(
             order.push((column, descending));
         }
     }
-    Ok(Aggregation {
-        order,
-        ..aggregation
-    })
+    Ok(order)
 }
 
-/// Parses `count()`, `count(field)`, `sum(field)`, `avg(field)`, `min(field)` or `max(field)`.
-fn parse_metric(schema: &DatasetSchema, at: &str, item: &str) -> Result<Metric, QueryError> {
-    let malformed = || {
+/// `metric=operator.value`: a filter on a metric's value, with the operators (and their type
+/// rules) of field filters.
+fn parse_having(metrics: &[OutputColumn], at: &str, item: &str) -> Result<Having, QueryError> {
+    let (name, condition) = item.split_once('=').ok_or_else(|| {
         QueryError::new(
             at,
-            format!(
-                "expected `function(field)` or `count()`, found `{item}`; functions: count, sum, avg, min, max"
-            ),
+            format!("expected `metric=operator.value` (e.g. `count=gt.10`), found `{item}`"),
         )
-    };
-    let (name, rest) = item.split_once('(').ok_or_else(malformed)?;
-    let argument = rest.strip_suffix(')').ok_or_else(malformed)?.trim();
-    let function = MetricFunction::ALL
-        .iter()
-        .find(|(n, _)| *n == name.trim())
-        .map(|(_, f)| *f)
-        .ok_or_else(|| {
-            QueryError::new(
-                at,
-                format!("unknown function `{name}`; functions: count, sum, avg, min, max"),
-            )
-        })?;
-    if argument.is_empty() {
-        return if function == MetricFunction::Count {
-            Ok(Metric {
-                function,
-                field: None,
-            })
-        } else {
-            Err(QueryError::new(
-                at,
-                format!("`{name}` needs a field, e.g. `{name}(field)`"),
-            ))
+    })?;
+    let name = name.trim();
+    let metric = metrics.iter().position(|c| c.name == name).ok_or_else(|| {
+        let known = match metrics {
+            [] => "this aggregate has no metrics".to_owned(),
+            _ => format!("its metrics: {}", column_names(metrics)),
         };
-    }
-    let field = field_at(schema, at, argument)?;
-    let ty = schema.fields[field].field_type;
-    let fits = match function {
-        MetricFunction::Count => true,
-        MetricFunction::Sum | MetricFunction::Avg => {
-            matches!(ty, FieldType::Integer | FieldType::Float)
-        }
-        MetricFunction::Min | MetricFunction::Max => ty.is_ordered() || ty.is_text(),
-    };
-    if !fits {
-        let applies = match function {
-            MetricFunction::Sum | MetricFunction::Avg => "integer and float fields",
-            _ => "integer, float, date, timestamp and string fields",
-        };
-        return Err(QueryError::new(
+        QueryError::new(
             at,
-            format!("`{name}` applies to {applies}; field `{argument}` is {ty}"),
-        ));
-    }
-    Ok(Metric {
-        function,
-        field: Some(field),
-    })
+            format!("`{name}` is not a metric of this aggregate; {known}"),
+        )
+    })?;
+    let condition = parse_condition(at, name, metrics[metric].field_type, condition)?;
+    Ok(Having { metric, condition })
+}
+
+fn column_names(columns: &[OutputColumn]) -> String {
+    columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -416,7 +373,10 @@ mod tests {
                 "avg_well_code"
             ]
         );
-        assert_eq!(a.group_by[1].bucket, Some(Bucket::Month));
+        assert_eq!(
+            a.group_by[1].bucket.map(|b| (b.unit, b.count)),
+            Some((crate::query::BucketUnit::Month, 1))
+        );
         assert_eq!(a.order, vec![(2, true)]);
         assert_eq!(a.limit, Some(5));
         assert!(!a.filter.is_always());
@@ -442,7 +402,18 @@ mod tests {
                 "sum(name)",
                 "`sum` applies to integer and float fields",
             ),
-            ("metrics", "median(oil)", "unknown function `median`"),
+            ("metrics", "mode(oil)", "unknown function `mode`"),
+            ("metrics", "percentile(oil,2)", "from 0 to 1"),
+            ("bucket", "period:0minute", "from 1 to"),
+            (
+                "having",
+                "ghost=gt.1",
+                "`ghost` is not a metric of this aggregate",
+            ),
+            ("having", "field_code=gt.1", "not a metric"),
+            ("having", "count>5", "expected `metric=operator.value`"),
+            ("having", "count=gt.many", "not a valid integer"),
+            ("having", "count=like.1%", "applies to string fields only"),
             ("metrics", "sum(ghost)", "unknown field `ghost`"),
             ("metrics", "sum()", "`sum` needs a field"),
             ("metrics", "oil", "expected `function(field)`"),
@@ -470,11 +441,78 @@ mod tests {
             );
         }
         assert_eq!(parse(&[]).unwrap_err().parameter, "metrics");
+        let no_metrics =
+            parse(&[("group_by", "field_code"), ("having", "count=gt.1")]).unwrap_err();
+        assert!(
+            no_metrics.message.contains("has no metrics"),
+            "{}",
+            no_metrics.message
+        );
         assert_eq!(
             parse(&[("metrics", "count()"), ("select", "oil")])
                 .unwrap_err()
                 .parameter,
             "select"
         );
+    }
+
+    #[test]
+    fn having_filters_metrics_with_the_filter_operators() {
+        let a = parse(&[
+            ("group_by", "field_code"),
+            ("metrics", "count(),sum(oil),min(name)"),
+            ("having", "sum_oil=gt.100"),
+            ("having", "count=in.(1,2,3)"),
+            ("having", "min_name=ilike.a*"),
+            ("having", "sum_oil=is.notnull"),
+        ])
+        .unwrap();
+        assert_eq!(
+            a.having,
+            vec![
+                Having {
+                    metric: 1,
+                    condition: Condition::Compare(
+                        crate::query::Comparison::Gt,
+                        crate::value::Value::Float(100.0)
+                    )
+                },
+                Having {
+                    metric: 0,
+                    condition: Condition::In((1..=3).map(crate::value::Value::Integer).collect())
+                },
+                Having {
+                    metric: 2,
+                    condition: Condition::ILike("a%".into())
+                },
+                Having {
+                    metric: 1,
+                    condition: Condition::IsNotNull
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_json_page_of_groups_holds_up_to_max_limit_without_limit() {
+        let limits = QueryLimits {
+            default_limit: 7,
+            max_limit: 70,
+        };
+        let count = params(&[("metrics", "count()")]);
+        let paged = parse_aggregate_params(&wells(), &count, limits, true).unwrap();
+        assert_eq!(paged.limit, Some(70));
+        let streamed = parse_aggregate_params(&wells(), &count, limits, false).unwrap();
+        assert_eq!(streamed.limit, None);
+        let body = serde_json::json!({"metrics": "count()"});
+        let Ok(crate::query::ReadPlan::Aggregate(from_body)) =
+            crate::query::parse_query_body(&wells(), &body, limits, true)
+        else {
+            panic!("not an aggregate")
+        };
+        assert_eq!(from_body.limit, Some(70));
+        let records =
+            crate::query::parse_query_body(&wells(), &serde_json::json!({}), limits, true);
+        assert_eq!(records.map(|plan| plan.limit()), Ok(Some(7)));
     }
 }

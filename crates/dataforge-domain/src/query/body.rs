@@ -8,16 +8,17 @@
 //!  "select": ["well_code", "oil_production_kbd"], "order": ["production_period.desc"],
 //!  "limit": 100, "cursor": null}
 //! ```
-//! With `group_by`, `metrics` or `bucket` it is an aggregate (see [`super::Aggregation`]).
+//! With `group_by`, `metrics`, `bucket` or `having` it is an aggregate (see [`super::Aggregation`]),
+//! which answers up to `query.max_limit` groups when `limit` is not given.
 
 use serde_json::Value as Json;
 
-use super::aggregate::{AggregateText, build};
+use super::aggregate::{AggregateText, build, group_limit};
 use super::cursor::Cursor;
 use super::params::{parse_limit, parse_order, parse_select};
 use super::{
-    Condition, Filter, Predicate, QueryError, QueryLimits, ReadPlan, RecordQuery, check_operator,
-    comparison, field_at,
+    Condition, Filter, Operand, Operator, Predicate, QueryError, QueryLimits, ReadPlan,
+    RecordQuery, check_operator, field_at, operator, operator_names,
 };
 use crate::schema::DatasetSchema;
 use crate::value::Value;
@@ -27,10 +28,9 @@ pub const FILTER_MAX_DEPTH: usize = 16;
 /// Most nodes (operators and `in` values) a filter may have.
 pub const FILTER_MAX_NODES: usize = 1000;
 
-const PARTS: [&str; 8] = [
-    "filter", "select", "order", "limit", "cursor", "group_by", "metrics", "bucket",
+const PARTS: [&str; 9] = [
+    "filter", "select", "order", "limit", "cursor", "group_by", "metrics", "bucket", "having",
 ];
-const OPERATORS: &str = "and, or, not, eq, ne, gt, gte, lt, lte, in, between, like, ilike, is_null";
 
 /// Parses a query body. A `paged` (JSON) answer has a page size of at most `limits.max_limit`.
 pub fn parse_query_body(
@@ -47,12 +47,12 @@ pub fn parse_query_body(
         Some(Json::Number(n)) => Some(n.to_string()),
         Some(_) => return Err(QueryError::new("limit", "must be a positive integer")),
     };
-    let limit = parse_limit("limit", limit.as_deref(), limits, paged)?;
     let order = text_items(present("order"), "order")?;
-    let aggregate = ["group_by", "metrics", "bucket"]
+    let aggregate = ["group_by", "metrics", "bucket", "having"]
         .iter()
         .any(|p| present(p).is_some());
     if aggregate {
+        let limit = group_limit("limit", limit.as_deref(), limits, paged)?;
         if let Some(part) = ["select", "cursor"].iter().find(|p| present(p).is_some()) {
             return Err(QueryError::new(
                 *part,
@@ -64,9 +64,11 @@ pub fn parse_query_body(
             metrics: text_items(present("metrics"), "metrics")?,
             buckets: text_items(present("bucket"), "bucket")?,
             order,
+            having: having_items(present("having"))?,
         };
         return build(schema, filter, text, limit).map(ReadPlan::Aggregate);
     }
+    let limit = parse_limit("limit", limit.as_deref(), limits, paged)?;
     let select = match text_items(present("select"), "select")? {
         items if items.is_empty() => (0..schema.fields.len()).collect(),
         items => {
@@ -129,6 +131,20 @@ fn text_items(
         Some(_) => Err(QueryError::new(
             part,
             "must be a string or an array of strings",
+        )),
+    }
+}
+
+/// The `having` part: one `metric=operator.value` string, or an array of them (all must hold).
+/// Strings are not split at commas, which a value may hold (`in.(1,2)`).
+fn having_items(value: Option<&Json>) -> Result<Vec<(&'static str, String)>, QueryError> {
+    match value {
+        None => Ok(Vec::new()),
+        Some(Json::String(text)) => Ok(vec![("having", text.trim().to_owned())]),
+        Some(Json::Array(_)) => text_items(value, "having"),
+        Some(_) => Err(QueryError::new(
+            "having",
+            "must be a string or an array of strings, e.g. [\"count=gt.10\"]",
         )),
     }
 }
@@ -198,7 +214,8 @@ impl Predicate {
                 return Err(QueryError::new(
                     path,
                     format!(
-                        "expected an object with one operator, e.g. {{\"eq\": {{\"field\": 1}}}}; operators: {OPERATORS}"
+                        "expected an object with one operator, e.g. {{\"eq\": {{\"field\": 1}}}}; operators: {}",
+                        body_operators()
                     ),
                 ));
             }
@@ -236,49 +253,32 @@ impl Predicate {
                 depth + 1,
                 budget,
             )?))),
-            "is_null" => {
-                let leaf = |name: &str, null: bool| {
-                    let field = field_at(schema, &at, name)?;
-                    Ok(Predicate::Filter(Filter {
-                        field,
-                        condition: if null {
-                            Condition::IsNull
-                        } else {
-                            Condition::IsNotNull
-                        },
-                    }))
-                };
-                match operand {
-                    Json::String(name) => leaf(name, true),
-                    Json::Object(fields) => all(fields.iter().map(|(name, flag)| match flag {
-                        Json::Bool(null) => leaf(name, *null),
-                        _ => Err(QueryError::new(
-                            at.as_str(),
-                            format!("`{name}` must be true (is null) or false (is not null)"),
-                        )),
-                    })),
-                    _ => Err(QueryError::new(
-                        at.as_str(),
-                        "expects a field name, or an object of field names and true/false",
-                    )),
-                }
-            }
             _ => {
-                let Json::Object(fields) = operand else {
-                    return Err(QueryError::new(
+                let operator = operator(op).ok_or_else(|| {
+                    QueryError::new(
+                        at.as_str(),
+                        format!("unknown operator `{op}`; operators: {}", body_operators()),
+                    )
+                })?;
+                match operand {
+                    // `{"is_null": "field"}`: the shorthand for one field that is null
+                    Json::String(name) if operator.operand == Operand::NullFlag => {
+                        comparison_leaf(schema, &at, operator, name, &Json::Bool(true), budget)
+                    }
+                    Json::Object(fields) if !fields.is_empty() => {
+                        spend(budget, fields.len())?;
+                        all(fields.iter().map(|(name, value)| {
+                            comparison_leaf(schema, &at, operator, name, value, budget)
+                        }))
+                    }
+                    Json::Object(_) => Err(QueryError::new(at, "names no field")),
+                    _ => Err(QueryError::new(
                         at,
                         format!(
                             "expects an object of field names and values, e.g. {{\"{op}\": {{\"field\": 1}}}}"
                         ),
-                    ));
-                };
-                if fields.is_empty() {
-                    return Err(QueryError::new(at, "names no field"));
+                    )),
                 }
-                spend(budget, fields.len())?;
-                all(fields
-                    .iter()
-                    .map(|(name, value)| comparison_leaf(schema, &at, op, name, value, budget)))
             }
         }
     }
@@ -296,37 +296,37 @@ fn all(
     })
 }
 
+/// The operators of a filter node: `and`, `or`, `not` and every field operator.
+fn body_operators() -> String {
+    format!("and, or, not, {}", operator_names())
+}
+
+/// One field's condition: `operand` is the JSON the operator takes for field `name`.
 fn comparison_leaf(
     schema: &DatasetSchema,
     at: &str,
-    op: &str,
+    operator: &'static Operator,
     name: &str,
     operand: &Json,
     budget: &mut usize,
 ) -> Result<Predicate, QueryError> {
+    let op = operator.name;
     let field = field_at(schema, at, name)?;
     let ty = schema.fields[field].field_type;
-    check_operator(at, op, name, ty, OPERATORS)?;
+    check_operator(at, op, name, ty)?;
+    let error = |message: String| QueryError::new(at, format!("`{name}`: {message}"));
     let value = |json: &Json| {
         if json.is_null() {
-            return Err(QueryError::new(
-                at,
-                format!("`{name}`: null is not a value to compare with; use is_null"),
+            return Err(error(
+                "null is not a value to compare with; use is_null".to_owned(),
             ));
         }
-        Value::from_json(ty, json).map_err(|e| {
-            QueryError::new(
-                at,
-                format!("`{name}`: {json} is not a valid {ty}: {}", e.message),
-            )
-        })
+        Value::from_json(ty, json)
+            .map_err(|e| error(format!("{json} is not a valid {ty}: {}", e.message)))
     };
     let list = |json: &Json, budget: &mut usize| -> Result<Vec<Value>, QueryError> {
         let Json::Array(items) = json else {
-            return Err(QueryError::new(
-                at,
-                format!("`{name}`: `{op}` takes an array of values"),
-            ));
+            return Err(error(format!("`{op}` takes an array of values")));
         };
         *budget = budget.checked_sub(items.len()).ok_or_else(|| {
             QueryError::new(
@@ -336,50 +336,32 @@ fn comparison_leaf(
         })?;
         items.iter().map(value).collect()
     };
-    let condition = match op {
-        "in" => {
-            let values = list(operand, budget)?;
-            if values.is_empty() {
-                return Err(QueryError::new(
-                    at,
-                    format!("`{name}`: `in` needs at least one value"),
-                ));
-            }
-            Condition::In(values)
+    let condition = match (operator.operand, operand) {
+        (Operand::Value(comparison), _) => Condition::Compare(comparison, value(operand)?),
+        (Operand::List | Operand::Range, _) => {
+            Condition::of_values(operator.operand, list(operand, budget)?)
+                .map_err(|why| error(format!("`{op}` {why}")))?
         }
-        "between" => match <[Value; 2]>::try_from(list(operand, budget)?) {
-            Ok([low, high]) => Condition::Between(low, high),
-            Err(_) => {
-                return Err(QueryError::new(
-                    at,
-                    format!("`{name}`: `between` takes two values, [low, high]"),
-                ));
-            }
-        },
-        "like" | "ilike" => {
-            let Json::String(pattern) = operand else {
-                return Err(QueryError::new(
-                    at,
-                    format!(
-                        "`{name}`: `{op}` takes a pattern string (`%` any text, `_` one character)"
-                    ),
-                ));
-            };
-            if op == "like" {
-                Condition::Like(pattern.clone())
-            } else {
-                Condition::ILike(pattern.clone())
-            }
+        (Operand::Pattern { case_sensitive }, Json::String(pattern)) => {
+            Condition::pattern(case_sensitive, pattern.clone())
         }
-        _ => match comparison(op) {
-            Some(comparison) => Condition::Compare(comparison, value(operand)?),
-            None => {
-                return Err(QueryError::new(
-                    at,
-                    format!("unknown operator `{op}`; operators: {OPERATORS}"),
-                ));
-            }
-        },
+        (Operand::Pattern { .. }, _) => {
+            return Err(error(format!(
+                "`{op}` takes a pattern string (`%` any text, `_` one character)"
+            )));
+        }
+        (Operand::NullWord, Json::String(word)) if word == "null" || word == "notnull" => {
+            Condition::null_test(word == "null")
+        }
+        (Operand::NullWord, _) => {
+            return Err(error(format!("`{op}` takes \"null\" or \"notnull\"")));
+        }
+        (Operand::NullFlag, Json::Bool(null)) => Condition::null_test(*null),
+        (Operand::NullFlag, _) => {
+            return Err(error(format!(
+                "`{op}` takes true (is null) or false (is not null)"
+            )));
+        }
     };
     Ok(Predicate::Filter(Filter { field, condition }))
 }
@@ -498,6 +480,36 @@ mod tests {
             assert_eq!(err.parameter, path, "{body}: {}", err.message);
             assert!(err.message.contains(expected), "{body}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn both_null_test_names_parse_alike() {
+        let leaf = |condition| {
+            Predicate::Filter(Filter {
+                field: 5,
+                condition,
+            })
+        };
+        for (filter, expected) in [
+            (json!({"is_null": "note"}), leaf(Condition::IsNull)),
+            (
+                json!({"is_null": {"note": false}}),
+                leaf(Condition::IsNotNull),
+            ),
+            (json!({"is": {"note": "null"}}), leaf(Condition::IsNull)),
+            (
+                json!({"is": {"note": "notnull"}}),
+                leaf(Condition::IsNotNull),
+            ),
+        ] {
+            let Ok(ReadPlan::Records(q)) = parse(json!({ "filter": filter })) else {
+                panic!("{filter} does not parse")
+            };
+            assert_eq!(q.filter, expected, "{filter}");
+        }
+        let err = parse(json!({"filter": {"is": {"note": true}}})).unwrap_err();
+        assert_eq!(err.parameter, "filter.is");
+        assert!(err.message.contains("\"notnull\""), "{}", err.message);
     }
 
     #[test]

@@ -3,16 +3,21 @@
 
 mod aggregate;
 mod body;
+mod bucket;
 mod cursor;
 mod holds;
+mod metric;
+mod operators;
 mod params;
 
-pub use aggregate::{
-    Aggregation, Bucket, GroupKey, Metric, MetricFunction, parse_aggregate_params,
-};
+pub use aggregate::{Aggregation, GroupKey, Having, parse_aggregate_params};
 pub use body::{FILTER_MAX_DEPTH, FILTER_MAX_NODES, parse_query_body};
 pub(crate) use body::{body_parts, filter_part};
+pub use bucket::{Bucket, BucketUnit, MAX_BUCKET_COUNT};
 pub use cursor::Cursor;
+pub use metric::{Metric, MetricFunction};
+pub(crate) use operators::operator_names;
+pub use operators::{Applies, OPERATORS, Operand, Operator, operator, operators_for};
 pub(crate) use params::parse_filter;
 pub use params::{QueryLimits, parse_count_params, parse_key, parse_list_params};
 
@@ -73,35 +78,6 @@ impl Predicate {
     }
 }
 
-/// Every URL filter operator.
-const FILTER_OPERATORS: [&str; 11] = [
-    "eq", "ne", "gt", "gte", "lt", "lte", "in", "between", "like", "ilike", "is",
-];
-
-/// The URL filter operators that apply to a field of type `ty` (an API description lists them).
-pub fn operators_for(ty: FieldType) -> Vec<&'static str> {
-    FILTER_OPERATORS
-        .into_iter()
-        .filter(|op| operator_fits(op, ty).is_ok())
-        .collect()
-}
-
-/// Whether operator `op` applies to a field of type `ty`; the reason it does not otherwise.
-pub(crate) fn operator_fits(op: &str, ty: FieldType) -> Result<(), String> {
-    match op {
-        "is" | "is_null" => Ok(()),
-        _ if ty == FieldType::Json => Err("does not apply to json fields; only `is` does".into()),
-        "eq" | "ne" | "in" => Ok(()),
-        "gt" | "gte" | "lt" | "lte" | "between" if ty == FieldType::Boolean => {
-            Err("does not apply to booleans; use eq or ne".into())
-        }
-        "gt" | "gte" | "lt" | "lte" | "between" => Ok(()),
-        "like" | "ilike" if ty.is_text() => Ok(()),
-        "like" | "ilike" => Err("applies to string fields only".into()),
-        _ => Err("is not an operator".into()),
-    }
-}
-
 /// The position of field `name`, or an error at `at` (a parameter or body path) listing the
 /// dataset's fields.
 pub(crate) fn field_at(schema: &DatasetSchema, at: &str, name: &str) -> Result<usize, QueryError> {
@@ -117,36 +93,27 @@ pub(crate) fn field_at(schema: &DatasetSchema, at: &str, name: &str) -> Result<u
     })
 }
 
-/// [`operator_fits`] as an error at `at`, listing `operators` (the caller's syntax) when `op` is
-/// not one.
+/// The operator named `op` if it applies to a field of type `ty`, or an error at `at` saying why
+/// not (listing the operators when `op` is none).
 pub(crate) fn check_operator(
     at: &str,
     op: &str,
     name: &str,
     ty: FieldType,
-    operators: &str,
-) -> Result<(), QueryError> {
-    operator_fits(op, ty).map_err(|why| {
-        let message = if why == "is not an operator" {
-            format!("unknown operator `{op}`; operators: {operators}")
-        } else {
-            format!("operator `{op}` {why} (field `{name}` is {ty})")
-        };
-        QueryError::new(at, message)
-    })
-}
-
-/// The comparison an operator name stands for.
-pub(crate) fn comparison(op: &str) -> Option<Comparison> {
-    Some(match op {
-        "eq" => Comparison::Eq,
-        "ne" => Comparison::Ne,
-        "gt" => Comparison::Gt,
-        "gte" => Comparison::Gte,
-        "lt" => Comparison::Lt,
-        "lte" => Comparison::Lte,
-        _ => return None,
-    })
+) -> Result<&'static Operator, QueryError> {
+    let operator = operator(op).ok_or_else(|| {
+        QueryError::new(
+            at,
+            format!("unknown operator `{op}`; operators: {}", operator_names()),
+        )
+    })?;
+    operator.fits(ty).map_err(|why| {
+        QueryError::new(
+            at,
+            format!("operator `{op}` {why} (field `{name}` is {ty})"),
+        )
+    })?;
+    Ok(operator)
 }
 
 /// One sort key, by field position. Nulls sort last in both directions.

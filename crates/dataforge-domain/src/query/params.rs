@@ -3,8 +3,8 @@
 
 use super::cursor::Cursor;
 use super::{
-    Condition, Filter, Predicate, QueryError, RecordQuery, SortKey, check_operator, comparison,
-    field_at,
+    Condition, Filter, Operand, Predicate, QueryError, RecordQuery, SortKey, check_operator,
+    field_at, operator_names,
 };
 use crate::identifier::RESERVED_PARAMETERS;
 use crate::schema::DatasetSchema;
@@ -25,8 +25,6 @@ impl Default for QueryLimits {
         }
     }
 }
-
-const OPERATORS: &str = "eq, ne, gt, gte, lt, lte, in, between, like, ilike, is";
 
 /// Parses the parameters of a records listing. A `paged` listing (JSON) has a page size of at most
 /// `limits.max_limit` and is always ordered (by the primary key last); a streamed one returns every
@@ -195,80 +193,73 @@ pub(crate) fn parse_filter(
             ),
         ));
     };
-    let field = &schema.fields[field_index];
-    let ty = field.field_type;
+    let ty = schema.fields[field_index].field_type;
+    Ok(Filter {
+        field: field_index,
+        condition: parse_condition(name, name, ty, raw)?,
+    })
+}
+
+/// Parses `operator.operand` on a column `name` of type `ty` (a field, or an aggregate's metric),
+/// with errors at parameter `at`.
+pub(crate) fn parse_condition(
+    at: &str,
+    name: &str,
+    ty: FieldType,
+    raw: &str,
+) -> Result<Condition, QueryError> {
+    let error = |message: String| QueryError::new(at, message);
     let (op, operand) = raw.split_once('.').ok_or_else(|| {
-        QueryError::new(
-            name,
-            format!(
-                "expected `operator.value` (e.g. `eq.42`), found `{raw}`; operators: {OPERATORS}"
-            ),
-        )
+        error(format!(
+            "expected `operator.value` (e.g. `eq.42`), found `{raw}`; operators: {}",
+            operator_names()
+        ))
     })?;
-    check_operator(name, op, name, ty, OPERATORS)?;
+    let operator = check_operator(at, op, name, ty)?;
     let value = |text: &str| {
-        Value::parse_text(ty, text).map_err(|e| {
-            QueryError::new(name, format!("`{text}` is not a valid {ty}: {}", e.message))
-        })
+        Value::parse_text(ty, text)
+            .map_err(|e| error(format!("`{text}` is not a valid {ty}: {}", e.message)))
     };
-    let list = |min: usize| -> Result<Vec<Value>, QueryError> {
+    let list = || -> Result<Vec<Value>, QueryError> {
         let inner = operand
             .strip_prefix('(')
             .and_then(|s| s.strip_suffix(')'))
             .ok_or_else(|| {
-                QueryError::new(
-                    name,
-                    format!(
-                        "`{op}` takes a list in parentheses, e.g. `{op}.(1,2)`, found `{operand}`"
-                    ),
-                )
+                error(format!(
+                    "`{op}` takes a list in parentheses, e.g. `{op}.(1,2)`, found `{operand}`"
+                ))
             })?;
-        let items = split_list(inner).map_err(|why| QueryError::new(name, why))?;
-        if items.len() < min {
-            return Err(QueryError::new(
-                name,
-                format!("`{op}` needs at least one value"),
-            ));
+        split_list(inner)
+            .map_err(error)?
+            .iter()
+            .map(|item| value(item))
+            .collect()
+    };
+    let null_test = |null: &str, not_null: &str| {
+        if operand == null || operand == not_null {
+            Ok(Condition::null_test(operand == null))
+        } else {
+            Err(error(format!(
+                "`{op}` takes `{null}` or `{not_null}`, found `{operand}`"
+            )))
         }
-        items.iter().map(|item| value(item)).collect()
     };
-    let condition = match op {
-        "is" => match operand {
-            "null" => Condition::IsNull,
-            "notnull" => Condition::IsNotNull,
-            _ => {
-                return Err(QueryError::new(
-                    name,
-                    format!("`is` takes `null` or `notnull`, found `{operand}`"),
-                ));
-            }
-        },
-        "in" => Condition::In(list(1)?),
-        "between" => match <[Value; 2]>::try_from(list(1)?) {
-            Ok([low, high]) => Condition::Between(low, high),
-            Err(_) => {
-                return Err(QueryError::new(
-                    name,
-                    format!("`between` takes two values, e.g. `between.(1,9)`, found `{operand}`"),
-                ));
-            }
-        },
-        "like" => Condition::Like(operand.replace('*', "%")),
-        "ilike" => Condition::ILike(operand.replace('*', "%")),
-        _ => match comparison(op) {
-            Some(comparison) => Condition::Compare(comparison, value(operand)?),
-            None => {
-                return Err(QueryError::new(
-                    name,
-                    format!("unknown operator `{op}`; operators: {OPERATORS}"),
-                ));
-            }
-        },
-    };
-    Ok(Filter {
-        field: field_index,
-        condition,
-    })
+    match operator.operand {
+        Operand::Value(comparison) => Ok(Condition::Compare(comparison, value(operand)?)),
+        Operand::List | Operand::Range => {
+            Condition::of_values(operator.operand, list()?).map_err(|why| {
+                error(format!(
+                    "`{op}` {why}, e.g. `{op}.(1,9)`, found `{operand}`"
+                ))
+            })
+        }
+        Operand::Pattern { case_sensitive } => Ok(Condition::pattern(
+            case_sensitive,
+            operand.replace('*', "%"),
+        )),
+        Operand::NullWord => null_test("null", "notnull"),
+        Operand::NullFlag => null_test("true", "false"),
+    }
 }
 
 /// Splits `a,b,"c,d"` into items; double quotes protect commas, `\"` is a quote inside quotes.
@@ -287,7 +278,7 @@ fn split_list(text: &str) -> Result<Vec<String>, String> {
                     Some('\\') => item.extend(chars.next()),
                     Some('"') => break,
                     Some(c) => item.push(c),
-                    None => return Err("unterminated quote in `in` list".to_owned()),
+                    None => return Err("unterminated quote in a list".to_owned()),
                 }
             }
             match chars.next() {
@@ -297,7 +288,7 @@ fn split_list(text: &str) -> Result<Vec<String>, String> {
                 }
                 Some(',') => {}
                 Some(c) => {
-                    return Err(format!("unexpected `{c}` after a quoted item in `in` list"));
+                    return Err(format!("unexpected `{c}` after a quoted item in a list"));
                 }
             }
         } else {
@@ -484,6 +475,29 @@ mod tests {
                 err.message
             );
         }
+    }
+
+    #[test]
+    fn both_null_test_names_parse_alike() {
+        let s = wells();
+        for (raw, expected) in [
+            ("is.null", Condition::IsNull),
+            ("is.notnull", Condition::IsNotNull),
+            ("is_null.true", Condition::IsNull),
+            ("is_null.false", Condition::IsNotNull),
+        ] {
+            assert_eq!(
+                parse_filter(&s, "extra", raw).map(|f| f.condition),
+                Ok(expected),
+                "{raw}"
+            );
+        }
+        let err = parse_filter(&s, "note", "is_null.null").unwrap_err();
+        assert!(
+            err.message.contains("takes `true` or `false`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The operations of one dataset, with their parameters (each field's filter and its operators),
 //! request bodies per content type and answers per format; every error is a problem.
 
-use dataforge_domain::query::operators_for;
+use dataforge_domain::query::{MAX_BUCKET_COUNT, OPERATORS, operators_for};
 use dataforge_domain::schema::DatasetSchema;
+use dataforge_domain::value::FieldType;
 use serde_json::{Map, Value as Json, json};
 
 use super::schemas::{changes_name, field_schema, input_name, record_name, reference, row_name};
@@ -34,11 +35,65 @@ fn filters(schema: &DatasetSchema) -> Vec<Json> {
                     "Filter on `{}` ({}): `operator.value`, operators {}; e.g. `eq.1`, `in.(1,2)`, `is.null`. Several filters are ANDed.",
                     field.name,
                     field.field_type,
-                    operators.join(", ")
+                    operator_list(Some(field.field_type))
                 ),
             )
         })
         .collect()
+}
+
+/// The filter operators that apply to a type (every one for `None`) and their meanings.
+fn operator_list(ty: Option<FieldType>) -> String {
+    OPERATORS
+        .iter()
+        .filter(|op| ty.is_none_or(|ty| op.fits(ty).is_ok()))
+        .map(|op| format!("`{}` ({})", op.name, op.meaning))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The parameters of an aggregate besides filters and `format`.
+fn aggregate_parameters() -> Vec<Json> {
+    vec![
+        parameter(
+            "group_by",
+            "query",
+            json!({"type": "string"}),
+            "Fields to group by, comma-separated.",
+        ),
+        parameter(
+            "metrics",
+            "query",
+            json!({"type": "string"}),
+            "Comma-separated: `count()` (rows), `count(f)` and `count_distinct(f)` (non-null and distinct values), `sum(f)`, `avg(f)`, `median(f)`, `percentile(f,p)` (p from 0 to 1, interpolated) and `stddev(f)` (sample) of integer and float fields, `min(f)` and `max(f)`. Columns are named `count`, `{function}_{field}`, or `p{percent}_{field}` for percentiles (`p90_oil`).",
+        ),
+        parameter(
+            "bucket",
+            "query",
+            json!({"type": "string"}),
+            &format!(
+                "Time buckets: `field:unit` or `field:Nunit` with unit `minute` or `hour` (timestamps), `day`, `week`, `month`, `quarter` or `year` and N from 1 to {MAX_BUCKET_COUNT}, e.g. `production_period:15minute`."
+            ),
+        ),
+        parameter(
+            "having",
+            "query",
+            json!({"type": "array", "items": {"type": "string"}}),
+            "Conditions on metrics, `metric=operator.value` (the filter operators, e.g. `sum_oil=gt.100`); repeated, all must hold.",
+        ),
+        parameter(
+            "order",
+            "query",
+            json!({"type": "string"}),
+            "Sort by output columns.",
+        ),
+        parameter(
+            "limit",
+            "query",
+            json!({"type": "integer", "minimum": 1}),
+            "Most groups answered; a JSON answer without it holds up to `query.max_limit`.",
+        ),
+    ]
 }
 
 /// The answers of a read: a JSON page, or every row streamed in another format.
@@ -209,11 +264,12 @@ pub(super) fn dataset_paths(schema: &DatasetSchema) -> Vec<(String, Json)> {
                    "201": {"description": "Created", "content": {"application/json": {"schema": record}}}})),
         "delete": operation(format!("delete_{name}"), format!("Delete one {name} record"), vec![], None, json!({"204": {"description": "Deleted"}})),
     });
-    let query_body = json!({"type": "object", "description": "A query: `filter` (a tree of and/or/not and field conditions, e.g. {\"eq\": {\"field\": 1}}), `select`, `order`, `limit`, `cursor`; or an aggregate with `group_by`, `metrics`, `bucket`.",
+    let query_body = json!({"type": "object", "description": format!("A query: `filter` (a tree of `and`, `or`, `not` and field conditions, e.g. {{\"eq\": {{\"field\": 1}}}}, with operators {}), `select`, `order`, `limit`, `cursor`; or an aggregate with `group_by`, `metrics`, `bucket`, `having` (the text of the URL parameters), which answers up to `query.max_limit` groups without `limit`.", operator_list(None)),
         "properties": {"filter": {"type": "object"}, "select": {"type": "array", "items": {"type": "string"}},
             "order": {"type": "array", "items": {"type": "string"}}, "limit": {"type": "integer", "minimum": 1},
             "cursor": {"type": ["string", "null"]}, "group_by": {"type": "array", "items": {"type": "string"}},
-            "metrics": {"type": "array", "items": {"type": "string"}}, "bucket": {"type": "array", "items": {"type": "string"}}}});
+            "metrics": {"type": "array", "items": {"type": "string"}}, "bucket": {"type": "array", "items": {"type": "string"}},
+            "having": {"type": "array", "items": {"type": "string"}}}});
     let change_body = |set: bool| {
         let mut properties = json!({"filter": {"type": "object"}, "all": {"type": "boolean"}, "max_affected": {"type": "integer", "minimum": 0}});
         if set {
@@ -229,39 +285,8 @@ pub(super) fn dataset_paths(schema: &DatasetSchema) -> Vec<(String, Json)> {
         "`false`: an estimate will do.",
     ));
     let mut grouping = filters(schema);
-    grouping.extend([
-        parameter(
-            "group_by",
-            "query",
-            json!({"type": "string"}),
-            "Fields to group by, comma-separated.",
-        ),
-        parameter(
-            "metrics",
-            "query",
-            json!({"type": "string"}),
-            "`count()`, `sum(f)`, `avg(f)`, `min(f)`, `max(f)`, comma-separated.",
-        ),
-        parameter(
-            "bucket",
-            "query",
-            json!({"type": "string"}),
-            "Time buckets: `field:day|week|month|quarter|year`.",
-        ),
-        parameter(
-            "order",
-            "query",
-            json!({"type": "string"}),
-            "Sort by output columns.",
-        ),
-        parameter(
-            "limit",
-            "query",
-            json!({"type": "integer", "minimum": 1}),
-            "Groups per page.",
-        ),
-        format_parameter(),
-    ]);
+    grouping.extend(aggregate_parameters());
+    grouping.push(format_parameter());
     vec![
         (
             base.clone(),
