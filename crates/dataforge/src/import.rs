@@ -60,19 +60,14 @@ pub fn run(args: ImportArgs) -> ExitCode {
             return fail(&format!("--{flag}: {}", e.message));
         }
     };
-    let ok = match &args.url {
+    match &args.url {
         Some(url) => remote::import(url, args.token.as_deref(), &args),
         None => match load_settings(args.store) {
             Ok(settings) => {
                 embedded::import(&settings, &args.dataset, &args.files, args.format, options)
             }
-            Err(code) => return code,
+            Err(code) => code,
         },
-    };
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }
 
@@ -160,7 +155,7 @@ pub struct Summary {
 pub fn print_summary(path: &Path, started: Instant, summary: &Summary) {
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "{}: {} rows in {elapsed:.1} s ({:.0} rows/s): inserted {}, updated {}, skipped {}, rejected {}",
+        "{}: {} rows read in {elapsed:.1} s ({:.0} rows/s): inserted {}, updated {}, skipped {}, rejected {}",
         path.display(),
         summary.rows,
         summary.rows as f64 / elapsed.max(1e-3),

@@ -3,6 +3,7 @@
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,42 +15,48 @@ use dataforge_domain::write::WriteOptions;
 use super::{Summary, conflict_line, open_tracked, print_summary, violation_line, with_formats};
 use crate::FormatArg;
 use crate::settings::Settings;
-use crate::wire::{close, runtime, wire};
+use crate::wire::{close, fail, runtime, wire};
 
-/// Imports every file in turn; returns whether all succeeded.
+/// Imports every file in turn: success when all were written, 2 for a usage error.
 pub fn import(
     settings: &Settings,
     dataset: &str,
     files: &[PathBuf],
     format: Option<FormatArg>,
     options: WriteOptions,
-) -> bool {
-    let Ok(runtime) = runtime() else {
-        return false;
+) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
     };
     runtime.block_on(async {
-        let Ok((app, store, _)) = wire(settings).await else {
-            return false;
+        let (app, store, _) = match wire(settings).await {
+            Ok(wired) => wired,
+            Err(code) => return code,
         };
-        let mut all_ok = app
-            .dataset(dataset)
-            .map_err(|e| eprintln!("error: {e}"))
-            .is_ok();
-        if all_ok {
-            for file in with_formats(files, format) {
-                let Some((path, format)) = file else {
-                    all_ok = false;
-                    continue;
-                };
-                if let Err(message) = import_file(&app, dataset, path, format, options).await {
-                    eprintln!("error: {}: {message}", path.display());
-                    all_ok = false;
-                }
+        if let Err(e) = app.dataset(dataset) {
+            drop(app);
+            close(store).await;
+            return fail(&e.to_string());
+        }
+        let mut all_ok = true;
+        for file in with_formats(files, format) {
+            let Some((path, format)) = file else {
+                all_ok = false;
+                continue;
+            };
+            if let Err(message) = import_file(&app, dataset, path, format, options).await {
+                eprintln!("error: {}: {message}", path.display());
+                all_ok = false;
             }
         }
         drop(app);
         close(store).await;
-        all_ok
+        if all_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
     })
 }
 

@@ -4,18 +4,21 @@
 
 use std::io::BufReader;
 use std::path::Path;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use dataforge_domain::records::BodyFormat;
 use serde_json::Value;
 
+use crate::wire::fail;
+
 use super::{
     ImportArgs, Summary, conflict_line, open_tracked, print_summary, violation_line, with_formats,
 };
 
-/// Sends every file in turn; returns whether all were written.
+/// Sends every file in turn: success when all were written, 2 when the server refuses at once.
 /// (The write options were checked already; they are sent as given.)
-pub fn import(url: &str, token: Option<&str>, args: &ImportArgs) -> bool {
+pub fn import(url: &str, token: Option<&str>, args: &ImportArgs) -> ExitCode {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(10))
         .build();
@@ -27,8 +30,7 @@ pub fn import(url: &str, token: Option<&str>, args: &ImportArgs) -> bool {
     // a refusal (credential, dataset) answered before the body is sent can break the upload's
     // pipe: ask once first, to say why clearly
     if let Err(message) = check_access(&agent, url, token, &args.dataset) {
-        eprintln!("error: {message}");
-        return false;
+        return fail(&message);
     }
     let mut all_ok = true;
     for file in with_formats(&args.files, args.format) {
@@ -41,7 +43,11 @@ pub fn import(url: &str, token: Option<&str>, args: &ImportArgs) -> bool {
             all_ok = false;
         }
     }
-    all_ok
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn send(
