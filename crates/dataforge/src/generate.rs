@@ -11,9 +11,10 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
-use dataforge_domain::records::BodyFormat;
+use dataforge_domain::query::OutputColumn;
 use dataforge_domain::schema::DatasetSchema;
-use dataforge_domain::value::format_timestamp;
+use dataforge_formats::AnswerColumns;
+use dataforge_formats::table::Format;
 
 /// Rows per generated batch.
 const BATCH: u64 = 64 * 1024;
@@ -72,12 +73,13 @@ fn row(i: u64) -> Row {
 }
 
 /// Writes generated rows `start..start + rows` of `dataset` (which must be `well_production`) to
-/// `out`; several files with consecutive ranges hold distinct keys.
+/// `out` in `format`, with that format's encoder from the formats table (the same as an export's);
+/// several files with consecutive ranges hold distinct keys.
 pub fn generate(
     dataset: &DatasetSchema,
     start: u64,
     rows: u64,
-    format: BodyFormat,
+    format: &Format,
     out: &Path,
 ) -> Result<(), String> {
     if dataset.name != "well_production" {
@@ -86,71 +88,24 @@ pub fn generate(
             dataset.name
         ));
     }
+    let Some(encode) = format.encode else {
+        return Err(format!("cannot write {} files", format.name));
+    };
     let file = File::create(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let schema = Arc::clone(dataset.arrow_schema());
-    let failed = |e: &dyn std::fmt::Display| format!("writing failed: {e}");
-    match format {
-        BodyFormat::Arrow => {
-            let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut out, &schema)
-                .map_err(|e| failed(&e))?;
-            for batch in batches(&schema, start, start + rows) {
-                writer
-                    .write(&batch.map_err(|e| failed(&e))?)
-                    .map_err(|e| failed(&e))?;
-            }
-            writer.finish().map_err(|e| failed(&e))?;
-        }
-        BodyFormat::Parquet => {
-            let mut writer =
-                parquet::arrow::ArrowWriter::try_new(&mut out, Arc::clone(&schema), None)
-                    .map_err(|e| failed(&e))?;
-            for batch in batches(&schema, start, start + rows) {
-                writer
-                    .write(&batch.map_err(|e| failed(&e))?)
-                    .map_err(|e| failed(&e))?;
-            }
-            writer.close().map_err(|e| failed(&e))?;
-        }
-        BodyFormat::Csv => {
-            let names: Vec<&str> = dataset.fields.iter().map(|f| f.name.as_str()).collect();
-            writeln!(out, "{}", names.join(",")).map_err(|e| failed(&e))?;
-            for i in start..start + rows {
-                let r = row(i);
-                writeln!(
-                    out,
-                    "{},FIELD-{},{},REF-{},WELL-{},{},{},{},{},{},{},ANP,\"{{\"\"src\"\":\"\"anp\"\"}}\",p{}",
-                    r.field_code, r.field_code, r.well_code, r.well_code, r.well_code, format_timestamp(r.period),
-                    r.days, r.oil, r.gas, r.liquids, r.water, r.partition
-                )
-                .map_err(|e| failed(&e))?;
-            }
-        }
-        BodyFormat::Ndjson | BodyFormat::Json => {
-            let array = format == BodyFormat::Json;
-            if array {
-                out.write_all(b"[").map_err(|e| failed(&e))?;
-            }
-            for i in start..start + rows {
-                let r = row(i);
-                let separator = if array && i > start { "," } else { "" };
-                write!(
-                    out,
-                    "{separator}{{\"field_code\":{},\"field_name\":\"FIELD-{}\",\"well_code\":{},\"well_reference\":\"REF-{}\",\"well_name\":\"WELL-{}\",\"production_period\":\"{}\",\"days_on_production\":{},\"oil_production_kbd\":{},\"gas_production_mmcfd\":{},\"liquids_production_kbd\":{},\"water_production_kbd\":{},\"data_source\":\"ANP\",\"source_data\":\"{{\\\"src\\\":\\\"anp\\\"}}\",\"partition_0\":\"p{}\"}}",
-                    r.field_code, r.field_code, r.well_code, r.well_code, r.well_code, format_timestamp(r.period),
-                    r.days, r.oil, r.gas, r.liquids, r.water, r.partition
-                )
-                .map_err(|e| failed(&e))?;
-                if !array {
-                    out.write_all(b"\n").map_err(|e| failed(&e))?;
-                }
-            }
-            if array {
-                out.write_all(b"]").map_err(|e| failed(&e))?;
-            }
-        }
-    }
-    out.flush().map_err(|e| failed(&e))
+    let columns: Arc<[OutputColumn]> = dataset
+        .fields
+        .iter()
+        .map(|f| OutputColumn {
+            name: f.name.clone(),
+            field_type: f.field_type,
+        })
+        .collect();
+    let columns = AnswerColumns::new(columns, Some(dataset));
+    let mut batches = batches(&schema, start, start + rows).map(|b| b.map_err(|e| e.to_string()));
+    encode(&columns, &mut batches, &mut out).map_err(|e| format!("writing failed: {e}"))?;
+    out.flush().map_err(|e| format!("writing failed: {e}"))
 }
 
 /// Rows `first..end` as Arrow batches of [`BATCH`] rows, built column by column.
@@ -222,6 +177,8 @@ fn batches(
 
 #[cfg(test)]
 mod tests {
+    use dataforge_domain::value::format_timestamp;
+
     use super::*;
 
     #[test]

@@ -9,21 +9,57 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dataforge_app::{App, AppError};
-use dataforge_domain::records::BodyFormat;
+use dataforge_domain::records::{BodyFormat, ReadOptions};
 use dataforge_domain::write::WriteOptions;
+use dataforge_formats::read_options;
+use dataforge_formats::table::{self, Format};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// The format a file's extension names.
-pub fn format_of(path: &Path) -> Option<BodyFormat> {
-    let extension = path.extension()?.to_str()?.to_ascii_lowercase();
-    Some(match extension.as_str() {
-        "csv" => BodyFormat::Csv,
-        "ndjson" | "jsonl" => BodyFormat::Ndjson,
-        "json" => BodyFormat::Json,
-        "parquet" => BodyFormat::Parquet,
-        "arrow" | "arrows" | "ipc" => BodyFormat::Arrow,
-        _ => return None,
-    })
+/// The readable format a file's extension names, from the formats table.
+pub fn format_of(path: &Path) -> Option<&'static Format> {
+    let extension = path.extension()?.to_str()?;
+    table::by_extension(extension).filter(|f| f.can_decode())
+}
+
+/// `--format` of `import`: a format of the table that can be read.
+pub fn readable(name: &str) -> Result<&'static Format, String> {
+    table::decodable()
+        .find(|f| f.name == name)
+        .ok_or_else(|| format!("formats read: {}", table::names(table::decodable())))
+}
+
+/// `--format` of `generate`: a format of the table that can be written.
+pub fn writable(name: &str) -> Result<&'static Format, String> {
+    table::encodable()
+        .find(|f| f.name == name)
+        .ok_or_else(|| format!("formats written: {}", table::names(table::encodable())))
+}
+
+/// How the files of an import are spelled (the read options of the formats table); each is
+/// checked against a file's format before the file is read.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ReadArgs {
+    /// CSV: the byte between cells: `,` (default), `;`, `|` or `tab`.
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// CSV: a cell spelled so is null (e.g. NA); an empty cell always is.
+    #[arg(long)]
+    null: Option<String>,
+}
+
+impl ReadArgs {
+    /// The options given, as `name=value` pairs.
+    fn pairs(&self) -> Vec<(String, String)> {
+        [("delimiter", &self.delimiter), ("null", &self.null)]
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
+            .collect()
+    }
+
+    /// The read options of a file in `format`; `Err` names the option as given on the command line.
+    fn for_format(&self, format: &Format) -> Result<ReadOptions, String> {
+        read_options(format, &self.pairs()).map_err(|e| format!("--{}: {}", e.parameter, e.message))
+    }
 }
 
 /// A file read that advances a progress bar by the bytes read.
@@ -45,7 +81,8 @@ pub async fn import(
     app: &App,
     dataset: &str,
     files: &[PathBuf],
-    format: Option<BodyFormat>,
+    format: Option<&'static Format>,
+    read: &ReadArgs,
     options: WriteOptions,
 ) -> bool {
     let mut all_ok = true;
@@ -58,7 +95,15 @@ pub async fn import(
             all_ok = false;
             continue;
         };
-        match import_file(app, dataset, path, format, options).await {
+        let read = match read.for_format(format) {
+            Ok(read) => read,
+            Err(message) => {
+                eprintln!("error: {}: {message}", path.display());
+                all_ok = false;
+                continue;
+            }
+        };
+        match import_file(app, dataset, path, (format.id(), read), options).await {
             Ok(()) => {}
             Err(message) => {
                 eprintln!("error: {}: {message}", path.display());
@@ -73,7 +118,7 @@ async fn import_file(
     app: &App,
     dataset: &str,
     path: &Path,
-    format: BodyFormat,
+    (format, read): (BodyFormat, ReadOptions),
     options: WriteOptions,
 ) -> Result<(), String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
@@ -106,7 +151,7 @@ async fn import_file(
         },
     );
     let result = app
-        .ingest_counted(dataset, format, body, options, Arc::clone(&seen))
+        .ingest_counted(dataset, format, read, body, options, Arc::clone(&seen))
         .await;
     ticker.abort();
     bar.finish_and_clear();

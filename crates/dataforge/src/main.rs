@@ -17,7 +17,6 @@ use clap::{Args, Parser, Subcommand};
 use dataforge_app::App;
 use dataforge_auth::{Credentials, JwtVerifier, KeyRing};
 use dataforge_domain::ports::{DatasetStorage, MigrationPolicy, MigrationReport};
-use dataforge_domain::records::BodyFormat;
 use dataforge_domain::schema::{Catalog, SchemaProblem};
 use dataforge_domain::write::parse_write_params;
 use dataforge_duckdb::DuckDbStore;
@@ -77,8 +76,10 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// File format (default: from each file's extension).
-        #[arg(long, value_enum)]
-        format: Option<FormatArg>,
+        #[arg(long, value_parser = import::readable)]
+        format: Option<&'static dataforge_formats::Format>,
+        #[command(flatten)]
+        read: import::ReadArgs,
         /// What to do with keys already stored or repeated: error, ignore, upsert or merge.
         #[arg(long, default_value = "error")]
         on_conflict: String,
@@ -103,8 +104,8 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         start: u64,
         /// Output format.
-        #[arg(long, value_enum)]
-        format: FormatArg,
+        #[arg(long, value_parser = import::writable)]
+        format: &'static dataforge_formats::Format,
         /// Output file.
         #[arg(short, long)]
         output: PathBuf,
@@ -151,28 +152,6 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-}
-
-/// File formats on the command line.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum FormatArg {
-    Csv,
-    Ndjson,
-    Json,
-    Parquet,
-    Arrow,
-}
-
-impl From<FormatArg> for BodyFormat {
-    fn from(format: FormatArg) -> Self {
-        match format {
-            FormatArg::Csv => BodyFormat::Csv,
-            FormatArg::Ndjson => BodyFormat::Ndjson,
-            FormatArg::Json => BodyFormat::Json,
-            FormatArg::Parquet => BodyFormat::Parquet,
-            FormatArg::Arrow => BodyFormat::Arrow,
-        }
-    }
 }
 
 /// Settings from file and environment, with the `--schemas` and `--db` flags applied on top.
@@ -246,7 +225,7 @@ fn main() -> ExitCode {
                     dir.display()
                 ));
             };
-            match generate::generate(schema, start, rows, format.into(), &output) {
+            match generate::generate(schema, start, rows, format, &output) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => fail(&message),
             }
@@ -285,6 +264,7 @@ fn main() -> ExitCode {
             dataset,
             files,
             format,
+            read,
             on_conflict,
             on_error,
             store,
@@ -320,8 +300,7 @@ fn main() -> ExitCode {
                     close(store).await;
                     return fail(&e.to_string());
                 }
-                let ok =
-                    import::import(&app, &dataset, &files, format.map(Into::into), options).await;
+                let ok = import::import(&app, &dataset, &files, format, &read, options).await;
                 drop(app);
                 close(store).await;
                 if ok {

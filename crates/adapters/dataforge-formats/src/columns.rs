@@ -96,11 +96,15 @@ impl ColumnBuilder {
         }
     }
 
-    /// Appends a value given as text (a CSV cell); an empty cell is null.
+    /// Appends a value given as text (a CSV cell); an empty cell is null. A boolean may be spelled
+    /// in any of the usual ways (see [`boolean`]).
     pub(crate) fn append_text(&mut self, ty: FieldType, text: &str) -> Result<(), ValueError> {
         match (&mut *self, ty) {
             (_, _) if text.is_empty() => self.append_null(),
             (ColumnBuilder::Text(b), FieldType::String) => b.append_value(text),
+            (ColumnBuilder::Boolean(b), FieldType::Boolean) if boolean(text).is_some() => {
+                b.append_option(boolean(text))
+            }
             _ => match Value::parse_text(ty, text) {
                 Ok(value) => self.append(&value),
                 Err(e) => {
@@ -122,6 +126,25 @@ impl ColumnBuilder {
             ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
         }
     }
+}
+
+/// A boolean cell in one of the spellings spreadsheets and databases write: `true`/`false`, `t`/`f`,
+/// `1`/`0`, `yes`/`no`, in any case. None of them can mean the other value, so all are taken.
+fn boolean(text: &str) -> Option<bool> {
+    const SPELLINGS: [(&str, bool); 8] = [
+        ("true", true),
+        ("false", false),
+        ("t", true),
+        ("f", false),
+        ("1", true),
+        ("0", false),
+        ("yes", true),
+        ("no", false),
+    ];
+    SPELLINGS
+        .iter()
+        .find(|(spelling, _)| spelling.eq_ignore_ascii_case(text))
+        .map(|&(_, value)| value)
 }
 
 /// Column builders and findings for the records of the batch being built.
