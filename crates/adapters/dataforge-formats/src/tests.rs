@@ -695,3 +695,111 @@ fn json_values_keep_large_integers_exactly_in_every_text_format() {
     let null = decode_json(&schema, br#"{"well_code": 1, "extra": null}"#, 1).unwrap();
     assert!(null.batch.column(7).is_null(0));
 }
+
+/// A CSV body decoded with read options.
+fn decode_csv_with(
+    schema: &DatasetSchema,
+    options: &ReadOptions,
+    body: &[u8],
+) -> Result<DecodedBatch, BodyError> {
+    let mut batches = Vec::new();
+    Formats.decode(
+        BodyFormat::named("csv"),
+        options,
+        schema,
+        &mut &body[..],
+        1 << 20,
+        &mut |b| {
+            batches.push(b);
+            Ok(())
+        },
+    )?;
+    assert_eq!(batches.len(), 1);
+    Ok(batches.remove(0))
+}
+
+#[test]
+fn csv_options_set_the_delimiter_and_the_null_spelling() {
+    let schema = wells();
+    let options = ReadOptions {
+        delimiter: b';',
+        null: Some("NA".into()),
+    };
+    let body = b"well_code;name;oil;note\n1;a,b;NA;\n2;NA;1.5;\"NA\"\n";
+    let decoded = decode_csv_with(&schema, &options, body).unwrap();
+    assert!(decoded.violations.is_empty());
+    let cell = |col: usize, row: usize| {
+        Value::from_array(
+            schema.fields[col].field_type,
+            decoded.batch.column(col),
+            row,
+        )
+    };
+    assert_eq!(cell(2, 0), Value::String("a,b".into()));
+    assert_eq!((cell(4, 0), cell(2, 1)), (Value::Null, Value::Null));
+    // the spelling is of the cell's text, quoted or not; an empty cell stays null
+    assert_eq!((cell(5, 0), cell(5, 1)), (Value::Null, Value::Null));
+    assert_eq!(cell(4, 1), Value::Float(1.5));
+    // read with the default comma, the same body is one column the header does not name
+    assert!(decode_csv_with(&schema, &ReadOptions::default(), body).is_err());
+}
+
+#[test]
+fn csv_booleans_take_the_usual_spellings_in_any_case() {
+    let schema = wells();
+    let mut body = String::from("well_code,active\n");
+    let spellings = ["true", "FALSE", "t", "F", "1", "0", "yes", "No", "Y", "on"];
+    for (i, spelling) in spellings.iter().enumerate() {
+        body.push_str(&format!("{i},{spelling}\n"));
+    }
+    let decoded = decode_csv_with(&schema, &ReadOptions::default(), body.as_bytes()).unwrap();
+    let active: Vec<Value> = (0..8)
+        .map(|row| Value::from_array(FieldType::Boolean, decoded.batch.column(6), row))
+        .collect();
+    let expected = [true, false, true, false, true, false, true, false].map(Value::Boolean);
+    assert_eq!(active, expected);
+    // other words are not guessed at
+    let refused: Vec<(u64, &str)> = decoded
+        .violations
+        .into_listed()
+        .into_iter()
+        .map(|v| (v.row, v.code))
+        .collect();
+    assert_eq!(refused, [(9, "type"), (10, "type")]);
+}
+
+#[test]
+fn csv_headers_match_fields_in_another_case_when_unambiguous() {
+    let schema = wells();
+    let decoded =
+        decode_csv_with(&schema, &ReadOptions::default(), b"WELL_CODE,Name\n1,a\n").unwrap();
+    assert_eq!(
+        Value::from_array(FieldType::String, decoded.batch.column(2), 0),
+        Value::String("a".into())
+    );
+    let twice = decode_csv_with(&schema, &ReadOptions::default(), b"Name,name\na,b\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        twice.contains("`Name` and `name`, which are both the field `name`"),
+        "{twice}"
+    );
+
+    // fields that differ only in case: an exact header wins, another spelling is ambiguous
+    let fields = vec![field("code", "integer"), field("Code", "integer")];
+    let Ok(catalog) = build_catalog(&[dataset("cased", fields, &["code"])]) else {
+        return; // schemas may refuse such fields; then nothing is ambiguous
+    };
+    let cased = catalog.get("cased").unwrap();
+    let exact = decode_csv_with(cased, &ReadOptions::default(), b"Code,code\n1,2\n").unwrap();
+    assert!(exact.violations.is_empty());
+    let ambiguous = decode_csv_with(cased, &ReadOptions::default(), b"CODE\n1\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        ambiguous.contains("matches the fields `code` and `Code`"),
+        "{ambiguous}"
+    );
+}
