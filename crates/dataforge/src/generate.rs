@@ -14,7 +14,7 @@ use arrow_schema::SchemaRef;
 use dataforge_domain::query::OutputColumn;
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_formats::AnswerColumns;
-use dataforge_formats::table::Format;
+use dataforge_formats::table::{self, Format};
 
 /// Rows per generated batch.
 const BATCH: u64 = 64 * 1024;
@@ -70,6 +70,13 @@ fn row(i: u64) -> Row {
         water: unit(i, 3) * 20.0,
         partition: i % 10,
     }
+}
+
+/// `--format` of `generate`: a format of the table that can be written.
+pub fn writable(name: &str) -> Result<&'static Format, String> {
+    table::encodable()
+        .find(|f| f.name == name)
+        .ok_or_else(|| format!("formats written: {}", table::names(table::encodable())))
 }
 
 /// Writes generated rows `start..start + rows` of `dataset` (which must be `well_production`) to

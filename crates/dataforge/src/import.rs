@@ -28,13 +28,6 @@ pub fn readable(name: &str) -> Result<&'static Format, String> {
         .ok_or_else(|| format!("formats read: {}", table::names(table::decodable())))
 }
 
-/// `--format` of `generate`: a format of the table that can be written.
-pub fn writable(name: &str) -> Result<&'static Format, String> {
-    table::encodable()
-        .find(|f| f.name == name)
-        .ok_or_else(|| format!("formats written: {}", table::names(table::encodable())))
-}
-
 /// How the files of an import are spelled (the read options of the formats table); each is
 /// checked against a file's format before the file is read.
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -104,7 +104,7 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         start: u64,
         /// Output format.
-        #[arg(long, value_parser = import::writable)]
+        #[arg(long, value_parser = generate::writable)]
         format: &'static dataforge_formats::Format,
         /// Output file.
         #[arg(short, long)]

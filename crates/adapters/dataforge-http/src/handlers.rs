@@ -15,11 +15,11 @@ use dataforge_domain::records::{BodyFormat, ReadOptions};
 use dataforge_domain::write::parse_write_params;
 use serde_json::{Value as Json, json};
 
-use crate::auth::Acting;
-use crate::body;
 use dataforge_formats::table::{self, Format, read_options};
 use dataforge_formats::{AnswerColumns, JsonRows};
 
+use crate::auth::Acting;
+use crate::body;
 use crate::encode;
 use crate::exports::{Client, ExportSlots};
 use crate::negotiate::{answer_format, body_format, is_page};
@@ -115,15 +115,19 @@ pub async fn get_dataset(Acting(state): Acting, Path(dataset): Path<String>) -> 
     ))
 }
 
-/// The write's own options (`on_conflict`, `on_error`) and the read options of its body's format
-/// (`delimiter`, `null`), each checked before the body is read.
-fn write_options(params: &[(String, String)], format: &Format) -> Result<ReadOptions, Problem> {
-    let read: Vec<(String, String)> = params
-        .iter()
-        .filter(|(name, _)| table::is_read_option(name))
-        .cloned()
-        .collect();
-    read_options(format, &read).map_err(|e| Problem::bad_request(&e.parameter, e.message))
+/// A write's query parameters: its own (`on_conflict`, `on_error`), and the read options of the
+/// formats table (`delimiter`, `null`), which the body's format checks.
+type WriteParams = (Vec<(String, String)>, Vec<(String, String)>);
+
+fn split_write_params(params: Vec<(String, String)>) -> WriteParams {
+    params
+        .into_iter()
+        .partition(|(name, _)| !table::is_read_option(name))
+}
+
+/// How a body in `format` is read, from the read options given (before a byte of it is read).
+fn body_read_options(format: &Format, given: &[(String, String)]) -> Result<ReadOptions, Problem> {
+    read_options(format, given).map_err(|e| Problem::bad_request(&e.parameter, e.message))
 }
 
 pub async fn insert_records(
@@ -146,19 +150,14 @@ pub async fn insert_records(
         .with("limit_bytes", json!(state.max_body_bytes))
     };
     let checked = (|| {
-        let params = query_pairs(query);
-        let own: Vec<(String, String)> = params
-            .iter()
-            .filter(|(name, _)| !table::is_read_option(name))
-            .cloned()
-            .collect();
+        let (own, read) = split_write_params(query_pairs(query));
         let options = parse_write_params(&own).map_err(|e| problem(&state, &dataset, e.into()))?;
         state
             .app
             .dataset(&dataset)
             .map_err(|e| problem(&state, &dataset, e))?;
         let format = body_format(&headers)?;
-        let read = write_options(&params, format)?;
+        let read = body_read_options(format, &read)?;
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
