@@ -315,3 +315,44 @@ pub(super) fn dataset_paths(schema: &DatasetSchema) -> Vec<(String, Json)> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use dataforge_domain::testing::wells;
+
+    use super::*;
+
+    /// The write of a dataset as described: its parameters' names and its body's media types.
+    fn write_operation() -> (Vec<String>, Vec<String>) {
+        let paths = dataset_paths(&wells());
+        let (_, records) = paths
+            .iter()
+            .find(|(path, _)| path.ends_with("/records"))
+            .expect("the records path");
+        let post = &records["post"];
+        let names = post["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        let media = post["requestBody"]["content"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        (names, media)
+    }
+
+    #[test]
+    fn the_write_lists_the_read_options_and_body_types_of_the_formats_table() {
+        let (names, media) = write_operation();
+        assert_eq!(names, ["on_conflict", "on_error", "delimiter", "null"]);
+        let expected: Vec<&str> = std::iter::once("application/json")
+            .chain(binary_types(table::decodable()))
+            .collect();
+        assert_eq!(media, expected);
+        assert!(media.contains(&"text/csv".to_owned()));
+    }
+}
