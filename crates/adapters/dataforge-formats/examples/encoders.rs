@@ -1,7 +1,7 @@
 //! Measures our hand-written Arrow-to-NDJSON and Arrow-to-CSV encoders against arrow's own writers
 //! (`arrow-json`, `arrow-csv`, the workspace's arrow version) on an export-sized batch stream, and
 //! says whether each pair writes the same bytes. The batches come from an Arrow IPC stream file,
-//! read whole into memory first so that only encoding is timed:
+//! read whole into memory first so that only encoding is timed (`bench/encoders.sh` does all this):
 //!
 //! ```sh
 //! dataforge generate well_production --rows 1000000 --format arrow -o /tmp/wp.arrow
