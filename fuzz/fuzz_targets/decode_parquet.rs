@@ -1,7 +1,7 @@
 //! A Parquet file body: any bytes are batches or an error, within bounded memory.
 #![no_main]
 
-use dataforge_domain::records::{BatchDecoder, BodyFormat};
+use dataforge_domain::records::{BatchDecoder, BodyFormat, ReadOptions};
 use dataforge_formats::Formats;
 use dataforge_fuzz::{WELL_PRODUCTION, panics_unwind};
 use libfuzzer_sys::fuzz_target;
@@ -10,7 +10,8 @@ fuzz_target!(|data: &[u8]| {
     panics_unwind();
     let mut body = data;
     let _ = Formats.decode(
-        BodyFormat::Parquet,
+        BodyFormat::named("parquet"),
+        &ReadOptions::default(),
         &WELL_PRODUCTION,
         &mut body,
         1024,

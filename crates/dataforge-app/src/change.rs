@@ -9,7 +9,7 @@ use dataforge_domain::change::{
     Change, Mutated, Mutation, Selection, parse_selection_body, parse_selection_params, parse_set,
 };
 use dataforge_domain::query::parse_key;
-use dataforge_domain::records::BodyFormat;
+use dataforge_domain::records::{BodyFormat, ReadOptions};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::validate::{Violation, Violations};
 use dataforge_domain::value::Value;
@@ -163,7 +163,13 @@ impl App {
                 return Ok((Replaced::Replaced, rows));
             }
             match self
-                .ingest_small(dataset, BodyFormat::Json, body.as_bytes(), created)
+                .ingest_small(
+                    dataset,
+                    BodyFormat::JSON,
+                    &ReadOptions::default(),
+                    body.as_bytes(),
+                    created,
+                )
                 .await
             {
                 Ok(_) => {

@@ -10,7 +10,7 @@ use arrow_select::filter::filter_record_batch;
 use dataforge_domain::access::{Permission, Reach};
 use dataforge_domain::ports::StagedWrite;
 use dataforge_domain::records::{
-    BATCH_ROWS, BatchDecoder, BodyError, BodyFormat, DecodedBatch, Halt,
+    BATCH_ROWS, BatchDecoder, BodyError, BodyFormat, DecodedBatch, Halt, ReadOptions,
 };
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::validate::{Violation, Violations, validate_batch};
@@ -42,13 +42,14 @@ impl App {
         &self,
         dataset: &str,
         format: BodyFormat,
+        read: ReadOptions,
         body: B,
         options: WriteOptions,
     ) -> Result<IngestSummary, AppError>
     where
         B: Read + Send + 'static,
     {
-        self.ingest_counted(dataset, format, body, options, Arc::default())
+        self.ingest_counted(dataset, format, read, body, options, Arc::default())
             .await
     }
 
@@ -57,6 +58,7 @@ impl App {
         &self,
         dataset: &str,
         format: BodyFormat,
+        read: ReadOptions,
         body: B,
         options: WriteOptions,
         seen: Arc<AtomicU64>,
@@ -73,7 +75,7 @@ impl App {
                 let mut body = body;
                 decode_checked(
                     &*decoder,
-                    format,
+                    (format, &read),
                     Checker::new(&schema, &reach, options.on_error),
                     &mut body,
                     &seen,
@@ -103,6 +105,7 @@ impl App {
         &self,
         dataset: &str,
         format: BodyFormat,
+        read: &ReadOptions,
         body: &[u8],
         options: WriteOptions,
     ) -> Result<IngestSummary, AppError> {
@@ -111,7 +114,7 @@ impl App {
         let mut reader = body;
         let decoded = decode_checked(
             &*self.decoder,
-            format,
+            (format, read),
             Checker::new(&decoded_as(&schema, options), &reach, options.on_error),
             &mut reader,
             &AtomicU64::new(0),
@@ -188,14 +191,14 @@ type Decoded = (Result<u64, BodyError>, Result<Violations, AppError>);
 /// Decodes a body and validates each batch, handing the records to write to `deliver`.
 fn decode_checked(
     decoder: &dyn BatchDecoder,
-    format: BodyFormat,
+    (format, read): (BodyFormat, &ReadOptions),
     mut checker: Checker<'_>,
     body: &mut dyn Read,
     seen: &AtomicU64,
     mut deliver: impl FnMut(RecordBatch) -> Result<(), Halt>,
 ) -> Decoded {
     let schema = checker.schema;
-    let read = decoder.decode(format, schema, body, BATCH_ROWS, &mut |decoded| {
+    let read = decoder.decode(format, read, schema, body, BATCH_ROWS, &mut |decoded| {
         seen.fetch_add(decoded.batch.num_rows() as u64, Ordering::Relaxed);
         match checker.check(decoded)? {
             Some(batch) => deliver(batch),
@@ -232,7 +235,7 @@ impl App {
         let mut reader = body;
         let decoded = decode_checked(
             &*self.decoder,
-            BodyFormat::Json,
+            (BodyFormat::JSON, &ReadOptions::default()),
             Checker::new(schema, &Reach::All, ErrorMode::Reject),
             &mut reader,
             &AtomicU64::new(0),

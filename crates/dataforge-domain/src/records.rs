@@ -9,29 +9,40 @@ use arrow_array::RecordBatch;
 use crate::schema::DatasetSchema;
 use crate::validate::{RejectedCells, Violations};
 
-/// The formats a request body may come in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFormat {
-    /// One JSON object or an array of objects.
-    Json,
-    /// One JSON object per line.
-    Ndjson,
-    /// Comma-separated values with a header row naming the fields (RFC 4180).
-    Csv,
-    /// An Arrow IPC stream; columns are matched to fields by name.
-    Arrow,
-    /// A Parquet file; columns are matched to fields by name.
-    Parquet,
-}
+/// The format of a request body, by its name (`json`, `csv`...). Which formats exist, and how each
+/// is read, is the formats adapter's table: the domain only needs to name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BodyFormat(&'static str);
 
 impl BodyFormat {
+    /// One JSON object or an array of objects: the body of single-record changes.
+    pub const JSON: BodyFormat = BodyFormat("json");
+
+    /// The format of this name (a name from the formats table).
+    pub const fn named(name: &'static str) -> Self {
+        BodyFormat(name)
+    }
+
     pub fn name(self) -> &'static str {
-        match self {
-            BodyFormat::Json => "json",
-            BodyFormat::Ndjson => "ndjson",
-            BodyFormat::Csv => "csv",
-            BodyFormat::Arrow => "arrow",
-            BodyFormat::Parquet => "parquet",
+        self.0
+    }
+}
+
+/// How a text body spells what its format leaves open: CSV's delimiter and null cell. Checked by
+/// the formats adapter before any byte is read; formats that have no such choice ignore it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// The byte between cells.
+    pub delimiter: u8,
+    /// A cell spelled so is null (beside the empty cell, always null).
+    pub null: Option<String>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            delimiter: b',',
+            null: None,
         }
     }
 }
@@ -82,11 +93,12 @@ pub enum BodyError {
 
 /// Decodes request bodies into batches; implemented by the formats adapter.
 pub trait BatchDecoder: Send + Sync {
-    /// Reads `body` in `format`, handing each batch of at most `batch_rows` records to `sink` as
+    /// Reads `body` in `format` (spelled as `options` say), handing each batch of at most `batch_rows` records to `sink` as
     /// soon as it is full, and returns how many records were read. Runs on a blocking thread.
     fn decode(
         &self,
         format: BodyFormat,
+        options: &ReadOptions,
         schema: &DatasetSchema,
         body: &mut dyn Read,
         batch_rows: usize,

@@ -124,7 +124,7 @@ pub struct ValueError {
 }
 
 impl ValueError {
-    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         ValueError {
             code,
             message: message.into(),

@@ -16,7 +16,7 @@ pub struct ClusterArgs {
 }
 
 pub fn run(args: ClusterArgs) -> ExitCode {
-    let settings = match load_settings(args.store) {
+    let settings = match load_settings(&args.store) {
         Ok(settings) => settings,
         Err(code) => return code,
     };

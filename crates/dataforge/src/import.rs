@@ -13,11 +13,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use dataforge_domain::records::BodyFormat;
+use dataforge_domain::records::ReadOptions;
 use dataforge_domain::write::parse_write_params;
+use dataforge_formats::read_options;
+use dataforge_formats::table::{self, Format};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::FormatArg;
 use crate::wire::{StoreArgs, fail, load_settings};
 
 #[derive(Args)]
@@ -29,8 +30,10 @@ pub struct ImportArgs {
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// File format (default: from each file's extension).
-    #[arg(long, value_enum)]
-    format: Option<FormatArg>,
+    #[arg(long, value_parser = readable)]
+    format: Option<&'static Format>,
+    #[command(flatten)]
+    read: ReadArgs,
     /// What to do with keys already stored or repeated: error, ignore, upsert or merge.
     #[arg(long, default_value = "error")]
     on_conflict: String,
@@ -62,45 +65,85 @@ pub fn run(args: ImportArgs) -> ExitCode {
     };
     match &args.url {
         Some(url) => remote::import(url, args.token.as_deref(), &args),
-        None => match load_settings(args.store) {
-            Ok(settings) => {
-                embedded::import(&settings, &args.dataset, &args.files, args.format, options)
-            }
+        None => match load_settings(&args.store) {
+            Ok(settings) => embedded::import(&settings, &args, options),
             Err(code) => code,
         },
     }
 }
 
-/// The files with their formats, each one that has none reported.
-fn with_formats(files: &[PathBuf], format: Option<FormatArg>) -> Vec<Option<(&Path, BodyFormat)>> {
+/// A file to load: its path, format and how that format is spelled.
+pub struct Source<'a> {
+    pub path: &'a Path,
+    pub format: &'static Format,
+    pub read: ReadOptions,
+}
+
+/// The files with their formats and read options; each one that has none is reported.
+fn sources<'a>(
+    files: &'a [PathBuf],
+    format: Option<&'static Format>,
+    read: &ReadArgs,
+) -> Vec<Option<Source<'a>>> {
     files
         .iter()
-        .map(
-            |path| match format.map(Into::into).or_else(|| format_of(path)) {
-                Some(format) => Some((path.as_path(), format)),
-                None => {
-                    eprintln!(
-                        "error: {}: cannot tell the format from the extension; pass --format",
-                        path.display()
-                    );
+        .map(|path| {
+            let Some(format) = format.or_else(|| format_of(path)) else {
+                eprintln!(
+                    "error: {}: cannot tell the format from the extension; pass --format",
+                    path.display()
+                );
+                return None;
+            };
+            match read.for_format(format) {
+                Ok(read) => Some(Source { path, format, read }),
+                Err(message) => {
+                    eprintln!("error: {}: {message}", path.display());
                     None
                 }
-            },
-        )
+            }
+        })
         .collect()
 }
 
-/// The format a file's extension names.
-pub fn format_of(path: &Path) -> Option<BodyFormat> {
-    let extension = path.extension()?.to_str()?.to_ascii_lowercase();
-    Some(match extension.as_str() {
-        "csv" => BodyFormat::Csv,
-        "ndjson" | "jsonl" => BodyFormat::Ndjson,
-        "json" => BodyFormat::Json,
-        "parquet" => BodyFormat::Parquet,
-        "arrow" | "arrows" | "ipc" => BodyFormat::Arrow,
-        _ => return None,
-    })
+/// The readable format a file's extension names, from the formats table.
+pub fn format_of(path: &Path) -> Option<&'static Format> {
+    let extension = path.extension()?.to_str()?;
+    table::by_extension(extension).filter(|f| f.can_decode())
+}
+
+/// `--format` of `import`: a format of the table that can be read.
+pub fn readable(name: &str) -> Result<&'static Format, String> {
+    table::decodable()
+        .find(|f| f.name == name)
+        .ok_or_else(|| format!("formats read: {}", table::names(table::decodable())))
+}
+
+/// How the files of an import are spelled (the read options of the formats table); each is
+/// checked against a file's format before the file is read.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ReadArgs {
+    /// CSV: the byte between cells: `,` (default), `;`, `|` or `tab`.
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// CSV: a cell spelled so is null (e.g. NA); an empty cell always is.
+    #[arg(long)]
+    null: Option<String>,
+}
+
+impl ReadArgs {
+    /// The options given, as `name=value` pairs (the POST's query parameters of the same names).
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        [("delimiter", &self.delimiter), ("null", &self.null)]
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
+            .collect()
+    }
+
+    /// The read options of a file in `format`; `Err` names the option as given on the command line.
+    fn for_format(&self, format: &Format) -> Result<ReadOptions, String> {
+        read_options(format, &self.pairs()).map_err(|e| format!("--{}: {}", e.parameter, e.message))
+    }
 }
 
 /// A file read that advances a progress bar by the bytes read, and says "committing" once the

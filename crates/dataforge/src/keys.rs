@@ -17,7 +17,7 @@ pub struct KeysArgs {
 }
 
 pub fn run(args: KeysArgs) -> ExitCode {
-    match load_settings(args.store) {
+    match load_settings(&args.store) {
         Ok(settings) => run_on(args.command, &settings),
         Err(code) => code,
     }

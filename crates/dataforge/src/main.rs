@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dataforge_domain::records::BodyFormat;
 use tracing_subscriber::EnvFilter;
 
 /// Record batches are built on request threads and freed on the writer's, many small ones per
@@ -57,28 +56,6 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Check every schema file and print every problem found.
     Check(check::CheckArgs),
-}
-
-/// File formats on the command line.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum FormatArg {
-    Csv,
-    Ndjson,
-    Json,
-    Parquet,
-    Arrow,
-}
-
-impl From<FormatArg> for BodyFormat {
-    fn from(format: FormatArg) -> Self {
-        match format {
-            FormatArg::Csv => BodyFormat::Csv,
-            FormatArg::Ndjson => BodyFormat::Ndjson,
-            FormatArg::Json => BodyFormat::Json,
-            FormatArg::Parquet => BodyFormat::Parquet,
-            FormatArg::Arrow => BodyFormat::Arrow,
-        }
-    }
 }
 
 fn main() -> ExitCode {

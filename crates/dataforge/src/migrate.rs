@@ -27,7 +27,7 @@ pub struct MigrateArgs {
 }
 
 pub fn run(args: MigrateArgs) -> ExitCode {
-    match load_settings(args.store) {
+    match load_settings(&args.store) {
         Ok(settings) if args.history => history(&settings),
         Ok(settings) => migrate(
             &settings,

@@ -23,7 +23,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
-    let mut settings = match load_settings(args.store) {
+    let mut settings = match load_settings(&args.store) {
         Ok(settings) => settings,
         Err(code) => return code,
     };

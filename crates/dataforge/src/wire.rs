@@ -31,18 +31,13 @@ pub struct StoreArgs {
 }
 
 /// Settings from file and environment, with the `--schemas` and `--db` flags applied on top.
-pub fn load_settings(store: StoreArgs) -> Result<Settings, ExitCode> {
-    let StoreArgs {
-        config,
-        schemas,
-        db,
-    } = store;
-    let mut settings = Settings::load(config.as_deref()).map_err(|e| fail(&e.to_string()))?;
-    if let Some(schemas) = schemas {
-        settings.server.schemas = schemas;
+pub fn load_settings(store: &StoreArgs) -> Result<Settings, ExitCode> {
+    let mut settings = Settings::load(store.config.as_deref()).map_err(|e| fail(&e.to_string()))?;
+    if let Some(schemas) = &store.schemas {
+        settings.server.schemas = schemas.clone();
     }
-    if let Some(db) = db {
-        settings.database.path = db;
+    if let Some(db) = &store.db {
+        settings.database.path = db.clone();
     }
     // the key index is walked by this same program, in a child process, before it is trusted
     settings.database.key_index_verifier = std::env::current_exe().ok();

@@ -441,3 +441,329 @@ fn values_are_stored_as_sent_or_refused() {
         "{repeated:?}"
     );
 }
+
+const WR: &str = "/v1/datasets/well_registry";
+
+/// A stored well_registry record by key, or the status it was answered with.
+fn registry_record(server: &Server, code: i64) -> Result<Value, u16> {
+    let record = server.get(&format!("{WR}/records/{code}"));
+    if record.status == 200 {
+        Ok(record.body)
+    } else {
+        Err(record.status)
+    }
+}
+
+/// A CSV body as spreadsheets export it (semicolons, `NA` for nothing, yes/no booleans, headers in
+/// another case) loads with `delimiter` and `null`; every bad option value is a 400 naming the
+/// parameter, and writes nothing.
+#[test]
+fn csv_bodies_load_with_their_delimiter_null_spelling_and_boolean_spellings() {
+    let (_dir, db) = support::temp_db();
+    let server = Server::start(&db);
+    let body = "Well_Code;WELL_NAME;field_code;onshore;depth_m\n\
+                1;A;10;yes;NA\n2;B;10;No;1200.5\n3;C;10;t;NA\n4;D;10;F;NA\n5;E;10;1;NA\n6;F;10;0;NA\n7;G;10;TRUE;NA\n8;H;10;NA;NA\n";
+    let written = server.post_raw(
+        &format!("{WR}/records?delimiter=%3B&null=NA"),
+        "text/csv",
+        body.as_bytes(),
+    );
+    assert_eq!(written.status, 201, "{written:?}");
+    assert_eq!(written.body["inserted"], json!(8));
+    let onshore: Vec<Value> = (1..=8)
+        .map(|code| registry_record(&server, code).unwrap()["onshore"].clone())
+        .collect();
+    assert_eq!(
+        onshore,
+        [true, false, true, false, true, false, true]
+            .map(Value::Bool)
+            .into_iter()
+            .chain([Value::Null])
+            .collect::<Vec<_>>()
+    );
+    let second = registry_record(&server, 2).unwrap();
+    assert_eq!(
+        (&second["well_name"], &second["depth_m"]),
+        (&json!("B"), &json!(1200.5))
+    );
+    assert_eq!(registry_record(&server, 1).unwrap()["depth_m"], Value::Null);
+
+    // a tab and a pipe, with the default null (an empty cell)
+    let tabbed = server.post_raw(
+        &format!("{WR}/records?delimiter=tab"),
+        "text/csv",
+        b"well_code\twell_name\tfield_code\tonshore\n20\tT\t10\tno\n",
+    );
+    assert_eq!(tabbed.status, 201, "{tabbed:?}");
+    let piped = server.post_raw(
+        &format!("{WR}/records?delimiter=%7C"),
+        "text/csv",
+        b"well_code|well_name|field_code|depth_m\n21|P|10|\n",
+    );
+    assert_eq!(piped.status, 201, "{piped:?}");
+    assert_eq!(
+        registry_record(&server, 20).unwrap()["onshore"],
+        json!(false)
+    );
+    assert_eq!(
+        registry_record(&server, 21).unwrap()["depth_m"],
+        Value::Null
+    );
+
+    let one = b"well_code;well_name;field_code\n30;X;10\n";
+    for (query, content_type, parameter) in [
+        ("delimiter=%3A", "text/csv", "delimiter"),
+        ("delimiter=", "text/csv", "delimiter"),
+        ("null=", "text/csv", "null"),
+        ("delimiter=%3B&null=a%3Bb", "text/csv", "null"),
+        ("null=NA&null=NULL", "text/csv", "null"),
+        ("delimiter=%3B", "application/x-ndjson", "delimiter"),
+    ] {
+        let refused = server.post_raw(&format!("{WR}/records?{query}"), content_type, one);
+        assert_eq!(refused.status, 400, "{query}: {refused:?}");
+        assert_eq!(
+            refused.body["parameter"],
+            json!(parameter),
+            "{query}: {refused:?}"
+        );
+        assert_eq!(refused.content_type, "application/problem+json");
+    }
+    assert_eq!(registry_record(&server, 30), Err(404));
+
+    // a boolean spelled otherwise is the record's violation; headers equal ignoring case are a 400
+    let maybe = server.post_raw(
+        &format!("{WR}/records"),
+        "text/csv",
+        b"well_code,well_name,field_code,onshore\n31,M,10,maybe\n",
+    );
+    assert_eq!(maybe.status, 422, "{maybe:?}");
+    let twice = server.post_raw(
+        &format!("{WR}/records"),
+        "text/csv",
+        b"well_code,Well_Name,well_name,field_code\n32,M,N,10\n",
+    );
+    assert_eq!(twice.status, 400, "{twice:?}");
+    let detail = twice.body["detail"].as_str().unwrap();
+    assert!(detail.contains("`Well_Name` and `well_name`"), "{detail}");
+    assert_eq!(
+        (registry_record(&server, 31), registry_record(&server, 32)),
+        (Err(404), Err(404))
+    );
+}
+
+/// `dataforge import --delimiter ';' --null NA` reads a file as the POST's parameters would; a bad
+/// value names the option and loads nothing.
+#[test]
+fn import_takes_the_csv_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let schemas = support::shipped_schemas();
+    let db = dir.path().join("import.duckdb");
+    let file = dir.path().join("wells.csv");
+    std::fs::write(
+        &file,
+        "well_code;well_name;field_code;onshore;depth_m\n1;A;10;Yes;NA\n2;B;10;f;15.5\n",
+    )
+    .unwrap();
+    let import = |options: &[&str]| {
+        let mut args = vec![
+            "import",
+            "--dataset",
+            "well_registry",
+            "--db",
+            db.to_str().unwrap(),
+            "--schemas",
+            schemas.to_str().unwrap(),
+        ];
+        args.extend(options);
+        args.push(file.to_str().unwrap());
+        support::run(&args, dir.path())
+    };
+    let (code, _, stderr) = import(&["--delimiter", ";", "--null", "nil"]);
+    assert_eq!(code, 1, "a NA depth is not a float without --null NA");
+    assert!(stderr.contains("depth_m"), "{stderr}");
+    let (code, _, stderr) = import(&["--delimiter", ":"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--delimiter: must be"), "{stderr}");
+    let (code, stdout, stderr) = import(&["--delimiter", ";", "--null", "NA"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("inserted 2"), "{stdout}");
+
+    let server = Server::start(&db);
+    let first = registry_record(&server, 1).unwrap();
+    assert_eq!(
+        (&first["onshore"], &first["depth_m"]),
+        (&json!(true), &Value::Null)
+    );
+    assert_eq!(
+        registry_record(&server, 2).unwrap()["onshore"],
+        json!(false)
+    );
+}
+
+/// A streamed answer's body as bytes, asked for with `Accept`.
+fn export_with(server: &Server, path: &str, accept: &str) -> (u16, String, Vec<u8>) {
+    let response = match ureq::get(&format!("{}{path}", server.base))
+        .set("Accept", accept)
+        .call()
+    {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let (status, content_type) = (response.status(), response.content_type().to_owned());
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
+    (status, content_type, body)
+}
+
+/// Arrow and Parquet exports say what other tools need to read them right: timestamps are instants
+/// in UTC (`timestamp[us, tz=UTC]`), and key and required fields are never null.
+#[test]
+fn arrow_and_parquet_exports_declare_utc_timestamps_and_non_nullable_keys() {
+    let (_dir, db) = support::temp_db();
+    let server = Server::start(&db);
+    for i in 0..3 {
+        assert_eq!(
+            server
+                .post_json(&format!("{WP}/records"), &support::production(i))
+                .status,
+            201
+        );
+    }
+    let registry = json!({"well_code": 1, "well_name": "A", "field_code": 10});
+    assert_eq!(
+        server.post_json(&format!("{WR}/records"), &registry).status,
+        201
+    );
+    let utc =
+        arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into()));
+
+    for format in ["arrow", "parquet"] {
+        let (status, _, body) =
+            export_with(&server, &format!("{WP}/records?format={format}"), "*/*");
+        assert_eq!(status, 200, "{format}");
+        let (schema, rows) = read_export(format, body);
+        assert_eq!(rows, 3, "{format}");
+        let period = schema.field_with_name("production_period").unwrap();
+        assert_eq!(
+            (period.data_type(), period.is_nullable()),
+            (&utc, false),
+            "{format}"
+        );
+        for key in ["field_code", "well_code"] {
+            assert!(
+                !schema.field_with_name(key).unwrap().is_nullable(),
+                "{format} {key}"
+            );
+        }
+        assert!(
+            schema
+                .field_with_name("oil_production_kbd")
+                .unwrap()
+                .is_nullable(),
+            "{format}"
+        );
+
+        let (status, _, body) =
+            export_with(&server, &format!("{WR}/records?format={format}"), "*/*");
+        assert_eq!(status, 200, "{format}");
+        let (schema, _) = read_export(format, body);
+        let nullable = |name| schema.field_with_name(name).unwrap().is_nullable();
+        // the key, and the fields declared required
+        assert_eq!(
+            [
+                nullable("well_code"),
+                nullable("well_name"),
+                nullable("field_code"),
+                nullable("depth_m")
+            ],
+            [false, false, false, true],
+            "{format}"
+        );
+        // an aggregate's metrics may be null
+        let (status, _, body) = export_with(
+            &server,
+            &format!(
+                "{WP}/aggregate?group_by=well_code&metrics=sum(oil_production_kbd)&format={format}"
+            ),
+            "*/*",
+        );
+        assert_eq!(status, 200, "{format}");
+        let (schema, _) = read_export(format, body);
+        assert!(
+            schema.fields().iter().any(|f| f.is_nullable()),
+            "{format}: {schema:?}"
+        );
+    }
+}
+
+/// The Arrow schema and row count of an Arrow or Parquet export, read back with the arrow and
+/// parquet crates as another tool would.
+fn read_export(format: &str, body: Vec<u8>) -> (arrow_schema::SchemaRef, usize) {
+    if format == "arrow" {
+        let reader =
+            arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None).unwrap();
+        let schema = reader.schema();
+        let rows = reader.map(|b| b.unwrap().num_rows()).sum();
+        return (schema, rows);
+    }
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::from(body),
+    )
+    .unwrap();
+    let schema = std::sync::Arc::clone(builder.schema());
+    let rows = builder
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum();
+    (schema, rows)
+}
+
+/// `Accept: text/*` gets CSV, and `q=0` refuses a type even when a wildcard would take it; when
+/// nothing acceptable remains the answer is 406 listing what is offered.
+#[test]
+fn accept_honours_text_wildcards_and_q_zero() {
+    let (_dir, db) = support::temp_db();
+    let server = Server::start(&db);
+    assert_eq!(
+        server
+            .post_json(&format!("{WP}/records"), &support::production(1))
+            .status,
+        201
+    );
+    let path = format!("{WP}/records");
+    for (accept, expected) in [
+        ("text/*", "text/csv"),
+        ("application/json;q=0, */*", "application/x-ndjson"),
+        ("application/json;q=0, text/*;q=0.5, */*;q=0.1", "text/csv"),
+    ] {
+        let (status, content_type, body) = export_with(&server, &path, accept);
+        assert_eq!((status, content_type.as_str()), (200, expected), "{accept}");
+        assert!(
+            !body.is_empty() && !body.starts_with(br#"{"items""#),
+            "{accept}: a JSON page"
+        );
+    }
+    let (_, _, csv) = export_with(&server, &path, "text/*");
+    assert!(
+        String::from_utf8(csv)
+            .unwrap()
+            .starts_with("field_code,field_name,well_code")
+    );
+    for accept in ["application/json;q=0", "text/*, text/csv;q=0", "*/*;q=0"] {
+        let (status, content_type, body) = export_with(&server, &path, accept);
+        assert_eq!(
+            (status, content_type.as_str()),
+            (406, "application/problem+json"),
+            "{accept}"
+        );
+        let problem: Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            problem["supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("text/csv")),
+            "{problem}"
+        );
+    }
+}

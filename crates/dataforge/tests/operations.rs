@@ -181,6 +181,7 @@ fn readiness_fails_when_the_database_is_gone_or_does_not_answer() {
     let (code, _, stderr) = run(
         &[
             "generate",
+            "--dataset",
             "well_production",
             "--rows",
             "300000",

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use dataforge_domain::value::{FieldType, Value as Cell};
+use dataforge_formats::exported_type;
 use serde_json::{Value, json};
 use support::Server;
 
@@ -60,7 +61,8 @@ fn batch_rows(batches: &[RecordBatch], types: &HashMap<String, FieldType>) -> Ve
             let mut object = serde_json::Map::new();
             for (field, column) in schema.fields().iter().zip(batch.columns()) {
                 let ty = types[field.name()];
-                assert_eq!(field.data_type(), &ty.arrow_type(), "{}", field.name());
+                // exports zone timestamps in UTC, so other tools read them as instants
+                assert_eq!(field.data_type(), &exported_type(ty), "{}", field.name());
                 object.insert(
                     field.name().clone(),
                     Cell::from_array(ty, column, row).to_json(),
@@ -568,6 +570,7 @@ fn loaded_database(dir: &Path, rows: u64) -> PathBuf {
     let (code, _, stderr) = support::run(
         &[
             "generate",
+            "--dataset",
             "well_production",
             "--rows",
             &rows,

@@ -9,7 +9,8 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use dataforge_domain::records::{BodyError, DecodedBatch, Halt};
-use dataforge_domain::schema::DatasetSchema;
+use dataforge_domain::schema::{DatasetSchema, FieldSchema};
+use dataforge_domain::timestamps::TimestampInput;
 use dataforge_domain::validate::{RejectedCells, Violation, Violations};
 use dataforge_domain::value::{FieldType, Value, ValueError, compact_json};
 
@@ -20,12 +21,13 @@ pub(crate) enum ColumnBuilder {
     Float(Float64Builder),
     Text(StringBuilder),
     Date(Date32Builder),
-    Timestamp(TimestampMicrosecondBuilder),
+    /// With how the field reads local times and numbers (its `timezone` and `epoch`).
+    Timestamp(TimestampMicrosecondBuilder, TimestampInput),
 }
 
 impl ColumnBuilder {
-    pub(crate) fn new(ty: FieldType, capacity: usize) -> Self {
-        match ty {
+    pub(crate) fn new(field: &FieldSchema, capacity: usize) -> Self {
+        match field.field_type {
             FieldType::Boolean => ColumnBuilder::Boolean(BooleanBuilder::with_capacity(capacity)),
             FieldType::Integer => ColumnBuilder::Integer(Int64Builder::with_capacity(capacity)),
             FieldType::Float => ColumnBuilder::Float(Float64Builder::with_capacity(capacity)),
@@ -33,9 +35,10 @@ impl ColumnBuilder {
                 ColumnBuilder::Text(StringBuilder::with_capacity(capacity, capacity * 16))
             }
             FieldType::Date => ColumnBuilder::Date(Date32Builder::with_capacity(capacity)),
-            FieldType::Timestamp => {
-                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity))
-            }
+            FieldType::Timestamp => ColumnBuilder::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(capacity),
+                field.timestamps,
+            ),
         }
     }
 
@@ -46,7 +49,7 @@ impl ColumnBuilder {
             (ColumnBuilder::Float(b), Value::Float(v)) => b.append_value(*v),
             (ColumnBuilder::Text(b), Value::String(v) | Value::Json(v)) => b.append_value(v),
             (ColumnBuilder::Date(b), Value::Date(v)) => b.append_value(*v),
-            (ColumnBuilder::Timestamp(b), Value::Timestamp(v)) => b.append_value(*v),
+            (ColumnBuilder::Timestamp(b, _), Value::Timestamp(v)) => b.append_value(*v),
             (builder, _) => builder.append_null(),
         }
     }
@@ -58,7 +61,7 @@ impl ColumnBuilder {
             ColumnBuilder::Float(b) => b.append_null(),
             ColumnBuilder::Text(b) => b.append_null(),
             ColumnBuilder::Date(b) => b.append_null(),
-            ColumnBuilder::Timestamp(b) => b.append_null(),
+            ColumnBuilder::Timestamp(b, _) => b.append_null(),
         }
     }
 
@@ -75,6 +78,14 @@ impl ColumnBuilder {
             }
             (ColumnBuilder::Integer(b), serde_json::Value::Number(n)) if n.as_i64().is_some() => {
                 b.append_value(n.as_i64().unwrap_or_default())
+            }
+            (ColumnBuilder::Timestamp(..), serde_json::Value::String(s)) => {
+                return self.append_timestamp_text(s);
+            }
+            (ColumnBuilder::Timestamp(b, input), serde_json::Value::Number(n)) => {
+                let read = input.read_number(n);
+                b.append_option(read.as_ref().ok().copied());
+                return read.map(|_| ());
             }
             _ => match Value::from_json(ty, json) {
                 Ok(value) => self.append(&value),
@@ -96,11 +107,18 @@ impl ColumnBuilder {
         }
     }
 
-    /// Appends a value given as text (a CSV cell); an empty cell is null.
+    /// Appends a value given as text (a CSV cell); an empty cell is null. A boolean may be spelled
+    /// in any of the usual ways (see [`boolean`]).
     pub(crate) fn append_text(&mut self, ty: FieldType, text: &str) -> Result<(), ValueError> {
         match (&mut *self, ty) {
             (_, _) if text.is_empty() => self.append_null(),
             (ColumnBuilder::Text(b), FieldType::String) => b.append_value(text),
+            (ColumnBuilder::Boolean(b), FieldType::Boolean) if boolean(text).is_some() => {
+                b.append_option(boolean(text))
+            }
+            (ColumnBuilder::Timestamp(..), FieldType::Timestamp) => {
+                return self.append_timestamp_text(text);
+            }
             _ => match Value::parse_text(ty, text) {
                 Ok(value) => self.append(&value),
                 Err(e) => {
@@ -112,6 +130,22 @@ impl ColumnBuilder {
         Ok(())
     }
 
+    /// Appends a timestamp written as text, read as its field says (an offset always wins; a
+    /// local time in the field's `timezone`; digits as its `epoch` units).
+    pub(crate) fn append_timestamp_text(&mut self, text: &str) -> Result<(), ValueError> {
+        match self {
+            ColumnBuilder::Timestamp(b, input) => {
+                let read = input.read_text(text);
+                b.append_option(read.as_ref().ok().copied());
+                read.map(|_| ())
+            }
+            other => {
+                other.append_null();
+                Err(ValueError::new("type", "not a timestamp column"))
+            }
+        }
+    }
+
     pub(crate) fn finish(&mut self) -> ArrayRef {
         match self {
             ColumnBuilder::Boolean(b) => Arc::new(b.finish()),
@@ -119,9 +153,28 @@ impl ColumnBuilder {
             ColumnBuilder::Float(b) => Arc::new(b.finish()),
             ColumnBuilder::Text(b) => Arc::new(b.finish()),
             ColumnBuilder::Date(b) => Arc::new(b.finish()),
-            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b, _) => Arc::new(b.finish()),
         }
     }
+}
+
+/// A boolean cell in one of the spellings spreadsheets and databases write: `true`/`false`, `t`/`f`,
+/// `1`/`0`, `yes`/`no`, in any case. None of them can mean the other value, so all are taken.
+fn boolean(text: &str) -> Option<bool> {
+    const SPELLINGS: [(&str, bool); 8] = [
+        ("true", true),
+        ("false", false),
+        ("t", true),
+        ("f", false),
+        ("1", true),
+        ("0", false),
+        ("yes", true),
+        ("no", false),
+    ];
+    SPELLINGS
+        .iter()
+        .find(|(spelling, _)| spelling.eq_ignore_ascii_case(text))
+        .map(|&(_, value)| value)
 }
 
 /// Column builders and findings for the records of the batch being built.
@@ -154,7 +207,7 @@ impl<'s> RowDecoder<'s> {
             columns: schema
                 .fields
                 .iter()
-                .map(|f| ColumnBuilder::new(f.field_type, batch_rows.min(INITIAL_ROWS)))
+                .map(|f| ColumnBuilder::new(f, batch_rows.min(INITIAL_ROWS)))
                 .collect(),
             present: vec![false; schema.fields.len()],
             violations: Violations::default(),

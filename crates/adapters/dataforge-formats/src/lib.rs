@@ -1,15 +1,19 @@
-//! Request body formats (JSON, NDJSON, CSV, Arrow IPC, Parquet). Each decoder reads a body as a stream and writes values straight into
-//! typed Arrow column builders (no document tree, no per-row object), handing over a batch every
-//! `batch_rows` records so memory stays bounded whatever the body's size.
+//! Data formats (JSON, NDJSON, CSV, Arrow IPC, Parquet), one module each holding its decoder and
+//! encoder, and the one [table](table) of formats everything else reads. Decoders read a body as a
+//! stream and write values straight into typed Arrow column builders (no document tree, no per-row
+//! object), handing over a batch every `batch_rows` records so memory stays bounded whatever the
+//! body's size. Encoders write an answer batch by batch to any `Write`, which may send it on as it
+//! fills. No HTTP here: negotiation and streaming are the HTTP adapter's, choosing from the table.
 
+mod answer;
 mod arrow;
+mod cells;
 mod columns;
 mod csv;
-mod ipc_limits;
 mod json;
 mod ndjson;
 mod parquet;
-mod parquet_limits;
+pub mod table;
 mod untrusted;
 
 #[cfg(test)]
@@ -17,10 +21,16 @@ mod tests;
 
 use std::io::Read;
 
-use dataforge_domain::records::{BatchDecoder, BodyError, BodyFormat, DecodedBatch, Halt};
+use dataforge_domain::records::{
+    BatchDecoder, BodyError, BodyFormat, DecodedBatch, Halt, ReadOptions,
+};
 use dataforge_domain::schema::DatasetSchema;
 
-/// The decoders of every supported body format.
+pub use answer::{AnswerColumns, EncodeError, UTC, exported_type};
+pub use cells::JsonRows;
+pub use table::{FORMATS, Format, ReadOption, ReadOptionError, read_options};
+
+/// The decoders of every format of the table that can be read.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Formats;
 
@@ -28,18 +38,19 @@ impl BatchDecoder for Formats {
     fn decode(
         &self,
         format: BodyFormat,
+        options: &ReadOptions,
         schema: &DatasetSchema,
         body: &mut dyn Read,
         batch_rows: usize,
         sink: &mut dyn FnMut(DecodedBatch) -> Result<(), Halt>,
     ) -> Result<u64, BodyError> {
-        let batch_rows = batch_rows.max(1);
-        match format {
-            BodyFormat::Json => json::decode(schema, body, batch_rows, sink),
-            BodyFormat::Ndjson => ndjson::decode(schema, body, batch_rows, sink),
-            BodyFormat::Csv => csv::decode(schema, body, batch_rows, sink),
-            BodyFormat::Arrow => arrow::decode(schema, body, batch_rows, sink),
-            BodyFormat::Parquet => parquet::decode(schema, body, batch_rows, sink),
-        }
+        let Some(decode) = table::of(format).and_then(|f| f.decode) else {
+            return Err(BodyError::Malformed(format!(
+                "cannot read a {} body; formats read: {}",
+                format.name(),
+                table::names(table::decodable())
+            )));
+        };
+        decode(schema, options, body, batch_rows.max(1), sink)
     }
 }

@@ -1,19 +1,36 @@
-//! NDJSON bodies: one JSON object per line (blank lines are ignored). A line that is not valid
+//! NDJSON: one JSON object per line. Reading, blank lines are ignored, and a line that is not valid
 //! JSON, or not UTF-8, is a `malformed_json` violation of its record, so the other records can
-//! still be checked and, with `on_error=skip`, written.
+//! still be checked and, with `on_error=skip`, written. Written as one object per row, each ended
+//! by a line feed.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 
-use dataforge_domain::records::{BodyError, DecodedBatch, Halt};
+use arrow_array::RecordBatch;
+
+use dataforge_domain::records::{BodyError, DecodedBatch, Halt, ReadOptions};
 use dataforge_domain::schema::DatasetSchema;
 use serde::de::DeserializeSeed;
 
+use crate::answer::{AnswerColumns, EncodeError};
+use crate::cells::JsonRows;
 use crate::columns::RowDecoder;
-use crate::json::Record;
+use crate::json::SLICE_ROWS;
+use crate::json::decode::Record;
+use crate::table::Format;
+
+pub(crate) static FORMAT: Format = Format {
+    name: "ndjson",
+    media_types: &["application/x-ndjson", "application/ndjson"],
+    extensions: &["ndjson", "jsonl"],
+    decode: Some(decode),
+    encode: Some(encode),
+    read_options: &[],
+};
 
 /// Decodes an NDJSON body, handing over batches of `batch_rows` records.
 pub(crate) fn decode(
     schema: &DatasetSchema,
+    _options: &ReadOptions,
     body: &mut dyn Read,
     batch_rows: usize,
     sink: &mut dyn FnMut(DecodedBatch) -> Result<(), Halt>,
@@ -58,4 +75,28 @@ pub(crate) fn decode(
         }
     }
     decoder.finish(sink)
+}
+
+/// Writes the answer as one JSON object a line.
+fn encode(
+    columns: &AnswerColumns,
+    batches: &mut dyn Iterator<Item = Result<RecordBatch, String>>,
+    out: &mut (dyn Write + Send),
+) -> Result<(), EncodeError> {
+    let mut text = Vec::with_capacity(64 * 1024);
+    for batch in batches {
+        let batch = batch.map_err(EncodeError::Failed)?;
+        let rows = JsonRows::new(&columns.columns, &batch);
+        for row in 0..batch.num_rows() {
+            rows.write(row, &mut text);
+            text.push(b'\n');
+            if (row + 1) % SLICE_ROWS == 0 {
+                out.write_all(&text)?;
+                text.clear();
+            }
+        }
+        out.write_all(&text)?;
+        text.clear();
+    }
+    Ok(())
 }

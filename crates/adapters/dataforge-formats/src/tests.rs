@@ -1,6 +1,6 @@
 //! Decoding tests: every format, every decoding problem, batching, and validation of the result.
 
-use dataforge_domain::records::{BatchDecoder, BodyError, BodyFormat, DecodedBatch};
+use dataforge_domain::records::{BatchDecoder, BodyError, BodyFormat, DecodedBatch, ReadOptions};
 use dataforge_domain::schema::{DatasetSchema, Located, build_catalog};
 use dataforge_domain::testing::{dataset, field, wells};
 use dataforge_domain::validate::validate_batch;
@@ -16,10 +16,17 @@ fn decode_batches(
     batch_rows: usize,
 ) -> Result<Vec<DecodedBatch>, BodyError> {
     let mut batches = Vec::new();
-    let records = Formats.decode(format, schema, &mut &body[..], batch_rows, &mut |b| {
-        batches.push(b);
-        Ok(())
-    })?;
+    let records = Formats.decode(
+        format,
+        &ReadOptions::default(),
+        schema,
+        &mut &body[..],
+        batch_rows,
+        &mut |b| {
+            batches.push(b);
+            Ok(())
+        },
+    )?;
     assert_eq!(
         records,
         batches
@@ -45,7 +52,7 @@ fn decode_json(
     body: &[u8],
     _first_row: u64,
 ) -> Result<DecodedBatch, BodyError> {
-    decode_one(BodyFormat::Json, schema, body)
+    decode_one(BodyFormat::named("json"), schema, body)
 }
 
 fn decode_ndjson(
@@ -53,7 +60,7 @@ fn decode_ndjson(
     body: &[u8],
     _first_row: u64,
 ) -> Result<DecodedBatch, BodyError> {
-    decode_one(BodyFormat::Ndjson, schema, body)
+    decode_one(BodyFormat::named("ndjson"), schema, body)
 }
 
 #[test]
@@ -69,7 +76,7 @@ fn long_bodies_are_cut_into_batches_with_request_row_numbers() {
         })
         .collect();
     let batches = decode_batches(
-        BodyFormat::Json,
+        BodyFormat::named("json"),
         &schema,
         json!(rows).to_string().as_bytes(),
         4,
@@ -89,7 +96,8 @@ fn long_bodies_are_cut_into_batches_with_request_row_numbers() {
     let ndjson: String = (0..5)
         .map(|i| format!("{{\"well_code\": {i}}}\n"))
         .collect();
-    let batches = decode_batches(BodyFormat::Ndjson, &schema, ndjson.as_bytes(), 2).unwrap();
+    let batches =
+        decode_batches(BodyFormat::named("ndjson"), &schema, ndjson.as_bytes(), 2).unwrap();
     assert_eq!(
         batches.iter().map(|b| b.first_row).collect::<Vec<_>>(),
         vec![1, 3, 5]
@@ -339,7 +347,7 @@ fn listing_is_capped_but_total_counted() {
 fn csv_matches_columns_by_name_with_quoting_and_empty_cells() {
     let schema = wells();
     let body = "name,well_code,extra,period,active\n\"North, \"\"A\"\"\",1,\"{\"\"a\"\": 1}\",2020-01-01,true\n,2,,,\n";
-    let decoded = decode_one(BodyFormat::Csv, &schema, body.as_bytes()).unwrap();
+    let decoded = decode_one(BodyFormat::named("csv"), &schema, body.as_bytes()).unwrap();
     assert!(decoded.violations.is_empty());
     let batch = &decoded.batch;
     assert_eq!(batch.num_rows(), 2);
@@ -374,7 +382,7 @@ fn csv_matches_columns_by_name_with_quoting_and_empty_cells() {
 fn csv_row_problems_are_violations_of_their_record() {
     let schema = wells();
     let body = b"well_code,oil,name\n1,2.5,a\n2,x,b\n3,1.0\n99999999999999999999,1,c\n5,1,\xff\n";
-    let mut decoded = decode_one(BodyFormat::Csv, &schema, body).unwrap();
+    let mut decoded = decode_one(BodyFormat::named("csv"), &schema, body).unwrap();
     assert_eq!(decoded.batch.num_rows(), 5);
     validate_batch(
         &schema,
@@ -404,21 +412,29 @@ fn csv_row_problems_are_violations_of_their_record() {
 #[test]
 fn csv_header_problems_fail_the_body() {
     let schema = wells();
-    let unknown = decode_one(BodyFormat::Csv, &schema, b"well_code,colour\n1,red\n")
-        .err()
-        .unwrap();
+    let unknown = decode_one(
+        BodyFormat::named("csv"),
+        &schema,
+        b"well_code,colour\n1,red\n",
+    )
+    .err()
+    .unwrap();
     assert!(
         unknown
             .to_string()
             .contains("the CSV header names `colour`, which is not a field of wells"),
         "{unknown}"
     );
-    let twice = decode_one(BodyFormat::Csv, &schema, b"well_code,well_code\n1,2\n")
-        .err()
-        .unwrap();
+    let twice = decode_one(
+        BodyFormat::named("csv"),
+        &schema,
+        b"well_code,well_code\n1,2\n",
+    )
+    .err()
+    .unwrap();
     assert_eq!(twice.to_string(), "the CSV header names `well_code` twice");
     assert_eq!(
-        decode_one(BodyFormat::Csv, &schema, b"well_code\n").err(),
+        decode_one(BodyFormat::named("csv"), &schema, b"well_code\n").err(),
         Some(BodyError::Empty)
     );
 }
@@ -523,8 +539,14 @@ mod columnar {
     #[test]
     fn arrow_streams_are_matched_by_name_and_widened() {
         let schema = wells();
-        check_conformed(decode_one(BodyFormat::Arrow, &schema, &ipc(&[input()])).unwrap());
-        let two = decode_batches(BodyFormat::Arrow, &schema, &ipc(&[input(), input()]), 2).unwrap();
+        check_conformed(decode_one(BodyFormat::named("arrow"), &schema, &ipc(&[input()])).unwrap());
+        let two = decode_batches(
+            BodyFormat::named("arrow"),
+            &schema,
+            &ipc(&[input(), input()]),
+            2,
+        )
+        .unwrap();
         let shape: Vec<(u64, usize)> = two
             .iter()
             .map(|b| (b.first_row, b.batch.num_rows()))
@@ -534,7 +556,9 @@ mod columnar {
 
     #[test]
     fn parquet_files_are_matched_by_name_and_widened() {
-        check_conformed(decode_one(BodyFormat::Parquet, &wells(), &parquet(&input())).unwrap());
+        check_conformed(
+            decode_one(BodyFormat::named("parquet"), &wells(), &parquet(&input())).unwrap(),
+        );
     }
 
     #[test]
@@ -552,9 +576,9 @@ mod columnar {
         let batch = RecordBatch::try_new(Arc::new(schema), columns).unwrap();
         for body in [ipc(std::slice::from_ref(&batch)), parquet(&batch)] {
             let format = if body.starts_with(b"PAR1") {
-                BodyFormat::Parquet
+                BodyFormat::named("parquet")
             } else {
-                BodyFormat::Arrow
+                BodyFormat::named("arrow")
             };
             let Err(BodyError::Columns(problems)) = decode_one(format, &wells(), &body) else {
                 panic!("expected column problems")
@@ -591,8 +615,11 @@ mod columnar {
             vec![Arc::new(Int64Array::from(vec![1, 2, 3])), Arc::new(names)];
         let batch = RecordBatch::try_new(Arc::new(schema), columns).unwrap();
         for (format, body) in [
-            (BodyFormat::Arrow, ipc(std::slice::from_ref(&batch))),
-            (BodyFormat::Parquet, parquet(&batch)),
+            (
+                BodyFormat::named("arrow"),
+                ipc(std::slice::from_ref(&batch)),
+            ),
+            (BodyFormat::named("parquet"), parquet(&batch)),
         ] {
             let decoded = decode_one(format, &wells(), &body).unwrap();
             assert!(decoded.violations.is_empty(), "{format:?}");
@@ -608,7 +635,8 @@ mod columnar {
     fn truncated_or_foreign_bodies_are_malformed() {
         let full = ipc(&[input(), input()]);
         let cut = &full[..full.len() - 40];
-        let Err(BodyError::Malformed(message)) = decode_one(BodyFormat::Arrow, &wells(), cut)
+        let Err(BodyError::Malformed(message)) =
+            decode_one(BodyFormat::named("arrow"), &wells(), cut)
         else {
             panic!("expected malformed")
         };
@@ -617,11 +645,11 @@ mod columnar {
             "{message}"
         );
         assert!(matches!(
-            decode_one(BodyFormat::Arrow, &wells(), b"hello"),
+            decode_one(BodyFormat::named("arrow"), &wells(), b"hello"),
             Err(BodyError::Malformed(_))
         ));
         assert!(matches!(
-            decode_one(BodyFormat::Parquet, &wells(), b"hello"),
+            decode_one(BodyFormat::named("parquet"), &wells(), b"hello"),
             Err(BodyError::Malformed(_))
         ));
     }
@@ -634,11 +662,12 @@ fn json_values_keep_large_integers_exactly_in_every_text_format() {
     // pretty-printed, with whitespace and an escaped quote inside a string
     let sent = format!("{{\n  \"id\": {big},\n  \"tiny\": 1e-400, \"s\": \"a \\\" b\"\n}}");
     let stored = format!(r#"{{"id":{big},"tiny":1e-400,"s":"a \" b"}}"#);
-    for format in [BodyFormat::Json, BodyFormat::Ndjson] {
+    for format in [BodyFormat::named("json"), BodyFormat::named("ndjson")] {
         // an NDJSON record takes one line
-        let value = match format {
-            BodyFormat::Ndjson => sent.replace('\n', " "),
-            _ => sent.clone(),
+        let value = if format.name() == "ndjson" {
+            sent.replace('\n', " ")
+        } else {
+            sent.clone()
         };
         let json = format!(r#"{{"well_code": 1, "extra": {value}}}"#);
         let decoded = decode_one(format, &schema, json.as_bytes()).unwrap();
@@ -650,14 +679,127 @@ fn json_values_keep_large_integers_exactly_in_every_text_format() {
         );
     }
     let csv = format!("well_code,extra\n1,\"{}\"\n", sent.replace('"', "\"\""));
-    let decoded = decode_one(BodyFormat::Csv, &schema, csv.as_bytes()).unwrap();
+    let decoded = decode_one(BodyFormat::named("csv"), &schema, csv.as_bytes()).unwrap();
     assert_eq!(
         Value::from_array(FieldType::Json, decoded.batch.column(7), 0),
         Value::Json(stored)
     );
     // still checked to be JSON, and `null` is null
-    let bad = decode_one(BodyFormat::Csv, &schema, b"well_code,extra\n1,{oops\n").unwrap();
+    let bad = decode_one(
+        BodyFormat::named("csv"),
+        &schema,
+        b"well_code,extra\n1,{oops\n",
+    )
+    .unwrap();
     assert_eq!(bad.violations.into_listed()[0].code, "type");
     let null = decode_json(&schema, br#"{"well_code": 1, "extra": null}"#, 1).unwrap();
     assert!(null.batch.column(7).is_null(0));
+}
+
+/// A CSV body decoded with read options.
+fn decode_csv_with(
+    schema: &DatasetSchema,
+    options: &ReadOptions,
+    body: &[u8],
+) -> Result<DecodedBatch, BodyError> {
+    let mut batches = Vec::new();
+    Formats.decode(
+        BodyFormat::named("csv"),
+        options,
+        schema,
+        &mut &body[..],
+        1 << 20,
+        &mut |b| {
+            batches.push(b);
+            Ok(())
+        },
+    )?;
+    assert_eq!(batches.len(), 1);
+    Ok(batches.remove(0))
+}
+
+#[test]
+fn csv_options_set_the_delimiter_and_the_null_spelling() {
+    let schema = wells();
+    let options = ReadOptions {
+        delimiter: b';',
+        null: Some("NA".into()),
+    };
+    let body = b"well_code;name;oil;note\n1;a,b;NA;\n2;NA;1.5;\"NA\"\n";
+    let decoded = decode_csv_with(&schema, &options, body).unwrap();
+    assert!(decoded.violations.is_empty());
+    let cell = |col: usize, row: usize| {
+        Value::from_array(
+            schema.fields[col].field_type,
+            decoded.batch.column(col),
+            row,
+        )
+    };
+    assert_eq!(cell(2, 0), Value::String("a,b".into()));
+    assert_eq!((cell(4, 0), cell(2, 1)), (Value::Null, Value::Null));
+    // the spelling is of the cell's text, quoted or not; an empty cell stays null
+    assert_eq!((cell(5, 0), cell(5, 1)), (Value::Null, Value::Null));
+    assert_eq!(cell(4, 1), Value::Float(1.5));
+    // read with the default comma, the same body is one column the header does not name
+    assert!(decode_csv_with(&schema, &ReadOptions::default(), body).is_err());
+}
+
+#[test]
+fn csv_booleans_take_the_usual_spellings_in_any_case() {
+    let schema = wells();
+    let mut body = String::from("well_code,active\n");
+    let spellings = ["true", "FALSE", "t", "F", "1", "0", "yes", "No", "Y", "on"];
+    for (i, spelling) in spellings.iter().enumerate() {
+        body.push_str(&format!("{i},{spelling}\n"));
+    }
+    let decoded = decode_csv_with(&schema, &ReadOptions::default(), body.as_bytes()).unwrap();
+    let active: Vec<Value> = (0..8)
+        .map(|row| Value::from_array(FieldType::Boolean, decoded.batch.column(6), row))
+        .collect();
+    let expected = [true, false, true, false, true, false, true, false].map(Value::Boolean);
+    assert_eq!(active, expected);
+    // other words are not guessed at
+    let refused: Vec<(u64, &str)> = decoded
+        .violations
+        .into_listed()
+        .into_iter()
+        .map(|v| (v.row, v.code))
+        .collect();
+    assert_eq!(refused, [(9, "type"), (10, "type")]);
+}
+
+#[test]
+fn csv_headers_match_fields_in_another_case_when_unambiguous() {
+    let schema = wells();
+    let decoded =
+        decode_csv_with(&schema, &ReadOptions::default(), b"WELL_CODE,Name\n1,a\n").unwrap();
+    assert_eq!(
+        Value::from_array(FieldType::String, decoded.batch.column(2), 0),
+        Value::String("a".into())
+    );
+    let twice = decode_csv_with(&schema, &ReadOptions::default(), b"Name,name\na,b\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        twice.contains("`Name` and `name`, which are both the field `name`"),
+        "{twice}"
+    );
+
+    // fields that differ only in case: an exact header wins, another spelling is ambiguous
+    let fields = vec![field("code", "integer"), field("Code", "integer")];
+    let Ok(catalog) = build_catalog(&[dataset("cased", fields, &["code"])]) else {
+        return; // schemas may refuse such fields; then nothing is ambiguous
+    };
+    let cased = catalog.get("cased").unwrap();
+    let exact = decode_csv_with(cased, &ReadOptions::default(), b"Code,code\n1,2\n").unwrap();
+    assert!(exact.violations.is_empty());
+    let ambiguous = decode_csv_with(cased, &ReadOptions::default(), b"CODE\n1\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        ambiguous.contains("matches the fields `code` and `Code`"),
+        "{ambiguous}"
+    );
 }

@@ -11,14 +11,18 @@ use dataforge_app::ingest::INLINE_BODY_BYTES;
 use dataforge_app::read::{ReadRequest, Rows};
 use dataforge_app::{App, AppError};
 use dataforge_domain::access::{Denied, Permission};
-use dataforge_domain::records::BodyFormat;
+use dataforge_domain::records::{BodyFormat, ReadOptions};
 use dataforge_domain::write::parse_write_params;
 use serde_json::{Value as Json, json};
 
+use dataforge_formats::table::{self, Format, read_options};
+use dataforge_formats::{AnswerColumns, JsonRows};
+
 use crate::auth::Acting;
 use crate::body;
-use crate::encode::{self, AnswerFormat};
+use crate::encode;
 use crate::exports::{Client, ExportSlots};
+use crate::negotiate::{answer_format, body_format, is_page};
 use crate::problem::{Problem, from_app_error};
 use crate::strict_json;
 use crate::views;
@@ -111,58 +115,19 @@ pub async fn get_dataset(Acting(state): Acting, Path(dataset): Path<String>) -> 
     ))
 }
 
-/// Media types accepted by POST .../records, and the body format each one means.
-const BODY_TYPES: &[(&str, BodyFormat)] = &[
-    ("application/json", BodyFormat::Json),
-    ("application/x-ndjson", BodyFormat::Ndjson),
-    ("application/ndjson", BodyFormat::Ndjson),
-    ("text/csv", BodyFormat::Csv),
-    ("application/vnd.apache.arrow.stream", BodyFormat::Arrow),
-    ("application/vnd.apache.parquet", BodyFormat::Parquet),
-];
+/// A write's query parameters: its own (`on_conflict`, `on_error`), and the read options of the
+/// formats table (`delimiter`, `null`), which the body's format checks.
+type WriteParams = (Vec<(String, String)>, Vec<(String, String)>);
 
-/// The body format named by a `Content-Type`. One is required: a web page on another site may
-/// send a body without one (or as `text/plain`) without the browser asking first, so a body is
-/// never guessed to be JSON.
-fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Problem> {
-    let supported = || BODY_TYPES.iter().map(|(name, _)| *name).collect::<Vec<_>>();
-    let Some(content_type) = headers.get(header::CONTENT_TYPE) else {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-            format!(
-                "the request has a body but no Content-Type; say what it is, one of: {}",
-                supported().join(", ")
-            ),
-        )
-        .with("supported", json!(supported())));
-    };
-    let essence = content_type
-        .to_str()
-        .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let supported = supported();
-    BODY_TYPES
-        .iter()
-        .find(|(name, _)| *name == essence)
-        .map(|(_, format)| *format)
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-                format!(
-                    "cannot read a body of type `{essence}`; supported: {}",
-                    supported.join(", ")
-                ),
-            )
-            .with("supported", json!(supported))
-        })
+fn split_write_params(params: Vec<(String, String)>) -> WriteParams {
+    params
+        .into_iter()
+        .partition(|(name, _)| !table::is_read_option(name))
+}
+
+/// How a body in `format` is read, from the read options given (before a byte of it is read).
+fn body_read_options(format: &Format, given: &[(String, String)]) -> Result<ReadOptions, Problem> {
+    read_options(format, given).map_err(|e| Problem::bad_request(&e.parameter, e.message))
 }
 
 pub async fn insert_records(
@@ -185,13 +150,14 @@ pub async fn insert_records(
         .with("limit_bytes", json!(state.max_body_bytes))
     };
     let checked = (|| {
-        let options = parse_write_params(&query_pairs(query))
-            .map_err(|e| problem(&state, &dataset, e.into()))?;
+        let (own, read) = split_write_params(query_pairs(query));
+        let options = parse_write_params(&own).map_err(|e| problem(&state, &dataset, e.into()))?;
         state
             .app
             .dataset(&dataset)
             .map_err(|e| problem(&state, &dataset, e))?;
         let format = body_format(&headers)?;
+        let read = body_read_options(format, &read)?;
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -199,9 +165,9 @@ pub async fn insert_records(
         if declared.is_some_and(|length| length > state.max_body_bytes as u64) {
             return Err(too_large());
         }
-        Ok((options, format, declared))
+        Ok((options, (format.id(), read), declared))
     })();
-    let (options, format, declared) = match checked {
+    let (options, (format, read), declared) = match checked {
         Ok(checked) => checked,
         Err(problem) => {
             body::discard(body).await;
@@ -239,7 +205,7 @@ pub async fn insert_records(
             }
             state
                 .app
-                .ingest_small(&dataset, format, &whole, options)
+                .ingest_small(&dataset, format, &read, &whole, options)
                 .await
         }
         body::Incoming::Body(body) => {
@@ -262,7 +228,10 @@ pub async fn insert_records(
                 .with("setting", json!("server.max_streamed_uploads")));
             };
             let (reader, cut) = body::stream(body, state.max_body_bytes, state.stalled_client);
-            let ingested = state.app.ingest(&dataset, format, reader, options).await;
+            let ingested = state
+                .app
+                .ingest(&dataset, format, read, reader, options)
+                .await;
             if cut.too_large() {
                 return Err(too_large());
             }
@@ -296,10 +265,10 @@ async fn read(
     client: Client,
     dataset: &str,
     request: ReadRequest<'_>,
-    format: AnswerFormat,
+    format: &'static Format,
 ) -> Answer {
     let failed = |e| problem(state, dataset, e);
-    if format == AnswerFormat::Json {
+    if is_page(format) {
         let page = state
             .app
             .read_page(dataset, request)
@@ -315,7 +284,10 @@ async fn read(
         .read_export(dataset, request)
         .await
         .map_err(failed)?;
-    let body = encode::stream_body(format, export, state.stalled_client);
+    // the dataset says which columns never hold null, for the schema of binary formats
+    let schema = state.app.catalog().get(dataset).cloned();
+    let columns = AnswerColumns::new(export.columns, schema.as_deref());
+    let body = encode::stream_body(format, columns, export.batches, state.stalled_client);
     // the client's place is given back when the body ends or is dropped
     let body = axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {
         let _held = (&slot, &credential_slot);
@@ -339,7 +311,7 @@ async fn read_params(
     request: for<'a> fn(&'a [(String, String)]) -> ReadRequest<'a>,
 ) -> Answer {
     let mut params = query_pairs(query);
-    let format = AnswerFormat::negotiate(headers, &mut params)?;
+    let format = answer_format(headers, &mut params)?;
     read(state, client, dataset, request(&params), format).await
 }
 
@@ -379,7 +351,7 @@ pub async fn query(
     body: Bytes,
 ) -> Answer {
     let mut params = query_pairs(query);
-    let format = AnswerFormat::negotiate(&headers, &mut params)?;
+    let format = answer_format(&headers, &mut params)?;
     if let Some((name, _)) = params.first() {
         return Err(Problem::bad_request(
             name,
@@ -451,7 +423,7 @@ impl RecordPath {
 fn record_response(status: StatusCode, rows: &Rows) -> Response {
     let mut out = Vec::with_capacity(512);
     if let Some(batch) = rows.batches.first() {
-        encode::JsonRows::new(&rows.columns, batch).write(0, &mut out);
+        JsonRows::new(&rows.columns, batch).write(0, &mut out);
     }
     json_response(status, out)
 }
@@ -471,7 +443,7 @@ pub async fn get_record(Acting(state): Acting, uri: Uri) -> Answer {
 /// Refuses a body whose `Content-Type` is not JSON (or missing: see [`body_format`]).
 fn json_content(headers: &HeaderMap) -> Result<(), Problem> {
     match body_format(headers) {
-        Ok(BodyFormat::Json) => Ok(()),
+        Ok(format) if format.id() == BodyFormat::JSON => Ok(()),
         _ => Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",

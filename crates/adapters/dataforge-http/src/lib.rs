@@ -8,6 +8,7 @@ mod exports;
 mod framework;
 mod handlers;
 mod host;
+mod negotiate;
 mod openapi;
 mod operations;
 mod problem;

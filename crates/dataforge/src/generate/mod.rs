@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use clap::Args;
-use dataforge_domain::records::BodyFormat;
+use dataforge_domain::query::OutputColumn;
 use dataforge_domain::schema::DatasetSchema;
-use dataforge_domain::value::{Value, format_date, format_timestamp};
+use dataforge_formats::AnswerColumns;
+use dataforge_formats::table::{self, Format};
 
-use crate::FormatArg;
 use crate::settings::ServerSettings;
 use crate::wire::{fail, load_catalog};
 
@@ -34,8 +34,8 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     start: u64,
     /// Output format.
-    #[arg(long, value_enum)]
-    format: FormatArg,
+    #[arg(long, value_parser = writable)]
+    format: &'static Format,
     /// Output file.
     #[arg(short, long)]
     output: PathBuf,
@@ -59,7 +59,7 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             dir.display()
         ));
     };
-    let format: BodyFormat = args.format.into();
+    let format = args.format;
     match generate(schema, args.start, args.rows, format, &args.output) {
         Ok(()) => {
             println!(
@@ -68,7 +68,7 @@ pub fn run(args: GenerateArgs) -> ExitCode {
                 schema.name,
                 args.start,
                 args.start + args.rows,
-                format.name(),
+                format.name,
                 args.output.display()
             );
             ExitCode::SUCCESS
@@ -85,7 +85,7 @@ fn generate(
     dataset: &Arc<DatasetSchema>,
     start: u64,
     rows: u64,
-    format: BodyFormat,
+    format: &Format,
     out: &Path,
 ) -> Result<(), String> {
     let end = start
@@ -111,104 +111,31 @@ fn generate(
     out.flush().map_err(|e| format!("writing failed: {e}"))
 }
 
-/// Writes batches in `format`.
+/// `--format` of `generate`: a format of the table that can be written.
+pub fn writable(name: &str) -> Result<&'static Format, String> {
+    table::encodable()
+        .find(|f| f.name == name)
+        .ok_or_else(|| format!("formats written: {}", table::names(table::encodable())))
+}
+
+/// Writes batches with `format`'s encoder from the formats table (the same as an export's).
 fn write(
     dataset: &DatasetSchema,
-    format: BodyFormat,
-    batches: impl Iterator<Item = Result<RecordBatch, String>>,
+    format: &Format,
+    mut batches: impl Iterator<Item = Result<RecordBatch, String>>,
     out: &mut (impl Write + Send),
 ) -> Result<(), String> {
-    let failed = |e: &dyn std::fmt::Display| format!("writing failed: {e}");
-    let schema = Arc::clone(dataset.arrow_schema());
-    match format {
-        BodyFormat::Arrow => {
-            let mut writer =
-                arrow_ipc::writer::StreamWriter::try_new(out, &schema).map_err(|e| failed(&e))?;
-            for batch in batches {
-                writer.write(&batch?).map_err(|e| failed(&e))?;
-            }
-            writer.finish().map_err(|e| failed(&e))
-        }
-        BodyFormat::Parquet => {
-            let mut writer =
-                parquet::arrow::ArrowWriter::try_new(out, schema, None).map_err(|e| failed(&e))?;
-            for batch in batches {
-                writer.write(&batch?).map_err(|e| failed(&e))?;
-            }
-            writer.close().map(|_| ()).map_err(|e| failed(&e))
-        }
-        BodyFormat::Csv => {
-            let mut writer = csv::WriterBuilder::new()
-                .terminator(csv::Terminator::CRLF)
-                .from_writer(out);
-            writer
-                .write_record(dataset.fields.iter().map(|f| f.name.as_str()))
-                .map_err(|e| failed(&e))?;
-            for batch in batches {
-                let batch = batch?;
-                for row in 0..batch.num_rows() {
-                    let cells = dataset.fields.iter().enumerate().map(|(f, field)| {
-                        cell(&Value::from_array(field.field_type, batch.column(f), row))
-                    });
-                    writer.write_record(cells).map_err(|e| failed(&e))?;
-                }
-            }
-            writer.flush().map_err(|e| failed(&e))
-        }
-        BodyFormat::Ndjson | BodyFormat::Json => {
-            let array = format == BodyFormat::Json;
-            let mut first = true;
-            out.write_all(if array { b"[" } else { b"" })
-                .map_err(|e| failed(&e))?;
-            for batch in batches {
-                let batch = batch?;
-                for row in 0..batch.num_rows() {
-                    let record: serde_json::Map<String, serde_json::Value> = dataset
-                        .fields
-                        .iter()
-                        .enumerate()
-                        .map(|(f, field)| {
-                            let value = Value::from_array(field.field_type, batch.column(f), row);
-                            (field.name.clone(), value.to_json())
-                        })
-                        .collect();
-                    let separator: &[u8] = match (array, first) {
-                        (true, false) => b",",
-                        _ => b"",
-                    };
-                    first = false;
-                    out.write_all(separator).map_err(|e| failed(&e))?;
-                    serde_json::to_writer(&mut *out, &record).map_err(|e| failed(&e))?;
-                    if !array {
-                        out.write_all(b"\n").map_err(|e| failed(&e))?;
-                    }
-                }
-            }
-            out.write_all(if array { b"]" } else { b"" })
-                .map_err(|e| failed(&e))
-        }
-    }
-}
-
-/// A value as a CSV cell: null is empty, dates and timestamps as the API writes them.
-fn cell(value: &Value) -> String {
-    match value {
-        Value::Null => String::new(),
-        Value::Date(d) => format_date(*d),
-        Value::Timestamp(t) => format_timestamp(*t),
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cells_are_written_as_the_api_reads_them() {
-        assert_eq!(cell(&Value::Null), "");
-        assert_eq!(cell(&Value::Timestamp(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(cell(&Value::Date(1)), "1970-01-02");
-        assert_eq!(cell(&Value::Json("{\"a\":1}".into())), "{\"a\":1}");
-    }
+    let Some(encode) = format.encode else {
+        return Err(format!("cannot write {} files", format.name));
+    };
+    let columns: Arc<[OutputColumn]> = dataset
+        .fields
+        .iter()
+        .map(|f| OutputColumn {
+            name: f.name.clone(),
+            field_type: f.field_type,
+        })
+        .collect();
+    let columns = AnswerColumns::new(columns, Some(dataset));
+    encode(&columns, &mut batches, out).map_err(|e| format!("writing failed: {e}"))
 }

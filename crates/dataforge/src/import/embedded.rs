@@ -2,29 +2,24 @@
 //! as an HTTP write (the database must not be held by a running server: `--url` for that).
 
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dataforge_app::{App, AppError};
-use dataforge_domain::records::BodyFormat;
 use dataforge_domain::write::WriteOptions;
 
-use super::{Summary, conflict_line, open_tracked, print_summary, violation_line, with_formats};
-use crate::FormatArg;
+use super::{
+    ImportArgs, Source, Summary, conflict_line, open_tracked, print_summary, sources,
+    violation_line,
+};
 use crate::settings::Settings;
 use crate::wire::{close, fail, runtime, wire};
 
 /// Imports every file in turn: success when all were written, 2 for a usage error.
-pub fn import(
-    settings: &Settings,
-    dataset: &str,
-    files: &[PathBuf],
-    format: Option<FormatArg>,
-    options: WriteOptions,
-) -> ExitCode {
+pub fn import(settings: &Settings, args: &ImportArgs, options: WriteOptions) -> ExitCode {
+    let dataset = args.dataset.as_str();
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -40,13 +35,13 @@ pub fn import(
             return fail(&e.to_string());
         }
         let mut all_ok = true;
-        for file in with_formats(files, format) {
-            let Some((path, format)) = file else {
+        for source in sources(&args.files, args.format, &args.read) {
+            let Some(source) = source else {
                 all_ok = false;
                 continue;
             };
-            if let Err(message) = import_file(&app, dataset, path, format, options).await {
-                eprintln!("error: {}: {message}", path.display());
+            if let Err(message) = import_file(&app, dataset, &source, options).await {
+                eprintln!("error: {}: {message}", source.path.display());
                 all_ok = false;
             }
         }
@@ -63,11 +58,10 @@ pub fn import(
 async fn import_file(
     app: &App,
     dataset: &str,
-    path: &Path,
-    format: BodyFormat,
+    source: &Source<'_>,
     options: WriteOptions,
 ) -> Result<(), String> {
-    let (tracked, bar) = open_tracked(path)?;
+    let (tracked, bar) = open_tracked(source.path)?;
     let seen = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let ticker = {
@@ -81,7 +75,14 @@ async fn import_file(
     };
     let body = BufReader::with_capacity(1 << 20, tracked);
     let result = app
-        .ingest_counted(dataset, format, body, options, Arc::clone(&seen))
+        .ingest_counted(
+            dataset,
+            source.format.id(),
+            source.read.clone(),
+            body,
+            options,
+            Arc::clone(&seen),
+        )
         .await;
     ticker.abort();
     bar.finish_and_clear();
@@ -99,7 +100,7 @@ async fn import_file(
             .map(|v| violation_line(v.row, v.field.as_deref(), &v.message, v.code))
             .collect(),
     };
-    print_summary(path, started, &summary);
+    print_summary(source.path, started, &summary);
     Ok(())
 }
 

@@ -3,17 +3,16 @@
 //! import, and the server's answer (counts, or the problem with its rows and keys) printed.
 
 use std::io::BufReader;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use dataforge_domain::records::BodyFormat;
 use serde_json::Value;
 
 use crate::wire::fail;
 
 use super::{
-    ImportArgs, Summary, conflict_line, open_tracked, print_summary, violation_line, with_formats,
+    ImportArgs, Source, Summary, conflict_line, open_tracked, print_summary, sources,
+    violation_line,
 };
 
 /// Sends every file in turn: success when all were written, 2 when the server refuses at once.
@@ -33,13 +32,13 @@ pub fn import(url: &str, token: Option<&str>, args: &ImportArgs) -> ExitCode {
         return fail(&message);
     }
     let mut all_ok = true;
-    for file in with_formats(&args.files, args.format) {
-        let Some((path, format)) = file else {
+    for source in sources(&args.files, args.format, &args.read) {
+        let Some(source) = source else {
             all_ok = false;
             continue;
         };
-        if let Err(message) = send(&agent, &endpoint, token, args, path, format) {
-            eprintln!("error: {}: {message}", path.display());
+        if let Err(message) = send(&agent, &endpoint, token, args, &source) {
+            eprintln!("error: {}: {message}", source.path.display());
             all_ok = false;
         }
     }
@@ -55,16 +54,18 @@ fn send(
     endpoint: &str,
     token: Option<&str>,
     args: &ImportArgs,
-    path: &Path,
-    format: BodyFormat,
+    source: &Source<'_>,
 ) -> Result<(), String> {
-    let (tracked, bar) = open_tracked(path)?;
+    let (tracked, bar) = open_tracked(source.path)?;
     let started = Instant::now();
     let mut request = agent
         .post(endpoint)
-        .set("Content-Type", media_type(format))
+        .set("Content-Type", source.format.media_type())
         .query("on_conflict", &args.on_conflict)
         .query("on_error", &args.on_error);
+    for (name, value) in args.read.pairs() {
+        request = request.query(&name, &value);
+    }
     if let Some(token) = token {
         request = request.set("Authorization", &format!("Bearer {token}"));
     }
@@ -94,7 +95,7 @@ fn send(
         rejected: count("rejected"),
         violations: violations(&body),
     };
-    print_summary(path, started, &summary);
+    print_summary(source.path, started, &summary);
     Ok(())
 }
 
@@ -121,17 +122,6 @@ fn check_access(
             Err(describe(status, &problem))
         }
         Err(e) => Err(format!("cannot reach {url}: {e}")),
-    }
-}
-
-/// The media type a format is sent as.
-fn media_type(format: BodyFormat) -> &'static str {
-    match format {
-        BodyFormat::Json => "application/json",
-        BodyFormat::Ndjson => "application/x-ndjson",
-        BodyFormat::Csv => "text/csv",
-        BodyFormat::Arrow => "application/vnd.apache.arrow.stream",
-        BodyFormat::Parquet => "application/vnd.apache.parquet",
     }
 }
 

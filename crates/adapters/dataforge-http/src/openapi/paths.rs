@@ -2,19 +2,46 @@
 //! request bodies per content type and answers per format; every error is a problem.
 
 use dataforge_domain::query::{MAX_BUCKET_COUNT, OPERATORS, operators_for};
+use dataforge_domain::records::BodyFormat;
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::FieldType;
+use dataforge_formats::table::{self, Format};
 use serde_json::{Map, Value as Json, json};
 
 use super::schemas::{changes_name, field_schema, input_name, record_name, reference, row_name};
 
-/// Media types of write bodies beside JSON, and of streamed answers.
-const WRITE_TYPES: [&str; 4] = [
-    "application/x-ndjson",
-    "text/csv",
-    "application/vnd.apache.arrow.stream",
-    "application/vnd.apache.parquet",
-];
+/// Media types beside JSON of the formats `formats` (readable or writable ones) of the table.
+fn binary_types(formats: impl Iterator<Item = &'static Format>) -> Vec<&'static str> {
+    formats
+        .filter(|f| f.id() != BodyFormat::JSON)
+        .map(|f| f.media_type())
+        .collect()
+}
+
+/// The read options of every readable format (`delimiter`, `null`), as query parameters of a write.
+fn read_option_parameters() -> Vec<Json> {
+    table::decodable()
+        .flat_map(|f| f.read_options.iter().map(move |o| (f, o)))
+        .map(|(format, option)| {
+            let schema = if option.values.is_empty() {
+                json!({"type": "string", "minLength": 1})
+            } else {
+                json!({"type": "string", "enum": option.values})
+            };
+            parameter(
+                option.name,
+                "query",
+                schema,
+                &format!(
+                    "{} Only for {} bodies ({}).",
+                    option.description,
+                    format.name,
+                    format.media_type()
+                ),
+            )
+        })
+        .collect()
+}
 
 fn parameter(name: &str, place: &str, schema: Json, description: &str) -> Json {
     json!({"name": name, "in": place, "required": place == "path", "schema": schema, "description": description})
@@ -100,12 +127,7 @@ fn aggregate_parameters() -> Vec<Json> {
 fn read_answers(page: Json) -> Json {
     let mut content = Map::new();
     content.insert("application/json".into(), json!({"schema": page}));
-    for media in [
-        "application/x-ndjson",
-        "text/csv",
-        "application/vnd.apache.arrow.stream",
-        "application/vnd.apache.parquet",
-    ] {
+    for media in binary_types(table::encodable()) {
         content.insert(
             media.into(),
             json!({"schema": {"type": "string", "format": "binary"}}),
@@ -118,7 +140,7 @@ fn format_parameter() -> Json {
     parameter(
         "format",
         "query",
-        json!({"enum": ["json", "ndjson", "csv", "arrow", "parquet"]}),
+        json!({"enum": table::encodable().map(|f| f.name).collect::<Vec<_>>()}),
         "Answer format (else from `Accept`): json pages, or the whole answer streamed.",
     )
 }
@@ -206,7 +228,7 @@ pub(super) fn dataset_paths(schema: &DatasetSchema) -> Vec<(String, Json)> {
         ),
         format_parameter(),
     ]);
-    let writing = vec![
+    let mut writing = vec![
         parameter(
             "on_conflict",
             "query",
@@ -220,12 +242,13 @@ pub(super) fn dataset_paths(schema: &DatasetSchema) -> Vec<(String, Json)> {
             "Whether an invalid record fails the request or is left out.",
         ),
     ];
+    writing.extend(read_option_parameters());
     let mut write_content = Map::new();
     write_content.insert(
         "application/json".into(),
         json!({"schema": {"oneOf": [input.clone(), {"type": "array", "items": input}]}}),
     );
-    for media in WRITE_TYPES {
+    for media in binary_types(table::decodable()) {
         write_content.insert(
             media.into(),
             json!({"schema": {"type": "string", "format": "binary"}}),
@@ -316,4 +339,45 @@ pub(super) fn dataset_paths(schema: &DatasetSchema) -> Vec<(String, Json)> {
             json!({"post": operation(format!("delete_{name}_by_body"), format!("Delete {name} records a filter tree selects"), vec![], Some(json_body(change_body(false))), json_answer("200", "Deleted", reference("deleted")))}),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use dataforge_domain::testing::wells;
+
+    use super::*;
+
+    /// The write of a dataset as described: its parameters' names and its body's media types.
+    fn write_operation() -> (Vec<String>, Vec<String>) {
+        let paths = dataset_paths(&wells());
+        let (_, records) = paths
+            .iter()
+            .find(|(path, _)| path.ends_with("/records"))
+            .expect("the records path");
+        let post = &records["post"];
+        let names = post["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        let media = post["requestBody"]["content"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        (names, media)
+    }
+
+    #[test]
+    fn the_write_lists_the_read_options_and_body_types_of_the_formats_table() {
+        let (names, media) = write_operation();
+        assert_eq!(names, ["on_conflict", "on_error", "delimiter", "null"]);
+        let expected: Vec<&str> = std::iter::once("application/json")
+            .chain(binary_types(table::decodable()))
+            .collect();
+        assert_eq!(media, expected);
+        assert!(media.contains(&"text/csv".to_owned()));
+    }
 }

@@ -3,19 +3,20 @@
 
 use std::io::Read;
 
-use dataforge_domain::records::{BodyError, DecodedBatch, Halt};
+use dataforge_domain::records::{BodyError, DecodedBatch, Halt, ReadOptions};
 use dataforge_domain::schema::DatasetSchema;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 
-use crate::arrow::Conformer;
-use crate::parquet_limits::{MAX_CHUNK_BYTES, footer_refusal, refusal};
+use super::limits::{MAX_CHUNK_BYTES, footer_refusal, refusal};
+use crate::arrow::decode::Conformer;
 use crate::untrusted::guarded;
 
 /// Decodes a Parquet body, handing over batches of at most `batch_rows` records.
 pub(crate) fn decode(
     schema: &DatasetSchema,
+    _options: &ReadOptions,
     body: &mut dyn Read,
     batch_rows: usize,
     sink: &mut dyn FnMut(DecodedBatch) -> Result<(), Halt>,

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 
-use dataforge_domain::records::{BodyError, DecodedBatch, Halt};
+use dataforge_domain::records::{BodyError, DecodedBatch, Halt, ReadOptions};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::{FieldType, Value, ValueError};
 use serde::Deserialize;
@@ -22,6 +22,7 @@ const SCALAR_PEEK_LIMIT: u64 = 1 << 20;
 /// Decodes a JSON body, handing over batches of `batch_rows` records.
 pub(crate) fn decode(
     schema: &DatasetSchema,
+    _options: &ReadOptions,
     body: &mut dyn Read,
     batch_rows: usize,
     sink: &mut dyn FnMut(DecodedBatch) -> Result<(), Halt>,
@@ -297,7 +298,8 @@ impl<'de> Visitor<'de> for Cell<'_> {
                 b.append_value(v);
                 Ok(())
             }
-            (_, FieldType::Date | FieldType::Timestamp) => match Value::parse_text(self.ty, v) {
+            (_, FieldType::Timestamp) => self.column.append_timestamp_text(v),
+            (_, FieldType::Date) => match Value::parse_text(self.ty, v) {
                 Ok(value) => {
                     self.column.append(&value);
                     Ok(())

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, new_null_array};
 use arrow_schema::{DataType, Schema, TimeUnit};
-use dataforge_domain::records::{BodyError, DecodedBatch, Halt};
+use dataforge_domain::records::{BodyError, DecodedBatch, Halt, ReadOptions};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::validate::{RejectedCells, Violation, Violations};
 use dataforge_domain::value::FieldType;
 
+use super::limits::BoundedIpc;
 use crate::columns::ColumnBuilder;
-use crate::ipc_limits::BoundedIpc;
 use crate::untrusted::guarded;
 
 /// Most rows one input record batch (Arrow, or a Parquet reader's) may declare.
@@ -22,6 +22,7 @@ const MAX_INPUT_BATCH_ROWS: usize = 16 * 1024 * 1024;
 /// Decodes an Arrow IPC stream, one decoded batch per incoming batch (split to `batch_rows`).
 pub(crate) fn decode(
     schema: &DatasetSchema,
+    _options: &ReadOptions,
     body: &mut dyn Read,
     batch_rows: usize,
     sink: &mut dyn FnMut(DecodedBatch) -> Result<(), Halt>,
@@ -162,7 +163,7 @@ impl<'s> Conformer<'s> {
                 }
                 None => match &field.default {
                     Some(default) => {
-                        let mut builder = ColumnBuilder::new(field.field_type, rows);
+                        let mut builder = ColumnBuilder::new(field, rows);
                         for _ in 0..rows {
                             builder.append(default);
                         }

@@ -162,14 +162,14 @@ fn write_timestamp(micros: i64, out: &mut Vec<u8>) {
 }
 
 /// Writes rows of one batch as JSON objects.
-pub(crate) struct JsonRows<'a> {
+pub struct JsonRows<'a> {
     /// `"name":` for each column, already escaped.
     keys: Vec<Vec<u8>>,
     cells: Vec<Cells<'a>>,
 }
 
 impl<'a> JsonRows<'a> {
-    pub(crate) fn new(columns: &[OutputColumn], batch: &'a RecordBatch) -> Self {
+    pub fn new(columns: &[OutputColumn], batch: &'a RecordBatch) -> Self {
         let keys = columns
             .iter()
             .map(|c| {
@@ -184,7 +184,7 @@ impl<'a> JsonRows<'a> {
         }
     }
 
-    pub(crate) fn write(&self, row: usize, out: &mut Vec<u8>) {
+    pub fn write(&self, row: usize, out: &mut Vec<u8>) {
         out.push(b'{');
         for (i, (key, cells)) in self.keys.iter().zip(&self.cells).enumerate() {
             if i > 0 {

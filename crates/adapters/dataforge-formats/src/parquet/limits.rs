@@ -236,7 +236,7 @@ mod tests {
         );
         // a footer declaring a list of 2^31 - 1 schema elements in a few bytes (found by fuzzing:
         // the parquet crate asked for 22 GB)
-        let hostile = include_bytes!("../../../dataforge/tests/data/parquet-huge-list.parquet");
+        let hostile = include_bytes!("../../../../dataforge/tests/data/parquet-huge-list.parquet");
         let refused = footer_refusal(&mut std::io::Cursor::new(hostile.to_vec())).expect("refused");
         assert!(refused.contains("metadata is unreadable"), "{refused}");
     }
