@@ -90,7 +90,7 @@ pub fn parse_write_params(params: &[(String, String)]) -> Result<WriteOptions, Q
                 return Err(QueryError::new(
                     other,
                     format!(
-                        "unknown parameter `{other}`; a write takes `on_conflict` and `on_error`"
+                        "unknown parameter `{other}`; a write takes `on_conflict`, `on_error` and its format's read options (CSV: `delimiter`, `null`)"
                     ),
                 ));
             }
