@@ -1201,3 +1201,23 @@ impl<'a> IndexWrite<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn puts_append_only_past_the_greatest_key() {
+        let stored = b"m".to_vec();
+        let mut last = Some(stored.as_slice());
+        let keys: [&[u8]; 6] = [b"a", b"m", b"n", b"n", b"o", b"z"];
+        let appended: Vec<bool> = keys
+            .iter()
+            .map(|key| put_flags(key, &mut last).contains(PutFlags::APPEND))
+            .collect();
+        // below or at the stored key, and a key put again, are put in place (replacing)
+        assert_eq!(appended, [false, false, true, false, true, true]);
+        let mut empty = None;
+        assert!(put_flags(b"a", &mut empty).contains(PutFlags::APPEND));
+    }
+}
