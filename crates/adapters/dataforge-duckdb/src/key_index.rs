@@ -23,20 +23,26 @@ use dataforge_domain::query::RecordQuery;
 use dataforge_domain::schema::{Catalog, DatasetSchema};
 use dataforge_domain::value::Value;
 use duckdb::Connection;
+use heed::PutFlags;
 use heed::byteorder::BE;
-use heed::types::{Bytes, Str, U64};
+use heed::types::{Bytes, DecodeIgnore, Str, U64};
 
 use crate::batches::for_each_batch;
 use crate::deferred_append::{DeferredWrites, write_deferred};
 use crate::journal::Entry;
 use crate::mapped_pages::MappedPages;
 use crate::ordered_index::{IndexRange, OrderedIndex};
-use crate::row_codec::{decode_rows, encode_rows, one_value_array};
+use crate::row_codec::{decode_rows, decode_values, encode_rows, encode_values, one_value_array};
 use crate::sql::{column_list, quote};
 use crate::{unsynced, verify};
 
 /// Bump when the key or record encoding changes, so existing indexes are rebuilt.
-const FORMAT: u64 = 5;
+const FORMAT: u64 = 6;
+
+/// The last format storing whole records ([`encode_rows`]) rather than what their keys do not
+/// hold ([`encode_values`]); its log of deferred writes is still replayed at the first start after
+/// an upgrade.
+const FORMAT_WHOLE_RECORDS: u64 = 5;
 
 /// The format before each dataset's layout was recorded apart (see [`built_for`]); its log of
 /// deferred writes is still replayed at the first start after an upgrade.
@@ -146,9 +152,9 @@ impl KeyEncoder {
     }
 
     /// Encoded keys as key columns (in key order).
-    pub(crate) fn columns(&self, keys: &[Vec<u8>]) -> Result<Vec<ArrayRef>, StoreError> {
+    pub(crate) fn columns(&self, keys: &[impl AsRef<[u8]>]) -> Result<Vec<ArrayRef>, StoreError> {
         let parser = self.0.parser();
-        let rows: Vec<_> = keys.iter().map(|k| parser.parse(k)).collect();
+        let rows: Vec<_> = keys.iter().map(|k| parser.parse(k.as_ref())).collect();
         self.0
             .convert_rows(rows)
             .map_err(|e| StoreError::Internal(e.to_string()))
@@ -232,11 +238,48 @@ fn listed_keys(mut listed: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
 
 /// What the index keeps for one dataset.
 struct DatasetIndex {
-    /// Encoded key to encoded record.
+    /// Encoded key to the record's other fields ([`encode_values`]).
     records: heed::Database<Bytes, Bytes>,
     keys: KeyEncoder,
     /// The declared indexes, in schema order.
     ordered: Vec<OrderedIndex>,
+}
+
+impl DatasetIndex {
+    /// The records stored as `values` under `keys` (encoded), as one batch shaped as `schema`.
+    fn decode(
+        &self,
+        schema: &DatasetSchema,
+        keys: &[impl AsRef<[u8]>],
+        values: &[&[u8]],
+    ) -> Result<RecordBatch, StoreError> {
+        decode_values(schema, &self.keys.columns(keys)?, values)
+    }
+}
+
+/// The greatest key `db` holds, so that puts past it append (see [`put_flags`]).
+fn last_key<V: 'static>(
+    db: heed::Database<Bytes, V>,
+    tx: &heed::RoTxn<'_>,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(db
+        .remap_data_type::<DecodeIgnore>()
+        .last(tx)
+        .map_err(index_error)?
+        .map(|(key, ())| key.to_vec()))
+}
+
+/// How to put `key`, one of keys put in ascending order, with `last` the greatest key stored or
+/// put so far: past it LMDB appends, which fills pages instead of splitting them in halves (a load
+/// in key order leaves full pages rather than half-empty ones behind).
+fn put_flags<'k>(key: &'k [u8], last: &mut Option<&'k [u8]>) -> PutFlags {
+    match last {
+        Some(greatest) if key <= *greatest => PutFlags::empty(),
+        _ => {
+            *last = Some(key);
+            PutFlags::APPEND
+        }
+    }
 }
 
 /// What an index of one dataset was built for, as text: its fields (records are encoded by
@@ -583,14 +626,21 @@ impl KeyIndex {
     /// deferred writes of a dataset is replayed only then (its records are decoded with it).
     /// (LMDB allows one read transaction per thread: the caller's is used.)
     fn built_for(&self, tx: &heed::RoTxn<'_>, schema: &DatasetSchema) -> Result<bool, StoreError> {
-        let format = self.meta.get(tx, "format").map_err(index_error)?;
-        Ok(match format {
-            Some(FORMAT) => {
-                let recorded = self.layout.get(tx, &schema.name).map_err(index_error)?;
-                recorded == Some(built_for(schema).as_str())
-            }
-            _ => false,
-        })
+        self.built_in(tx, schema, FORMAT)
+    }
+
+    /// Whether the records of `schema`'s dataset were written for that schema in `format`.
+    fn built_in(
+        &self,
+        tx: &heed::RoTxn<'_>,
+        schema: &DatasetSchema,
+        format: u64,
+    ) -> Result<bool, StoreError> {
+        if self.meta.get(tx, "format").map_err(index_error)? != Some(format) {
+            return Ok(false);
+        }
+        let recorded = self.layout.get(tx, &schema.name).map_err(index_error)?;
+        Ok(recorded == Some(built_for(schema).as_str()))
     }
 
     /// Whether an index of [`FORMAT_WHOLE_LAYOUT`] was built for the `stored` catalog (the first
@@ -638,34 +688,55 @@ impl KeyIndex {
             let schema = catalog
                 .get(name)
                 .ok_or_else(|| refuse_replay(name, "no schema file declares it"))?;
-            if !whole && !self.built_for(&tx, schema)? {
+            let whole_records = whole || self.built_in(&tx, schema, FORMAT_WHOLE_RECORDS)?;
+            if !whole_records && !self.built_for(&tx, schema)? {
                 return Err(refuse_replay(
                     name,
                     "its stored schema is not the one the key index holds its records in",
                 ));
             }
-            let records = self.dataset(name)?.records;
+            let dataset = self.dataset(name)?;
+            let decode = |keys: &[&[u8]], found: &[&[u8]]| {
+                if whole_records {
+                    decode_rows(schema, found)
+                } else {
+                    dataset.decode(schema, keys, found)
+                }
+            };
             let mut batches = Vec::new();
             // a new record whose key changed since is written as a changed key
-            let new: Vec<&&[u8]> = appended.iter().filter(|k| !changed.contains(**k)).collect();
+            let new: Vec<&[u8]> = appended
+                .iter()
+                .copied()
+                .filter(|k| !changed.contains(*k))
+                .collect();
             for chunk in new.chunks(REPLAY_CHUNK) {
                 let mut found = Vec::with_capacity(chunk.len());
                 for key in chunk {
-                    found.push(records.get(&tx, key).map_err(index_error)?.ok_or_else(|| {
-                        StoreError::Internal("a deferred write's record is missing".into())
-                    })?);
+                    found.push(
+                        dataset
+                            .records
+                            .get(&tx, key)
+                            .map_err(index_error)?
+                            .ok_or_else(|| {
+                                StoreError::Internal("a deferred write's record is missing".into())
+                            })?,
+                    );
                 }
-                batches.push(decode_rows(schema, &found)?);
+                batches.push(decode(chunk, &found)?);
             }
             let changed: Vec<Vec<u8>> = changed.iter().map(|k| k.to_vec()).collect();
-            let mut found = Vec::with_capacity(changed.len());
+            let (mut kept, mut found) = (Vec::new(), Vec::new());
             for key in &changed {
-                found.extend(records.get(&tx, key).map_err(index_error)?);
+                if let Some(record) = dataset.records.get(&tx, key).map_err(index_error)? {
+                    kept.push(key.as_slice());
+                    found.push(record);
+                }
             }
             deferred.push(DeferredWrites {
                 schema: Arc::clone(schema),
                 appended: batches,
-                current: vec![decode_rows(schema, &found)?],
+                current: vec![decode(&kept, &found)?],
                 changed,
             });
         }
@@ -692,8 +763,13 @@ impl KeyIndex {
             for ordered in &dataset.ordered {
                 ordered.db.clear(write.tx()?).map_err(index_error)?;
             }
+            // in key order, so that records and pages are appended (see [`put_flags`])
             let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
-            let sql = format!("SELECT {columns} FROM {}", quote(&schema.name));
+            let key = column_list(schema.key_fields().map(|f| f.name.as_str()));
+            let sql = format!(
+                "SELECT {columns} FROM {} ORDER BY {key}",
+                quote(&schema.name)
+            );
             let mut count = 0u64;
             for_each_batch(conn, &sql, [], |batch| {
                 count += batch.num_rows() as u64;
@@ -825,7 +901,7 @@ impl KeyIndex {
         let dataset = self.dataset(&schema.name)?;
         let tx = self.read_txn()?;
         match dataset.records.get(&tx, key).map_err(index_error)? {
-            Some(record) => decode_rows(schema, &[record]).map(Some),
+            Some(record) => dataset.decode(schema, &[key], &[record]).map(Some),
             None => Ok(None),
         }
     }
@@ -863,9 +939,8 @@ impl KeyIndex {
             entries.push(entry);
             Ok(())
         })?;
-        let keys = dataset
-            .keys
-            .encode(&ordered.primary_key_columns(schema, &entries)?)?;
+        let key_columns = ordered.primary_key_columns(schema, &entries)?;
+        let keys = dataset.keys.encode(&key_columns)?;
         let mut records = Vec::with_capacity(keys.len());
         for key in &keys {
             let record = dataset
@@ -875,26 +950,36 @@ impl KeyIndex {
                 .ok_or_else(|| StoreError::Internal("an index entry points to no record".into()))?;
             records.push(record);
         }
-        decode_rows(schema, &records)?
+        decode_values(schema, &key_columns, &records)?
             .project(fields)
             .map_err(|e| StoreError::Internal(e.to_string()))
     }
 
-    /// The keys and records of `batch` (shaped as the dataset's schema) in the index's encodings.
+    /// The keys of `batch` (shaped as the dataset's schema) in the index's encoding, with its whole
+    /// records as the journal holds them ([`encode_rows`]).
     pub(crate) fn encode(
         &self,
         schema: &DatasetSchema,
         batch: &RecordBatch,
     ) -> Result<Encoded, StoreError> {
+        Ok(Encoded {
+            keys: self.encode_keys(schema, batch)?,
+            records: encode_rows(schema, batch)?,
+        })
+    }
+
+    /// The keys of `batch` (shaped as the dataset's schema), encoded.
+    fn encode_keys(
+        &self,
+        schema: &DatasetSchema,
+        batch: &RecordBatch,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         let key_columns: Vec<ArrayRef> = schema
             .primary_key
             .iter()
             .map(|&c| Arc::clone(batch.column(c)))
             .collect();
-        Ok(Encoded {
-            keys: self.dataset(&schema.name)?.keys.encode(&key_columns)?,
-            records: encode_rows(schema, batch)?,
-        })
+        self.dataset(&schema.name)?.keys.encode(&key_columns)
     }
 
     /// Starts writing the records of a committed write group.
@@ -921,7 +1006,7 @@ impl KeyIndex {
     }
 }
 
-/// A batch's keys and records, encoded, in row order.
+/// A batch's keys and whole records (the journal's form), encoded, in row order.
 pub(crate) struct Encoded {
     pub keys: Vec<Vec<u8>>,
     pub records: Vec<Vec<u8>>,
@@ -970,11 +1055,31 @@ impl<'a> IndexWrite<'a> {
         batch: &RecordBatch,
         replacing: bool,
     ) -> Result<(), StoreError> {
-        let encoded = self.index.encode(schema, batch)?;
-        self.put_encoded(schema, batch, &encoded, replacing)
+        let keys = self.index.encode_keys(schema, batch)?;
+        self.put_keyed(schema, batch, &keys, replacing)
     }
 
-    /// [`Self::put`] with the batch's keys and records already encoded.
+    /// [`Self::put`] for a write's batches as one: sorted together, their records follow each other
+    /// in key order (appended past the stored keys) instead of each batch splitting the pages the
+    /// one before filled.
+    pub(crate) fn put_batches(
+        &mut self,
+        schema: &DatasetSchema,
+        batches: &[RecordBatch],
+        replacing: bool,
+    ) -> Result<(), StoreError> {
+        match batches {
+            [] => Ok(()),
+            [one] => self.put(schema, one, replacing),
+            [first, ..] => {
+                let whole = arrow_select::concat::concat_batches(&first.schema(), batches)
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                self.put(schema, &whole, replacing)
+            }
+        }
+    }
+
+    /// [`Self::put`] with the batch's keys already encoded.
     pub(crate) fn put_encoded(
         &mut self,
         schema: &DatasetSchema,
@@ -982,9 +1087,20 @@ impl<'a> IndexWrite<'a> {
         encoded: &Encoded,
         replacing: bool,
     ) -> Result<(), StoreError> {
+        self.put_keyed(schema, batch, &encoded.keys, replacing)
+    }
+
+    /// [`Self::put`] with `keys`, the batch's keys encoded in row order.
+    fn put_keyed(
+        &mut self,
+        schema: &DatasetSchema,
+        batch: &RecordBatch,
+        keys: &[Vec<u8>],
+        replacing: bool,
+    ) -> Result<(), StoreError> {
         let index = self.index;
         let dataset = index.dataset(&schema.name)?;
-        let Encoded { keys, records } = encoded;
+        let records = encode_values(schema, batch)?;
         // in key order, B-tree pages are filled one after another instead of at random
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
@@ -993,20 +1109,27 @@ impl<'a> IndexWrite<'a> {
                 self.unindex_stored(schema, dataset, &keys[i])?;
             }
         }
+        let stored_last = last_key(dataset.records, self.tx()?)?;
+        let mut last = stored_last.as_deref();
         for &i in &order {
+            let flags = put_flags(&keys[i], &mut last);
             dataset
                 .records
-                .put(self.tx()?, &keys[i], &records[i])
+                .put_with_flags(self.tx()?, flags, &keys[i], &records[i])
                 .map_err(index_error)?;
         }
         for ordered in &dataset.ordered {
             let entries = ordered.entry_keys(batch)?;
             let mut order: Vec<usize> = (0..entries.num_rows()).collect();
             order.sort_unstable_by(|a, b| entries.row(*a).cmp(&entries.row(*b)));
+            let stored_last = last_key(ordered.db, self.tx()?)?;
+            let mut last = stored_last.as_deref();
             for i in order {
+                let entry = entries.row(i).data();
+                let flags = put_flags(entry, &mut last);
                 ordered
                     .db
-                    .put(self.tx()?, entries.row(i).as_ref(), &())
+                    .put_with_flags(self.tx()?, flags, entry, &())
                     .map_err(index_error)?;
             }
         }
@@ -1055,7 +1178,7 @@ impl<'a> IndexWrite<'a> {
         let Some(stored) = dataset.records.get(self.tx()?, key).map_err(index_error)? else {
             return Ok(());
         };
-        let stored = decode_rows(schema, &[stored])?;
+        let stored = dataset.decode(schema, &[key], &[stored])?;
         for ordered in &dataset.ordered {
             let entries = ordered.entry_keys(&stored)?;
             ordered
@@ -1076,5 +1199,25 @@ impl<'a> IndexWrite<'a> {
             Some(tx) => tx.commit().map_err(index_error),
             None => Err(StoreError::Internal("no open key index transaction".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn puts_append_only_past_the_greatest_key() {
+        let stored = b"m".to_vec();
+        let mut last = Some(stored.as_slice());
+        let keys: [&[u8]; 6] = [b"a", b"m", b"n", b"n", b"o", b"z"];
+        let appended: Vec<bool> = keys
+            .iter()
+            .map(|key| put_flags(key, &mut last).contains(PutFlags::APPEND))
+            .collect();
+        // below or at the stored key, and a key put again, are put in place (replacing)
+        assert_eq!(appended, [false, false, true, false, true, true]);
+        let mut empty = None;
+        assert!(put_flags(b"a", &mut empty).contains(PutFlags::APPEND));
     }
 }

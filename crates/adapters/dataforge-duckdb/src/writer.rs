@@ -830,9 +830,7 @@ impl WriterState {
                 let mut write = index.write()?;
                 for (schema, records) in records {
                     if let Records::Batches(batches) = records {
-                        for batch in batches {
-                            write.put(schema, batch, false)?;
-                        }
+                        write.put_batches(schema, batches, false)?;
                     }
                 }
                 match committed_in_duckdb.recv() {
@@ -900,14 +898,16 @@ impl WriterState {
         };
         for (schema, records) in records {
             match records {
-                Records::Batches(batches) => {
-                    for batch in batches {
-                        write.put(schema, batch, false)?;
-                    }
-                }
+                Records::Batches(batches) => write.put_batches(schema, batches, false)?,
                 Records::Staging(id) => {
+                    // in key order: where they follow the stored keys, LMDB appends them and
+                    // leaves its pages full rather than half empty
                     let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
-                    let sql = format!("SELECT {columns} FROM {}", staging_table(*id));
+                    let key = column_list(schema.key_fields().map(|f| f.name.as_str()));
+                    let sql = format!(
+                        "SELECT {columns} FROM {} ORDER BY {key}",
+                        staging_table(*id)
+                    );
                     for_each_batch(&self.conn, &sql, [], |batch| {
                         write.put(schema, &batch, true)
                     })?;
