@@ -4,7 +4,7 @@
 //! date, midnight UTC) is a timestamp, as before: a local time is refused with a hint naming them.
 
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone};
-use chrono_tz::Tz;
+pub use chrono_tz::Tz;
 
 use crate::value::{ValueError, parse_timestamp};
 

@@ -203,9 +203,24 @@ impl Settings {
                 q.default_limit, q.max_limit
             )));
         }
-        self.listen_address()?;
+        self.check_listen()?;
         self.database.check().map_err(SettingsError::Rule)?;
         Ok(())
+    }
+
+    /// `server.listen` is HOST:PORT, checked without a name lookup (only `serve` resolves it, so
+    /// other commands never wait on DNS).
+    fn check_listen(&self) -> Result<(), SettingsError> {
+        let listen = self.server.listen.trim();
+        if listen.parse::<SocketAddr>().is_ok() {
+            return Ok(());
+        }
+        match listen.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+            _ => Err(SettingsError::Rule(format!(
+                "server.listen `{listen}` has no port: write HOST:PORT, e.g. 127.0.0.1:8000, localhost:8000 or 0.0.0.0:8000"
+            ))),
+        }
     }
 
     /// The address to listen on: an IP address or a host name (`localhost:8000`, the first

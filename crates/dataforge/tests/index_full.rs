@@ -131,6 +131,11 @@ fn the_key_index_map_grows_as_it_fills_instead_of_reserving_its_limit() {
         size > 64 << 20,
         "the index file ({size} bytes) outgrew the first map"
     );
+    let after = server.vsz_mib();
+    assert!(
+        after < 64 * 1024,
+        "{after} MiB of address space after loading"
+    );
     assert!(
         server
             .log_lines()

@@ -121,7 +121,9 @@ pub(crate) fn index_error(e: heed::Error) -> StoreError {
         }
         ref damage if damaged(damage) => StoreError::Internal(format!("{DAMAGED}: {e}")),
         heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::Internal(
-            "key index: full; raise database.key_index_max_mib (DATAFORGE_DATABASE__KEY_INDEX_MAX_MIB)"
+            "key index: full (its map reached database.key_index_max_mib, or could not grow in \
+             time); raise database.key_index_max_mib (DATAFORGE_DATABASE__KEY_INDEX_MAX_MIB) if it \
+             is the limit"
                 .into(),
         ),
         other => StoreError::Internal(format!("key index: {other}")),
@@ -346,6 +348,10 @@ pub(crate) struct KeyIndex {
 
 /// The map a new or small index starts with.
 const FIRST_MAP_BYTES: usize = 64 << 20;
+
+/// Room kept free in the map for one write transaction (a part of a large write holds 64Ki
+/// entries, tens of MiB even for records of a kilobyte): the map grows before less is left.
+const HEADROOM_BYTES: usize = 512 << 20;
 
 /// The map size to open an index with: twice what its file holds, within the bounds.
 fn first_map_bytes(path: &Path, max_bytes: usize) -> usize {
@@ -803,24 +809,28 @@ impl KeyIndex {
 
     /// A read transaction, holding the map at its size while it is open.
     pub(crate) fn read_txn(&self) -> Result<Held<'_, heed::RoTxn<'_>>, StoreError> {
-        let map = self.map_lock.read_recursive();
+        // not recursive: a steady stream of overlapping reads must not keep a waiting resize out
+        // (no thread opens a read inside another transaction; a resize gives up after 200 ms)
+        let map = self.map_lock.read();
         Ok(Held {
             tx: self.env.read_txn().map_err(index_error)?,
             _map: map,
         })
     }
 
-    /// Doubles the map (within `max_bytes`) once the file holds half of it. Called before a
+    /// Grows the map (within `max_bytes`) so that at least [`HEADROOM_BYTES`], and half the map,
+    /// stay free for the next transaction, which cannot grow it while open. Called before a
     /// write transaction begins, by the one thread that writes.
     fn grow_if_needed(&self) {
         let map = self.env.info().map_size;
         let used = self.env.real_disk_size().unwrap_or(0) as usize;
-        if used < map / 2 || map >= self.max_bytes {
+        let free = map.saturating_sub(used);
+        if free >= (map / 2).max(HEADROOM_BYTES) || map >= self.max_bytes {
             return;
         }
         let grown = map
             .saturating_mul(2)
-            .max(used.saturating_mul(2))
+            .max(used.saturating_add(2 * HEADROOM_BYTES))
             .next_multiple_of(1 << 20)
             .min(self.max_bytes);
         let Some(_alone) = self.map_lock.try_write_for(Duration::from_millis(200)) else {

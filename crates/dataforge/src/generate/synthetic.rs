@@ -27,6 +27,8 @@ pub fn unit(i: u64, stream: u64) -> f64 {
 }
 
 const DAY_MICROS: i64 = 86_400_000_000;
+/// Distinct values a float field takes (`lo + (hi - lo) * n / FLOAT_STEPS`).
+const FLOAT_STEPS: u64 = 1_000_000;
 /// 2000-01-01: where dates and timestamps start when a field sets no `min`.
 const Y2K_DAYS: i64 = 10_957;
 
@@ -36,17 +38,22 @@ fn cardinality(field: &FieldSchema) -> Option<u64> {
     if let Some(allowed) = &rules.one_of {
         return Some(allowed.len() as u64);
     }
+    // the same bounds `pick` wraps within, its defaults for a missing `min` included
     let span = |lo: i64, hi: i64| u64::try_from(hi.checked_sub(lo)?).ok()?.checked_add(1);
-    match (field.field_type, &rules.min, &rules.max) {
-        (FieldType::Boolean, _, _) => Some(2),
-        (FieldType::Integer, Some(Value::Integer(lo)), Some(Value::Integer(hi))) => span(*lo, *hi),
-        (FieldType::Date, Some(Value::Date(lo)), Some(Value::Date(hi))) => {
-            span(i64::from(*lo), i64::from(*hi))
+    let (min, max) = (rules.min.as_ref(), rules.max.as_ref());
+    match field.field_type {
+        FieldType::Boolean => Some(2),
+        FieldType::Float => Some(FLOAT_STEPS),
+        FieldType::Integer => span(integer(min).unwrap_or(1), integer(max)?),
+        FieldType::Date => span(date(min).unwrap_or(Y2K_DAYS), date(max)?),
+        FieldType::Timestamp => {
+            let lo = timestamp(min).unwrap_or(Y2K_DAYS * DAY_MICROS);
+            span(
+                lo.div_euclid(DAY_MICROS),
+                timestamp(max)?.div_euclid(DAY_MICROS),
+            )
         }
-        (FieldType::Timestamp, Some(Value::Timestamp(lo)), Some(Value::Timestamp(hi))) => {
-            span(lo / DAY_MICROS, hi / DAY_MICROS)
-        }
-        _ => None,
+        FieldType::String | FieldType::Json => None,
     }
 }
 
@@ -170,7 +177,7 @@ fn pick(field: &FieldSchema, n: u64, i: u64) -> Result<Value, String> {
         FieldType::Float => {
             let lo = float(min).unwrap_or(0.0);
             let hi = float(max).unwrap_or(lo + 1000.0);
-            Value::Float(lo + (hi - lo) * (n % 1_000_000) as f64 / 1_000_000.0)
+            Value::Float(lo + (hi - lo) * (n % FLOAT_STEPS) as f64 / FLOAT_STEPS as f64)
         }
         FieldType::Boolean => Value::Boolean(n % 2 == 1),
         FieldType::Date => {
@@ -179,7 +186,10 @@ fn pick(field: &FieldSchema, n: u64, i: u64) -> Result<Value, String> {
         }
         FieldType::Timestamp => {
             let lo = timestamp(min).unwrap_or(Y2K_DAYS * DAY_MICROS);
-            let days = within(lo / DAY_MICROS, timestamp(max).map(|t| t / DAY_MICROS));
+            let days = within(
+                lo.div_euclid(DAY_MICROS),
+                timestamp(max).map(|t| t.div_euclid(DAY_MICROS)),
+            );
             Value::Timestamp((days * DAY_MICROS).max(lo))
         }
         FieldType::Json => Value::Json(format!("{{\"n\":{i}}}")),

@@ -6,14 +6,14 @@ use regex::Regex;
 use super::{Problems, name_hint};
 use crate::identifier::check_field_name;
 use crate::schema::{Constraints, FieldDraft, FieldSchema, Located, Pattern};
-use crate::timestamps::{Epoch, TimestampInput, zone_named};
+use crate::timestamps::{Epoch, TimestampInput, Tz, zone_named};
 use crate::validate::check_value;
 use crate::value::{FieldType, Value};
 
-/// `zone`: the dataset's `timezone`, for a timestamp field that names none.
+/// `zone`: the dataset's `timezone` (checked already), for a timestamp field that names none.
 pub(super) fn build_field(
     draft: &FieldDraft,
-    zone: Option<&Located<String>>,
+    zone: Option<Tz>,
     problems: &mut Problems<'_>,
 ) -> Option<FieldSchema> {
     let before = problems.found.len();
@@ -66,7 +66,7 @@ pub(super) fn build_field(
 /// `timezone` and `epoch`: timestamp fields only; the field's own zone wins over the dataset's.
 fn timestamps(
     draft: &FieldDraft,
-    dataset_zone: Option<&Located<String>>,
+    dataset_zone: Option<Tz>,
     rule: Rule<'_, '_, '_>,
 ) -> TimestampInput {
     let (label, ty) = (rule.label, rule.ty);
@@ -85,16 +85,10 @@ fn timestamps(
     if ty != FieldType::Timestamp {
         return input;
     }
-    if let Some(Located { value, line }) = draft.timezone.as_ref().or(dataset_zone) {
-        input.timezone = zone_named(value);
-        if input.timezone.is_none() {
-            rule.problems.add(
-                *line,
-                format!("{label}: unknown time zone `{value}`"),
-                Some("use \"UTC\" or an IANA zone name, e.g. \"America/Sao_Paulo\"".into()),
-            );
-        }
-    }
+    input.timezone = match &draft.timezone {
+        Some(zone) => time_zone(zone, label, rule.problems),
+        None => dataset_zone,
+    };
     if let Some(Located { value, line }) = &draft.epoch {
         input.epoch = Epoch::from_name(value);
         if input.epoch.is_none() {
@@ -358,4 +352,21 @@ fn renamed_from(
             None
         }
     }
+}
+
+/// A `timezone` by IANA name, reported as `what`'s when unknown.
+pub(super) fn time_zone(
+    Located { value, line }: &Located<String>,
+    what: &str,
+    problems: &mut Problems<'_>,
+) -> Option<Tz> {
+    let zone = zone_named(value);
+    if zone.is_none() {
+        problems.add(
+            *line,
+            format!("{what}: unknown time zone `{value}`"),
+            Some("use \"UTC\" or an IANA zone name, e.g. \"America/Sao_Paulo\"".into()),
+        );
+    }
+    zone
 }

@@ -209,9 +209,13 @@ fn declare_fields<'a>(
         names: Vec::new(),
         built: Vec::new(),
     };
+    let zone = draft
+        .timezone
+        .as_ref()
+        .and_then(|zone| field::time_zone(zone, what, problems));
     let mut first_line: BTreeMap<&str, Option<usize>> = BTreeMap::new();
     for field in &draft.fields {
-        let built = field::build_field(field, draft.timezone.as_ref(), problems);
+        let built = field::build_field(field, zone, problems);
         let name = match &field.name {
             Some(Located { value, line }) => match first_line.get(value.as_str()) {
                 Some(first) => {
@@ -270,7 +274,9 @@ fn primary_key(
     }
     let positions = declared.positions(value, *line, "primary key", problems);
     ok &= positions.is_some();
-    for key in value {
+    // each field once, however often it is listed
+    let once: Vec<&String> = value.iter().filter(|k| listed.remove(k)).collect();
+    for key in once {
         if let Some((_, Some(FieldType::Json))) = declared.find(key) {
             problems.add(
                 *line,
@@ -479,6 +485,21 @@ mod tests {
                 "field `t`: unknown time zone `Mars/Base`",
                 "field `u`: unknown `epoch` unit `us`",
             ]
+        );
+        let mut draft = dataset(
+            "w",
+            vec![
+                field("id", "integer"),
+                field("a", "timestamp"),
+                field("b", "timestamp"),
+            ],
+            &["id"],
+        );
+        draft.timezone = located("Mars/Base".to_string());
+        assert_eq!(
+            problems(&[draft]),
+            vec!["w: unknown time zone `Mars/Base`"],
+            "reported once"
         );
     }
 
