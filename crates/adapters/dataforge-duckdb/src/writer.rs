@@ -18,6 +18,7 @@ mod in_memory;
 mod merge;
 mod mutate;
 mod pacing;
+mod policy;
 mod staging;
 
 use std::collections::{HashMap, HashSet};
@@ -43,6 +44,7 @@ use crate::journal::Journal;
 use crate::key_index::{KeyEncoder, KeyIndex, sequence_update};
 use crate::sql::{column_list, create_table_named, key_matches, quote};
 use crate::store_error;
+use policy::{Next, Pending, Settle};
 
 /// Conflicting keys listed in one answer, at most.
 const MAX_LISTED_KEYS: usize = 100;
@@ -79,9 +81,6 @@ fn conflict(
 
 /// Staged writes of more records than this are checked for conflicts without holding their keys.
 const LARGE_STAGED_ROWS: usize = 128 * 1024;
-
-/// Writes committed together in one transaction, at most.
-const MAX_GROUP: usize = 256;
 
 /// A write waiting for its commit.
 struct Commit {
@@ -137,6 +136,20 @@ pub(crate) enum WriterJob {
     },
 }
 
+impl WriterJob {
+    /// The job as the batching policy sees it; `defers`: whether changes by key are deferred now.
+    fn kind(&self, defers: bool) -> Next {
+        match self {
+            WriterJob::Stage { .. } | WriterJob::Commit { .. } => Next::Write,
+            WriterJob::Mutate { mutation, .. } if mutation.key.is_some() => {
+                Next::KeyChange { deferred: defers }
+            }
+            WriterJob::Mutate { .. } => Next::Change,
+            _ => Next::Other,
+        }
+    }
+}
+
 /// The handle the store keeps: the queue's sending end and the thread to join at shutdown.
 pub(crate) struct Writer {
     pub queue: mpsc::Sender<WriterJob>,
@@ -178,9 +191,17 @@ pub(crate) fn start(
                 let mut key_changes = Vec::new();
                 let mut next = Some(first);
                 while let Some(job) = next {
-                    // changes by key queued before any other job are applied first
-                    if !key_changes.is_empty() && !matches!(&job, WriterJob::Mutate { mutation, .. } if mutation.key.is_some()) {
-                        state.change_by_key(std::mem::take(&mut key_changes));
+                    let pending = Pending {
+                        commits: commits.len(),
+                        key_changes: key_changes.len(),
+                    };
+                    for settle in policy::settle_before(pending, job.kind(state.defers())) {
+                        match settle {
+                            Settle::KeyChanges => {
+                                state.change_by_key(std::mem::take(&mut key_changes))
+                            }
+                            Settle::Commits => state.commit_group(std::mem::take(&mut commits)),
+                        }
                     }
                     match job {
                         WriterJob::Stage {
@@ -222,11 +243,7 @@ pub(crate) fn start(
                             mutation,
                             reply,
                         } => {
-                            // the commits queued before it are stored first: changes apply in
-                            // arrival order
-                            if !commits.is_empty() {
-                                state.commit_group(std::mem::take(&mut commits));
-                            }
+                            // what was queued before it is settled already (`policy`)
                             match mutation.key {
                                 Some(key) if state.defers() => {
                                     key_changes.push(KeyChange {
@@ -237,6 +254,7 @@ pub(crate) fn start(
                                     });
                                 }
                                 _ => {
+                                    // settling may have stopped deferring (a failed index)
                                     if !key_changes.is_empty() {
                                         state.change_by_key(std::mem::take(&mut key_changes));
                                     }
@@ -272,7 +290,11 @@ pub(crate) fn start(
                             let _ = reply.send(());
                         }
                     }
-                    next = if commits.len() + key_changes.len() < MAX_GROUP {
+                    let pending = Pending {
+                        commits: commits.len(),
+                        key_changes: key_changes.len(),
+                    };
+                    next = if policy::takes_more(pending) {
                         jobs.try_recv().ok()
                     } else {
                         None
