@@ -66,20 +66,9 @@ fn send(
     for (name, value) in args.read.pairs() {
         request = request.query(&name, &value);
     }
-    if let Some(token) = token {
-        request = request.set("Authorization", &format!("Bearer {token}"));
-    }
-    let answer = request.send(BufReader::with_capacity(1 << 20, tracked));
+    let sent = authorized(request, token).send(BufReader::with_capacity(1 << 20, tracked));
     bar.finish_and_clear();
-    let (status, body) = match answer {
-        Ok(response) => (response.status(), response.into_string()),
-        Err(ureq::Error::Status(status, response)) => (status, response.into_string()),
-        Err(e) => return Err(format!("cannot reach {endpoint}: {e}")),
-    };
-    let body: Value = body
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or(Value::Null);
+    let (status, body) = answer(sent, endpoint)?;
     if status >= 300 {
         return Err(describe(status, &body));
     }
@@ -107,22 +96,36 @@ fn check_access(
     dataset: &str,
 ) -> Result<(), String> {
     let endpoint = format!("{}/v1/datasets/{dataset}", url.trim_end_matches('/'));
-    let mut request = agent.get(&endpoint);
-    if let Some(token) = token {
-        request = request.set("Authorization", &format!("Bearer {token}"));
+    let (status, problem) = answer(authorized(agent.get(&endpoint), token).call(), url)?;
+    if status >= 300 {
+        return Err(describe(status, &problem));
     }
-    match request.call() {
-        Ok(_) => Ok(()),
-        Err(ureq::Error::Status(status, response)) => {
-            let problem = response
-                .into_string()
-                .ok()
-                .and_then(|text| serde_json::from_str(&text).ok())
-                .unwrap_or(Value::Null);
-            Err(describe(status, &problem))
-        }
-        Err(e) => Err(format!("cannot reach {url}: {e}")),
+    Ok(())
+}
+
+/// `request` with the credential, when there is one.
+fn authorized(request: ureq::Request, token: Option<&str>) -> ureq::Request {
+    match token {
+        Some(token) => request.set("Authorization", &format!("Bearer {token}")),
+        None => request,
     }
+}
+
+/// An answer's status and JSON body (null when it has none); `Err` when `target` was not reached.
+fn answer(
+    result: Result<ureq::Response, ureq::Error>,
+    target: &str,
+) -> Result<(u16, Value), String> {
+    let (status, text) = match result {
+        Ok(response) => (response.status(), response.into_string()),
+        Err(ureq::Error::Status(status, response)) => (status, response.into_string()),
+        Err(e) => return Err(format!("cannot reach {target}: {e}")),
+    };
+    let body = text
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(Value::Null);
+    Ok((status, body))
 }
 
 fn violations(body: &Value) -> Vec<String> {
