@@ -297,6 +297,14 @@ pub trait Authenticator: Send + Sync {
     ) -> Result<std::sync::Arc<crate::access::Access>, AuthError>;
 }
 
+/// A whole store, as the composition root opens it for `database.engine`: every port above, and
+/// a way to stop it.
+pub trait Store: DatasetStorage + RecordWriter + RecordReader + StoreHealth {
+    /// Finishes queued writes and releases the database. Blocking: call it off the async
+    /// executor. Later writes fail as unavailable.
+    fn close(&self);
+}
+
 /// What operators ask of the store: whether it can serve, and how full it is.
 pub trait StoreHealth: Send + Sync {
     /// `Ok` when the database answers and the writer runs; else why not.

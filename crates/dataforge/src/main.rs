@@ -3,6 +3,7 @@
 
 mod check;
 mod cluster;
+mod database;
 mod generate;
 mod import;
 mod keys;

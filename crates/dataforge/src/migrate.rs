@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use dataforge_domain::ports::{DatasetStorage, MigrationPolicy};
-use dataforge_duckdb::DuckDbStore;
+use dataforge_domain::ports::MigrationPolicy;
 
+use crate::database;
 use crate::settings::Settings;
 use crate::wire::{StoreArgs, fail, load_catalog, load_settings};
 
@@ -47,9 +47,9 @@ fn migrate(settings: &Settings, policy: MigrationPolicy) -> ExitCode {
         Ok(catalog) => catalog,
         Err(code) => return code,
     };
-    let store = match DuckDbStore::open(&settings.database) {
+    let store = match database::open(&settings.database) {
         Ok(store) => store,
-        Err(e) => return fail(&e.to_string()),
+        Err(message) => return fail(&message),
     };
     let prepared = store.prepare(&catalog, policy);
     store.close();
@@ -80,9 +80,9 @@ fn migrate(settings: &Settings, policy: MigrationPolicy) -> ExitCode {
 
 /// Prints every schema version applied, oldest first.
 fn history(settings: &Settings) -> ExitCode {
-    let store = match DuckDbStore::open(&settings.database) {
+    let store = match database::open(&settings.database) {
         Ok(store) => store,
-        Err(e) => return fail(&e.to_string()),
+        Err(message) => return fail(&message),
     };
     let history = store.history();
     store.close();

@@ -5,10 +5,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use dataforge_domain::query::QueryLimits;
-use dataforge_duckdb::DuckDbConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+
+use crate::database::{self, DatabaseSettings};
 
 /// All settings of a dataforge server.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     pub server: ServerSettings,
     pub query: QuerySettings,
-    pub database: DuckDbConfig,
+    pub database: DatabaseSettings,
     pub auth: AuthSettings,
 }
 
@@ -183,14 +184,14 @@ impl Settings {
                 tracing::warn!(variable = %name, "not a setting (settings are DATAFORGE_SECTION__KEY, e.g. DATAFORGE_DATABASE__PATH); ignored");
             }
         }
+        let figment = figment.merge(
+            Env::prefixed("DATAFORGE_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
         let settings: Settings = figment
-            .merge(
-                Env::prefixed("DATAFORGE_")
-                    .filter(|key| key.as_str().contains("__"))
-                    .split("__"),
-            )
             .extract()
-            .map_err(|e| SettingsError::Invalid(describe(e)))?;
+            .map_err(|e| SettingsError::Invalid(describe(database::precise(&figment, e))))?;
         settings.check()?;
         Ok(settings)
     }
@@ -267,7 +268,7 @@ impl Settings {
     /// Where the API keys are stored.
     pub fn keys_file(&self) -> PathBuf {
         self.auth.keys_file.clone().unwrap_or_else(|| {
-            let mut name = self.database.path.clone().into_os_string();
+            let mut name = self.database.local_path().into_os_string();
             name.push(".api-keys.json");
             PathBuf::from(name)
         })

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use clap::Args;
 use dataforge_app::App;
-use dataforge_domain::ports::{DatasetStorage, MigrationPolicy, MigrationReport};
+use dataforge_domain::ports::{MigrationPolicy, MigrationReport, Store};
 use dataforge_domain::schema::{Catalog, SchemaProblem};
-use dataforge_duckdb::DuckDbStore;
 use dataforge_formats::Formats;
 
+use crate::database;
 use crate::settings::Settings;
 
 /// Where the configuration, the schemas and the database are: shared by every command that opens
@@ -37,10 +37,10 @@ pub fn load_settings(store: &StoreArgs) -> Result<Settings, ExitCode> {
         settings.server.schemas = schemas.clone();
     }
     if let Some(db) = &store.db {
-        settings.database.path = db.clone();
+        settings.database.duckdb.path = db.clone();
     }
     // the key index is walked by this same program, in a child process, before it is trusted
-    settings.database.key_index_verifier = std::env::current_exe().ok();
+    settings.database.duckdb.key_index_verifier = std::env::current_exe().ok();
     Ok(settings)
 }
 
@@ -73,7 +73,7 @@ pub fn load_catalog(dir: &std::path::Path) -> Result<Catalog, ExitCode> {
 
 /// Loads the schemas, opens and prepares the store, and wires the adapters into the use cases.
 /// On failure, the problem is printed and the exit code returned.
-pub async fn wire(settings: &Settings) -> Result<(App, Arc<DuckDbStore>, Arc<Catalog>), ExitCode> {
+pub async fn wire(settings: &Settings) -> Result<(App, Arc<dyn Store>, Arc<Catalog>), ExitCode> {
     let catalog = match load_catalog(&settings.server.schemas) {
         Ok(catalog) => Arc::new(catalog),
         Err(code) => {
@@ -84,17 +84,19 @@ pub async fn wire(settings: &Settings) -> Result<(App, Arc<DuckDbStore>, Arc<Cat
     let database = settings.database.clone();
     let opened = {
         let catalog = Arc::clone(&catalog);
-        tokio::task::spawn_blocking(move || -> Result<(DuckDbStore, MigrationReport), String> {
-            let store = DuckDbStore::open(&database).map_err(|e| e.to_string())?;
-            let report = store
-                .prepare(&catalog, MigrationPolicy::SERVE)
-                .map_err(|e| e.to_string())?;
-            Ok((store, report))
-        })
+        tokio::task::spawn_blocking(
+            move || -> Result<(Arc<dyn Store>, MigrationReport), String> {
+                let store = database::open(&database)?;
+                let report = store
+                    .prepare(&catalog, MigrationPolicy::SERVE)
+                    .map_err(|e| e.to_string())?;
+                Ok((store, report))
+            },
+        )
         .await
     };
     let (store, report) = match opened {
-        Ok(Ok((store, report))) => (Arc::new(store), report),
+        Ok(Ok((store, report))) => (store, report),
         Ok(Err(message)) => return Err(fail(&message)),
         Err(e) => return Err(fail(&format!("opening the database failed: {e}"))),
     };
@@ -111,6 +113,6 @@ pub async fn wire(settings: &Settings) -> Result<(App, Arc<DuckDbStore>, Arc<Cat
 }
 
 /// Finishes queued writes and checkpoints, off the async executor.
-pub async fn close(store: Arc<DuckDbStore>) {
+pub async fn close(store: Arc<dyn Store>) {
     let _ = tokio::task::spawn_blocking(move || store.close()).await;
 }

@@ -92,6 +92,32 @@ fn a_mistyped_variable_is_named_as_written() {
 }
 
 #[test]
+fn database_settings_name_the_engine_they_belong_to() {
+    let (dir, _) = temp_db();
+    let check = |variables: &[(&str, &str)]| {
+        let (code, _, stderr) = run_with(
+            &["check", &shipped_schemas().to_string_lossy()],
+            dir.path(),
+            variables,
+        );
+        assert_ne!(code, 0, "{variables:?} accepted");
+        stderr
+    };
+    // a wrong type inside the flattened [database] section still names its variable
+    let stderr = check(&[("DATAFORGE_DATABASE__THREADS", "many")]);
+    assert!(stderr.contains("DATAFORGE_DATABASE__THREADS"), "{stderr}");
+    let stderr = check(&[("DATAFORGE_DATABASE__ENGINE", "postgres")]);
+    assert!(stderr.contains("needs database.url"), "{stderr}");
+    let stderr = check(&[("DATAFORGE_DATABASE__URL", "postgres://127.0.0.1/test")]);
+    assert!(
+        stderr.contains("database.engine = \"postgres\"") && stderr.contains("\"duckdb\""),
+        "{stderr}"
+    );
+    let stderr = check(&[("DATAFORGE_DATABASE__ENGINE", "mysql")]);
+    assert!(stderr.contains("`duckdb` or `postgres`"), "{stderr}");
+}
+
+#[test]
 fn a_memory_limit_that_is_not_a_size_is_explained() {
     let (dir, db) = temp_db();
     let (code, _, stderr) = serve_until_exit_with(

@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// The embedded database's settings. Defaults suit a small machine (2 cores, a few GiB).
+/// The embedded database's settings. Defaults suit a small machine (2 cores, a few GiB). They sit
+/// in `[database]` beside other engines' settings, so names nobody knows are refused by the
+/// program that reads the section, not here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct DuckDbConfig {
     /// Database file; its directory is created if missing.
     pub path: PathBuf,

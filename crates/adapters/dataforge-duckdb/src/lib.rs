@@ -30,7 +30,7 @@ use arrow_array::RecordBatch;
 use dataforge_domain::change::{Mutated, Mutation};
 use dataforge_domain::ports::{
     BatchStream, BoxFuture, DatasetStorage, MigrationPolicy, MigrationReport, RecordReader,
-    RecordWriter, RowCount, SchemaVersion, StagedWrite, StoreError,
+    RecordWriter, RowCount, SchemaVersion, StagedWrite, Store, StoreError,
 };
 use dataforge_domain::query::{Predicate, ReadPlan};
 use dataforge_domain::schema::{Catalog, DatasetSchema};
@@ -238,6 +238,12 @@ impl DuckDbStore {
                 tracing::error!("the writer thread panicked");
             }
         }
+    }
+}
+
+impl Store for DuckDbStore {
+    fn close(&self) {
+        DuckDbStore::close(self);
     }
 }
 
