@@ -5,11 +5,7 @@ use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::{FieldType, Value, format_date};
 use duckdb::types::{TimeUnit, Value as DuckValue};
 
-/// Quotes an identifier. Schema names are already restricted to `[a-z0-9_]`, so this never needs
-/// to escape, but quoting keeps any name from being read as a keyword.
-pub(crate) fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub(crate) use dataforge_sql::{column_list, quote};
 
 /// The DuckDB column type storing a field type.
 pub(crate) fn column_type(ty: FieldType) -> &'static str {
@@ -76,11 +72,6 @@ pub(crate) fn key_matches(schema: &DatasetSchema) -> String {
         .map(|f| format!("t.{0} = s.{0}", quote(&f.name)))
         .collect::<Vec<_>>()
         .join(" AND ")
-}
-
-/// A comma-separated list of quoted column names.
-pub(crate) fn column_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
-    names.into_iter().map(quote).collect::<Vec<_>>().join(", ")
 }
 
 /// A domain value as an SQL literal, for the few statements that cannot take parameters (a
