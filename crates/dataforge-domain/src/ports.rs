@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::change::{Mutated, Mutation};
 use crate::query::{Predicate, ReadPlan};
-use crate::schema::evolve::DatasetPlan;
+use crate::schema::evolve::{DatasetPlan, Risk};
 use crate::schema::{Catalog, DatasetSchema};
 use crate::value::Value;
 use crate::write::{ConflictMode, WriteOutcome};
@@ -84,6 +84,32 @@ impl MigrationReport {
             ));
         }
         lines.join("\n")
+    }
+
+    /// Why `policy` may not apply the plan, if it may not.
+    pub fn refusal(&self, policy: MigrationPolicy) -> Option<StoreError> {
+        let destructive = self
+            .plans
+            .iter()
+            .any(|p| p.risk() == Some(Risk::Destructive));
+        if destructive && !policy.allow_destructive {
+            return Some(StoreError::MigrationRefused(format!(
+                "the schemas ask for destructive changes to stored data, which a start never applies:\n{}\n\
+                 review them, then run `dataforge migrate --apply --allow-destructive` (with the same --schemas and --db), \
+                 or change the schema files back",
+                self.describe()
+            )));
+        }
+        if !self.created.is_empty() && !self.undeclared.is_empty() && !policy.deliberate {
+            return Some(StoreError::MigrationRefused(format!(
+                "the database holds datasets no schema file declares ({}) and the schemas declare datasets it does not hold ({}): \
+                 are these the right schemas for this database? A start does not create datasets beside others it does not know; \
+                 run `dataforge migrate --apply` (with the same --schemas and --db) to create them deliberately",
+                self.undeclared.join(", "),
+                self.created.join(", ")
+            )));
+        }
+        None
     }
 }
 

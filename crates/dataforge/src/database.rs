@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use dataforge_domain::ports::Store;
 use dataforge_duckdb::{DuckDbConfig, DuckDbStore};
-use dataforge_postgres::PostgresConfig;
+use dataforge_postgres::{PostgresConfig, PostgresStore};
 use serde::{Deserialize, Serialize};
 
 /// The engines a store can be opened on.
@@ -64,13 +64,10 @@ impl DatabaseSettings {
         }
     }
 
-    /// Where files kept beside the database go by default (API keys): the DuckDB file's path, or
-    /// `./data/dataforge` for an engine without a file.
+    /// Where files kept beside the database go by default (API keys): beside `database.path`
+    /// (`--db`) whatever the engine, so that one flag places a node's files.
     pub fn local_path(&self) -> PathBuf {
-        match self.engine {
-            Engine::Duckdb => self.duckdb.path.clone(),
-            Engine::Postgres => PathBuf::from("./data/dataforge"),
-        }
+        self.duckdb.path.clone()
     }
 }
 
@@ -102,8 +99,8 @@ pub fn open(settings: &DatabaseSettings) -> Result<Arc<dyn Store>, String> {
         Engine::Duckdb => DuckDbStore::open(&settings.duckdb)
             .map(|store| Arc::new(store) as Arc<dyn Store>)
             .map_err(|e| e.to_string()),
-        Engine::Postgres => Err(
-            "database.engine = \"postgres\" is not available in this build yet (issue 16)".into(),
-        ),
+        Engine::Postgres => PostgresStore::open(&settings.postgres)
+            .map(|store| Arc::new(store) as Arc<dyn Store>)
+            .map_err(|e| e.to_string()),
     }
 }

@@ -267,7 +267,7 @@ impl DatasetStorage for DuckDbStore {
         if !policy.apply {
             return Ok(planned.report);
         }
-        if let Some(refused) = migrate::refusal(&planned.report, policy) {
+        if let Some(refused) = planned.report.refusal(policy) {
             return Err(refused);
         }
         for name in &planned.report.undeclared {

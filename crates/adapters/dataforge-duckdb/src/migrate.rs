@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use dataforge_domain::ports::{MigrationPolicy, MigrationReport, SchemaVersion, StoreError};
-use dataforge_domain::schema::evolve::{self, ColumnChange, DatasetPlan, FieldSource, Risk};
+use dataforge_domain::schema::evolve::{self, ColumnChange, DatasetPlan, FieldSource};
 use dataforge_domain::schema::{Catalog, DatasetSchema, from_document, to_document};
 use dataforge_domain::validate::{RejectedCells, check_batch};
 use dataforge_domain::value::{FieldType, Value};
@@ -113,32 +113,6 @@ fn legacy_schema(
         "fields": fields,
     });
     from_document(&document).map_err(StoreError::Internal)
-}
-
-/// Why `policy` may not apply the plan, if it may not.
-pub(crate) fn refusal(report: &MigrationReport, policy: MigrationPolicy) -> Option<StoreError> {
-    let destructive = report
-        .plans
-        .iter()
-        .any(|p| p.risk() == Some(Risk::Destructive));
-    if destructive && !policy.allow_destructive {
-        return Some(StoreError::MigrationRefused(format!(
-            "the schemas ask for destructive changes to stored data, which a start never applies:\n{}\n\
-             review them, then run `dataforge migrate --apply --allow-destructive` (with the same --schemas and --db), \
-             or change the schema files back",
-            report.describe()
-        )));
-    }
-    if !report.created.is_empty() && !report.undeclared.is_empty() && !policy.deliberate {
-        return Some(StoreError::MigrationRefused(format!(
-            "the database holds datasets no schema file declares ({}) and the schemas declare datasets it does not hold ({}): \
-             are these the right schemas for this database? A start does not create datasets beside others it does not know; \
-             run `dataforge migrate --apply` (with the same --schemas and --db) to create them deliberately",
-            report.undeclared.join(", "),
-            report.created.join(", ")
-        )));
-    }
-    None
 }
 
 /// Applies the plan: checks stored records for every checked step first (nothing changes if one

@@ -1,6 +1,205 @@
-//! The PostgreSQL store: the ports of `dataforge-domain` on a PostgreSQL primary shared by many
-//! dataforge nodes, with reads spread over its streaming replicas.
+//! The PostgreSQL store: the ports of `dataforge-domain` on a PostgreSQL primary that many
+//! dataforge nodes share. No node keeps state another node's write can make stale: key checks
+//! are the primary key constraint, counts and pages are queries, and preparing the datasets takes
+//! an advisory lock. Reads use the SQL every SQL store shares (`dataforge-sql`) in PostgreSQL's
+//! dialect.
 
 mod config;
+mod dialect;
+mod errors;
+mod mutate;
+mod read;
+mod tables;
+mod values;
+mod write;
+
+use std::sync::Arc;
+
+use dataforge_domain::change::{Mutated, Mutation};
+use dataforge_domain::ports::{
+    BatchStream, BoxFuture, DatasetStorage, MigrationPolicy, MigrationReport, RecordReader,
+    RecordWriter, RowCount, SchemaVersion, StagedWrite, Store, StoreError, StoreHealth,
+};
+use dataforge_domain::query::{Predicate, ReadPlan};
+use dataforge_domain::schema::{Catalog, DatasetSchema};
+use dataforge_domain::value::Value;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
 
 pub use config::PostgresConfig;
+
+use crate::errors::{pool_error, statement_error};
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("invalid configuration: {0}")]
+    Setting(String),
+    #[error("database.url is not a PostgreSQL connection URL: {0}")]
+    Url(String),
+    #[error("cannot make the connection pool: {0}")]
+    Pool(String),
+}
+
+/// The primary, through a pool of connections.
+pub struct PostgresStore {
+    primary: Pool,
+    /// How to open a connection of its own (schema changes and history run outside any async
+    /// runtime, `dataforge migrate`).
+    connect: tokio_postgres::Config,
+    statement_timeout_ms: u64,
+}
+
+impl PostgresStore {
+    /// Makes the pool; connections open as they are first needed (a start that finds PostgreSQL
+    /// down fails when it prepares the datasets, with PostgreSQL's message).
+    pub fn open(config: &PostgresConfig) -> Result<Self, OpenError> {
+        config.check().map_err(OpenError::Setting)?;
+        let url = config.url.as_deref().unwrap_or_default();
+        let mut connect: tokio_postgres::Config =
+            url.parse().map_err(|e| OpenError::Url(format!("{e}")))?;
+        connect
+            .application_name("dataforge")
+            .options(format!("-c statement_timeout={}", config.statement_timeout_ms));
+        let manager = Manager::from_config(
+            connect.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let primary = Pool::builder(manager)
+            .max_size(config.pool_size as usize)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| OpenError::Pool(e.to_string()))?;
+        Ok(PostgresStore {
+            primary,
+            connect,
+            statement_timeout_ms: config.statement_timeout_ms,
+        })
+    }
+
+    /// Runs `work` on a connection of its own, on a runtime of its own: for the ports that block.
+    fn blocking<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut tokio_postgres::Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Internal(format!("cannot start a runtime: {e}")))?;
+        runtime.block_on(async {
+            let (mut client, connection) =
+                self.connect.connect(NoTls).await.map_err(statement_error)?;
+            let driver = tokio::spawn(connection);
+            let result = work(&mut client).await;
+            drop(client);
+            let _ = driver.await;
+            result
+        })
+    }
+
+    fn pool(&self) -> Pool {
+        self.primary.clone()
+    }
+}
+
+impl DatasetStorage for PostgresStore {
+    fn prepare(
+        &self,
+        catalog: &Catalog,
+        policy: MigrationPolicy,
+    ) -> Result<MigrationReport, StoreError> {
+        self.blocking(async |client| tables::prepare(client, catalog, policy).await)
+    }
+
+    fn history(&self) -> Result<Vec<SchemaVersion>, StoreError> {
+        self.blocking(async |client| tables::history(&*client).await)
+    }
+}
+
+impl RecordWriter for PostgresStore {
+    fn begin(
+        &self,
+        dataset: Arc<DatasetSchema>,
+    ) -> BoxFuture<'_, Result<Box<dyn StagedWrite>, StoreError>> {
+        Box::pin(async move {
+            let staged = write::PostgresWrite::begin(self.pool(), dataset).await?;
+            Ok(Box::new(staged) as Box<dyn StagedWrite>)
+        })
+    }
+
+    fn mutate(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        mutation: Mutation,
+    ) -> BoxFuture<'_, Result<Mutated, StoreError>> {
+        Box::pin(async move { mutate::mutate(&self.pool(), &dataset, &mutation).await })
+    }
+
+    fn cluster(&self, dataset: Arc<DatasetSchema>) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move { mutate::cluster(&self.pool(), &dataset).await })
+    }
+}
+
+impl RecordReader for PostgresStore {
+    fn get(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        key: Vec<Value>,
+    ) -> BoxFuture<'_, Result<Option<arrow_array::RecordBatch>, StoreError>> {
+        Box::pin(async move { read::get(&self.pool(), &dataset, &key, self.statement_timeout_ms).await })
+    }
+
+    fn scan(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        plan: ReadPlan,
+    ) -> BoxFuture<'_, Result<BatchStream, StoreError>> {
+        Box::pin(read::scan(self.pool(), dataset, plan, self.statement_timeout_ms))
+    }
+
+    fn count(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        filter: Predicate,
+        exact: bool,
+    ) -> BoxFuture<'_, Result<RowCount, StoreError>> {
+        Box::pin(async move {
+            read::count(&self.pool(), &dataset, &filter, exact, self.statement_timeout_ms).await
+        })
+    }
+}
+
+impl StoreHealth for PostgresStore {
+    fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let client = self.primary.get().await.map_err(|e| e.to_string())?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("PostgreSQL does not answer: {e}"))
+        })
+    }
+
+    fn observe(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let status = self.primary.status();
+            metrics::gauge!("dataforge_postgres_connections").set(status.size as f64);
+            metrics::gauge!("dataforge_postgres_connections_idle").set(status.available as f64);
+        })
+    }
+}
+
+impl Store for PostgresStore {
+    fn close(&self) {
+        self.primary.close();
+    }
+}
+
+/// A pooled connection, or why there is none.
+async fn connection(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
+    pool.get().await.map_err(pool_error)
+}

@@ -1,5 +1,7 @@
 //! Starts the real `dataforge` binary on an ephemeral loopback port with a DuckDB file in a
-//! temporary directory, and talks to it over real HTTP.
+//! temporary directory, and talks to it over real HTTP. With `DATAFORGE_TEST_ENGINE=postgres` the
+//! same tests run on PostgreSQL: each database path becomes a database of its own on the server
+//! `DATAFORGE_TEST_POSTGRES` names (default: the machine's own, 127.0.0.1:5432).
 
 #![allow(dead_code)]
 
@@ -62,6 +64,7 @@ impl Server {
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        command.envs(engine_env(db));
         for (key, value) in env {
             command.env(key, value);
         }
@@ -237,9 +240,14 @@ pub fn run(args: &[&str], dir: &Path) -> (i32, String, String) {
 
 /// [`run`] with extra environment variables.
 pub fn run_with(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (i32, String, String) {
+    let db = args
+        .iter()
+        .position(|a| *a == "--db")
+        .and_then(|i| args.get(i + 1));
     let output = Command::new(binary())
         .args(args)
         .current_dir(dir)
+        .envs(db.map(|db| engine_env(Path::new(db))).unwrap_or_default())
         .envs(env.iter().copied())
         .output()
         .expect("run dataforge");
@@ -353,4 +361,37 @@ pub fn create_key(db: &Path, name: &str, grants: &[&str], expires: Option<&str>)
     let (code, stdout, stderr) = run(&args, db.parent().unwrap());
     assert_eq!(code, 0, "{stderr}");
     stdout.lines().last().expect("a secret").to_owned()
+}
+
+/// Whether the tests run on PostgreSQL (`DATAFORGE_TEST_ENGINE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("DATAFORGE_TEST_ENGINE").as_deref() == Ok("postgres")
+}
+
+/// The settings that put the database of `db` on the engine under test: none for DuckDB (the
+/// file), a database of its own, created if missing, for PostgreSQL.
+pub fn engine_env(db: &Path) -> Vec<(String, String)> {
+    use std::hash::{Hash, Hasher};
+    if !on_postgres() {
+        return Vec::new();
+    }
+    let server = std::env::var("DATAFORGE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    db.hash(&mut hasher);
+    let name = format!("dataforge_test_{:016x}", hasher.finish());
+    let created = Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-qc", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("run psql");
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    assert!(
+        created.status.success() || stderr.contains("already exists"),
+        "cannot create the test database {name}: {stderr}"
+    );
+    vec![
+        ("DATAFORGE_DATABASE__ENGINE".into(), "postgres".into()),
+        ("DATAFORGE_DATABASE__URL".into(), format!("{server}/{name}")),
+    ]
 }

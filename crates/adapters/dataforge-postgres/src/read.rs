@@ -1,0 +1,196 @@
+//! Reads: a record by key from the primary key, and streamed reads of any plan (pages, filters,
+//! aggregates, exports) whose rows become Arrow batches as they arrive, so an export of any size
+//! holds one batch at a time.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use dataforge_domain::ports::{BatchStream, RowCount, StoreError};
+use dataforge_domain::query::{OutputColumn, Predicate, ReadPlan};
+use dataforge_domain::schema::DatasetSchema;
+use dataforge_domain::value::Value;
+use dataforge_sql::Statement;
+use deadpool_postgres::Pool;
+use futures_util::{StreamExt, pin_mut};
+use tokio::sync::mpsc;
+
+use crate::dialect::PostgresDialect;
+use crate::errors::store_error;
+use crate::values::{Cell, Param, batch};
+use crate::connection;
+
+/// Rows per batch of a streamed read.
+const BATCH_ROWS: usize = 16 * 1024;
+
+/// The columns of every field, in schema order.
+fn all_fields(schema: &DatasetSchema) -> Vec<OutputColumn> {
+    schema
+        .fields
+        .iter()
+        .map(|f| OutputColumn {
+            name: f.name.clone(),
+            field_type: f.field_type,
+        })
+        .collect()
+}
+
+pub(crate) fn params(values: &[Value]) -> Vec<Param<'_>> {
+    values.iter().map(Param).collect()
+}
+
+pub(crate) async fn get(
+    pool: &Pool,
+    schema: &DatasetSchema,
+    key: &[Value],
+    timeout_ms: u64,
+) -> Result<Option<RecordBatch>, StoreError> {
+    let statement = dataforge_sql::by_key(&PostgresDialect, schema, key);
+    let client = connection(pool).await?;
+    let rows = client
+        .query_raw(&statement.sql, params(&statement.params))
+        .await
+        .map_err(|e| store_error(e, timeout_ms))?;
+    pin_mut!(rows);
+    let Some(row) = rows.next().await else {
+        return Ok(None);
+    };
+    let row = row.map_err(|e| store_error(e, timeout_ms))?;
+    batch(&all_fields(schema), &[row])
+        .map(Some)
+        .map_err(StoreError::Internal)
+}
+
+/// Starts a read; resolves with its first batch ready (or its failure).
+pub(crate) async fn scan(
+    pool: Pool,
+    schema: Arc<DatasetSchema>,
+    plan: ReadPlan,
+    timeout_ms: u64,
+) -> Result<BatchStream, StoreError> {
+    let statement = dataforge_sql::plan(&PostgresDialect, &schema, &plan);
+    let columns = plan.columns(&schema);
+    let (sender, mut batches) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let failed = |e| store_error(e, timeout_ms);
+        if let Err(e) = produce(&pool, &statement, &columns, &sender, failed).await {
+            let _ = sender.send(Err(e)).await;
+        }
+    });
+    let first = batches
+        .recv()
+        .await
+        .ok_or_else(|| StoreError::Internal("a read ended before it answered".into()))??;
+    let rest = std::iter::from_fn(move || batches.blocking_recv());
+    Ok(BatchStream::new(std::iter::once(Ok(first)).chain(rest)))
+}
+
+/// Sends the statement's rows as batches until they end or nobody reads them any more (then the
+/// query is cancelled, so PostgreSQL stops producing what nobody wants).
+async fn produce(
+    pool: &Pool,
+    statement: &Statement,
+    columns: &[OutputColumn],
+    sender: &mpsc::Sender<Result<RecordBatch, StoreError>>,
+    failed: impl Fn(tokio_postgres::Error) -> StoreError,
+) -> Result<(), StoreError> {
+    let client = connection(pool).await?;
+    let rows = client
+        .query_raw(&statement.sql, params(&statement.params))
+        .await
+        .map_err(&failed)?;
+    pin_mut!(rows);
+    let mut pending = Vec::with_capacity(BATCH_ROWS);
+    let mut sent_any = false;
+    loop {
+        let row = rows.next().await.transpose().map_err(&failed)?;
+        let end = row.is_none();
+        pending.extend(row);
+        if pending.len() == BATCH_ROWS || (end && (!pending.is_empty() || !sent_any)) {
+            let next = batch(columns, &pending).map_err(StoreError::Internal)?;
+            pending.clear();
+            sent_any = true;
+            if sender.send(Ok(next)).await.is_err() {
+                let _ = client.cancel_token().cancel_query(tokio_postgres::NoTls).await;
+                return Ok(());
+            }
+        }
+        if end {
+            return Ok(());
+        }
+    }
+}
+
+/// How many rows match: counted, or with `exact` false the planner's estimate.
+pub(crate) async fn count(
+    pool: &Pool,
+    schema: &DatasetSchema,
+    filter: &Predicate,
+    exact: bool,
+    timeout_ms: u64,
+) -> Result<RowCount, StoreError> {
+    let client = connection(pool).await?;
+    let failed = |e| store_error(e, timeout_ms);
+    if !exact && analyzed_rows(&client, schema).await?.is_some() {
+        let filtered = dataforge_sql::where_clause(&PostgresDialect, schema, filter);
+        let explain = format!(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {}{}",
+            dataforge_sql::quote(&schema.name),
+            filtered.sql
+        );
+        let bound = params(&filtered.params);
+        let row = client
+            .query_one(&explain, &refs(&bound))
+            .await
+            .map_err(failed)?;
+        if let Some(rows) = planned_rows(row.try_get::<_, Cell>(0).ok()) {
+            return Ok(RowCount { rows, exact: false });
+        }
+    }
+    let statement = dataforge_sql::count(&PostgresDialect, schema, filter, None);
+    let bound = params(&statement.params);
+    let row = client
+        .query_one(&statement.sql, &refs(&bound))
+        .await
+        .map_err(failed)?;
+    match row.try_get::<_, Cell>(0) {
+        Ok(Cell::Integer(rows)) => Ok(RowCount {
+            rows: rows.max(0) as u64,
+            exact: true,
+        }),
+        _ => Err(StoreError::Internal("a count answered no number".into())),
+    }
+}
+
+/// The rows the statistics last counted, `None` for a table never analyzed (whose estimates are
+/// guesses: it is counted instead).
+async fn analyzed_rows(
+    client: &deadpool_postgres::Object,
+    schema: &DatasetSchema,
+) -> Result<Option<u64>, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT CAST(reltuples AS BIGINT) FROM pg_class WHERE oid = to_regclass($1)",
+            &[&dataforge_sql::quote(&schema.name)],
+        )
+        .await
+        .map_err(crate::errors::statement_error)?;
+    let rows: i64 = row.get(0);
+    Ok((rows >= 0).then_some(rows as u64))
+}
+
+/// The "Plan Rows" of an `EXPLAIN (FORMAT JSON)`.
+fn planned_rows(plan: Option<Cell<'_>>) -> Option<u64> {
+    let Some(Cell::Text(text)) = plan else {
+        return None;
+    };
+    let json: serde_json::Value = serde_json::from_str(text).ok()?;
+    json.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64().map(|r| r as u64)
+}
+
+/// Parameters as `query` takes them.
+pub(crate) fn refs<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn postgres_types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p as &(dyn postgres_types::ToSql + Sync))
+        .collect()
+}
