@@ -658,9 +658,19 @@ fn a_client_hanging_up_mid_export_frees_the_only_read_connection() {
             "{format}"
         );
     }
-    // an estimate of the whole table comes from DuckDB's own row count
+    // an estimate of the whole table comes from DuckDB's own row count (PostgreSQL's comes from
+    // statistics that may not exist yet, and then it counts)
     let estimate = server.get(&format!("{WP}/count?exact=false"));
-    assert_eq!(estimate.body, json!({"count": 300_000, "exact": false}));
+    let counted = estimate.body["count"].as_u64().unwrap_or_default();
+    if estimate.body["exact"] == json!(false) {
+        let off = counted.abs_diff(300_000);
+        assert!(
+            off == 0 || support::on_postgres() && off < 15_000,
+            "{estimate:?}"
+        );
+    } else {
+        assert!(support::on_postgres() && counted == 300_000, "{estimate:?}");
+    }
 }
 
 /// A client that opens an export and stops reading (the socket left open) holds a read
@@ -788,6 +798,9 @@ fn a_page_read_again_after_writes_answers_the_rows_written() {
 
 #[test]
 fn reads_by_key_follow_every_write_and_survive_an_index_rebuild() {
+    if support::duckdb_only("the key index") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.duckdb");
     let server = Server::start(&db);
@@ -871,6 +884,9 @@ fn reads_by_key_follow_every_write_and_survive_an_index_rebuild() {
 
 #[test]
 fn cluster_reorders_stored_rows_without_changing_them() {
+    if support::duckdb_only("the table file read in storage order") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.duckdb");
     let server = Server::start(&db);

@@ -202,6 +202,9 @@ fn keys_stay_unique_under_concurrent_writers_in_every_mode() {
 
 #[test]
 fn a_full_write_queue_answers_503_with_retry_after() {
+    if support::duckdb_only("the writer queue") {
+        return;
+    }
     let (_dir, db) = temp_db();
     let env = [
         ("DATAFORGE_DATABASE__WRITE_QUEUE", "1"),
@@ -374,12 +377,18 @@ fn csv_bodies_load_the_same_rows_as_json() {
 
 #[test]
 fn concurrent_small_writes_are_committed_in_groups_and_each_stays_whole() {
+    if support::duckdb_only("group commit") {
+        return;
+    }
     writes_in_groups_stay_whole(&[]);
 }
 
 /// The same with deferred appends off: every group is appended to DuckDB before it is answered.
 #[test]
 fn concurrent_small_writes_appended_at_once_are_committed_in_groups_and_each_stays_whole() {
+    if support::duckdb_only("group commit") {
+        return;
+    }
     writes_in_groups_stay_whole(&[("DATAFORGE_DATABASE__DEFERRED_APPEND_MS", "0")]);
 }
 
@@ -433,6 +442,9 @@ fn reads_after_an_acknowledged_small_write_see_it() {
 /// The same with no write buffer: every write goes through a staging table of its own.
 #[test]
 fn concurrent_staged_writes_are_committed_in_groups_and_each_stays_whole() {
+    if support::duckdb_only("group commit") {
+        return;
+    }
     writes_in_groups_stay_whole(&[("DATAFORGE_DATABASE__WRITE_BUFFER_MIB", "0")]);
 }
 
@@ -533,6 +545,9 @@ fn ndjson_of(ids: impl Iterator<Item = i64>) -> Vec<u8> {
 
 #[test]
 fn a_write_too_large_to_check_in_memory_still_finds_every_conflict() {
+    if support::duckdb_only("the key index") {
+        return;
+    }
     // past 128Ki staged records the writer checks keys slice by slice against the key index and
     // lets DuckDB find repeats within the write (with no write buffer, every write is staged)
     const LARGE: i64 = 140_000;

@@ -40,5 +40,11 @@ pub(crate) fn statement_error(e: tokio_postgres::Error) -> StoreError {
 
 /// No connection could be had from the pool.
 pub(crate) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(format!("no connection to PostgreSQL: {e}"))
+    match e {
+        deadpool_postgres::PoolError::Timeout(_) => StoreError::Unavailable(
+            "every connection is busy: no read connection was free in time (database.pool_size)"
+                .into(),
+        ),
+        e => StoreError::Unavailable(format!("no connection to PostgreSQL: {e}")),
+    }
 }

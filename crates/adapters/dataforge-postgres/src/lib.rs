@@ -58,9 +58,10 @@ impl PostgresStore {
         let url = config.url.as_deref().unwrap_or_default();
         let mut connect: tokio_postgres::Config =
             url.parse().map_err(|e| OpenError::Url(format!("{e}")))?;
-        connect
-            .application_name("dataforge")
-            .options(format!("-c statement_timeout={}", config.statement_timeout_ms));
+        connect.application_name("dataforge").options(format!(
+            "-c statement_timeout={}",
+            config.statement_timeout_ms
+        ));
         let manager = Manager::from_config(
             connect.clone(),
             NoTls,
@@ -71,6 +72,10 @@ impl PostgresStore {
         let primary = Pool::builder(manager)
             .max_size(config.pool_size as usize)
             .runtime(Runtime::Tokio1)
+            // a request waits for a busy pool as long as a statement may run, then gets 503
+            .wait_timeout(Some(std::time::Duration::from_millis(
+                config.statement_timeout_ms,
+            )))
             .build()
             .map_err(|e| OpenError::Pool(e.to_string()))?;
         Ok(PostgresStore {
@@ -149,7 +154,9 @@ impl RecordReader for PostgresStore {
         dataset: Arc<DatasetSchema>,
         key: Vec<Value>,
     ) -> BoxFuture<'_, Result<Option<arrow_array::RecordBatch>, StoreError>> {
-        Box::pin(async move { read::get(&self.pool(), &dataset, &key, self.statement_timeout_ms).await })
+        Box::pin(
+            async move { read::get(&self.pool(), &dataset, &key, self.statement_timeout_ms).await },
+        )
     }
 
     fn scan(
@@ -157,7 +164,12 @@ impl RecordReader for PostgresStore {
         dataset: Arc<DatasetSchema>,
         plan: ReadPlan,
     ) -> BoxFuture<'_, Result<BatchStream, StoreError>> {
-        Box::pin(read::scan(self.pool(), dataset, plan, self.statement_timeout_ms))
+        Box::pin(read::scan(
+            self.pool(),
+            dataset,
+            plan,
+            self.statement_timeout_ms,
+        ))
     }
 
     fn count(
@@ -167,7 +179,14 @@ impl RecordReader for PostgresStore {
         exact: bool,
     ) -> BoxFuture<'_, Result<RowCount, StoreError>> {
         Box::pin(async move {
-            read::count(&self.pool(), &dataset, &filter, exact, self.statement_timeout_ms).await
+            read::count(
+                &self.pool(),
+                &dataset,
+                &filter,
+                exact,
+                self.statement_timeout_ms,
+            )
+            .await
         })
     }
 }

@@ -28,7 +28,11 @@ pub(crate) async fn mutate(
                 .iter()
                 .enumerate()
                 .map(|(i, (field, _))| {
-                    format!("{} = ${}", quote(&schema.fields[*field].name), first + i + 1)
+                    format!(
+                        "{} = ${}",
+                        quote(&schema.fields[*field].name),
+                        first + i + 1
+                    )
                 })
                 .collect();
             statement

@@ -14,10 +14,10 @@ use deadpool_postgres::Pool;
 use futures_util::{StreamExt, pin_mut};
 use tokio::sync::mpsc;
 
+use crate::connection;
 use crate::dialect::PostgresDialect;
 use crate::errors::store_error;
 use crate::values::{Cell, Param, batch};
-use crate::connection;
 
 /// Rows per batch of a streamed read.
 const BATCH_ROWS: usize = 16 * 1024;
@@ -110,7 +110,10 @@ async fn produce(
             pending.clear();
             sent_any = true;
             if sender.send(Ok(next)).await.is_err() {
-                let _ = client.cancel_token().cancel_query(tokio_postgres::NoTls).await;
+                let _ = client
+                    .cancel_token()
+                    .cancel_query(tokio_postgres::NoTls)
+                    .await;
                 return Ok(());
             }
         }
@@ -184,7 +187,11 @@ fn planned_rows(plan: Option<Cell<'_>>) -> Option<u64> {
         return None;
     };
     let json: serde_json::Value = serde_json::from_str(text).ok()?;
-    json.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64().map(|r| r as u64)
+    json.get(0)?
+        .get("Plan")?
+        .get("Plan Rows")?
+        .as_f64()
+        .map(|r| r as u64)
 }
 
 /// Parameters as `query` takes them.

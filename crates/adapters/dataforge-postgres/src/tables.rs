@@ -132,9 +132,7 @@ fn stored_schema(document: &str) -> Result<DatasetSchema, StoreError> {
 }
 
 /// Tables of the current schema that hold datasets.
-async fn user_tables(
-    client: &impl GenericClient,
-) -> Result<Vec<String>, StoreError> {
+async fn user_tables(client: &impl GenericClient) -> Result<Vec<String>, StoreError> {
     let rows = client
         .query(
             "SELECT tablename::TEXT FROM pg_tables WHERE schemaname = current_schema() \
@@ -189,9 +187,7 @@ async fn latest_versions(
 }
 
 /// Every applied schema version, oldest first.
-pub(crate) async fn history(
-    client: &impl GenericClient,
-) -> Result<Vec<SchemaVersion>, StoreError> {
+pub(crate) async fn history(client: &impl GenericClient) -> Result<Vec<SchemaVersion>, StoreError> {
     let exists = client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&SCHEMAS_TABLE])
         .await

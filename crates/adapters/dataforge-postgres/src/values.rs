@@ -120,7 +120,8 @@ pub(crate) enum Cell<'a> {
 impl<'a> FromSql<'a> for Cell<'a> {
     fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
         let bytes = |n: usize| -> Result<&'a [u8], BoxError> {
-            raw.get(..n).ok_or_else(|| format!("a {ty} value of {} bytes", raw.len()).into())
+            raw.get(..n)
+                .ok_or_else(|| format!("a {ty} value of {} bytes", raw.len()).into())
         };
         Ok(match *ty {
             Type::INT8 => Cell::Integer(i64::from_be_bytes(bytes(8)?.try_into()?)),
@@ -249,17 +250,25 @@ mod tests {
     #[test]
     fn dates_and_timestamps_move_to_the_2000_epoch_and_back() {
         let mut out = BytesMut::new();
-        Param(&Value::Date(EPOCH_DAYS + 3)).to_sql(&Type::DATE, &mut out).unwrap();
+        Param(&Value::Date(EPOCH_DAYS + 3))
+            .to_sql(&Type::DATE, &mut out)
+            .unwrap();
         assert_eq!(&out[..], &3i32.to_be_bytes());
         match Cell::from_sql(&Type::DATE, &3i32.to_be_bytes()).unwrap() {
             Cell::Days(d) => assert_eq!(d, EPOCH_DAYS + 3),
             _ => panic!("not a date"),
         }
         let mut out = BytesMut::new();
-        Param(&Value::Timestamp(0)).to_sql(&Type::TIMESTAMP, &mut out).unwrap();
+        Param(&Value::Timestamp(0))
+            .to_sql(&Type::TIMESTAMP, &mut out)
+            .unwrap();
         assert_eq!(&out[..], &(-EPOCH_MICROS).to_be_bytes());
         let mut out = BytesMut::new();
-        assert!(Param(&Value::Boolean(true)).to_sql(&Type::INT8, &mut out).is_err());
+        assert!(
+            Param(&Value::Boolean(true))
+                .to_sql(&Type::INT8, &mut out)
+                .is_err()
+        );
         assert!(matches!(
             Param(&Value::Null).to_sql(&Type::INT8, &mut out),
             Ok(IsNull::Yes)

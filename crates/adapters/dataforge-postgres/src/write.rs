@@ -26,6 +26,9 @@ use crate::values::{Cell, Param, column_type, literal, wire_type};
 const STAGED: &str = "_dataforge_staged";
 /// The column holding a staged record's position in the write, from 0.
 const ROW: &str = "_dataforge_row";
+/// Records past which a write refreshes the table's statistics at once, rather than when
+/// autovacuum comes by: plans and `exact=false` counts after a bulk load then know its size.
+const ANALYZED_WRITE: i64 = 100_000;
 /// Conflicting keys or incomplete records listed, at most.
 const LISTED: i64 = 100;
 
@@ -67,7 +70,11 @@ impl PostgresWrite {
 
     async fn copy(&mut self, batch: RecordBatch) -> Result<(), StoreError> {
         let schema = Arc::clone(&self.schema);
-        let mut types: Vec<Type> = schema.fields.iter().map(|f| wire_type(f.field_type)).collect();
+        let mut types: Vec<Type> = schema
+            .fields
+            .iter()
+            .map(|f| wire_type(f.field_type))
+            .collect();
         types.push(Type::INT8);
         let names = column_list(schema.fields.iter().map(|f| f.name.as_str()));
         let sink = self
@@ -102,8 +109,18 @@ impl PostgresWrite {
         let outcome = self.store(mode).await;
         let client = self.client.take();
         if let Some(client) = &client {
-            let end = if outcome.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            let end = if outcome.is_ok() {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            };
             client.batch_execute(end).await.map_err(failed)?;
+            if outcome.is_ok() && self.staged >= ANALYZED_WRITE {
+                let analyze = format!("ANALYZE {}", quote(&self.schema.name));
+                if let Err(e) = client.batch_execute(&analyze).await {
+                    tracing::warn!(dataset = %self.schema.name, error = %e, "statistics not refreshed after a large write");
+                }
+            }
         }
         outcome
     }
@@ -133,7 +150,10 @@ impl PostgresWrite {
                 }
             }
             ConflictMode::Upsert => {
-                let row = client.query_one(&sql.replacing(), &[]).await.map_err(failed)?;
+                let row = client
+                    .query_one(&sql.replacing(), &[])
+                    .await
+                    .map_err(failed)?;
                 let (inserted, updated): (i64, i64) = (row.get(0), row.get(1));
                 self.outcome(inserted as u64, updated as u64)
             }
@@ -345,7 +365,10 @@ impl Inserts {
     /// The first record of each key, unless the key is stored.
     fn ignoring(&self) -> String {
         let Inserts {
-            table, columns, key, ..
+            table,
+            columns,
+            key,
+            ..
         } = self;
         format!(
             "INSERT INTO {table} ({columns}) SELECT {columns} FROM \
@@ -358,13 +381,22 @@ impl Inserts {
     /// updated.
     fn replacing(&self) -> String {
         let Inserts {
-            table, columns, key, ..
+            table,
+            columns,
+            key,
+            ..
         } = self;
         let sets: Vec<String> = if self.others.is_empty() {
             // a dataset of key fields only: a stored key is "updated" to itself
-            vec![format!("{0} = EXCLUDED.{0}", key.split(", ").next().unwrap_or(key))]
+            vec![format!(
+                "{0} = EXCLUDED.{0}",
+                key.split(", ").next().unwrap_or(key)
+            )]
         } else {
-            self.others.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect()
+            self.others
+                .iter()
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect()
         };
         format!(
             "WITH written AS (INSERT INTO {table} AS t ({columns}) SELECT {columns} FROM {latest} \

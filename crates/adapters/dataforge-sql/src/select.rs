@@ -316,7 +316,10 @@ fn metric(dialect: &dyn Dialect, schema: &DatasetSchema, metric: &Metric) -> Str
         }
         MetricFunction::Sum => format!("sum({column})"),
         // an average of integers is a NUMERIC in PostgreSQL; answers are doubles
-        MetricFunction::Avg => format!("CAST(avg({column}) AS {})", dialect.column_type(FieldType::Float)),
+        MetricFunction::Avg => format!(
+            "CAST(avg({column}) AS {})",
+            dialect.column_type(FieldType::Float)
+        ),
         MetricFunction::Min => format!("min({column})"),
         MetricFunction::Max => format!("max({column})"),
         MetricFunction::Median => quantile(0.5),
