@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Single-record POSTs on a loaded database (issue 15 item 6): for each release binary given, in turn
+# and ROUNDS times over (alternating, so that a drift of the machine shows), a fresh database is
+# loaded with ROWS generated well_production rows (one Arrow POST through the server), then single
+# records are POSTed by wrk at 16 and then at 64 clients. Reports per run the load's time and, for
+# each client count, requests/s, p50 and p99 (and non-2xx answers, which should be 0). Requests that
+# arrive while the writer appends deferred writes to DuckDB wait for it: on a loaded table that is
+# what the p99 shows. A binary outside the target directory needs libduckdb.so beside it.
+#
+# Usage: bench/loaded_posts.sh BIN... (at least one)
+#   ROWS=N rows loaded first (default 1000000); ROUNDS=N (default 2); SECS=N per wrk run (default 10)
+#   INDEX=1 declares on well_production the index on (field_code, production_period) (default 0).
+# Needs: curl, wrk, bc. Prints a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${ROWS:-1000000}
+rounds=${ROUNDS:-2}
+secs=${SECS:-10}
+bins=("$@")
+[ ${#bins[@]} -gt 0 ] || { echo "usage: $0 BIN..." >&2; exit 2; }
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+source bench/schemas.sh
+bench_schemas "$work/schemas" "${INDEX:-0}"
+"${bins[0]}" generate --dataset well_production --schemas "$work/schemas" --rows "$rows" \
+  --format arrow -o "$work/rows.arrow" >/dev/null
+port=$((20000 + RANDOM % 20000))
+base="http://127.0.0.1:$port"
+
+# wrk at $1 clients with bench/single_record.lua (RUN=$2 keeps keys apart): "req/s p50 p99 non2xx"
+posts() {
+  RUN=$2 wrk -t2 -c"$1" -d"${secs}s" --latency -s bench/single_record.lua "$base" >"$work/wrk.txt"
+  awk '/Requests\/sec/ {rps=$2} $1 == "50%" {p50=$2} $1 == "99%" {p99=$2} /Non-2xx/ {bad=$5}
+       END {printf "%s %s %s %s\n", rps, p50, p99, bad + 0}' "$work/wrk.txt"
+}
+
+one() { # binary round
+  local db="$work/db" pid t0 t1
+  rm -rf "$db" && mkdir -p "$db"
+  "$1" serve --listen "127.0.0.1:$port" --db "$db/db.duckdb" --schemas "$work/schemas" 2>"$db/log" &
+  pid=$!
+  for _ in $(seq 200); do curl -sf "$base/health" >/dev/null && break; sleep 0.1; done
+  t0=$(date +%s.%N)
+  curl -sf -X POST "$base/v1/datasets/well_production/records" \
+    -H 'Content-Type: application/vnd.apache.arrow.stream' --data-binary @"$work/rows.arrow" >/dev/null
+  t1=$(date +%s.%N)
+  read -r r16 m16 p16 bad16 < <(posts 16 $(($2 * 2 + 100)))
+  read -r r64 m64 p64 bad64 < <(posts 64 $(($2 * 2 + 101)))
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  [ "$bad16$bad64" = 00 ] || echo "non-2xx answers: c16 $bad16, c64 $bad64" >&2
+  printf '| %s | %s | %.2f s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$(echo "$t1 - $t0" | bc)" \
+    "$r16" "$m16" "$p16" "$r64" "$m64" "$p64"
+}
+
+echo "## Single POSTs after loading $rows rows, declared index ${INDEX:-0}, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| binary | round | load POST | c16 req/s | c16 p50 | c16 p99 | c64 req/s | c64 p50 | c64 p99 |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for ((round = 1; round <= rounds; round++)); do
+  if ((round % 2)); then order=("${bins[@]}"); else order=(); for ((i = ${#bins[@]} - 1; i >= 0; i--)); do order+=("${bins[i]}"); done; fi
+  for bin in "${order[@]}"; do one "$bin" "$round"; done
+done
