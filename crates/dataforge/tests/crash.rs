@@ -267,6 +267,73 @@ fn sigkill_before_deferred_writes_reach_duckdb_loses_none_of_them() {
     assert_eq!(server.get(&format!("{WP}/count")).body["count"], json!(321));
 }
 
+/// Single records POSTed without pause while the ticker appends them to DuckDB every few
+/// milliseconds, beside the writer, the journal's two files taking turns: killed in the middle, the
+/// restart holds every acknowledged record, once, and nothing that was not sent.
+#[test]
+fn sigkill_while_deferred_writes_are_appended_beside_the_writer_loses_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("beside.duckdb");
+    let often = [("DATAFORGE_DATABASE__DEFERRED_APPEND_MS", "5")];
+    let server = Server::start_with(&db, &support::shipped_schemas(), &often);
+    let never = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..8i64)
+        .map(|client| {
+            let (base, never) = (server.base.clone(), Arc::clone(&never));
+            std::thread::spawn(move || {
+                let post = |k: i64| {
+                    let mut record = production(client * 1_000_000 + k);
+                    record["data_source"] = json!(format!("c{client}-{k}"));
+                    status(
+                        ureq::post(&format!("{base}{WP}/records"))
+                            .set("Content-Type", "application/json")
+                            .send_string(&record.to_string()),
+                    )
+                };
+                until_killed(&never, 1_000_000, post, &[201])
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    server.kill();
+    let sent: Vec<Sent> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+
+    let server = Server::start(&db);
+    let csv = ureq::get(&format!(
+        "{}{WP}/records?format=csv&select=data_source",
+        server.base
+    ))
+    .call()
+    .unwrap()
+    .into_string()
+    .unwrap();
+    let mut stored: HashMap<String, usize> = HashMap::new();
+    for marker in csv.lines().skip(1) {
+        *stored.entry(marker.to_owned()).or_default() += 1;
+    }
+    let mut acknowledged = 0;
+    for (client, sent) in sent.iter().enumerate() {
+        for k in &sent.acknowledged {
+            let marker = format!("c{client}-{k}");
+            assert_eq!(stored.get(&marker), Some(&1), "acknowledged {marker}");
+        }
+        acknowledged += sent.acknowledged.len();
+        if let Some(k) = sent.in_flight {
+            stored.remove(&format!("c{client}-{k}"));
+        }
+    }
+    assert!(
+        acknowledged > 100,
+        "only {acknowledged} writes before the kill"
+    );
+    assert_eq!(
+        stored.len(),
+        acknowledged,
+        "nothing but what was sent is stored"
+    );
+    assert!(stored.values().all(|&n| n == 1), "no record stored twice");
+}
+
 const WR: &str = "/v1/datasets/well_registry";
 /// Wells stored before the changes start: 0..1000 are updated by key, 1000..2000 deleted by key,
 /// 2000..3000 (fields 100..) deleted by filter, 3000..4000 (fields 200..) updated by filter.

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow_select::filter::filter_record_batch;
@@ -11,11 +12,12 @@ use dataforge_domain::schema::DatasetSchema;
 use duckdb::Connection;
 
 use crate::batches::append_batches;
-use crate::key_index::{KeyEncoder, sequence_update};
+use crate::key_index::{KeyEncoder, SEQUENCE_TABLE, sequence_update};
 use crate::sql::{column_list, key_matches, quote};
 use crate::store_error;
 
 /// Deferred writes of one dataset on their way to its table.
+#[derive(Clone)]
 pub(crate) struct DeferredWrites {
     pub schema: Arc<DatasetSchema>,
     /// New records (their keys were not stored when they were written).
@@ -27,6 +29,17 @@ pub(crate) struct DeferredWrites {
     pub current: Vec<RecordBatch>,
 }
 
+impl DeferredWrites {
+    /// Records and changed keys.
+    fn rows(&self) -> usize {
+        self.appended
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum::<usize>()
+            + self.changed.len()
+    }
+}
+
 /// Brings the tables in step with deferred writes, in one DuckDB transaction that records `seq`
 /// as its sequence number and is rolled back if any part fails: the rows of changed keys are
 /// deleted and their latest records appended, then the new records (less those whose key changed
@@ -36,12 +49,15 @@ pub(crate) fn write_deferred(
     writes: &[DeferredWrites],
     seq: u64,
 ) -> Result<(), StoreError> {
+    let started = Instant::now();
     conn.execute_batch("BEGIN TRANSACTION")
         .map_err(store_error)?;
+    let mut appended = started;
     let written = writes
         .iter()
         .try_for_each(|w| write_dataset(conn, w))
         .and_then(|()| {
+            appended = Instant::now();
             conn.prepare_cached(&sequence_update())
                 .and_then(|mut update| update.execute([seq as i64]))
                 .map_err(store_error)
@@ -49,8 +65,31 @@ pub(crate) fn write_deferred(
         .and_then(|_| conn.execute_batch("COMMIT").map_err(store_error));
     if written.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
+        return written;
     }
+    let (ended, rows) = (
+        Instant::now(),
+        writes.iter().map(DeferredWrites::rows).sum::<usize>(),
+    );
+    metrics::histogram!("dataforge_deferred_append_seconds")
+        .record(ended.duration_since(started).as_secs_f64());
+    tracing::debug!(
+        rows,
+        append_ms = appended.duration_since(started).as_secs_f64() * 1e3,
+        commit_ms = ended.duration_since(appended).as_secs_f64() * 1e3,
+        "appended deferred writes"
+    );
     written
+}
+
+/// The sequence number of the last write the tables hold.
+pub(crate) fn stored_sequence(conn: &Connection) -> Result<u64, StoreError> {
+    conn.query_row(
+        &format!("SELECT max(seq) FROM {}", quote(SEQUENCE_TABLE)),
+        [],
+        |row| row.get(0),
+    )
+    .map_err(store_error)
 }
 
 /// [`write_deferred`] for one dataset, inside the open transaction.

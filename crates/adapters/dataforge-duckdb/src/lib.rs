@@ -43,10 +43,9 @@ use tokio::sync::{mpsc, oneshot};
 pub use config::DuckDbConfig;
 pub use verify::walk_key_index;
 
-use journal::Journal;
 use key_index::KeyIndex;
 use read_pool::ReadPool;
-use writer::{Writer, WriterJob};
+use writer::{Journals, Writer, WriterJob};
 
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -119,8 +118,6 @@ pub struct DuckDbStore {
     path: PathBuf,
     /// Where the primary-key index lives.
     index_path: PathBuf,
-    /// Where the journal of deferred writes lives.
-    journal_path: PathBuf,
     /// The most bytes the primary-key index may take.
     index_max_bytes: usize,
     /// The program that verifies the key index before it is opened (see [`verify`]).
@@ -222,7 +219,6 @@ impl DuckDbStore {
             next_write: AtomicU64::new(0),
             path: config.path.clone(),
             index_path: KeyIndex::path_for(&config.path),
-            journal_path: Journal::path_for(&config.path),
             index_max_bytes: config.key_index_max_bytes(),
             index_verifier: config.key_index_verifier.clone(),
             index: OnceLock::new(),
@@ -275,7 +271,7 @@ impl DatasetStorage for DuckDbStore {
         }
         // writes acknowledged before their tables held them reach the tables from the journal in
         // the shape they were written in, before the tables change; then the index follows
-        let (mut journal, entries) = Journal::open(&self.journal_path)?;
+        let (mut journal, entries) = Journals::open(&self.path)?;
         let index = KeyIndex::open(
             &self.index_path,
             self.index_max_bytes,

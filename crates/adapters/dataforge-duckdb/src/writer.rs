@@ -8,6 +8,7 @@
 //! Groups of small writes are acknowledged from the key index and appended to DuckDB later, many
 //! groups at a time ([`deferred`]).
 
+mod appending;
 mod apply;
 mod by_key;
 mod cluster;
@@ -15,6 +16,7 @@ mod conflicts;
 mod deferred;
 mod group;
 mod in_memory;
+mod journals;
 mod merge;
 mod mutate;
 mod pacing;
@@ -40,11 +42,12 @@ use duckdb::types::Value as DuckValue;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::batches::{append_batches, for_each_batch};
-use crate::journal::Journal;
 use crate::key_index::{KeyEncoder, KeyIndex, sequence_update};
 use crate::sql::{column_list, create_table_named, key_matches, quote};
 use crate::store_error;
 use policy::{Next, Pending, Settle};
+
+pub(crate) use journals::Journals;
 
 /// Conflicting keys listed in one answer, at most.
 const MAX_LISTED_KEYS: usize = 100;
@@ -96,7 +99,7 @@ pub(crate) enum WriterJob {
     /// last write's sequence.
     Attach {
         index: Arc<KeyIndex>,
-        journal: Journal,
+        journal: Journals,
         seq: u64,
         reply: oneshot::Sender<()>,
     },
@@ -166,9 +169,21 @@ pub(crate) fn start(
     deferred_append: Duration,
 ) -> Result<Writer, StoreError> {
     let (queue, mut jobs) = mpsc::channel::<WriterJob>(queue_size.max(1));
-    let deferred = deferred::Deferred::new(deferred_append);
+    let mut deferred = deferred::Deferred::new(deferred_append);
     let deferred_flag = deferred.flag();
     deferred.start_ticker(queue.downgrade());
+    if !deferred_append.is_zero() {
+        let started = conn
+            .try_clone()
+            .map_err(store_error)
+            .and_then(appending::AppendThread::start);
+        match started {
+            Ok(thread) => deferred.thread = Some(thread),
+            Err(e) => {
+                tracing::warn!(error = %e, "deferred writes are appended on the writer's thread")
+            }
+        }
+    }
     let thread = std::thread::Builder::new()
         .name("dataforge-writer".into())
         .spawn(move || {
@@ -185,6 +200,7 @@ pub(crate) fn start(
             };
             while let Some(first) = jobs.blocking_recv() {
                 state.discard_abandoned();
+                state.reap_append(false);
                 // take whatever else is already queued: stages run in arrival order, then all the
                 // commits together in one transaction
                 let mut commits = Vec::new();
@@ -269,14 +285,14 @@ pub(crate) fn start(
                         // a tick waits while appends have been costly (see `pacing`)
                         WriterJob::Flush { reply: None }
                             if !state.deferred.pacing.tick_appends(Instant::now()) => {}
-                        WriterJob::Flush { reply } => {
+                        // beside the job loop (see `appending`)
+                        WriterJob::Flush { reply: None } => state.start_append(),
+                        WriterJob::Flush { reply: Some(reply) } => {
                             let flushed = state.flush_deferred();
                             if let Err(e) = &flushed {
                                 tracing::error!(error = %e, "could not append deferred writes");
                             }
-                            if let Some(reply) = reply {
-                                let _ = reply.send(flushed);
-                            }
+                            let _ = reply.send(flushed);
                         }
                         WriterJob::Attach {
                             index,
@@ -310,6 +326,9 @@ pub(crate) fn start(
             state.discard_abandoned();
             if let Err(e) = state.flush_deferred() {
                 tracing::error!(error = %e, "could not append deferred writes at shutdown; the next start appends them");
+            }
+            if let Some(thread) = state.deferred.thread.as_mut() {
+                thread.stop();
             }
             if let Err(e) = state.conn.execute_batch("CHECKPOINT") {
                 tracing::warn!(error = %e, "checkpoint at shutdown failed");
@@ -363,7 +382,7 @@ struct WriterState {
     index: Option<Arc<KeyIndex>>,
     /// The durable copy of deferred writes until their tables hold them; without it, nothing is
     /// deferred.
-    journal: Option<Journal>,
+    journal: Option<Journals>,
     /// Sequence number of the last committed write, once the sequence table exists.
     seq: Option<u64>,
     /// The configured `preserve_insertion_order`, restored after a clustering rewrite.

@@ -10,7 +10,9 @@
 //! (they live in the index); reads through DuckDB first have the writer append what is deferred
 //! ([`DuckDbStore`](crate::DuckDbStore)'s read barrier), so every read after a `201` sees the write.
 //! Any other write, a clustering rewrite and the shutdown append what is deferred first, so DuckDB
-//! holds every earlier write whenever it commits one of its own.
+//! holds every earlier write whenever it commits one of its own. The ticker's appends run beside
+//! the job loop, on a thread with a connection of its own ([`super::appending`]); the barriers
+//! above wait for such an append before they append the rest themselves.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,10 +26,11 @@ use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::write::ConflictMode;
 use tokio::sync::mpsc;
 
-use crate::deferred_append::{DeferredWrites, write_deferred};
+use crate::deferred_append::{DeferredWrites, stored_sequence, write_deferred};
 use crate::journal::{EntryBuf, SectionKind};
 use crate::key_index::IndexWrite;
 
+use super::appending::{AppendBatch, AppendThread, Appended, Outcome};
 use super::pacing::AppendPacing;
 use super::{Applied, Commit, Records, WriteResult, WriterJob, WriterState, by_dataset};
 
@@ -53,8 +56,22 @@ pub(crate) struct Deferred {
     pub(super) rows: usize,
     /// When the ticker's appends may run.
     pub(super) pacing: AppendPacing,
-    /// Set while anything is deferred: reads through DuckDB wait for an append first.
+    /// Set while anything is deferred or being appended: reads through DuckDB wait for an append
+    /// first.
     pending: Arc<AtomicBool>,
+    /// The thread the ticker's appends run on (none when it could not start: they run on the
+    /// writer's thread then).
+    pub(super) thread: Option<AppendThread>,
+    /// The append started on that thread, until DuckDB holds it.
+    in_flight: InFlight,
+}
+
+/// An append handed to the append thread, kept until DuckDB holds it.
+enum InFlight {
+    Idle,
+    Running(AppendBatch),
+    /// It failed (or its thread is gone): it is appended again before anything newer.
+    Failed(AppendBatch),
 }
 
 impl Deferred {
@@ -66,6 +83,8 @@ impl Deferred {
             rows: 0,
             pacing: AppendPacing::default(),
             pending: Arc::new(AtomicBool::new(false)),
+            thread: None,
+            in_flight: InFlight::Idle,
         }
     }
 
@@ -146,6 +165,13 @@ impl Deferred {
 
     fn is_empty(&self) -> bool {
         self.batches.is_empty() && self.changed.is_empty()
+    }
+
+    /// Lowers the read barrier's flag once nothing is deferred and no append is in flight.
+    fn settled(&self) {
+        if self.is_empty() && matches!(self.in_flight, InFlight::Idle) {
+            self.pending.store(false, Ordering::Release);
+        }
     }
 
     /// What is deferred, by dataset (each dataset's new records and latest records gathered into
@@ -313,11 +339,20 @@ impl WriterState {
             ));
         };
         let before = journal.len();
-        journal.append(entry)?;
+        let started = Instant::now();
+        journal.append(seq, entry)?;
+        let synced = Instant::now();
         let indexed = index
             .write()
             .and_then(|mut w| write(&mut w).map(|()| w))
             .and_then(|w| w.commit(seq));
+        if started.elapsed() > Duration::from_millis(5) {
+            tracing::debug!(
+                journal_ms = synced.duration_since(started).as_secs_f64() * 1e3,
+                index_ms = synced.elapsed().as_secs_f64() * 1e3,
+                "slow deferred group"
+            );
+        }
         if let Err(e) = indexed {
             if let Err(undo) = journal.undo_last(before) {
                 // the entry stays: a start appends it although its answer was an error
@@ -330,23 +365,54 @@ impl WriterState {
         Ok(())
     }
 
-    /// Appends what is deferred at once when it is many records (the journal and the memory
-    /// holding them stay small); should that fail, they stay deferred for the next attempt.
+    /// Starts appending what is deferred at once when it is many records (the journal and the
+    /// memory holding them stay small), after the append in flight, if any, is done.
     pub(super) fn append_when_many(&mut self) {
-        if self.deferred.rows >= DEFERRED_ROWS
-            && let Err(e) = self.flush_deferred()
+        if self.deferred.rows >= DEFERRED_ROWS {
+            self.reap_append(true);
+            self.start_append();
+        }
+    }
+
+    /// Starts appending what is deferred on the append thread, unless an append is in flight (a
+    /// failed one is started again first); the journal takes new entries in its other file
+    /// meanwhile. Without the thread, the append runs here.
+    pub(super) fn start_append(&mut self) {
+        self.reap_append(false);
+        let batch = match std::mem::replace(&mut self.deferred.in_flight, InFlight::Idle) {
+            InFlight::Running(batch) => {
+                self.deferred.in_flight = InFlight::Running(batch);
+                return;
+            }
+            InFlight::Failed(batch) if !self.holds(batch.seq) => batch,
+            InFlight::Failed(_) | InFlight::Idle => match self.take_deferred() {
+                Ok(Some(batch)) => batch,
+                Ok(None) => return self.deferred.settled(),
+                Err(e) => {
+                    return tracing::error!(error = %e, "could not gather deferred writes");
+                }
+            },
+        };
+        let sent = match &self.deferred.thread {
+            Some(thread) => thread.send(batch.clone()).map(|()| batch),
+            None => Err(batch),
+        };
+        self.deferred.in_flight = match sent {
+            Ok(batch) => InFlight::Running(batch),
+            Err(batch) => InFlight::Failed(batch),
+        };
+        if matches!(self.deferred.in_flight, InFlight::Failed(_))
+            && let Err(e) = self.append_failed()
         {
             tracing::error!(error = %e, "could not append deferred writes");
         }
     }
 
-    /// Appends every deferred record to its table in one DuckDB transaction, which records the
-    /// writer's sequence number, then empties the journal. On failure the records stay deferred
-    /// (and in the journal), to be appended at the next attempt or the next start.
-    pub(super) fn flush_deferred(&mut self) -> Result<(), StoreError> {
+    /// What is deferred, taken out for an append up to the writer's sequence number; the journal
+    /// takes new entries in its other file from now on. `None` when nothing is deferred.
+    fn take_deferred(&mut self) -> Result<Option<AppendBatch>, StoreError> {
         if self.deferred.is_empty() {
-            self.deferred.pending.store(false, Ordering::Release);
-            return Ok(());
+            return Ok(None);
         }
         let Some(seq) = self.seq else {
             return Err(StoreError::Internal(
@@ -354,15 +420,107 @@ impl WriterState {
             ));
         };
         let writes = self.deferred.writes()?;
-        let started = Instant::now();
-        write_deferred(&self.conn, &writes, seq)?;
         self.deferred.clear();
-        self.deferred.pacing.appended(started, Instant::now());
-        self.deferred.pending.store(false, Ordering::Release);
-        if let Some(journal) = self.journal.as_mut() {
-            // DuckDB holds every entry now (entries left by a failed emptying are skipped at start)
-            journal.clear();
+        if let Some(journals) = self.journal.as_mut() {
+            journals.turn();
         }
+        Ok(Some(AppendBatch { writes, seq }))
+    }
+
+    /// Takes the outcome of the append in flight, if it is done; `wait`: waits for it.
+    pub(super) fn reap_append(&mut self, wait: bool) {
+        let outcome = match (&self.deferred.in_flight, &self.deferred.thread) {
+            (InFlight::Running(_), Some(thread)) => thread.outcome(wait),
+            (InFlight::Running(_), None) => Outcome::Lost,
+            _ => return,
+        };
+        let batch = match std::mem::replace(&mut self.deferred.in_flight, InFlight::Idle) {
+            InFlight::Running(batch) => batch,
+            other => return self.deferred.in_flight = other,
+        };
+        self.deferred.in_flight = match outcome {
+            Outcome::Running => InFlight::Running(batch),
+            Outcome::Done(Appended {
+                result: Ok(()),
+                started,
+                ended,
+            }) => {
+                self.held(batch.seq, started, ended);
+                InFlight::Idle
+            }
+            Outcome::Done(Appended { result: Err(e), .. }) => {
+                tracing::error!(error = %e, "could not append deferred writes; trying again");
+                InFlight::Failed(batch)
+            }
+            Outcome::Lost => {
+                tracing::error!(
+                    "the append thread is gone; the writer appends deferred writes itself"
+                );
+                self.deferred.thread = None;
+                InFlight::Failed(batch)
+            }
+        };
+        self.deferred.settled();
+    }
+
+    /// Notes that DuckDB holds every write up to `seq`, appended from `started` to `ended`.
+    fn held(&mut self, seq: u64, started: Instant, ended: Instant) {
+        self.deferred.pacing.appended(started, ended);
+        if let Some(journals) = self.journal.as_mut() {
+            journals.held_through(seq);
+        }
+    }
+
+    /// Appends a failed append again, on the writer's connection, unless DuckDB holds it.
+    fn append_failed(&mut self) -> Result<(), StoreError> {
+        let InFlight::Failed(batch) =
+            std::mem::replace(&mut self.deferred.in_flight, InFlight::Idle)
+        else {
+            return Ok(());
+        };
+        if self.holds(batch.seq) {
+            self.deferred.settled();
+            return Ok(());
+        }
+        self.append_here(batch)
+    }
+
+    /// Whether DuckDB holds the writes up to `seq` (an append whose outcome was lost, or whose
+    /// commit answered an error, may have committed); notes it if so.
+    fn holds(&mut self, seq: u64) -> bool {
+        let held = stored_sequence(&self.conn).is_ok_and(|stored| stored >= seq);
+        if held {
+            let now = Instant::now();
+            self.held(seq, now, now);
+        }
+        held
+    }
+
+    /// Appends `batch` on the writer's connection; should that fail, it is appended again before
+    /// anything newer.
+    fn append_here(&mut self, batch: AppendBatch) -> Result<(), StoreError> {
+        let started = Instant::now();
+        if let Err(e) = write_deferred(&self.conn, &batch.writes, batch.seq) {
+            self.deferred.in_flight = InFlight::Failed(batch);
+            return Err(e);
+        }
+        self.held(batch.seq, started, Instant::now());
+        self.deferred.settled();
         Ok(())
+    }
+
+    /// DuckDB takes every acknowledged write before this answers: the append in flight is waited
+    /// for (or done again, should it have failed), then what is deferred is appended here, in one
+    /// DuckDB transaction that records the writer's sequence number, and the journal is emptied.
+    /// On failure the records stay deferred (and in the journal), to be appended at the next
+    /// attempt or the next start.
+    pub(super) fn flush_deferred(&mut self) -> Result<(), StoreError> {
+        self.reap_append(true);
+        self.append_failed()?;
+        let Some(batch) = self.take_deferred()? else {
+            self.deferred.settled();
+            return Ok(());
+        };
+        self.append_here(batch)
     }
 }
