@@ -8,23 +8,25 @@ use std::sync::Arc;
 
 use dataforge_domain::ports::{MigrationPolicy, MigrationReport, SchemaVersion, StoreError};
 use dataforge_domain::schema::evolve::{self, ColumnChange, DatasetPlan, FieldSource};
+use dataforge_domain::schema::stored_check::{
+    LISTED_REPEATED_KEYS, StoredRecordsCheck, grouped_key_text, repeated_keys_refusal,
+};
 use dataforge_domain::schema::{Catalog, DatasetSchema, from_document, to_document};
-use dataforge_domain::validate::{RejectedCells, check_batch};
-use dataforge_domain::value::{FieldType, Value};
+use dataforge_sql::repeated_keys;
+
+use crate::select::DuckDbDialect;
+use dataforge_domain::value::FieldType;
 use duckdb::Connection;
 
 use crate::batches::for_each_batch;
 use crate::sql::{
-    column_list, column_type, create_table, create_table_named, drop_legacy_indexes, literal, quote,
+    column_type, create_table, create_table_named, drop_legacy_indexes, literal, quote,
 };
 use crate::store_error;
 use crate::tables::{self, StoredColumn};
 
 /// The table of applied schema versions.
 const SCHEMAS_TABLE: &str = "_dataforge_schemas";
-
-/// Records with a problem listed per rule, at most.
-const LISTED_KEYS: usize = 10;
 
 /// What the database holds and what the declared schemas ask of it.
 pub(crate) struct Planned {
@@ -178,97 +180,27 @@ fn declared<'c>(catalog: &'c Catalog, name: &str) -> Result<&'c DatasetSchema, S
         .ok_or_else(|| StoreError::Internal(format!("no declared dataset {name}")))
 }
 
-/// `SELECT` of the stored rows as the declared fields: kept columns (converted where the type
-/// changed; a value that does not convert becomes null), new fields as their default or null.
+/// `SELECT` of the stored rows as the declared fields (the shared SQL, in DuckDB's dialect).
 fn mapped_select(declared: &DatasetSchema, plan: &DatasetPlan) -> String {
-    let expressions: Vec<String> = declared
-        .fields
-        .iter()
-        .zip(&plan.sources)
-        .map(|(field, source)| {
-            let ty = column_type(field.field_type);
-            let value = match source {
-                FieldSource::Stored {
-                    column,
-                    converted: false,
-                    ..
-                } => quote(column),
-                FieldSource::Stored { column, .. } => {
-                    format!("TRY_CAST({} AS {ty})", quote(column))
-                }
-                FieldSource::New => format!(
-                    "CAST({} AS {ty})",
-                    literal(field.default.as_ref().unwrap_or(&Value::Null))
-                ),
-            };
-            format!("{value} AS {}", quote(&field.name))
-        })
-        .collect();
-    format!(
-        "SELECT {} FROM {}",
-        expressions.join(", "),
-        quote(&declared.name)
-    )
+    dataforge_sql::mapped_select(&DuckDbDialect, declared, plan)
 }
 
 /// Refuses the migration when stored records, as the declared schema would hold them, break one
-/// of its rules: per field and rule, how many records and the keys of the first ten.
+/// of its rules (see [`StoredRecordsCheck`]).
 fn check_records(
     conn: &Connection,
     declared: &DatasetSchema,
     plan: &DatasetPlan,
 ) -> Result<(), StoreError> {
     tracing::info!(dataset = %declared.name, "checking stored records against the new schema");
-    let mut broken: BTreeMap<(String, &'static str), (u64, Vec<String>)> = BTreeMap::new();
-    let mut first_row = 1;
+    let mut check = StoredRecordsCheck::new(declared);
     for_each_batch(conn, &mapped_select(declared, plan), [], |batch| {
-        check_batch(
-            declared,
-            &batch,
-            first_row,
-            &RejectedCells::default(),
-            &mut |v| {
-                let row = (v.row - first_row) as usize;
-                let entry = broken
-                    .entry((v.field.unwrap_or_default(), v.code))
-                    .or_default();
-                entry.0 += 1;
-                if entry.1.len() < LISTED_KEYS {
-                    entry.1.push(key_text(declared, &batch, row));
-                }
-            },
-        );
-        first_row += batch.num_rows() as u64;
+        check.check(&batch);
         Ok(())
     })?;
-    if broken.is_empty() {
-        return Ok(());
-    }
-    let lines: Vec<String> = broken
-        .iter()
-        .map(|((field, rule), (count, keys))| {
-            format!(
-                "  field `{field}`, rule `{rule}`: {count} record(s), keys {}",
-                keys.join(", ")
-            )
-        })
-        .collect();
-    Err(StoreError::MigrationRefused(format!(
-        "stored records of {} break the new schema, so it was not applied:\n{}\n\
-         correct or delete those records (PATCH or DELETE), or relax the schema, then start again",
-        declared.name,
-        lines.join("\n")
-    )))
-}
-
-/// A record's key as text, e.g. `(1042, 100000, 2020-01-01T00:00:00Z)`.
-fn key_text(schema: &DatasetSchema, batch: &arrow_array::RecordBatch, row: usize) -> String {
-    let values: Vec<String> = schema
-        .key_fields()
-        .zip(&schema.primary_key)
-        .map(|(f, &i)| Value::from_array(f.field_type, batch.column(i), row).to_string())
-        .collect();
-    format!("({})", values.join(", "))
+    check
+        .refusal()
+        .map_or(Ok(()), |why| Err(StoreError::MigrationRefused(why)))
 }
 
 /// Refuses a new primary key that stored records repeat.
@@ -277,36 +209,14 @@ fn check_unique(
     declared: &DatasetSchema,
     plan: &DatasetPlan,
 ) -> Result<(), StoreError> {
-    let keys = column_list(declared.key_fields().map(|f| f.name.as_str()));
-    let repeated = format!(
-        "SELECT {keys} FROM ({}) GROUP BY {keys} HAVING count(*) > 1",
-        mapped_select(declared, plan)
-    );
+    let repeated = repeated_keys(&DuckDbDialect, declared, plan, LISTED_REPEATED_KEYS);
     let mut listed = Vec::new();
-    for_each_batch(
-        conn,
-        &format!("{repeated} LIMIT {LISTED_KEYS}"),
-        [],
-        |batch| {
-            for row in 0..batch.num_rows() {
-                let values: Vec<String> = declared
-                    .key_fields()
-                    .enumerate()
-                    .map(|(i, f)| Value::from_array(f.field_type, batch.column(i), row).to_string())
-                    .collect();
-                listed.push(format!("({})", values.join(", ")));
-            }
-            Ok(())
-        },
-    )?;
-    if listed.is_empty() {
-        return Ok(());
-    }
-    Err(StoreError::MigrationRefused(format!(
-        "stored records of {} repeat keys of the new primary key, so it was not applied: {}",
-        declared.name,
-        listed.join(", ")
-    )))
+    for_each_batch(conn, &repeated, [], |batch| {
+        listed.extend((0..batch.num_rows()).map(|row| grouped_key_text(declared, &batch, row)));
+        Ok(())
+    })?;
+    repeated_keys_refusal(&declared.name, &listed)
+        .map_or(Ok(()), |why| Err(StoreError::MigrationRefused(why)))
 }
 
 /// Changes a table's columns as the plan says, inside the open transaction.

@@ -7,10 +7,10 @@ use dataforge_domain::value::{FieldType, Value};
 use dataforge_sql::Dialect;
 use duckdb::types::Value as DuckValue;
 
-use crate::sql::{bind, column_type};
+use crate::sql::{bind, column_type, literal};
 
 /// DuckDB's spelling of what engines disagree on.
-struct DuckDbDialect;
+pub(crate) struct DuckDbDialect;
 
 impl Dialect for DuckDbDialect {
     fn placeholder(&self, _number: usize) -> String {
@@ -28,6 +28,15 @@ impl Dialect for DuckDbDialect {
 
     fn quantile(&self, expression: &str, fraction: f64) -> String {
         format!("quantile_cont({expression}, {fraction:?})")
+    }
+
+    fn literal(&self, value: &Value) -> String {
+        literal(value)
+    }
+
+    /// `TRY_CAST`: a value that does not convert becomes null.
+    fn converted(&self, column: &str, ty: &str) -> String {
+        format!("TRY_CAST({column} AS {ty})")
     }
 }
 

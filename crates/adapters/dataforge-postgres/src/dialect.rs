@@ -1,10 +1,10 @@
 //! PostgreSQL's spelling of what engines disagree on in the SQL of reads.
 
 use dataforge_domain::query::BucketUnit;
-use dataforge_domain::value::FieldType;
+use dataforge_domain::value::{FieldType, Value};
 use dataforge_sql::Dialect;
 
-use crate::values::column_type;
+use crate::values::{column_type, literal};
 
 pub(crate) struct PostgresDialect;
 
@@ -40,5 +40,15 @@ impl Dialect for PostgresDialect {
 
     fn quantile(&self, expression: &str, fraction: f64) -> String {
         format!("percentile_cont({fraction:?}) WITHIN GROUP (ORDER BY {expression})")
+    }
+
+    fn literal(&self, value: &Value) -> String {
+        literal(value)
+    }
+
+    /// A plain `CAST` (PostgreSQL has no `TRY_CAST`): a stored value that does not convert fails
+    /// the migration with PostgreSQL's message, and nothing is changed.
+    fn converted(&self, column: &str, ty: &str) -> String {
+        format!("CAST({column} AS {ty})")
     }
 }

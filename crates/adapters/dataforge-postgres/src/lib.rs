@@ -7,6 +7,7 @@
 mod config;
 mod dialect;
 mod errors;
+mod migrate;
 mod mutate;
 mod read;
 mod tables;

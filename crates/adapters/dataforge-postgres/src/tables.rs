@@ -4,6 +4,7 @@
 //! prepare one at a time, under an advisory lock held for the transaction.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use dataforge_domain::ports::{MigrationPolicy, MigrationReport, SchemaVersion, StoreError};
 use dataforge_domain::schema::evolve;
@@ -12,6 +13,7 @@ use dataforge_sql::{column_list, quote};
 use tokio_postgres::GenericClient;
 
 use crate::errors::statement_error as failed;
+use crate::migrate;
 use crate::values::column_type;
 
 /// The table of applied schema versions.
@@ -20,8 +22,15 @@ const SCHEMAS_TABLE: &str = "_dataforge_schemas";
 /// The advisory lock migrations hold ("dataforge" in ASCII, as a number).
 const MIGRATION_LOCK: i64 = 0x0064_6174_6166_6f72;
 
-/// `CREATE TABLE` for a dataset, with its key as the primary key constraint.
+/// `CREATE TABLE` for a dataset, and its declared indexes.
 pub(crate) fn create_table(schema: &DatasetSchema) -> Vec<String> {
+    let mut statements = vec![create_table_named(schema, &schema.name)];
+    statements.extend(index_statements(schema));
+    statements
+}
+
+/// `CREATE TABLE` with a dataset's columns under `name`, its key as the primary key constraint.
+pub(crate) fn create_table_named(schema: &DatasetSchema, name: &str) -> String {
     let columns: Vec<String> = schema
         .fields
         .iter()
@@ -31,24 +40,36 @@ pub(crate) fn create_table(schema: &DatasetSchema) -> Vec<String> {
         })
         .collect();
     let key = column_list(schema.key_fields().map(|f| f.name.as_str()));
-    let mut statements = vec![format!(
+    format!(
         "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({key}))",
-        quote(&schema.name),
+        quote(name),
         columns.join(", ")
-    )];
-    statements.extend(schema.indexes.iter().map(|fields| {
-        let names: Vec<&str> = fields
-            .iter()
-            .map(|&i| schema.fields[i].name.as_str())
-            .collect();
-        format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
-            quote(&format!("{}__{}", schema.name, names.join("__"))),
-            quote(&schema.name),
-            column_list(names.iter().copied())
-        )
-    }));
-    statements
+    )
+}
+
+/// The name of a declared index: `<dataset>__<field>__<field>`.
+pub(crate) fn index_name(schema: &DatasetSchema, fields: &[usize]) -> String {
+    let names: Vec<&str> = fields
+        .iter()
+        .map(|&i| schema.fields[i].name.as_str())
+        .collect();
+    format!("{}__{}", schema.name, names.join("__"))
+}
+
+/// `CREATE INDEX` for each declared index (B-tree, in the declared field order).
+pub(crate) fn index_statements(schema: &DatasetSchema) -> Vec<String> {
+    schema
+        .indexes
+        .iter()
+        .map(|fields| {
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                quote(&index_name(schema, fields)),
+                quote(&schema.name),
+                column_list(fields.iter().map(|&i| schema.fields[i].name.as_str()))
+            )
+        })
+        .collect()
 }
 
 /// Compares the database with `catalog` and, with `policy.apply`, creates what is missing and
@@ -59,6 +80,7 @@ pub(crate) async fn prepare(
     policy: MigrationPolicy,
 ) -> Result<MigrationReport, StoreError> {
     let tx = client.transaction().await.map_err(failed)?;
+    // a node that prepares waits here for another one that does
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(failed)?;
@@ -73,6 +95,7 @@ pub(crate) async fn prepare(
     let latest = latest_versions(&tx).await?;
     let tables = user_tables(&tx).await?;
     let mut report = MigrationReport::default();
+    let mut stored = Vec::new();
     for declared in catalog.iter() {
         if !tables.contains(&declared.name) {
             report.created.push(declared.name.clone());
@@ -84,10 +107,12 @@ pub(crate) async fn prepare(
                 declared.name
             )));
         };
-        let plan = evolve::plan(&stored_schema(document)?, declared);
+        let was = stored_schema(document)?;
+        let plan = evolve::plan(&was, declared);
         if !plan.steps.is_empty() {
             report.plans.push(plan);
         }
+        stored.push(Arc::new(was));
     }
     report.undeclared = tables
         .into_iter()
@@ -99,30 +124,50 @@ pub(crate) async fn prepare(
     if let Some(refused) = report.refusal(policy) {
         return Err(refused);
     }
-    if let Some(plan) = report.plans.first() {
-        return Err(StoreError::MigrationRefused(format!(
-            "the schema of {} changed ({}); schema changes are not applied on PostgreSQL yet: \
-             apply them with SQL, or change the schema file back",
-            plan.dataset,
-            report.describe()
-        )));
+    let stored = Catalog::of(stored);
+    for plan in &report.plans {
+        let declared = declared(catalog, &plan.dataset)?;
+        if plan.needs_check() {
+            migrate::check_records(&tx, declared, plan).await?;
+        }
+        if plan.key_changed {
+            migrate::check_unique(&tx, declared, plan).await?;
+        }
     }
     for name in &report.created {
-        let schema = catalog
-            .get(name)
-            .ok_or_else(|| StoreError::Internal(format!("{name} vanished from the catalog")))?;
-        for statement in create_table(schema) {
+        for statement in create_table(declared(catalog, name)?) {
             tx.batch_execute(&statement).await.map_err(failed)?;
         }
         tracing::info!(dataset = %name, "created table");
     }
+    for plan in &report.plans {
+        let was = declared(&stored, &plan.dataset)?;
+        migrate::change_table(&tx, was, declared(catalog, &plan.dataset)?, plan).await?;
+    }
+    for schema in catalog.iter() {
+        migrate::match_indexes(&tx, schema).await?;
+    }
     for name in &report.undeclared {
-        tracing::warn!(dataset = %name, "a dataset is stored but declared in no schema file; its data is kept");
+        if policy.allow_destructive {
+            tx.batch_execute(&format!("DROP TABLE {}", quote(name)))
+                .await
+                .map_err(failed)?;
+            tracing::warn!(dataset = %name, "dropped a dataset declared in no schema file");
+        } else {
+            tracing::warn!(dataset = %name, "a dataset is stored but declared in no schema file; its data is kept (`dataforge migrate --apply --allow-destructive` drops it)");
+        }
     }
     report.versions = record_versions(&tx, catalog, &latest).await?;
     tx.commit().await.map_err(failed)?;
     report.applied = true;
     Ok(report)
+}
+
+fn declared<'c>(catalog: &'c Catalog, name: &str) -> Result<&'c DatasetSchema, StoreError> {
+    catalog
+        .get(name)
+        .map(|s| s.as_ref())
+        .ok_or_else(|| StoreError::Internal(format!("no dataset {name} in the catalog")))
 }
 
 fn stored_schema(document: &str) -> Result<DatasetSchema, StoreError> {

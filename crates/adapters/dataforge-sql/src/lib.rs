@@ -4,9 +4,11 @@
 //! [`Dialect`]; each store binds the domain values of a [`Statement`] to its driver's types.
 
 mod dialect;
+mod migrate;
 mod select;
 
 pub use dialect::Dialect;
+pub use migrate::{mapped_select, repeated_keys};
 pub use select::{Statement, by_key, count, plan, where_clause};
 
 /// Quotes an identifier. Schema names are already restricted to `[a-z0-9_]`, so this never needs

@@ -5,6 +5,7 @@ mod build;
 mod document;
 mod draft;
 pub mod evolve;
+pub mod stored_check;
 
 use crate::timestamps::TimestampInput;
 use std::collections::BTreeMap;

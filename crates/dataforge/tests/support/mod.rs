@@ -417,11 +417,3 @@ pub fn duckdb_only(what: &str) -> bool {
     on_postgres()
 }
 
-/// Whether a test reaches a feature the PostgreSQL store does not have yet (issue 16), so that the
-/// rest of the test still runs on it. Says so when it is.
-pub fn not_yet_on_postgres(what: &str) -> bool {
-    if on_postgres() {
-        eprintln!("not run on PostgreSQL yet: {what} is not built for it");
-    }
-    on_postgres()
-}
