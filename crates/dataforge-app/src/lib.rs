@@ -5,6 +5,7 @@
 mod access;
 pub mod change;
 mod cluster;
+mod consistency;
 mod error;
 pub mod ingest;
 pub mod read;
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dataforge_domain::access::{Access, Denied, Permission};
-use dataforge_domain::ports::{RecordReader, RecordWriter, StoreHealth};
+use dataforge_domain::ports::{ReadYourWrites, RecordReader, RecordWriter, StoreHealth};
 use dataforge_domain::query::QueryLimits;
 use dataforge_domain::records::BatchDecoder;
 use dataforge_domain::schema::{Catalog, DatasetSchema};
@@ -34,6 +35,8 @@ pub struct App {
     access: Arc<Access>,
     /// Readiness and gauges of the store, when it reports them.
     health: Option<Arc<dyn StoreHealth>>,
+    /// Consistency tokens of a store whose reads may come from replicas.
+    tokens: Option<Arc<dyn ReadYourWrites>>,
 }
 
 impl App {
@@ -53,6 +56,7 @@ impl App {
             versions: Arc::default(),
             access: Arc::new(Access::everything()),
             health: None,
+            tokens: None,
         }
     }
 

@@ -323,9 +323,33 @@ pub trait Authenticator: Send + Sync {
     ) -> Result<std::sync::Arc<crate::access::Access>, AuthError>;
 }
 
+/// Reads that may come from replicas behind the primary, and how a client still reads its own
+/// writes: a write's answer carries a token of the primary's position after it, and a read that
+/// presents the token is served where everything up to it is visible.
+pub trait ReadYourWrites: Send + Sync {
+    /// The primary's position now (asked once a write is acknowledged); `None` for a store whose
+    /// every read sees every acknowledged write.
+    fn position(&self) -> BoxFuture<'_, Result<Option<String>, StoreError>>;
+
+    /// A reader whose reads see every write up to `token`; `None` for a token this store does not
+    /// understand (reads then go on as without one).
+    fn reading_after(&self, token: &str) -> Option<Arc<dyn RecordReader>>;
+}
+
+/// What a store reports of one read replica (`/health/ready`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplicaState {
+    /// Where it is (without credentials).
+    pub url: String,
+    /// `ok`, `lagging` (further behind than allowed: skipped for reads) or `down`.
+    pub state: &'static str,
+}
+
 /// A whole store, as the composition root opens it for `database.engine`: every port above, and
 /// a way to stop it.
-pub trait Store: DatasetStorage + RecordWriter + RecordReader + StoreHealth {
+pub trait Store:
+    DatasetStorage + RecordWriter + RecordReader + StoreHealth + ReadYourWrites
+{
     /// Finishes queued writes and releases the database. Blocking: call it off the async
     /// executor. Later writes fail as unavailable.
     fn close(&self);
@@ -339,4 +363,9 @@ pub trait StoreHealth: Send + Sync {
     /// Sets the store's gauges (queue depth, file and index sizes, memory in use) through the
     /// `metrics` facade, just before they are shown.
     fn observe(&self) -> BoxFuture<'_, ()>;
+
+    /// The read replicas and their states (none for a store without replicas).
+    fn replicas(&self) -> Vec<ReplicaState> {
+        Vec::new()
+    }
 }

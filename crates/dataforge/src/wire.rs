@@ -108,7 +108,8 @@ pub async fn wire(settings: &Settings) -> Result<(App, Arc<dyn Store>, Arc<Catal
         settings.limits(),
     )
     .with_versions(report.versions)
-    .with_health(store.clone());
+    .with_health(store.clone())
+    .with_read_your_writes(store.clone());
     Ok((app, store, catalog))
 }
 

@@ -29,8 +29,8 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use dataforge_domain::change::{Mutated, Mutation};
 use dataforge_domain::ports::{
-    BatchStream, BoxFuture, DatasetStorage, MigrationPolicy, MigrationReport, RecordReader,
-    RecordWriter, RowCount, SchemaVersion, StagedWrite, Store, StoreError,
+    BatchStream, BoxFuture, DatasetStorage, MigrationPolicy, MigrationReport, ReadYourWrites,
+    RecordReader, RecordWriter, RowCount, SchemaVersion, StagedWrite, Store, StoreError,
 };
 use dataforge_domain::query::{Predicate, ReadPlan};
 use dataforge_domain::schema::{Catalog, DatasetSchema};
@@ -234,6 +234,17 @@ impl DuckDbStore {
                 tracing::error!("the writer thread panicked");
             }
         }
+    }
+}
+
+/// Every read sees every acknowledged write (reads wait for deferred appends): no tokens.
+impl ReadYourWrites for DuckDbStore {
+    fn position(&self) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn reading_after(&self, _token: &str) -> Option<Arc<dyn RecordReader>> {
+        None
     }
 }
 

@@ -144,6 +144,9 @@ impl FromRequestParts<HttpState> for Acting {
             });
         let mut acting = state.clone();
         acting.app = state.app.acting_as(access);
+        if let Some(token) = crate::consistency::presented(parts) {
+            acting.app = acting.app.reading_after(token);
+        }
         Ok(Acting(acting))
     }
 }

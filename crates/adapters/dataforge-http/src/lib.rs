@@ -3,6 +3,7 @@
 
 mod auth;
 mod body;
+mod consistency;
 mod encode;
 mod exports;
 mod framework;
@@ -147,6 +148,10 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         .method_not_allowed_fallback(handlers::wrong_method)
         .layer(axum::extract::DefaultBodyLimit::max(
             settings.max_json_body_bytes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            consistency::stamp_writes,
         ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(Edge {

@@ -20,12 +20,19 @@ pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 /// `GET /health/ready`: `200` when the database answers and the writer runs, else `503` saying why.
 pub async fn ready(State(state): State<HttpState>) -> Response {
     match state.app.ready().await {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            r#"{"status":"ready"}"#,
-        )
-            .into_response(),
+        Ok(()) => {
+            let replicas = state.app.replicas();
+            let mut body = json!({"status": "ready"});
+            if !replicas.is_empty() {
+                body["replicas"] = json!(replicas);
+            }
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
         Err(why) => {
             tracing::warn!(reason = %why, "not ready");
             Problem::new(

@@ -10,6 +10,7 @@ mod errors;
 mod migrate;
 mod mutate;
 mod read;
+mod replicas;
 mod tables;
 mod values;
 mod write;
@@ -18,8 +19,9 @@ use std::sync::Arc;
 
 use dataforge_domain::change::{Mutated, Mutation};
 use dataforge_domain::ports::{
-    BatchStream, BoxFuture, DatasetStorage, MigrationPolicy, MigrationReport, RecordReader,
-    RecordWriter, RowCount, SchemaVersion, StagedWrite, Store, StoreError, StoreHealth,
+    BatchStream, BoxFuture, DatasetStorage, MigrationPolicy, MigrationReport, ReadYourWrites,
+    RecordReader, RecordWriter, ReplicaState, RowCount, SchemaVersion, StagedWrite, Store,
+    StoreError, StoreHealth,
 };
 use dataforge_domain::query::{Predicate, ReadPlan};
 use dataforge_domain::schema::{Catalog, DatasetSchema};
@@ -30,6 +32,7 @@ use tokio_postgres::NoTls;
 pub use config::PostgresConfig;
 
 use crate::errors::{pool_error, statement_error};
+use crate::replicas::Replicas;
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -45,10 +48,10 @@ pub enum OpenError {
 /// The primary, through a pool of connections.
 pub struct PostgresStore {
     primary: Pool,
+    reads: Arc<Reads>,
     /// How to open a connection of its own (schema changes and history run outside any async
     /// runtime, `dataforge migrate`).
     connect: tokio_postgres::Config,
-    statement_timeout_ms: u64,
 }
 
 impl PostgresStore {
@@ -63,26 +66,26 @@ impl PostgresStore {
             "-c statement_timeout={}",
             config.statement_timeout_ms
         ));
-        let manager = Manager::from_config(
-            connect.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let primary = Pool::builder(manager)
-            .max_size(config.pool_size as usize)
-            .runtime(Runtime::Tokio1)
-            // a request waits for a busy pool as long as a statement may run, then gets 503
-            .wait_timeout(Some(std::time::Duration::from_millis(
-                config.statement_timeout_ms,
-            )))
-            .build()
-            .map_err(|e| OpenError::Pool(e.to_string()))?;
+        let primary = pool(&connect, config)?;
+        let mut replicas = Vec::new();
+        for url in &config.replica_urls {
+            let mut replica: tokio_postgres::Config =
+                url.parse().map_err(|e| OpenError::Url(format!("{e}")))?;
+            replica.application_name("dataforge").options(format!(
+                "-c statement_timeout={}",
+                config.statement_timeout_ms
+            ));
+            replicas.push((without_password(url), pool(&replica, config)?));
+        }
+        let reads = Arc::new(Reads {
+            primary: primary.clone(),
+            replicas: Arc::new(Replicas::new(replicas, config.replica_max_lag_ms)),
+            timeout_ms: config.statement_timeout_ms,
+        });
         Ok(PostgresStore {
             primary,
+            reads,
             connect,
-            statement_timeout_ms: config.statement_timeout_ms,
         })
     }
 
@@ -149,15 +152,45 @@ impl RecordWriter for PostgresStore {
     }
 }
 
-impl RecordReader for PostgresStore {
+/// Where reads go: a replica that may serve them, else the primary.
+struct Reads {
+    primary: Pool,
+    replicas: Arc<Replicas>,
+    timeout_ms: u64,
+}
+
+impl Reads {
+    /// The pool of a read that must see every write up to `after` (any, for `None`).
+    fn pool(&self, after: Option<u64>) -> Pool {
+        match self.replicas.pick(&self.primary, after) {
+            Some(replica) => {
+                metrics::counter!("dataforge_postgres_reads_total", "served_by" => "replica")
+                    .increment(1);
+                replica
+            }
+            None => {
+                metrics::counter!("dataforge_postgres_reads_total", "served_by" => "primary")
+                    .increment(1);
+                self.primary.clone()
+            }
+        }
+    }
+}
+
+/// Reads held to a position of the primary (`None`: any replica that may serve).
+struct ReadsAfter {
+    reads: Arc<Reads>,
+    after: Option<u64>,
+}
+
+impl RecordReader for ReadsAfter {
     fn get(
         &self,
         dataset: Arc<DatasetSchema>,
         key: Vec<Value>,
     ) -> BoxFuture<'_, Result<Option<arrow_array::RecordBatch>, StoreError>> {
-        Box::pin(
-            async move { read::get(&self.pool(), &dataset, &key, self.statement_timeout_ms).await },
-        )
+        let pool = self.reads.pool(self.after);
+        Box::pin(async move { read::get(&pool, &dataset, &key, self.reads.timeout_ms).await })
     }
 
     fn scan(
@@ -165,12 +198,8 @@ impl RecordReader for PostgresStore {
         dataset: Arc<DatasetSchema>,
         plan: ReadPlan,
     ) -> BoxFuture<'_, Result<BatchStream, StoreError>> {
-        Box::pin(read::scan(
-            self.pool(),
-            dataset,
-            plan,
-            self.statement_timeout_ms,
-        ))
+        let pool = self.reads.pool(self.after);
+        Box::pin(read::scan(pool, dataset, plan, self.reads.timeout_ms))
     }
 
     fn count(
@@ -179,16 +208,75 @@ impl RecordReader for PostgresStore {
         filter: Predicate,
         exact: bool,
     ) -> BoxFuture<'_, Result<RowCount, StoreError>> {
+        let pool = self.reads.pool(self.after);
         Box::pin(async move {
-            read::count(
-                &self.pool(),
-                &dataset,
-                &filter,
-                exact,
-                self.statement_timeout_ms,
-            )
-            .await
+            read::count(&pool, &dataset, &filter, exact, self.reads.timeout_ms).await
         })
+    }
+}
+
+impl PostgresStore {
+    fn any_reads(&self) -> ReadsAfter {
+        ReadsAfter {
+            reads: Arc::clone(&self.reads),
+            after: None,
+        }
+    }
+}
+
+impl RecordReader for PostgresStore {
+    fn get(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        key: Vec<Value>,
+    ) -> BoxFuture<'_, Result<Option<arrow_array::RecordBatch>, StoreError>> {
+        let reads = self.any_reads();
+        Box::pin(async move { reads.get(dataset, key).await })
+    }
+
+    fn scan(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        plan: ReadPlan,
+    ) -> BoxFuture<'_, Result<BatchStream, StoreError>> {
+        let reads = self.any_reads();
+        Box::pin(async move { reads.scan(dataset, plan).await })
+    }
+
+    fn count(
+        &self,
+        dataset: Arc<DatasetSchema>,
+        filter: Predicate,
+        exact: bool,
+    ) -> BoxFuture<'_, Result<RowCount, StoreError>> {
+        let reads = self.any_reads();
+        Box::pin(async move { reads.count(dataset, filter, exact).await })
+    }
+}
+
+impl ReadYourWrites for PostgresStore {
+    /// The primary's WAL position: a replica that has replayed it holds the write just answered.
+    /// Without replicas every read is the primary's, and no token is needed.
+    fn position(&self) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+        Box::pin(async move {
+            if self.reads.replicas.is_empty() {
+                return Ok(None);
+            }
+            let client = connection(&self.primary).await?;
+            let row = client
+                .query_one("SELECT pg_current_wal_lsn()::TEXT", &[])
+                .await
+                .map_err(statement_error)?;
+            Ok(Some(row.get(0)))
+        })
+    }
+
+    fn reading_after(&self, token: &str) -> Option<Arc<dyn RecordReader>> {
+        let after = replicas::parse_lsn(token)?;
+        Some(Arc::new(ReadsAfter {
+            reads: Arc::clone(&self.reads),
+            after: Some(after),
+        }))
     }
 }
 
@@ -204,12 +292,50 @@ impl StoreHealth for PostgresStore {
         })
     }
 
+    fn replicas(&self) -> Vec<ReplicaState> {
+        self.reads.replicas.states()
+    }
+
     fn observe(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let status = self.primary.status();
             metrics::gauge!("dataforge_postgres_connections").set(status.size as f64);
             metrics::gauge!("dataforge_postgres_connections_idle").set(status.available as f64);
         })
+    }
+}
+
+/// A pool of connections to one server.
+fn pool(connect: &tokio_postgres::Config, config: &PostgresConfig) -> Result<Pool, OpenError> {
+    let manager = Manager::from_config(
+        connect.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(config.pool_size as usize)
+        .runtime(Runtime::Tokio1)
+        // a request waits for a busy pool as long as a statement may run, then gets 503
+        .wait_timeout(Some(std::time::Duration::from_millis(
+            config.statement_timeout_ms,
+        )))
+        .build()
+        .map_err(|e| OpenError::Pool(e.to_string()))
+}
+
+/// A URL as logs and `/health/ready` show it: its password replaced.
+fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
     }
 }
 

@@ -416,4 +416,3 @@ pub fn duckdb_only(what: &str) -> bool {
     }
     on_postgres()
 }
-
