@@ -183,6 +183,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
         AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
     let request_id = HeaderName::from_static("x-request-id");
+    let consistency = HeaderName::from_static(consistency::CONSISTENCY_HEADER);
     Some(
         CorsLayer::new()
             .allow_origin(allowed)
@@ -199,8 +200,14 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 header::CONTENT_ENCODING,
                 header::ACCEPT,
                 request_id.clone(),
+                consistency.clone(),
             ])
-            .expose_headers([request_id, header::RETRY_AFTER, header::WWW_AUTHENTICATE])
+            .expose_headers([
+                request_id,
+                consistency,
+                header::RETRY_AFTER,
+                header::WWW_AUTHENTICATE,
+            ])
             .max_age(std::time::Duration::from_secs(600)),
     )
 }
