@@ -5,6 +5,7 @@
 //! dialect.
 
 mod config;
+mod copy;
 mod dialect;
 mod errors;
 mod migrate;

@@ -20,9 +20,9 @@ use tokio_postgres::Row;
 type BoxError = Box<dyn Error + Sync + Send>;
 
 /// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
-const EPOCH_DAYS: i32 = 10_957;
+pub(crate) const EPOCH_DAYS: i32 = 10_957;
 /// Microseconds from 1970-01-01 to 2000-01-01.
-const EPOCH_MICROS: i64 = EPOCH_DAYS as i64 * 86_400_000_000;
+pub(crate) const EPOCH_MICROS: i64 = EPOCH_DAYS as i64 * 86_400_000_000;
 
 /// The column type storing a field type.
 pub(crate) fn column_type(ty: FieldType) -> &'static str {
@@ -47,18 +47,6 @@ pub(crate) fn literal(value: &Value) -> String {
         Value::String(s) | Value::Json(s) => text(s),
         Value::Date(days) => format!("DATE {}", text(&format_date(*days))),
         Value::Timestamp(micros) => format!("TIMESTAMP {}", text(&format_timestamp(*micros))),
-    }
-}
-
-/// The wire type of a field type's column (for `COPY ... BINARY`).
-pub(crate) fn wire_type(ty: FieldType) -> Type {
-    match ty {
-        FieldType::String | FieldType::Json => Type::TEXT,
-        FieldType::Integer => Type::INT8,
-        FieldType::Float => Type::FLOAT8,
-        FieldType::Boolean => Type::BOOL,
-        FieldType::Date => Type::DATE,
-        FieldType::Timestamp => Type::TIMESTAMP,
     }
 }
 

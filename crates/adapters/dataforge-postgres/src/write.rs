@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use bytes::BytesMut;
 use dataforge_domain::ports::{
     BoxFuture, ConflictReason, ConflictingKey, IncompleteRecord, StagedWrite, StoreError,
 };
@@ -14,13 +15,12 @@ use dataforge_domain::value::Value;
 use dataforge_domain::write::{ConflictMode, WriteOutcome};
 use dataforge_sql::{column_list, quote};
 use deadpool_postgres::{Object, Pool};
-use futures_util::pin_mut;
-use postgres_types::{ToSql, Type};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use futures_util::{SinkExt, pin_mut};
 
 use crate::connection;
+use crate::copy;
 use crate::errors::statement_error as failed;
-use crate::values::{Cell, Param, column_type, literal, wire_type};
+use crate::values::{Cell, column_type, literal};
 
 /// The temporary table a write stages into (one per connection and transaction).
 const STAGED: &str = "_dataforge_staged";
@@ -68,40 +68,33 @@ impl PostgresWrite {
             .ok_or_else(|| StoreError::Internal("a write was used after its end".into()))
     }
 
+    /// Copies a batch into the staged table, in chunks of about a MiB.
     async fn copy(&mut self, batch: RecordBatch) -> Result<(), StoreError> {
-        let schema = Arc::clone(&self.schema);
-        let mut types: Vec<Type> = schema
-            .fields
-            .iter()
-            .map(|f| wire_type(f.field_type))
-            .collect();
-        types.push(Type::INT8);
-        let names = column_list(schema.fields.iter().map(|f| f.name.as_str()));
+        const CHUNK_BYTES: usize = 1 << 20;
+        let names = column_list(self.schema.fields.iter().map(|f| f.name.as_str()));
         let sink = self
             .client()?
-            .copy_in(&format!("COPY {STAGED} ({names}, {ROW}) FROM STDIN BINARY"))
+            .copy_in::<_, bytes::Bytes>(&format!(
+                "COPY {STAGED} ({names}, {ROW}) FROM STDIN BINARY"
+            ))
             .await
             .map_err(failed)?;
-        let writer = BinaryCopyInWriter::new(sink, &types);
-        pin_mut!(writer);
-        let mut row = Vec::with_capacity(types.len());
-        for i in 0..batch.num_rows() {
-            row.clear();
-            row.extend(
-                schema
-                    .fields
-                    .iter()
-                    .zip(batch.columns())
-                    .map(|(f, column)| Value::from_array(f.field_type, column, i)),
-            );
-            row.push(Value::Integer(self.staged));
-            self.staged += 1;
-            let bound: Vec<Param<'_>> = row.iter().map(Param).collect();
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                bound.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-            writer.as_mut().write(&refs).await.map_err(failed)?;
+        pin_mut!(sink);
+        let mut out = BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024);
+        copy::header(&mut out);
+        let mut row = 0;
+        while row < batch.num_rows() {
+            let end = (row + 1024).min(batch.num_rows());
+            copy::rows(&self.schema, &batch, row..end, self.staged, &mut out);
+            self.staged += (end - row) as i64;
+            row = end;
+            if out.len() >= CHUNK_BYTES {
+                sink.send(out.split().freeze()).await.map_err(failed)?;
+            }
         }
-        writer.finish().await.map_err(failed)?;
+        copy::trailer(&mut out);
+        sink.send(out.freeze()).await.map_err(failed)?;
+        sink.finish().await.map_err(failed)?;
         Ok(())
     }
 
