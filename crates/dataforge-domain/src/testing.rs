@@ -25,6 +25,7 @@ pub fn dataset(name: &str, fields: Vec<FieldDraft>, key: &[&str]) -> DatasetDraf
         )),
         indexes: vec![],
         cluster_by: None,
+        partition_by: None,
         timezone: None,
     }
 }

@@ -10,6 +10,7 @@ mod dialect;
 mod errors;
 mod migrate;
 mod mutate;
+mod partitions;
 mod read;
 mod replicas;
 mod tables;

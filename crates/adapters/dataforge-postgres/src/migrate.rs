@@ -17,6 +17,7 @@ use tokio_postgres::Transaction;
 
 use crate::dialect::PostgresDialect;
 use crate::errors::statement_error as failed;
+use crate::partitions;
 use crate::tables::{create_table_named, index_name, index_statements};
 use crate::values::{batch, column_type, literal};
 
@@ -103,27 +104,14 @@ pub(crate) async fn change_table(
 ) -> Result<(), StoreError> {
     let table = quote(&declared.name);
     let run = async |sql: String| tx.batch_execute(&sql).await.map_err(migration_error);
+    let partitioning = |s: &DatasetSchema| {
+        s.partition_by
+            .map(|p| (s.fields[p.field].name.clone(), p.interval))
+    };
+    let repartitioned = partitioning(stored) != partitioning(declared);
     match plan.columns {
-        ColumnChange::Rewrite => {
-            // no dataset name starts with `_`: the working table cannot be one
-            let rewritten = format!("_dataforge_migrating_{}", declared.name);
-            run(format!("DROP TABLE IF EXISTS {}", quote(&rewritten))).await?;
-            run(create_table_named(declared, &rewritten)).await?;
-            run(format!(
-                "INSERT INTO {} {}",
-                quote(&rewritten),
-                mapped_select(&PostgresDialect, declared, plan)
-            ))
-            .await?;
-            run(format!(
-                "DROP TABLE {table}; ALTER TABLE {} RENAME TO {table}; \
-                 ALTER TABLE {table} RENAME CONSTRAINT {} TO {}",
-                quote(&rewritten),
-                quote(&format!("{rewritten}_pkey")),
-                quote(&format!("{}_pkey", declared.name))
-            ))
-            .await?;
-        }
+        _ if repartitioned => rewrite(tx, declared, plan).await?,
+        ColumnChange::Rewrite => rewrite(tx, declared, plan).await?,
         ColumnChange::Append | ColumnChange::None => {
             for (field, source) in declared.fields.iter().zip(&plan.sources) {
                 let column = quote(&field.name);
@@ -165,6 +153,47 @@ pub(crate) async fn change_table(
     }
     for step in &plan.steps {
         tracing::info!(dataset = %declared.name, risk = %step.risk, "{}", step.description);
+    }
+    Ok(())
+}
+
+/// Rewrites the table through the mapped `SELECT` into a new one made as declared (columns, key,
+/// partitions), which then takes the dataset's name.
+async fn rewrite(
+    tx: &Transaction<'_>,
+    declared: &DatasetSchema,
+    plan: &DatasetPlan,
+) -> Result<(), StoreError> {
+    let table = quote(&declared.name);
+    let run = async |sql: String| tx.batch_execute(&sql).await.map_err(migration_error);
+    // no dataset name starts with `_`: the working table cannot be one
+    let rewritten = format!("_dataforge_migrating_{}", declared.name);
+    let mapped = mapped_select(&PostgresDialect, declared, plan);
+    run(format!(
+        "DROP TABLE IF EXISTS {} CASCADE",
+        quote(&rewritten)
+    ))
+    .await?;
+    run(create_table_named(declared, &rewritten)).await?;
+    partitions::make_for(tx, declared, &rewritten, &format!("({mapped}) AS mapped")).await?;
+    run(format!("INSERT INTO {} {mapped}", quote(&rewritten))).await?;
+    run(format!(
+        "DROP TABLE {table} CASCADE; ALTER TABLE {} RENAME TO {table}; \
+         ALTER TABLE {table} RENAME CONSTRAINT {} TO {}",
+        quote(&rewritten),
+        quote(&format!("{rewritten}_pkey")),
+        quote(&format!("{}_pkey", declared.name))
+    ))
+    .await?;
+    for partition in partitions::of(tx, &declared.name).await? {
+        if let Some(suffix) = partition.strip_prefix(&rewritten) {
+            run(format!(
+                "ALTER TABLE {} RENAME TO {}",
+                quote(&partition),
+                quote(&format!("{}{suffix}", declared.name))
+            ))
+            .await?;
+        }
     }
     Ok(())
 }

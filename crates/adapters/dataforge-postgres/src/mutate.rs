@@ -4,7 +4,8 @@
 use dataforge_domain::change::{Change, Mutated, Mutation};
 use dataforge_domain::ports::StoreError;
 use dataforge_domain::schema::DatasetSchema;
-use dataforge_sql::{column_list, quote};
+use dataforge_domain::value::Value;
+use dataforge_sql::{Statement, column_list, quote};
 use deadpool_postgres::Pool;
 
 use crate::connection;
@@ -18,34 +19,21 @@ pub(crate) async fn mutate(
     schema: &DatasetSchema,
     mutation: &Mutation,
 ) -> Result<Mutated, StoreError> {
-    let mut statement = dataforge_sql::where_clause(&PostgresDialect, schema, &mutation.filter);
-    let table = quote(&schema.name);
-    let sql = match &mutation.change {
-        Change::Delete => format!("DELETE FROM {table}{}", statement.sql),
-        Change::Update(values) => {
-            let first = statement.params.len();
-            let sets: Vec<String> = values
-                .iter()
-                .enumerate()
-                .map(|(i, (field, _))| {
-                    format!(
-                        "{} = ${}",
-                        quote(&schema.fields[*field].name),
-                        first + i + 1
-                    )
-                })
-                .collect();
-            statement
-                .params
-                .extend(values.iter().map(|(_, value)| value.clone()));
-            format!("UPDATE {table} SET {}{}", sets.join(", "), statement.sql)
-        }
-    };
+    let filter = dataforge_sql::where_clause(&PostgresDialect, schema, &mutation.filter);
     let mut client = connection(pool).await?;
     let tx = client.transaction().await.map_err(failed)?;
     lock_dataset(&tx, schema).await?;
-    let bound = params(&statement.params);
-    let changed = tx.execute(&sql, &refs(&bound)).await.map_err(failed)?;
+    let changed = match &mutation.change {
+        Change::Delete if schema.partition_by.is_some() => {
+            delete_partitioned(&tx, schema, &filter).await?
+        }
+        Change::Delete => {
+            let sql = format!("DELETE FROM {}{}", quote(&schema.name), filter.sql);
+            let bound = params(&filter.params);
+            tx.execute(&sql, &refs(&bound)).await.map_err(failed)?
+        }
+        Change::Update(values) => update(&tx, schema, filter, values).await?,
+    };
     if let Some(max) = mutation.max_affected
         && changed > max
     {
@@ -57,6 +45,85 @@ pub(crate) async fn mutate(
     }
     tx.commit().await.map_err(failed)?;
     Ok(Mutated::count(changed))
+}
+
+/// `UPDATE ... SET` the new values of the records the filter selects (never of a key field, so
+/// never of the partition field).
+async fn update(
+    tx: &deadpool_postgres::Transaction<'_>,
+    schema: &DatasetSchema,
+    mut filter: Statement,
+    values: &[(usize, Value)],
+) -> Result<u64, StoreError> {
+    let first = filter.params.len();
+    let sets: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, (field, _))| {
+            format!(
+                "{} = ${}",
+                quote(&schema.fields[*field].name),
+                first + i + 1
+            )
+        })
+        .collect();
+    filter
+        .params
+        .extend(values.iter().map(|(_, value)| value.clone()));
+    let sql = format!(
+        "UPDATE {} SET {}{}",
+        quote(&schema.name),
+        sets.join(", "),
+        filter.sql
+    );
+    let bound = params(&filter.params);
+    tx.execute(&sql, &refs(&bound)).await.map_err(failed)
+}
+
+/// A delete from a partitioned table: a partition whose every record the filter selects is
+/// dropped whole (a retention delete of old months costs no row deletes), the others lose the
+/// selected records.
+async fn delete_partitioned(
+    tx: &deadpool_postgres::Transaction<'_>,
+    schema: &DatasetSchema,
+    filter: &Statement,
+) -> Result<u64, StoreError> {
+    let bound = params(&filter.params);
+    let matched = tx
+        .query(
+            &format!(
+                "SELECT tableoid::regclass::TEXT, count(*) FROM {}{} GROUP BY 1",
+                quote(&schema.name),
+                filter.sql
+            ),
+            &refs(&bound),
+        )
+        .await
+        .map_err(failed)?;
+    let mut changed = 0;
+    for row in matched {
+        let (partition, selected): (String, i64) = (row.get(0), row.get(1));
+        let all: i64 = tx
+            .query_one(&format!("SELECT count(*) FROM {partition}"), &[])
+            .await
+            .map_err(failed)?
+            .get(0);
+        if selected == all {
+            tx.batch_execute(&format!("DROP TABLE {partition}"))
+                .await
+                .map_err(failed)?;
+            tracing::info!(dataset = %schema.name, %partition, records = all, "dropped a partition every record of which was deleted");
+        } else {
+            tx.execute(
+                &format!("DELETE FROM {partition}{}", filter.sql),
+                &refs(&bound),
+            )
+            .await
+            .map_err(failed)?;
+        }
+        changed += selected as u64;
+    }
+    Ok(changed)
 }
 
 /// Rewrites the table in the order of its `cluster_by` fields (its key when it has none).

@@ -13,8 +13,8 @@ use dataforge_sql::{column_list, quote};
 use tokio_postgres::GenericClient;
 
 use crate::errors::statement_error as failed;
-use crate::migrate;
 use crate::values::column_type;
+use crate::{migrate, partitions};
 
 /// The table of applied schema versions.
 const SCHEMAS_TABLE: &str = "_dataforge_schemas";
@@ -41,9 +41,10 @@ pub(crate) fn create_table_named(schema: &DatasetSchema, name: &str) -> String {
         .collect();
     let key = column_list(schema.key_fields().map(|f| f.name.as_str()));
     format!(
-        "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({key}))",
+        "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({key})){}",
         quote(name),
-        columns.join(", ")
+        columns.join(", "),
+        partitions::clause(schema)
     )
 }
 

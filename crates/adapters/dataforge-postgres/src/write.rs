@@ -18,9 +18,9 @@ use deadpool_postgres::{Object, Pool};
 use futures_util::{SinkExt, pin_mut};
 
 use crate::connection;
-use crate::copy;
 use crate::errors::statement_error as failed;
 use crate::values::{Cell, column_type, literal};
+use crate::{copy, partitions};
 
 /// The temporary table a write stages into (one per connection and transaction).
 const STAGED: &str = "_dataforge_staged";
@@ -121,6 +121,8 @@ impl PostgresWrite {
     async fn store(&self, mode: ConflictMode) -> Result<WriteOutcome, StoreError> {
         let client = self.client()?;
         lock_dataset(client, &self.schema).await?;
+        let connection: &tokio_postgres::Client = client;
+        partitions::make_for(connection, &self.schema, &self.schema.name, STAGED).await?;
         let sql = Inserts::new(&self.schema);
         let outcome = match mode {
             ConflictMode::Error => {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use dataforge_domain::schema::{
-    Catalog, DatasetDraft, FieldDraft, Located, SchemaProblem, build_catalog,
+    Catalog, DatasetDraft, FieldDraft, Located, PartitionDraft, SchemaProblem, build_catalog,
 };
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -106,6 +106,7 @@ const DATASET_KEYS: &[&str] = &[
     "primary_key",
     "indexes",
     "cluster_by",
+    "partition_by",
     "timezone",
     "fields",
 ];
@@ -198,6 +199,7 @@ impl FileReader<'_> {
             primary_key: None,
             indexes: Vec::new(),
             cluster_by: None,
+            partition_by: None,
             timezone: None,
         };
         for (key, value) in table {
@@ -219,6 +221,9 @@ impl FileReader<'_> {
                     draft.cluster_by = self
                         .strings(value, "cluster_by")
                         .map(|k| Located::new(k, line))
+                }
+                "partition_by" => {
+                    draft.partition_by = self.partition(value).map(|p| Located::new(p, line))
                 }
                 "indexes" => {
                     for index in self.array(value, "indexes").unwrap_or_default() {
@@ -329,6 +334,24 @@ impl FileReader<'_> {
                 None
             }
         }
+    }
+
+    /// `{ field = "...", interval = "..." }`.
+    fn partition(&mut self, value: &Spanned<DeValue<'_>>) -> Option<PartitionDraft> {
+        let table = self.table(value, "`partition_by`")?;
+        let mut draft = PartitionDraft::default();
+        for (key, item) in table {
+            match key.get_ref().as_ref() {
+                "field" => draft.field = self.string(item, "partition_by.field"),
+                "interval" => draft.interval = self.string(item, "partition_by.interval"),
+                other => self.report(
+                    key.span(),
+                    format!("unknown key `{other}` in partition_by"),
+                    Some("partition_by takes `field` and `interval`".into()),
+                ),
+            }
+        }
+        Some(draft)
     }
 
     fn strings(&mut self, value: &Spanned<DeValue<'_>>, what: &str) -> Option<Vec<String>> {

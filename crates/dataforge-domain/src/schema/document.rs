@@ -4,7 +4,9 @@
 
 use serde_json::{Map, Value as Json, json};
 
-use super::{DatasetDraft, DatasetSchema, FieldDraft, FieldSchema, Located, build_catalog};
+use super::{
+    DatasetDraft, DatasetSchema, FieldDraft, FieldSchema, Located, PartitionDraft, build_catalog,
+};
 
 /// The schema as a JSON document (`renamed_from`, an instruction to a migration, is left out).
 pub fn to_document(schema: &DatasetSchema) -> Json {
@@ -20,6 +22,10 @@ pub fn to_document(schema: &DatasetSchema) -> Json {
         "primary_key": names(&schema.primary_key),
         "indexes": schema.indexes.iter().map(|i| names(i)).collect::<Vec<_>>(),
         "cluster_by": names(&schema.cluster_by),
+        "partition_by": schema.partition_by.map(|p| json!({
+            "field": schema.fields[p.field].name,
+            "interval": p.interval.name(),
+        })),
         "fields": schema.fields.iter().map(field_document).collect::<Vec<_>>(),
     })
 }
@@ -104,6 +110,15 @@ pub fn from_document(document: &Json) -> Result<DatasetSchema, String> {
             .map(|all| all.iter().map(|i| at(names(Some(i)))).collect())
             .unwrap_or_default(),
         cluster_by: (!cluster_by.is_empty()).then(|| at(cluster_by)),
+        partition_by: document
+            .get("partition_by")
+            .filter(|p| p.is_object())
+            .map(|p| {
+                at(PartitionDraft {
+                    field: text(p.get("field")),
+                    interval: text(p.get("interval")),
+                })
+            }),
         timezone: None,
     };
     let catalog = build_catalog(std::slice::from_ref(&draft)).map_err(|problems| {

@@ -27,8 +27,17 @@ pub struct DatasetDraft {
     pub primary_key: Option<Located<Vec<String>>>,
     pub indexes: Vec<Located<Vec<String>>>,
     pub cluster_by: Option<Located<Vec<String>>>,
+    /// `partition_by = { field = "...", interval = "month" | "year" }`.
+    pub partition_by: Option<Located<PartitionDraft>>,
     /// The time zone local times are read in, for every timestamp field that names none.
     pub timezone: Option<Located<String>>,
+}
+
+/// A partitioning as declared.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PartitionDraft {
+    pub field: Option<String>,
+    pub interval: Option<String>,
 }
 
 /// One field as declared. Bounds and defaults are JSON values, read against the type later.

@@ -198,6 +198,17 @@ pub fn plan(stored: &DatasetSchema, declared: &DatasetSchema) -> DatasetPlan {
     if names(stored, &stored.cluster_by) != names(declared, &declared.cluster_by) {
         add(Risk::Safe, "change cluster_by".into());
     }
+    let partitioning = |s: &DatasetSchema| {
+        s.partition_by
+            .map(|p| format!("{} by {}", s.fields[p.field].name, p.interval.name()))
+    };
+    if partitioning(stored) != partitioning(declared) {
+        let to = partitioning(declared).unwrap_or_else(|| "none".into());
+        add(
+            Risk::Safe,
+            format!("change partition_by to {to} (the table is rewritten where partitioned)"),
+        );
+    }
     if stored.description != declared.description {
         add(Risk::Safe, "change the dataset's description".into());
     }

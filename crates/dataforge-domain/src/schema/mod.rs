@@ -16,7 +16,7 @@ use regex::Regex;
 
 pub use build::{SchemaProblem, build_catalog};
 pub use document::{from_document, to_document};
-pub use draft::{DatasetDraft, FieldDraft, Located};
+pub use draft::{DatasetDraft, FieldDraft, Located, PartitionDraft};
 
 use crate::value::{FieldType, Value};
 
@@ -33,7 +33,42 @@ pub struct DatasetSchema {
     /// Fields (positions) stored data is ordered by when it is clustered, so that filters on
     /// them skip most of the table; empty when not declared.
     pub cluster_by: Vec<usize>,
+    /// How a store that partitions tables (PostgreSQL) splits this one by time; none by default.
+    pub partition_by: Option<Partitioning>,
     arrow: SchemaRef,
+}
+
+/// A table split into ranges of a date or timestamp field of the primary key, one partition per
+/// calendar month or year, so that retention deletes drop whole partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partitioning {
+    /// Position in `fields`.
+    pub field: usize,
+    pub interval: PartitionInterval,
+}
+
+/// The width of a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionInterval {
+    Month,
+    Year,
+}
+
+impl PartitionInterval {
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionInterval::Month => "month",
+            PartitionInterval::Year => "year",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "month" => Some(PartitionInterval::Month),
+            "year" => Some(PartitionInterval::Year),
+            _ => None,
+        }
+    }
 }
 
 /// One declared field.
@@ -94,6 +129,7 @@ impl DatasetSchema {
             primary_key,
             indexes,
             cluster_by,
+            partition_by: None,
             arrow,
         }
     }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 mod field;
 
-use super::{Catalog, DatasetDraft, DatasetSchema, FieldSchema, Located};
+use super::{
+    Catalog, DatasetDraft, DatasetSchema, FieldSchema, Located, PartitionInterval, Partitioning,
+};
 use crate::identifier::{IdentifierError, check_identifier};
 use crate::value::FieldType;
 
@@ -155,22 +157,26 @@ fn build_dataset(draft: &DatasetDraft, problems: &mut Problems<'_>) -> Option<Da
     let primary_key = primary_key(draft, &declared, problems);
     let indexes = indexes(draft, &declared, problems);
     let cluster_by = cluster_by(draft, &declared, problems);
+    let partition_by = partition_by(draft, &declared, primary_key.as_deref(), problems);
     let mut fields = declared.built.into_iter().collect::<Option<Vec<_>>>()?;
     let (name, primary_key, indexes, cluster_by) = (name?, primary_key?, indexes?, cluster_by?);
+    let partition_by = partition_by?;
     if fields.is_empty() {
         return None;
     }
     for &i in &primary_key {
         fields[i].required = true;
     }
-    Some(DatasetSchema::new(
+    let mut schema = DatasetSchema::new(
         name,
         draft.description.clone().unwrap_or_default(),
         fields,
         primary_key,
         indexes,
         cluster_by,
-    ))
+    );
+    schema.partition_by = partition_by;
+    Some(schema)
 }
 
 fn dataset_name(draft: &DatasetDraft, problems: &mut Problems<'_>) -> Option<String> {
@@ -354,11 +360,74 @@ fn cluster_by(
     positions.filter(|_| ok)
 }
 
+/// `partition_by`: a date or timestamp field of the primary key (a partitioned table keeps its key
+/// unique per partition, so the key must hold the partition field) and `month` or `year`.
+fn partition_by(
+    draft: &DatasetDraft,
+    declared: &Declared<'_>,
+    primary_key: Option<&[usize]>,
+    problems: &mut Problems<'_>,
+) -> Option<Option<Partitioning>> {
+    let Some(Located { value, line }) = &draft.partition_by else {
+        return Some(None);
+    };
+    let what = declared.what;
+    let example =
+        "write it like partition_by = { field = \"production_period\", interval = \"month\" }";
+    let interval = match value.interval.as_deref().map(PartitionInterval::from_name) {
+        Some(Some(interval)) => Some(interval),
+        Some(None) | None => {
+            problems.add(
+                *line,
+                format!("`partition_by` of {what} needs `interval`, `month` or `year`"),
+                Some(example.into()),
+            );
+            None
+        }
+    };
+    let Some(name) = &value.field else {
+        problems.add(
+            *line,
+            format!("`partition_by` of {what} names no `field`"),
+            Some(example.into()),
+        );
+        return None;
+    };
+    let field = declared.positions(std::slice::from_ref(name), *line, "partition_by", problems)?[0];
+    if !matches!(
+        declared.find(name),
+        Some((_, Some(FieldType::Date | FieldType::Timestamp)))
+    ) {
+        problems.add(
+            *line,
+            format!("partition_by field `{name}` is not a date or a timestamp"),
+            Some("partitions are ranges of time: name a date or timestamp field".into()),
+        );
+        return None;
+    }
+    if primary_key.is_some_and(|key| !key.contains(&field)) {
+        problems.add(
+            *line,
+            format!("partition_by field `{name}` is not part of the primary key of {what}"),
+            Some(
+                "a partitioned table keeps keys unique per partition: add the field to primary_key"
+                    .into(),
+            ),
+        );
+        return None;
+    }
+    Some(Some(Partitioning {
+        field,
+        interval: interval?,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::schema::PartitionDraft;
     use crate::testing::{dataset, field};
 
     fn problems(drafts: &[DatasetDraft]) -> Vec<String> {
@@ -443,6 +512,50 @@ mod tests {
                 "index field `field_code` is not a field of w",
                 "cluster_by field `nope` is not a field of w",
             ]
+        );
+    }
+
+    #[test]
+    fn partitions_are_months_or_years_of_a_time_field_of_the_key() {
+        let partitioned = |name: &str, interval: &str| {
+            let mut draft = dataset(
+                "p",
+                vec![
+                    field("id", "integer"),
+                    field("at", "timestamp"),
+                    field("day", "date"),
+                ],
+                &["id", "at"],
+            );
+            draft.partition_by = located(PartitionDraft {
+                field: Some(name.into()),
+                interval: Some(interval.into()),
+            });
+            draft
+        };
+        let catalog = build_catalog(&[partitioned("at", "month")]).unwrap();
+        assert_eq!(
+            catalog.get("p").unwrap().partition_by,
+            Some(Partitioning {
+                field: 1,
+                interval: PartitionInterval::Month
+            })
+        );
+        assert_eq!(
+            problems(&[partitioned("day", "year")]),
+            vec!["partition_by field `day` is not part of the primary key of p"]
+        );
+        assert_eq!(
+            problems(&[partitioned("id", "month")]),
+            vec!["partition_by field `id` is not a date or a timestamp"]
+        );
+        assert_eq!(
+            problems(&[partitioned("at", "week")]),
+            vec!["`partition_by` of p needs `interval`, `month` or `year`"]
+        );
+        assert_eq!(
+            problems(&[partitioned("nope", "month")]),
+            vec!["partition_by field `nope` is not a field of p"]
         );
     }
 

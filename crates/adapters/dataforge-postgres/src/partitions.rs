@@ -1,0 +1,124 @@
+//! Tables partitioned by time (`partition_by`): one partition per calendar month or year of a
+//! date or timestamp field of the key, created as records for it arrive (under the dataset's
+//! write lock, so two nodes never race to make one; an update cannot move a record, the field
+//! being part of the key), and dropped whole when a delete takes every record it holds
+//! (retention).
+
+use dataforge_domain::ports::StoreError;
+use dataforge_domain::schema::{DatasetSchema, PartitionInterval, Partitioning};
+use dataforge_domain::value::format_date;
+use dataforge_sql::quote;
+use tokio_postgres::GenericClient;
+
+use crate::errors::statement_error as failed;
+
+/// ` PARTITION BY RANGE (field)` for a partitioned dataset's `CREATE TABLE`.
+pub(crate) fn clause(schema: &DatasetSchema) -> String {
+    schema
+        .partition_by
+        .map(|p| {
+            format!(
+                " PARTITION BY RANGE ({})",
+                quote(&schema.fields[p.field].name)
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// The first day of the partition holding `days` (days since 1970-01-01), as (year, month).
+fn start_of(interval: PartitionInterval, days: i32) -> (i32, u32) {
+    let date = format_date(days);
+    let year: i32 = date[..date.len() - 6].parse().unwrap_or(1970);
+    let month: u32 = date[date.len() - 5..date.len() - 3].parse().unwrap_or(1);
+    match interval {
+        PartitionInterval::Month => (year, month),
+        PartitionInterval::Year => (year, 1),
+    }
+}
+
+/// Makes the partition of `table` (a dataset's, or a migration's working table) that starts at
+/// (year, month), unless it exists.
+async fn create(
+    client: &impl GenericClient,
+    table: &str,
+    interval: PartitionInterval,
+    (year, month): (i32, u32),
+) -> Result<(), StoreError> {
+    let (name, (end_year, end_month)) = match interval {
+        PartitionInterval::Month => (
+            format!("{table}__p{year:04}_{month:02}"),
+            if month == 12 {
+                (year + 1, 1)
+            } else {
+                (year, month + 1)
+            },
+        ),
+        PartitionInterval::Year => (format!("{table}__p{year:04}"), (year + 1, 1)),
+    };
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ('{year:04}-{month:02}-01') TO ('{end_year:04}-{end_month:02}-01')",
+            quote(&name),
+            quote(table)
+        ))
+        .await
+        .map_err(failed)
+}
+
+/// Makes the partitions of `table` that the values of the partition field in `source` (a table
+/// or subquery with that column) need.
+pub(crate) async fn make_for(
+    client: &impl GenericClient,
+    schema: &DatasetSchema,
+    table: &str,
+    source: &str,
+) -> Result<(), StoreError> {
+    let Some(Partitioning { field, interval }) = schema.partition_by else {
+        return Ok(());
+    };
+    let column = quote(&schema.fields[field].name);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT DISTINCT CAST(CAST(date_trunc('{}', {column}) AS DATE) - DATE '1970-01-01' AS INTEGER) \
+                 FROM {source} WHERE {column} IS NOT NULL",
+                interval.name()
+            ),
+            &[],
+        )
+        .await
+        .map_err(failed)?;
+    for row in rows {
+        create(client, table, interval, start_of(interval, row.get(0))).await?;
+    }
+    Ok(())
+}
+
+/// Partitions of a dataset's table, by name.
+pub(crate) async fn of(
+    client: &impl GenericClient,
+    table: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT c.relname::TEXT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = to_regclass($1) ORDER BY 1",
+            &[&quote(table)],
+        )
+        .await
+        .map_err(failed)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_falls_in_its_month_or_year() {
+        // 2020-02-29 is day 18321 since 1970-01-01
+        assert_eq!(start_of(PartitionInterval::Month, 18_321), (2020, 2));
+        assert_eq!(start_of(PartitionInterval::Year, 18_321), (2020, 1));
+        assert_eq!(start_of(PartitionInterval::Month, -1), (1969, 12));
+    }
+}
