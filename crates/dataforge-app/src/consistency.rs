@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use dataforge_domain::ports::{ReadYourWrites, ReplicaState};
+use dataforge_domain::ports::{ReadOrigin, ReadYourWrites, ReplicaState};
 
 use crate::{App, AppError};
 
@@ -22,9 +22,14 @@ impl App {
         }
     }
 
-    /// The use cases of a request that presents `token`: their reads see every write up to it.
-    pub fn reading_after(&self, token: &str) -> App {
-        match self.tokens.as_ref().and_then(|t| t.reading_after(token)) {
+    /// The use cases of one request: their reads see every write up to `token` (when it presents
+    /// one) and note in `origin` where they were served from.
+    pub fn reading_after(&self, token: Option<&str>, origin: Arc<ReadOrigin>) -> App {
+        match self
+            .tokens
+            .as_ref()
+            .and_then(|t| t.reading_after(token, origin))
+        {
             Some(reader) => App {
                 reader,
                 ..self.clone()

@@ -331,9 +331,30 @@ pub trait ReadYourWrites: Send + Sync {
     /// every read sees every acknowledged write.
     fn position(&self) -> BoxFuture<'_, Result<Option<String>, StoreError>>;
 
-    /// A reader whose reads see every write up to `token`; `None` for a token this store does not
-    /// understand (reads then go on as without one).
-    fn reading_after(&self, token: &str) -> Option<Arc<dyn RecordReader>>;
+    /// A reader for one request: its reads see every write up to `token` (when given and
+    /// understood) and note in `origin` where they were served from. `None` when the store has no
+    /// say in either (its own reads serve).
+    fn reading_after(
+        &self,
+        token: Option<&str>,
+        origin: Arc<ReadOrigin>,
+    ) -> Option<Arc<dyn RecordReader>>;
+}
+
+/// Where a request's reads were served from (`primary` or `replica`), as its store notes it, for
+/// the answer's `Dataforge-Served-By`.
+#[derive(Debug, Default)]
+pub struct ReadOrigin(std::sync::OnceLock<&'static str>);
+
+impl ReadOrigin {
+    /// Notes the first place a read of the request was served from.
+    pub fn note(&self, served_by: &'static str) {
+        let _ = self.0.set(served_by);
+    }
+
+    pub fn served_by(&self) -> Option<&'static str> {
+        self.0.get().copied()
+    }
 }
 
 /// What a store reports of one read replica (`/health/ready`).

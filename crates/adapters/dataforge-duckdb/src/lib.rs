@@ -29,8 +29,9 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use dataforge_domain::change::{Mutated, Mutation};
 use dataforge_domain::ports::{
-    BatchStream, BoxFuture, DatasetStorage, MigrationPolicy, MigrationReport, ReadYourWrites,
-    RecordReader, RecordWriter, RowCount, SchemaVersion, StagedWrite, Store, StoreError,
+    BatchStream, BoxFuture, DatasetStorage, MigrationPolicy, MigrationReport, ReadOrigin,
+    ReadYourWrites, RecordReader, RecordWriter, RowCount, SchemaVersion, StagedWrite, Store,
+    StoreError,
 };
 use dataforge_domain::query::{Predicate, ReadPlan};
 use dataforge_domain::schema::{Catalog, DatasetSchema};
@@ -243,7 +244,11 @@ impl ReadYourWrites for DuckDbStore {
         Box::pin(async { Ok(None) })
     }
 
-    fn reading_after(&self, _token: &str) -> Option<Arc<dyn RecordReader>> {
+    fn reading_after(
+        &self,
+        _token: Option<&str>,
+        _origin: Arc<ReadOrigin>,
+    ) -> Option<Arc<dyn RecordReader>> {
         None
     }
 }

@@ -144,8 +144,8 @@ impl FromRequestParts<HttpState> for Acting {
             });
         let mut acting = state.clone();
         acting.app = state.app.acting_as(access);
-        if let Some(token) = crate::consistency::presented(parts) {
-            acting.app = acting.app.reading_after(token);
+        if let Some(app) = crate::consistency::for_request(&acting.app, parts) {
+            acting.app = app;
         }
         Ok(Acting(acting))
     }

@@ -151,7 +151,7 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            consistency::stamp_writes,
+            consistency::stamp,
         ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(Edge {
@@ -205,6 +205,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             .expose_headers([
                 request_id,
                 consistency,
+                HeaderName::from_static(consistency::SERVED_BY_HEADER),
                 header::RETRY_AFTER,
                 header::WWW_AUTHENTICATE,
             ])

@@ -33,6 +33,22 @@ pub(crate) fn store_error(e: tokio_postgres::Error, timeout_ms: u64) -> StoreErr
     }
 }
 
+/// Whether the connection went away under a statement (a restart, a failover, a network cut), so
+/// that a read may be tried again on a new one. Writes are not: their fate is unknown, and they
+/// are answered 503.
+pub(crate) fn lost(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code();
+            code.code().starts_with("08")
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+        }
+        None => true,
+    }
+}
+
 /// A failure of a statement that no timeout applies to (schema changes, small reads).
 pub(crate) fn statement_error(e: tokio_postgres::Error) -> StoreError {
     store_error(e, 0)

@@ -21,9 +21,9 @@ use std::sync::Arc;
 
 use dataforge_domain::change::{Mutated, Mutation};
 use dataforge_domain::ports::{
-    BatchStream, BoxFuture, DatasetStorage, MigrationPolicy, MigrationReport, ReadYourWrites,
-    RecordReader, RecordWriter, ReplicaState, RowCount, SchemaVersion, StagedWrite, Store,
-    StoreError, StoreHealth,
+    BatchStream, BoxFuture, DatasetStorage, MigrationPolicy, MigrationReport, ReadOrigin,
+    ReadYourWrites, RecordReader, RecordWriter, ReplicaState, RowCount, SchemaVersion, StagedWrite,
+    Store, StoreError, StoreHealth,
 };
 use dataforge_domain::query::{Predicate, ReadPlan};
 use dataforge_domain::schema::{Catalog, DatasetSchema};
@@ -162,20 +162,18 @@ struct Reads {
 }
 
 impl Reads {
-    /// The pool of a read that must see every write up to `after` (any, for `None`).
-    fn pool(&self, after: Option<u64>) -> Pool {
-        match self.replicas.pick(&self.primary, after) {
-            Some(replica) => {
-                metrics::counter!("dataforge_postgres_reads_total", "served_by" => "replica")
-                    .increment(1);
-                replica
-            }
-            None => {
-                metrics::counter!("dataforge_postgres_reads_total", "served_by" => "primary")
-                    .increment(1);
-                self.primary.clone()
-            }
+    /// The pool of a read that must see every write up to `after` (any, for `None`), noted in
+    /// `origin` when a request asks.
+    fn pool(&self, after: Option<u64>, origin: Option<&ReadOrigin>) -> Pool {
+        let (pool, served_by) = match self.replicas.pick(&self.primary, after) {
+            Some(replica) => (replica, "replica"),
+            None => (self.primary.clone(), "primary"),
+        };
+        metrics::counter!("dataforge_postgres_reads_total", "served_by" => served_by).increment(1);
+        if let Some(origin) = origin {
+            origin.note(served_by);
         }
+        pool
     }
 }
 
@@ -183,6 +181,14 @@ impl Reads {
 struct ReadsAfter {
     reads: Arc<Reads>,
     after: Option<u64>,
+    /// Where the request's reads were served from, when it asks.
+    origin: Option<Arc<ReadOrigin>>,
+}
+
+impl ReadsAfter {
+    fn pool(&self) -> Pool {
+        self.reads.pool(self.after, self.origin.as_deref())
+    }
 }
 
 impl RecordReader for ReadsAfter {
@@ -191,7 +197,7 @@ impl RecordReader for ReadsAfter {
         dataset: Arc<DatasetSchema>,
         key: Vec<Value>,
     ) -> BoxFuture<'_, Result<Option<arrow_array::RecordBatch>, StoreError>> {
-        let pool = self.reads.pool(self.after);
+        let pool = self.pool();
         Box::pin(async move { read::get(&pool, &dataset, &key, self.reads.timeout_ms).await })
     }
 
@@ -200,7 +206,7 @@ impl RecordReader for ReadsAfter {
         dataset: Arc<DatasetSchema>,
         plan: ReadPlan,
     ) -> BoxFuture<'_, Result<BatchStream, StoreError>> {
-        let pool = self.reads.pool(self.after);
+        let pool = self.pool();
         Box::pin(read::scan(pool, dataset, plan, self.reads.timeout_ms))
     }
 
@@ -210,7 +216,7 @@ impl RecordReader for ReadsAfter {
         filter: Predicate,
         exact: bool,
     ) -> BoxFuture<'_, Result<RowCount, StoreError>> {
-        let pool = self.reads.pool(self.after);
+        let pool = self.pool();
         Box::pin(async move {
             read::count(&pool, &dataset, &filter, exact, self.reads.timeout_ms).await
         })
@@ -222,6 +228,7 @@ impl PostgresStore {
         ReadsAfter {
             reads: Arc::clone(&self.reads),
             after: None,
+            origin: None,
         }
     }
 }
@@ -273,11 +280,15 @@ impl ReadYourWrites for PostgresStore {
         })
     }
 
-    fn reading_after(&self, token: &str) -> Option<Arc<dyn RecordReader>> {
-        let after = replicas::parse_lsn(token)?;
+    fn reading_after(
+        &self,
+        token: Option<&str>,
+        origin: Arc<ReadOrigin>,
+    ) -> Option<Arc<dyn RecordReader>> {
         Some(Arc::new(ReadsAfter {
             reads: Arc::clone(&self.reads),
-            after: Some(after),
+            after: token.and_then(replicas::parse_lsn),
+            origin: Some(origin),
         }))
     }
 }

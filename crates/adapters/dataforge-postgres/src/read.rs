@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use dataforge_domain::ports::{BatchStream, RowCount, StoreError};
+use dataforge_domain::ports::{BatchStream, BoxFuture, RowCount, StoreError};
 use dataforge_domain::query::{OutputColumn, Predicate, ReadPlan};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::Value;
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::connection;
 use crate::dialect::PostgresDialect;
-use crate::errors::store_error;
+use crate::errors::{lost, store_error};
 use crate::values::{Cell, Param, batch};
 
 /// Rows per batch of a streamed read.
@@ -45,19 +45,48 @@ pub(crate) async fn get(
     timeout_ms: u64,
 ) -> Result<Option<RecordBatch>, StoreError> {
     let statement = dataforge_sql::by_key(&PostgresDialect, schema, key);
-    let client = connection(pool).await?;
-    let rows = client
-        .query_raw(&statement.sql, params(&statement.params))
-        .await
-        .map_err(|e| store_error(e, timeout_ms))?;
-    pin_mut!(rows);
-    let Some(row) = rows.next().await else {
-        return Ok(None);
-    };
-    let row = row.map_err(|e| store_error(e, timeout_ms))?;
-    batch(&all_fields(schema), &[row])
-        .map(Some)
-        .map_err(StoreError::Internal)
+    let row = retried(pool, timeout_ms, &statement, |client, statement| {
+        Box::pin(async move {
+            let rows = client
+                .query_raw(&statement.sql, params(&statement.params))
+                .await?;
+            pin_mut!(rows);
+            rows.next().await.transpose()
+        })
+    })
+    .await?;
+    match row {
+        Some(row) => batch(&all_fields(schema), &[row])
+            .map(Some)
+            .map_err(StoreError::Internal),
+        None => Ok(None),
+    }
+}
+
+/// Runs a read, and once more on a new connection when its connection was lost (see
+/// [`lost`]): a read changes nothing, so trying it again is safe.
+async fn retried<T>(
+    pool: &Pool,
+    timeout_ms: u64,
+    statement: &Statement,
+    read: impl for<'c> Fn(
+        &'c deadpool_postgres::Object,
+        &'c Statement,
+    ) -> BoxFuture<'c, Result<T, tokio_postgres::Error>>,
+) -> Result<T, StoreError> {
+    let mut tried = false;
+    loop {
+        let client = connection(pool).await?;
+        match read(&client, statement).await {
+            Err(e) if !tried && lost(&e) => {
+                tracing::warn!(error = %e, "a read lost its connection; trying again on a new one");
+                // the broken connection is not returned to the pool
+                drop(deadpool_postgres::Object::take(client));
+                tried = true;
+            }
+            result => return result.map_err(|e| store_error(e, timeout_ms)),
+        }
+    }
 }
 
 /// Starts a read; resolves with its first batch ready (or its failure).
@@ -149,12 +178,15 @@ pub(crate) async fn count(
             return Ok(RowCount { rows, exact: false });
         }
     }
+    drop(client);
     let statement = dataforge_sql::count(&PostgresDialect, schema, filter, None);
-    let bound = params(&statement.params);
-    let row = client
-        .query_one(&statement.sql, &refs(&bound))
-        .await
-        .map_err(failed)?;
+    let row = retried(pool, timeout_ms, &statement, |client, statement| {
+        Box::pin(async move {
+            let bound = params(&statement.params);
+            client.query_one(&statement.sql, &refs(&bound)).await
+        })
+    })
+    .await?;
     match row.try_get::<_, Cell>(0) {
         Ok(Cell::Integer(rows)) => Ok(RowCount {
             rows: rows.max(0) as u64,
