@@ -64,7 +64,10 @@ impl Server {
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        command.envs(engine_env(db));
+        // a test that names its own database (postgres_nodes) gets no database from engine_env
+        if !env.iter().any(|(key, _)| *key == "DATAFORGE_DATABASE__URL") {
+            command.envs(engine_env(db));
+        }
         for (key, value) in env {
             command.env(key, value);
             if let Some(same) = on_postgres().then(|| postgres_name(key)).flatten() {
