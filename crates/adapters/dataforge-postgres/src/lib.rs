@@ -136,7 +136,7 @@ impl RecordWriter for PostgresStore {
         dataset: Arc<DatasetSchema>,
     ) -> BoxFuture<'_, Result<Box<dyn StagedWrite>, StoreError>> {
         Box::pin(async move {
-            let staged = write::PostgresWrite::begin(self.pool(), dataset).await?;
+            let staged = write::PostgresWrite::begin(self.pool(), dataset);
             Ok(Box::new(staged) as Box<dyn StagedWrite>)
         })
     }

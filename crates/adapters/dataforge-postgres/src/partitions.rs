@@ -36,58 +36,96 @@ fn start_of(interval: PartitionInterval, days: i32) -> (i32, u32) {
     }
 }
 
-/// Makes the partition of `table` (a dataset's, or a migration's working table) that starts at
-/// (year, month), unless it exists.
+/// The name of the partition of `table` that starts at (year, month).
+fn name(table: &str, interval: PartitionInterval, (year, month): (i32, u32)) -> String {
+    match interval {
+        PartitionInterval::Month => format!("{table}__p{year:04}_{month:02}"),
+        PartitionInterval::Year => format!("{table}__p{year:04}"),
+    }
+}
+
+/// Makes the partition of `table` that starts at (year, month), unless it exists.
 async fn create(
     client: &impl GenericClient,
     table: &str,
     interval: PartitionInterval,
     (year, month): (i32, u32),
 ) -> Result<(), StoreError> {
-    let (name, (end_year, end_month)) = match interval {
-        PartitionInterval::Month => (
-            format!("{table}__p{year:04}_{month:02}"),
-            if month == 12 {
-                (year + 1, 1)
-            } else {
-                (year, month + 1)
-            },
-        ),
-        PartitionInterval::Year => (format!("{table}__p{year:04}"), (year + 1, 1)),
+    let (end_year, end_month) = match interval {
+        PartitionInterval::Month if month == 12 => (year + 1, 1),
+        PartitionInterval::Month => (year, month + 1),
+        PartitionInterval::Year => (year + 1, 1),
     };
     client
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ('{year:04}-{month:02}-01') TO ('{end_year:04}-{end_month:02}-01')",
-            quote(&name),
+            quote(&name(table, interval, (year, month))),
             quote(table)
         ))
         .await
         .map_err(failed)
 }
 
-/// Makes the partitions of `table` that the values of the partition field in `source` (a table
-/// or subquery with that column) need.
+/// The first days (since 1970-01-01) of the partitions the values of the partition field in
+/// `source` (a table, or a subquery with that column) fall in; `None` for a dataset without
+/// partitions.
+pub(crate) fn starts_sql(schema: &DatasetSchema, source: &str) -> Option<String> {
+    let Partitioning { field, interval } = schema.partition_by?;
+    let column = quote(&schema.fields[field].name);
+    Some(format!(
+        "SELECT DISTINCT CAST(CAST(date_trunc('{}', {column}) AS DATE) - DATE '1970-01-01' AS INTEGER) \
+         FROM {source} WHERE {column} IS NOT NULL",
+        interval.name()
+    ))
+}
+
+/// The partitions of `schema`'s table that days `needed` fall in and that do not exist yet.
+pub(crate) async fn missing(
+    client: &impl GenericClient,
+    schema: &DatasetSchema,
+    needed: &[i32],
+) -> Result<Vec<(i32, u32)>, StoreError> {
+    let Some(Partitioning { interval, .. }) = schema.partition_by else {
+        return Ok(Vec::new());
+    };
+    let mut starts: Vec<(i32, u32)> = needed.iter().map(|&d| start_of(interval, d)).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    let existing = of(client, &schema.name).await?;
+    Ok(starts
+        .into_iter()
+        .filter(|&start| !existing.contains(&name(&schema.name, interval, start)))
+        .collect())
+}
+
+/// Makes the partitions of `schema`'s table that start at `starts`.
+pub(crate) async fn create_all(
+    client: &impl GenericClient,
+    schema: &DatasetSchema,
+    starts: &[(i32, u32)],
+) -> Result<(), StoreError> {
+    if let Some(Partitioning { interval, .. }) = schema.partition_by {
+        for &start in starts {
+            create(client, &schema.name, interval, start).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the partitions of `table` (a migration's working table, made as `schema` declares) that
+/// the records of `source` need.
 pub(crate) async fn make_for(
     client: &impl GenericClient,
     schema: &DatasetSchema,
     table: &str,
     source: &str,
 ) -> Result<(), StoreError> {
-    let Some(Partitioning { field, interval }) = schema.partition_by else {
+    let (Some(sql), Some(Partitioning { interval, .. })) =
+        (starts_sql(schema, source), schema.partition_by)
+    else {
         return Ok(());
     };
-    let column = quote(&schema.fields[field].name);
-    let rows = client
-        .query(
-            &format!(
-                "SELECT DISTINCT CAST(CAST(date_trunc('{}', {column}) AS DATE) - DATE '1970-01-01' AS INTEGER) \
-                 FROM {source} WHERE {column} IS NOT NULL",
-                interval.name()
-            ),
-            &[],
-        )
-        .await
-        .map_err(failed)?;
+    let rows = client.query(&sql, &[]).await.map_err(failed)?;
     for row in rows {
         create(client, table, interval, start_of(interval, row.get(0))).await?;
     }

@@ -47,8 +47,9 @@ pub(crate) async fn get(
     let statement = dataforge_sql::by_key(&PostgresDialect, schema, key);
     let row = retried(pool, timeout_ms, &statement, |client, statement| {
         Box::pin(async move {
+            let prepared = prepared(client, &statement.sql).await?;
             let rows = client
-                .query_raw(&statement.sql, params(&statement.params))
+                .query_raw(&prepared, params(&statement.params))
                 .await?;
             pin_mut!(rows);
             rows.next().await.transpose()
@@ -123,8 +124,9 @@ async fn produce(
     failed: impl Fn(tokio_postgres::Error) -> StoreError,
 ) -> Result<(), StoreError> {
     let client = connection(pool).await?;
+    let prepared = prepared(&client, &statement.sql).await.map_err(&failed)?;
     let rows = client
-        .query_raw(&statement.sql, params(&statement.params))
+        .query_raw(&prepared, params(&statement.params))
         .await
         .map_err(&failed)?;
     pin_mut!(rows);
@@ -183,7 +185,8 @@ pub(crate) async fn count(
     let row = retried(pool, timeout_ms, &statement, |client, statement| {
         Box::pin(async move {
             let bound = params(&statement.params);
-            client.query_one(&statement.sql, &refs(&bound)).await
+            let prepared = prepared(client, &statement.sql).await?;
+            client.query_one(&prepared, &refs(&bound)).await
         })
     })
     .await?;
@@ -224,6 +227,22 @@ fn planned_rows(plan: Option<Cell<'_>>) -> Option<u64> {
         .get("Plan Rows")?
         .as_f64()
         .map(|r| r as u64)
+}
+
+/// Statements kept prepared per connection, at most; past it the connection's are forgotten (a
+/// read's SQL has one text per shape of request, values being parameters, but clients choose the
+/// shapes).
+const PREPARED_PER_CONNECTION: usize = 256;
+
+/// `sql` prepared on this connection, once: a read by key is then one round trip, not two.
+pub(crate) async fn prepared(
+    client: &deadpool_postgres::Object,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    if client.statement_cache.size() >= PREPARED_PER_CONNECTION {
+        client.statement_cache.clear();
+    }
+    client.prepare_cached(sql).await
 }
 
 /// Parameters as `query` takes them.
