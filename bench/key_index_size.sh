@@ -10,7 +10,8 @@
 #
 # Usage: bench/key_index_size.sh [ROWS] [BIN...]   (default 1000000 rows)
 #   INDEX=1 declares on well_production the index on (field_code, production_period) (default 0).
-#   ROUNDS=N runs every binary N times (default 1).
+#   ROUNDS=N runs every binary N times (default 1). PORT (default 8767), BENCH_DIR (default
+#   /tmp/dataforge-key-index-bench) keep two runs apart.
 # Needs: curl, wrk, bc. Prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,7 @@ if [ ${#bins[@]} -eq 0 ]; then
   bins=("$CARGO_TARGET_DIR/release/dataforge")
 fi
 work=${BENCH_DIR:-/tmp/dataforge-key-index-bench}
-port=8767
+port=${PORT:-8767}
 base="http://127.0.0.1:$port"
 rm -rf "$work" && mkdir -p "$work"
 schemas="$work/schemas"

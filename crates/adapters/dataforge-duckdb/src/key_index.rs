@@ -9,7 +9,12 @@
 //! (`crate::journal`) holds them durably, the index is not synced, and a start that finds DuckDB
 //! behind appends them from the journal (`crate::catch_up`). Indexes of an earlier version listed
 //! such writes in a log of their own (`_deferred`), which a start still replays once.
+//! Records are kept mostly in compressed blocks of records consecutive in key order, recent writes
+//! one LMDB entry each until they are folded into the blocks (see [`stored`]).
 
+mod stored;
+
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,9 +40,14 @@ use crate::ordered_index::{IndexRange, OrderedIndex};
 use crate::row_codec::{decode_rows, decode_values, encode_rows, encode_values, one_value_array};
 use crate::sql::{column_list, quote};
 use crate::{unsynced, verify};
+use stored::{Change, LastBlock, StoredRecords};
 
 /// Bump when the key or record encoding changes, so existing indexes are rebuilt.
-const FORMAT: u64 = 6;
+const FORMAT: u64 = 7;
+
+/// Records in one put or delete from which they are written to the blocks directly rather than as
+/// recent entries (see [`stored`]): a write this large would rewrite most blocks it touches anyway.
+const BULK_RECORDS: usize = 4096;
 
 /// The last format storing whole records ([`encode_rows`]) rather than what their keys do not
 /// hold ([`encode_values`]); its log of deferred writes is still replayed at the first start after
@@ -240,8 +250,10 @@ fn listed_keys(mut listed: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
 
 /// What the index keeps for one dataset.
 struct DatasetIndex {
-    /// Encoded key to the record's other fields ([`encode_values`]).
-    records: heed::Database<Bytes, Bytes>,
+    /// Encoded key to the record's other fields ([`encode_values`]), in blocks and recent entries.
+    records: StoredRecords,
+    /// Where the last fold of recent entries into blocks stopped (only the writer folds).
+    fold_cursor: parking_lot::Mutex<Vec<u8>>,
     keys: KeyEncoder,
     /// The declared indexes, in schema order.
     ordered: Vec<OrderedIndex>,
@@ -397,7 +409,10 @@ impl KeyIndex {
         // so it skips fsync on commit: a process crash loses nothing the OS has not written, and
         // anything lost in a machine crash shows as a sequence mismatch.
         let mut options = heed::EnvOpenOptions::new();
-        let databases: usize = catalog.iter().map(|s| 1 + s.indexes.len()).sum();
+        let databases: usize = catalog
+            .iter()
+            .map(|s| StoredRecords::DATABASES + s.indexes.len())
+            .sum();
         // and `_meta`, `_layout` and `_deferred`
         options
             .map_size(first_map_bytes(path, max_bytes))
@@ -445,9 +460,7 @@ impl KeyIndex {
             .map_err(index_error)?;
         let mut datasets = HashMap::new();
         for schema in catalog.iter() {
-            let records = env
-                .create_database(&mut tx, Some(&schema.name))
-                .map_err(index_error)?;
+            let records = StoredRecords::open(&env, &mut tx, &schema.name)?;
             let mut ordered = Vec::new();
             for declared in &schema.indexes {
                 let name = OrderedIndex::db_name(schema, declared);
@@ -458,6 +471,7 @@ impl KeyIndex {
             }
             let dataset = DatasetIndex {
                 records,
+                fold_cursor: parking_lot::Mutex::new(Vec::new()),
                 keys: KeyEncoder::new(schema)?,
                 ordered,
             };
@@ -581,11 +595,7 @@ impl KeyIndex {
     ) -> Result<Option<String>, StoreError> {
         let tx = self.read_txn()?;
         for schema in catalog.iter() {
-            let indexed = self
-                .dataset(&schema.name)?
-                .records
-                .len(&tx)
-                .map_err(index_error)?;
+            let indexed = self.dataset(&schema.name)?.records.count(&tx)?;
             let stored: i64 = conn
                 .query_row(
                     &format!("SELECT count(*) FROM {}", quote(&schema.name)),
@@ -716,29 +726,26 @@ impl KeyIndex {
                 .copied()
                 .filter(|k| !changed.contains(*k))
                 .collect();
+            let mut last = LastBlock::default();
             for chunk in new.chunks(REPLAY_CHUNK) {
                 let mut found = Vec::with_capacity(chunk.len());
                 for key in chunk {
-                    found.push(
-                        dataset
-                            .records
-                            .get(&tx, key)
-                            .map_err(index_error)?
-                            .ok_or_else(|| {
-                                StoreError::Internal("a deferred write's record is missing".into())
-                            })?,
-                    );
+                    found.push(dataset.records.get(&tx, key, &mut last)?.ok_or_else(|| {
+                        StoreError::Internal("a deferred write's record is missing".into())
+                    })?);
                 }
+                let found: Vec<&[u8]> = found.iter().map(|f| f.as_ref()).collect();
                 batches.push(decode(chunk, &found)?);
             }
             let changed: Vec<Vec<u8>> = changed.iter().map(|k| k.to_vec()).collect();
             let (mut kept, mut found) = (Vec::new(), Vec::new());
             for key in &changed {
-                if let Some(record) = dataset.records.get(&tx, key).map_err(index_error)? {
+                if let Some(record) = dataset.records.get(&tx, key, &mut last)? {
                     kept.push(key.as_slice());
                     found.push(record);
                 }
             }
+            let found: Vec<&[u8]> = found.iter().map(|f| f.as_ref()).collect();
             deferred.push(DeferredWrites {
                 schema: Arc::clone(schema),
                 appended: batches,
@@ -765,7 +772,7 @@ impl KeyIndex {
         self.meta.delete(write.tx()?, "seq").map_err(index_error)?;
         for schema in catalog.iter() {
             let dataset = self.dataset(&schema.name)?;
-            dataset.records.clear(write.tx()?).map_err(index_error)?;
+            dataset.records.clear(write.tx()?)?;
             for ordered in &dataset.ordered {
                 ordered.db.clear(write.tx()?).map_err(index_error)?;
             }
@@ -863,13 +870,15 @@ impl KeyIndex {
         dataset: &str,
         keys: &[Vec<u8>],
     ) -> Result<Vec<bool>, StoreError> {
-        let db = self.dataset(dataset)?.records;
+        let records = self.dataset(dataset)?.records;
         let tx = self.read_txn()?;
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
         let mut found = vec![false; keys.len()];
+        // in key order, neighbouring keys find the block the last one decoded
+        let mut last = LastBlock::default();
         for i in order {
-            found[i] = db.get(&tx, &keys[i]).map_err(index_error)?.is_some();
+            found[i] = records.get(&tx, &keys[i], &mut last)?.is_some();
         }
         Ok(found)
     }
@@ -910,8 +919,8 @@ impl KeyIndex {
     ) -> Result<Option<RecordBatch>, StoreError> {
         let dataset = self.dataset(&schema.name)?;
         let tx = self.read_txn()?;
-        match dataset.records.get(&tx, key).map_err(index_error)? {
-            Some(record) => dataset.decode(schema, &[key], &[record]).map(Some),
+        match dataset.records.get(&tx, key, &mut LastBlock::default())? {
+            Some(record) => dataset.decode(schema, &[key], &[&record]).map(Some),
             None => Ok(None),
         }
     }
@@ -951,15 +960,19 @@ impl KeyIndex {
         })?;
         let key_columns = ordered.primary_key_columns(schema, &entries)?;
         let keys = dataset.keys.encode(&key_columns)?;
-        let mut records = Vec::with_capacity(keys.len());
-        for key in &keys {
-            let record = dataset
-                .records
-                .get(&tx, key)
-                .map_err(index_error)?
-                .ok_or_else(|| StoreError::Internal("an index entry points to no record".into()))?;
-            records.push(record);
+        // looked up in key order (neighbours share a block), answered in the index's
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
+        let mut found: Vec<Option<Cow<'_, [u8]>>> = vec![None; keys.len()];
+        let mut last = LastBlock::default();
+        for i in order {
+            found[i] = dataset.records.get(&tx, &keys[i], &mut last)?;
         }
+        let records = found
+            .iter()
+            .map(|record| record.as_deref())
+            .collect::<Option<Vec<&[u8]>>>()
+            .ok_or_else(|| StoreError::Internal("an index entry points to no record".into()))?;
         decode_values(schema, &key_columns, &records)?
             .project(fields)
             .map_err(|e| StoreError::Internal(e.to_string()))
@@ -1115,18 +1128,23 @@ impl<'a> IndexWrite<'a> {
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
         if replacing && !dataset.ordered.is_empty() {
+            let mut last_block = LastBlock::default();
             for &i in &order {
-                self.unindex_stored(schema, dataset, &keys[i])?;
+                self.unindex_stored(schema, dataset, &keys[i], &mut last_block)?;
             }
         }
-        let stored_last = last_key(dataset.records, self.tx()?)?;
-        let mut last = stored_last.as_deref();
-        for &i in &order {
-            let flags = put_flags(&keys[i], &mut last);
-            dataset
-                .records
-                .put_with_flags(self.tx()?, flags, &keys[i], &records[i])
-                .map_err(index_error)?;
+        if self.in_parts || keys.len() >= BULK_RECORDS {
+            let changes = sorted_changes(keys, &order, |i| Some(records[i].as_slice()));
+            dataset.records.write_to_blocks(self.tx()?, &changes)?;
+        } else {
+            let stored_last = last_key(dataset.records.recent, self.tx()?)?;
+            let mut last = stored_last.as_deref();
+            for &i in &order {
+                let flags = put_flags(&keys[i], &mut last);
+                dataset
+                    .records
+                    .put(self.tx()?, &keys[i], &records[i], flags)?;
+            }
         }
         for ordered in &dataset.ordered {
             let entries = ordered.entry_keys(batch)?;
@@ -1154,10 +1172,21 @@ impl<'a> IndexWrite<'a> {
         schema: &DatasetSchema,
         key_columns: &[ArrayRef],
     ) -> Result<(), StoreError> {
-        let mut keys = self.index.dataset(&schema.name)?.keys.encode(key_columns)?;
+        let dataset = self.index.dataset(&schema.name)?;
+        let mut keys = dataset.keys.encode(key_columns)?;
         keys.sort_unstable();
-        for key in &keys {
-            self.remove(schema, key)?;
+        keys.dedup();
+        let mut last = LastBlock::default();
+        if self.in_parts || keys.len() >= BULK_RECORDS {
+            for key in &keys {
+                self.unindex_stored(schema, dataset, key, &mut last)?;
+            }
+            let changes: Vec<Change<'_>> = keys.iter().map(|k| (k.as_slice(), None)).collect();
+            dataset.records.write_to_blocks(self.tx()?, &changes)?;
+        } else {
+            for key in &keys {
+                self.remove_in(schema, key, &mut last)?;
+            }
         }
         let entries_per_record = 1 + self.index.dataset(&schema.name)?.ordered.len() as u64;
         self.wrote(keys.len() as u64 * entries_per_record)
@@ -1165,16 +1194,22 @@ impl<'a> IndexWrite<'a> {
 
     /// Removes the record under an encoded key, if there is one, with its declared-index entries.
     pub(crate) fn remove(&mut self, schema: &DatasetSchema, key: &[u8]) -> Result<(), StoreError> {
+        self.remove_in(schema, key, &mut LastBlock::default())
+    }
+
+    /// [`Self::remove`], with the block the last lookup of a run in key order decoded.
+    fn remove_in(
+        &mut self,
+        schema: &DatasetSchema,
+        key: &[u8],
+        last: &mut LastBlock,
+    ) -> Result<(), StoreError> {
         let index = self.index;
         let dataset = index.dataset(&schema.name)?;
         if !dataset.ordered.is_empty() {
-            self.unindex_stored(schema, dataset, key)?;
+            self.unindex_stored(schema, dataset, key, last)?;
         }
-        dataset
-            .records
-            .delete(self.tx()?, key)
-            .map_err(index_error)?;
-        Ok(())
+        dataset.records.remove(self.tx()?, key, last)
     }
 
     /// Removes the declared-index entries of the record stored under `key`, if there is one, before
@@ -1184,11 +1219,12 @@ impl<'a> IndexWrite<'a> {
         schema: &DatasetSchema,
         dataset: &DatasetIndex,
         key: &[u8],
+        last: &mut LastBlock,
     ) -> Result<(), StoreError> {
-        let Some(stored) = dataset.records.get(self.tx()?, key).map_err(index_error)? else {
+        let Some(stored) = dataset.records.get(self.tx()?, key, last)? else {
             return Ok(());
         };
-        let stored = dataset.decode(schema, &[key], &[stored])?;
+        let stored = dataset.decode(schema, &[key], &[&stored])?;
         for ordered in &dataset.ordered {
             let entries = ordered.entry_keys(&stored)?;
             ordered
@@ -1201,6 +1237,10 @@ impl<'a> IndexWrite<'a> {
 
     /// Commits the records with the sequence number of the DuckDB transaction that stored them.
     pub(crate) fn commit(mut self, seq: u64) -> Result<(), StoreError> {
+        for dataset in self.index.datasets.values() {
+            let mut cursor = dataset.fold_cursor.lock();
+            dataset.records.fold_step(self.tx()?, &mut cursor)?;
+        }
         self.index
             .meta
             .put(self.tx()?, "seq", &seq)
@@ -1210,6 +1250,26 @@ impl<'a> IndexWrite<'a> {
             None => Err(StoreError::Internal("no open key index transaction".into())),
         }
     }
+}
+
+/// The changes of the rows in `order` (sorted by key) under `keys`, each key once: of rows with
+/// one key, the last in row order, as puts one after another would leave it.
+fn sorted_changes<'a>(
+    keys: &'a [Vec<u8>],
+    order: &[usize],
+    value: impl Fn(usize) -> Option<&'a [u8]>,
+) -> Vec<Change<'a>> {
+    let mut order = order.to_vec();
+    // stable, by key then row: the last of equal keys is the latest
+    order.sort_by(|a, b| keys[*a].cmp(&keys[*b]).then(a.cmp(b)));
+    let mut changes: Vec<Change<'a>> = Vec::with_capacity(order.len());
+    for i in order {
+        match changes.last_mut() {
+            Some(last) if last.0 == keys[i].as_slice() => *last = (&keys[i], value(i)),
+            _ => changes.push((&keys[i], value(i))),
+        }
+    }
+    changes
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod mapped_pages;
 mod migrate;
 mod ordered_index;
 mod read_pool;
+mod record_blocks;
 mod row_codec;
 mod select;
 mod sql;
