@@ -31,7 +31,9 @@ schemas="$work/schemas"
 source bench/schemas.sh
 bench_schemas "$schemas" 0
 "$bin" generate --dataset well_production --schemas "$schemas" --rows "$rows" --format arrow -o "$work/rows.arrow" >/dev/null
-"$bin" generate --dataset well_production --schemas "$schemas" --rows "$rows" --format csv -o "$work/rows.csv" >/dev/null
+for format in csv ndjson parquet; do
+  "$bin" generate --dataset well_production --schemas "$schemas" --rows "$rows" --format "$format" -o "$work/rows.$format" >/dev/null
+done
 
 fresh_database() {
   psql "$server/postgres" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" 2>&1 | grep -v NOTICE || true
@@ -71,15 +73,25 @@ psql "$server/bench_raw" -qc "\\copy well_production FROM '$work/rows.csv' WITH 
 raw_copy_s=$(seconds "$start")
 psql "$server/bench_raw" -qc "ANALYZE well_production"
 
-fresh_database bench_df
-start_server bench_df
-start=$(date +%s%N)
-curl -sf -o /dev/null -X POST "$wp/records" -H 'Content-Type: application/vnd.apache.arrow.stream' --data-binary @"$work/rows.arrow"
-ingest_s=$(seconds "$start")
 echo "| ingest | seconds | rows/s | ratio to raw COPY |"
 echo "| --- | ---: | ---: | ---: |"
 echo "| psql COPY (CSV) into the keyed table | $raw_copy_s | $(echo "$rows / $raw_copy_s" | bc) | 1.00 |"
-echo "| POST Arrow through dataforge | $ingest_s | $(echo "$rows / $ingest_s" | bc) | $(ratio "$raw_copy_s" "$ingest_s") |"
+# one POST per format into a fresh database; Arrow last, into the database the reads then use
+for format in csv ndjson parquet arrow; do
+  case $format in
+    csv) type=text/csv ;;
+    ndjson) type=application/x-ndjson ;;
+    parquet) type=application/vnd.apache.parquet ;;
+    arrow) type=application/vnd.apache.arrow.stream ;;
+  esac
+  fresh_database bench_df
+  start_server bench_df
+  start=$(date +%s%N)
+  curl -sf -o /dev/null -X POST "$wp/records" -H "Content-Type: $type" --data-binary @"$work/rows.$format"
+  ingest_s=$(seconds "$start")
+  echo "| POST $format through dataforge | $ingest_s | $(echo "$rows / $ingest_s" | bc) | $(ratio "$raw_copy_s" "$ingest_s") |"
+  [ "$format" = arrow ] || stop_server
+done
 echo
 
 cat >"$work/get.sql" <<'SQL'

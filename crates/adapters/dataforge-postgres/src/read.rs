@@ -114,8 +114,10 @@ pub(crate) async fn scan(
     Ok(BatchStream::new(std::iter::once(Ok(first)).chain(rest)))
 }
 
-/// Sends the statement's rows as batches until they end or nobody reads them any more (then the
-/// query is cancelled, so PostgreSQL stops producing what nobody wants).
+/// Sends the statement's rows as batches until they end or nobody reads them any more. Then the
+/// query is cancelled, so PostgreSQL stops producing what nobody wants, and the connection is
+/// closed rather than returned to the pool: a cancel that reaches the server after the query ended
+/// would otherwise stop whichever query the connection ran next.
 async fn produce(
     pool: &Pool,
     statement: &Statement,
@@ -125,11 +127,12 @@ async fn produce(
 ) -> Result<(), StoreError> {
     let client = connection(pool).await?;
     let prepared = prepared(&client, &statement.sql).await.map_err(&failed)?;
-    let rows = client
-        .query_raw(&prepared, params(&statement.params))
-        .await
-        .map_err(&failed)?;
-    pin_mut!(rows);
+    let mut rows = Box::pin(
+        client
+            .query_raw(&prepared, params(&statement.params))
+            .await
+            .map_err(&failed)?,
+    );
     let mut pending = Vec::with_capacity(BATCH_ROWS);
     let mut sent_any = false;
     loop {
@@ -141,10 +144,10 @@ async fn produce(
             pending.clear();
             sent_any = true;
             if sender.send(Ok(next)).await.is_err() {
-                let _ = client
-                    .cancel_token()
-                    .cancel_query(tokio_postgres::NoTls)
-                    .await;
+                let cancel = client.cancel_token();
+                drop(rows);
+                drop(deadpool_postgres::Object::take(client));
+                let _ = cancel.cancel_query(tokio_postgres::NoTls).await;
                 return Ok(());
             }
         }
