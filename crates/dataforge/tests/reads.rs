@@ -884,9 +884,6 @@ fn reads_by_key_follow_every_write_and_survive_an_index_rebuild() {
 
 #[test]
 fn cluster_reorders_stored_rows_without_changing_them() {
-    if support::duckdb_only("the table file read in storage order") {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.duckdb");
     let server = Server::start(&db);
@@ -924,27 +921,15 @@ fn cluster_reorders_stored_rows_without_changing_them() {
         server.get(&format!("{WP}/count")).body,
         json!({"count": 3000, "exact": true})
     );
-    // stored in cluster_by order: the table read in storage order (one thread, no ORDER BY; the
-    // API orders every export by key) comes sorted by field_code, then period
     server.stop();
-    let keys: Vec<(i64, String)> = {
-        let conn = duckdb::Connection::open(&db).unwrap();
-        conn.execute_batch("SET threads = 1").unwrap();
-        let mut statement = conn
-            .prepare(
-                "SELECT field_code, strftime(production_period, '%Y-%m-%d') FROM well_production",
-            )
-            .unwrap();
-        statement
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
-    let mut sorted = keys.clone();
-    sorted.sort();
-    assert_eq!(keys.len(), 3000);
-    assert!(keys == sorted, "stored rows are not in cluster_by order");
+    if support::on_postgres() {
+        assert!(
+            clustered_on_postgres(&db),
+            "the table is not clustered on its cluster_by index"
+        );
+    } else {
+        assert_stored_in_cluster_order(&db);
+    }
     let server = Server::start_with(&db, &schemas, &[]);
     // writes go on after a rewrite, and keys stay unique
     let again = server.post_json(&format!("{WP}/records"), &json!([records[7]]));
@@ -965,6 +950,44 @@ fn cluster_reorders_stored_rows_without_changing_them() {
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("declares no `cluster_by`"), "{stderr}");
+}
+
+/// PostgreSQL marks the table clustered on the index of its `cluster_by` fields.
+fn clustered_on_postgres(db: &Path) -> bool {
+    let url = support::engine_env(db)
+        .into_iter()
+        .find(|(name, _)| name == "DATAFORGE_DATABASE__URL")
+        .map(|(_, url)| url)
+        .expect("a database URL on PostgreSQL");
+    let output = std::process::Command::new("psql")
+        .args([&url, "-Atc"])
+        .arg("SELECT indisclustered FROM pg_index WHERE indexrelid = to_regclass('well_production__cluster')")
+        .output()
+        .expect("run psql");
+    String::from_utf8_lossy(&output.stdout).trim() == "t"
+}
+
+/// Stored in cluster_by order: the DuckDB table read in storage order (one thread, no ORDER BY;
+/// the API orders every export by key) comes sorted by field_code, then period.
+fn assert_stored_in_cluster_order(db: &Path) {
+    let keys: Vec<(i64, String)> = {
+        let conn = duckdb::Connection::open(db).unwrap();
+        conn.execute_batch("SET threads = 1").unwrap();
+        let mut statement = conn
+            .prepare(
+                "SELECT field_code, strftime(production_period, '%Y-%m-%d') FROM well_production",
+            )
+            .unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys.len(), 3000);
+    assert!(keys == sorted, "stored rows are not in cluster_by order");
 }
 
 /// Several exports sorted on a field that no index orders, at once, under a memory limit smaller

@@ -104,7 +104,11 @@ impl PostgresStore {
             let (mut client, connection) =
                 self.connect.connect(NoTls).await.map_err(statement_error)?;
             let driver = tokio::spawn(connection);
-            let result = work(&mut client).await;
+            // a migration rewrites whole tables: statement_timeout is for reads
+            let result = match client.batch_execute("SET statement_timeout = 0").await {
+                Ok(()) => work(&mut client).await,
+                Err(e) => Err(statement_error(e)),
+            };
             drop(client);
             let _ = driver.await;
             result

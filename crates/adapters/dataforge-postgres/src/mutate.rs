@@ -22,6 +22,10 @@ pub(crate) async fn mutate(
     let filter = dataforge_sql::where_clause(&PostgresDialect, schema, &mutation.filter);
     let mut client = connection(pool).await?;
     let tx = client.transaction().await.map_err(failed)?;
+    // statement_timeout bounds reads; a change of millions of records may take longer
+    tx.batch_execute("SET LOCAL statement_timeout = 0")
+        .await
+        .map_err(failed)?;
     lock_dataset(&tx, schema).await?;
     let changed = match &mutation.change {
         Change::Delete if schema.partition_by.is_some() => {
@@ -136,11 +140,18 @@ pub(crate) async fn cluster(pool: &Pool, schema: &DatasetSchema) -> Result<u64, 
     let names = column_list(order.iter().map(|&i| schema.fields[i].name.as_str()));
     let table = quote(&schema.name);
     let index = quote(&format!("{}__cluster", schema.name));
-    let client = connection(pool).await?;
+    let mut client = connection(pool).await?;
+    let tx = client.transaction().await.map_err(failed)?;
+    // statement_timeout bounds reads; rewriting a large table takes longer
+    tx.batch_execute(&format!(
+        "SET LOCAL statement_timeout = 0; CREATE INDEX IF NOT EXISTS {index} ON {table} ({names}); \
+         CLUSTER {table} USING {index}"
+    ))
+    .await
+    .map_err(failed)?;
+    tx.commit().await.map_err(failed)?;
     client
-        .batch_execute(&format!(
-            "CREATE INDEX IF NOT EXISTS {index} ON {table} ({names}); CLUSTER {table} USING {index}; ANALYZE {table}"
-        ))
+        .batch_execute(&format!("ANALYZE {table}"))
         .await
         .map_err(failed)?;
     let row = client

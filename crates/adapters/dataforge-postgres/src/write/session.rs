@@ -141,7 +141,9 @@ pub(super) async fn create_staged(
         .collect();
     client
         .batch_execute(&format!(
-            "BEGIN; CREATE TEMPORARY TABLE {STAGED} ({}, {ROW} BIGINT NOT NULL) ON COMMIT DROP",
+            // statement_timeout bounds reads; a bulk write of millions of records may take longer
+            "BEGIN; SET LOCAL statement_timeout = 0; \
+             CREATE TEMPORARY TABLE {STAGED} ({}, {ROW} BIGINT NOT NULL) ON COMMIT DROP",
             columns.join(", ")
         ))
         .await
