@@ -419,3 +419,14 @@ pub fn duckdb_only(what: &str) -> bool {
     }
     on_postgres()
 }
+
+/// Whether a test of the PostgreSQL store's own behaviour is to be left out: it runs only with
+/// `DATAFORGE_TEST_ENGINE=postgres`. Says so when it is.
+pub fn postgres_only(what: &str) -> bool {
+    if !on_postgres() {
+        eprintln!(
+            "run with DATAFORGE_TEST_ENGINE=postgres: {what} belongs to the PostgreSQL store"
+        );
+    }
+    !on_postgres()
+}
