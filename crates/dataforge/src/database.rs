@@ -64,6 +64,16 @@ impl DatabaseSettings {
         }
     }
 
+    /// Applies `--db` (the DuckDB file; the place of a node's own files on every engine), and lets
+    /// the DuckDB store have its key index walked by this same program, in a child process, before
+    /// it is trusted.
+    pub fn place(&mut self, db: Option<&std::path::Path>) {
+        if let Some(db) = db {
+            self.duckdb.path = db.to_path_buf();
+        }
+        self.duckdb.key_index_verifier = std::env::current_exe().ok();
+    }
+
     /// Where files kept beside the database go by default (API keys): beside `database.path`
     /// (`--db`) whatever the engine, so that one flag places a node's files.
     pub fn local_path(&self) -> PathBuf {
@@ -91,6 +101,12 @@ pub fn precise(figment: &figment::Figment, error: figment::Error) -> figment::Er
         }
         None => error,
     }
+}
+
+/// Walks a DuckDB key index (the child process [`DatabaseSettings::place`] asks for): its entry
+/// count, or why it is unreadable.
+pub fn walk_key_index(dir: &std::path::Path) -> Result<u64, String> {
+    dataforge_duckdb::walk_key_index(dir)
 }
 
 /// Opens the store the settings name. Blocking: run it off the async executor.

@@ -82,7 +82,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Import(args) => import::run(args),
-        Command::VerifyKeyIndex { dir } => match dataforge_duckdb::walk_key_index(&dir) {
+        Command::VerifyKeyIndex { dir } => match database::walk_key_index(&dir) {
             Ok(entries) => {
                 println!("{entries}");
                 ExitCode::SUCCESS

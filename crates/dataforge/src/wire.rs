@@ -25,7 +25,8 @@ pub struct StoreArgs {
     /// Directory of schema files (default: ./schemas).
     #[arg(long)]
     pub schemas: Option<PathBuf>,
-    /// Database file (default: ./data/dataforge.duckdb).
+    /// Database file of the DuckDB store (default: ./data/dataforge.duckdb); with PostgreSQL,
+    /// where the node's own files (API keys) go beside.
     #[arg(long)]
     pub db: Option<PathBuf>,
 }
@@ -36,11 +37,7 @@ pub fn load_settings(store: &StoreArgs) -> Result<Settings, ExitCode> {
     if let Some(schemas) = &store.schemas {
         settings.server.schemas = schemas.clone();
     }
-    if let Some(db) = &store.db {
-        settings.database.duckdb.path = db.clone();
-    }
-    // the key index is walked by this same program, in a child process, before it is trusted
-    settings.database.duckdb.key_index_verifier = std::env::current_exe().ok();
+    settings.database.place(store.db.as_deref());
     Ok(settings)
 }
 
