@@ -22,19 +22,16 @@ impl App {
         }
     }
 
-    /// The use cases of one request: their reads see every write up to `token` (when it presents
-    /// one) and note in `origin` where they were served from.
-    pub fn reading_after(&self, token: Option<&str>, origin: Arc<ReadOrigin>) -> App {
-        match self
+    /// Holds one request's reads to every write up to `token` (when it presents one) and has
+    /// them note in `origin` where they were served from; a store without replicas keeps its
+    /// reader.
+    pub fn read_after(&mut self, token: Option<&str>, origin: Arc<ReadOrigin>) {
+        if let Some(reader) = self
             .tokens
             .as_ref()
             .and_then(|t| t.reading_after(token, origin))
         {
-            Some(reader) => App {
-                reader,
-                ..self.clone()
-            },
-            None => self.clone(),
+            self.reader = reader;
         }
     }
 

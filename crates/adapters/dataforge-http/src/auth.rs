@@ -144,9 +144,7 @@ impl FromRequestParts<HttpState> for Acting {
             });
         let mut acting = state.clone();
         acting.app = state.app.acting_as(access);
-        if let Some(app) = crate::consistency::for_request(&acting.app, parts) {
-            acting.app = app;
-        }
+        crate::consistency::for_request(&mut acting.app, parts);
         Ok(Acting(acting))
     }
 }

@@ -52,14 +52,16 @@ pub async fn stamp(State(state): State<HttpState>, mut request: Request, next: N
     response
 }
 
-/// The use cases of a request: held to the token it presents, noting where reads came from.
-pub(crate) fn for_request(app: &App, parts: &Parts) -> Option<App> {
-    let origin = parts.extensions.get::<Arc<ReadOrigin>>()?;
+/// Holds a request's use cases to the token it presents, noting where its reads came from.
+pub(crate) fn for_request(app: &mut App, parts: &Parts) {
+    let Some(origin) = parts.extensions.get::<Arc<ReadOrigin>>() else {
+        return;
+    };
     let token = parts
         .headers
         .get(CONSISTENCY_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|t| !t.is_empty());
-    Some(app.reading_after(token, Arc::clone(origin)))
+    app.read_after(token, Arc::clone(origin));
 }

@@ -165,25 +165,9 @@ pub(crate) async fn count(
     exact: bool,
     timeout_ms: u64,
 ) -> Result<RowCount, StoreError> {
-    let client = connection(pool).await?;
-    let failed = |e| store_error(e, timeout_ms);
-    if !exact && analyzed_rows(&client, schema).await?.is_some() {
-        let filtered = dataforge_sql::where_clause(&PostgresDialect, schema, filter);
-        let explain = format!(
-            "EXPLAIN (FORMAT JSON) SELECT 1 FROM {}{}",
-            dataforge_sql::quote(&schema.name),
-            filtered.sql
-        );
-        let bound = params(&filtered.params);
-        let row = client
-            .query_one(&explain, &refs(&bound))
-            .await
-            .map_err(failed)?;
-        if let Some(rows) = planned_rows(row.try_get::<_, Cell>(0).ok()) {
-            return Ok(RowCount { rows, exact: false });
-        }
+    if !exact && let Some(rows) = estimated(pool, schema, filter, timeout_ms).await? {
+        return Ok(RowCount { rows, exact: false });
     }
-    drop(client);
     let statement = dataforge_sql::count(&PostgresDialect, schema, filter, None);
     let row = retried(pool, timeout_ms, &statement, |client, statement| {
         Box::pin(async move {
@@ -200,6 +184,32 @@ pub(crate) async fn count(
         }),
         _ => Err(StoreError::Internal("a count answered no number".into())),
     }
+}
+
+/// The planner's estimate of the rows `filter` selects, once the table has statistics (`None`
+/// before: its estimates would be guesses, and it is counted instead).
+async fn estimated(
+    pool: &Pool,
+    schema: &DatasetSchema,
+    filter: &Predicate,
+    timeout_ms: u64,
+) -> Result<Option<u64>, StoreError> {
+    let client = connection(pool).await?;
+    if analyzed_rows(&client, schema).await?.is_none() {
+        return Ok(None);
+    }
+    let filtered = dataforge_sql::where_clause(&PostgresDialect, schema, filter);
+    let explain = format!(
+        "EXPLAIN (FORMAT JSON) SELECT 1 FROM {}{}",
+        dataforge_sql::quote(&schema.name),
+        filtered.sql
+    );
+    let bound = params(&filtered.params);
+    let row = client
+        .query_one(&explain, &refs(&bound))
+        .await
+        .map_err(|e| store_error(e, timeout_ms))?;
+    Ok(planned_rows(row.try_get::<_, Cell>(0).ok()))
 }
 
 /// The rows the statistics last counted, `None` for a table never analyzed (whose estimates are
