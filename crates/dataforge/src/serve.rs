@@ -84,6 +84,7 @@ fn http_settings(
         auth_required: authenticator.required,
         authenticator,
         cors_origins: settings.server.cors_origins.clone(),
+        explorer: settings.server.explorer,
         metrics: metrics_recorder(),
         credential_limits: CredentialLimits {
             requests_per_second: settings.auth.requests_per_second,

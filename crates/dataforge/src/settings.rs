@@ -83,6 +83,9 @@ pub struct ServerSettings {
     pub max_streamed_uploads: usize,
     /// Origins whose browser pages may call the API (`*` for any); none by default.
     pub cors_origins: Vec<String>,
+    /// Whether the data explorer page is served at `/` (it holds no data and calls the API with
+    /// the credential it is given).
+    pub explorer: bool,
 }
 
 impl Default for ServerSettings {
@@ -99,6 +102,7 @@ impl Default for ServerSettings {
             max_exports_per_client: 2,
             max_streamed_uploads: 64,
             cors_origins: Vec::new(),
+            explorer: true,
         }
     }
 }

@@ -86,11 +86,21 @@ pub async fn list_datasets(Acting(state): Acting) -> Response {
         .catalog()
         .iter()
         .filter(|d| access.sees(&d.name))
-        .map(|d| views::dataset(d, state.app.version(&d.name)))
+        .map(|d| views::dataset(d, state.app.version(&d.name), access))
         .collect();
     json_response(
         StatusCode::OK,
         json!({ "datasets": datasets }).to_string().into_bytes(),
+    )
+}
+
+/// `GET /v1/credential`: who this request acts for, and what it may do.
+pub async fn credential(Acting(state): Acting) -> Response {
+    json_response(
+        StatusCode::OK,
+        views::credential(state.app.access())
+            .to_string()
+            .into_bytes(),
     )
 }
 
@@ -109,7 +119,7 @@ pub async fn get_dataset(Acting(state): Acting, Path(dataset): Path<String>) -> 
     }
     Ok(json_response(
         StatusCode::OK,
-        views::dataset(&schema, state.app.version(&schema.name))
+        views::dataset(&schema, state.app.version(&schema.name), state.app.access())
             .to_string()
             .into_bytes(),
     ))

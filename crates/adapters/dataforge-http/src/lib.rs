@@ -5,6 +5,7 @@ mod auth;
 mod body;
 mod consistency;
 mod encode;
+mod explorer;
 mod exports;
 mod framework;
 mod handlers;
@@ -68,6 +69,8 @@ pub struct HttpSettings {
     pub metrics: Option<RenderMetrics>,
     /// Whether requests need a credential (said in the API description).
     pub auth_required: bool,
+    /// Whether the explorer's page is served at `/` and `/datasets/...`.
+    pub explorer: bool,
 }
 
 /// The API's routes, with request logging (one line per request: method, path, status, latency).
@@ -99,7 +102,20 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
     let compressed = CompressionLayer::new().compress_when(DefaultPredicate::new().and(
         NotForContentType::const_new("application/vnd.apache.parquet"),
     ));
-    let router = Router::new()
+    let router = Router::new();
+    let router = if settings.explorer {
+        router
+            .route("/", get(explorer::page))
+            .route("/datasets", get(explorer::page))
+            .route("/datasets/{*view}", get(explorer::page))
+            .route(
+                "/explorer/{file}",
+                get(explorer::file).layer(compressed.clone()),
+            )
+    } else {
+        router
+    };
+    let router = router
         .route("/health", get(handlers::health))
         .route("/health/ready", get(operations::ready))
         .route("/metrics", get(operations::metrics))
@@ -111,6 +127,7 @@ pub fn router(app: App, settings: HttpSettings) -> Router {
             "/v1/datasets",
             get(handlers::list_datasets).layer(compressed.clone()),
         )
+        .route("/v1/credential", get(handlers::credential))
         .route("/v1/datasets/{dataset}", get(handlers::get_dataset))
         .route(
             "/v1/datasets/{dataset}/records",
@@ -213,10 +230,15 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-/// The probes and the documentation pages answer whoever asks.
+/// The probes, the documentation pages and the explorer's page (which holds no data) answer
+/// whoever asks.
 fn open_to_all(path: &str) -> bool {
-    matches!(path, "/health" | "/health/ready" | "/docs" | "/problems")
-        || path.starts_with("/problems/")
+    matches!(
+        path,
+        "/" | "/health" | "/health/ready" | "/docs" | "/problems" | "/datasets"
+    ) || ["/problems/", "/datasets/", "/explorer/"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
 }
 
 /// What every request is checked against before routing.

@@ -123,11 +123,14 @@ fn status_class(status: StatusCode) -> &'static str {
 pub(crate) fn route_of(path: &str) -> &'static str {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
+        [""] | ["datasets", ..] => "explorer page",
+        ["explorer", _] => "/explorer/{file}",
         ["health"] => "/health",
         ["health", "ready"] => "/health/ready",
         ["metrics"] => "/metrics",
         ["openapi.json"] => "/openapi.json",
         ["docs"] => "/docs",
+        ["v1", "credential"] => "/v1/credential",
         ["v1", "datasets"] => "/v1/datasets",
         ["v1", "datasets", _] => "/v1/datasets/{dataset}",
         ["v1", "datasets", _, "records"] => "/v1/datasets/{dataset}/records",
@@ -161,6 +164,9 @@ mod tests {
             ),
             ("/v1/datasets/wells/query", "/v1/datasets/{dataset}/query"),
             ("/etc/passwd", "unmatched"),
+            ("/", "explorer page"),
+            ("/datasets/wells/records/1", "explorer page"),
+            ("/explorer/app.js", "/explorer/{file}"),
             (
                 "/v1/datasets/wells/records/",
                 "/v1/datasets/{dataset}/records/{key}",

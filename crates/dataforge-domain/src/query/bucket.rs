@@ -36,6 +36,19 @@ impl BucketUnit {
             .unwrap_or("day")
     }
 
+    /// The units a field of type `ty` may be bucketed by (none but for dates and timestamps).
+    pub fn names_for(ty: FieldType) -> Vec<&'static str> {
+        BucketUnit::ALL
+            .iter()
+            .filter(|(_, unit)| match ty {
+                FieldType::Timestamp => true,
+                FieldType::Date => !unit.within_a_day(),
+                _ => false,
+            })
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
     /// Units shorter than a day only make sense for timestamps.
     fn within_a_day(self) -> bool {
         matches!(self, BucketUnit::Minute | BucketUnit::Hour)
@@ -123,6 +136,18 @@ mod tests {
 
     fn parse(text: &str, ty: FieldType) -> Result<Bucket, QueryError> {
         Bucket::parse("bucket", text, "t", ty)
+    }
+
+    #[test]
+    fn the_units_listed_for_a_type_are_those_it_parses() {
+        for ty in [FieldType::Date, FieldType::Timestamp] {
+            for (name, _) in BucketUnit::ALL {
+                let listed = BucketUnit::names_for(ty).contains(&name);
+                assert_eq!(listed, parse(name, ty).is_ok(), "{name} on {ty}");
+            }
+        }
+        assert!(BucketUnit::names_for(FieldType::Integer).is_empty());
+        assert_eq!(BucketUnit::names_for(FieldType::Date).len(), 5);
     }
 
     #[test]

@@ -65,6 +65,15 @@ impl MetricFunction {
             .map(|(_, f, _)| f)
     }
 
+    /// The functions that apply to a field of type `ty` (an API description lists them).
+    pub fn names_for(ty: FieldType) -> Vec<&'static str> {
+        MetricFunction::ALL
+            .into_iter()
+            .filter(|(_, f, _)| *f != MetricFunction::Count && f.fits(ty).is_ok())
+            .map(|(n, _, _)| n)
+            .collect()
+    }
+
     fn names() -> String {
         MetricFunction::ALL.map(|(n, _, _)| n).join(", ")
     }
@@ -229,6 +238,21 @@ fn parse_fraction(at: &str, text: &str) -> Result<f64, QueryError> {
 mod tests {
     use super::*;
     use crate::testing::wells;
+
+    #[test]
+    fn the_functions_listed_for_a_type_are_those_that_fit_it() {
+        for ty in FieldType::ALL {
+            for (name, function, _) in MetricFunction::ALL {
+                let listed = MetricFunction::names_for(ty).contains(&name);
+                let fits = function != MetricFunction::Count && function.fits(ty).is_ok();
+                assert_eq!(listed, fits, "{name} on {ty}");
+            }
+        }
+        assert_eq!(
+            MetricFunction::names_for(FieldType::Boolean),
+            ["count_distinct"]
+        );
+    }
 
     #[test]
     fn new_metrics_parse_with_their_names_and_types() {

@@ -83,6 +83,8 @@ fn base(auth_required: bool) -> Json {
                 "responses": {"200": status("Ready"), "default": problem}}},
             "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics (admin on every dataset)",
                 "responses": {"200": {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}, "default": problem}}},
+            "/v1/credential": {"get": {"operationId": "credential", "summary": "Who this request acts for, and its grants",
+                "responses": {"200": {"description": "The credential", "content": {"application/json": {"schema": schemas::reference("credential")}}}, "default": problem}}},
             "/v1/datasets": {"get": {"operationId": "list_datasets", "summary": "The datasets this credential may touch",
                 "responses": {"200": {"description": "Datasets", "content": {"application/json": {"schema": schemas::reference("datasets")}}}, "default": problem}}},
         },

@@ -135,6 +135,8 @@ pub(super) fn record_schemas(schema: &DatasetSchema) -> Vec<(String, Json)> {
 
 /// The schemas every dataset shares.
 pub(super) fn shared() -> Vec<(&'static str, Json)> {
+    let names =
+        |what: &str| json!({"type": "array", "items": {"type": "string"}, "description": what});
     let count = |what: &str| json!({"type": "object", "required": [what], "properties": {what: {"type": "integer", "minimum": 0}}});
     vec![
         (
@@ -191,7 +193,20 @@ pub(super) fn shared() -> Vec<(&'static str, Json)> {
                 "primary_key": {"type": "array", "items": {"type": "string"}},
                 "indexes": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
                 "cluster_by": {"type": "array", "items": {"type": "string"}},
-                "fields": {"type": "array", "items": {"type": "object", "required": ["name", "type", "required"]}}}}),
+                "permissions": names("what this credential may do to the dataset"),
+                "fields": {"type": "array", "items": {"type": "object", "required": ["name", "type", "required", "operators", "metrics", "buckets"], "properties": {
+                    "operators": names("the filter operators the field takes"),
+                    "metrics": names("the aggregate functions of the field (count() aside)"),
+                    "buckets": names("the time bucket units of the field (dates and timestamps)")}}}}}),
+        ),
+        (
+            "credential",
+            json!({"type": "object", "required": ["name", "grants"], "properties": {
+                "name": {"type": "string"},
+                "grants": {"type": "array", "items": {"type": "object", "required": ["dataset", "permissions"], "properties": {
+                    "dataset": {"type": "string", "description": "a dataset's name, or `*` for every one"},
+                    "permissions": names("read, write, update, delete, admin"),
+                    "rule": {"type": ["string", "null"], "description": "the row rule: a filter every record it touches must pass"}}}}}}),
         ),
         (
             "datasets",

@@ -1,0 +1,152 @@
+import { useEffect, useState } from "preact/hooks";
+import { call, Dataset, datasetPath, Problem } from "../api";
+import { filterParams, readBrowse, withQuery } from "../query";
+import { datasetUrl, navigate } from "../route";
+import { show, Equivalent } from "./browse";
+import { Chart } from "./chart";
+import { Exports } from "./exports";
+import { FilterBuilder } from "./filters";
+import { ShowProblem } from "./problem";
+
+interface Groups {
+  items: Record<string, unknown>[];
+  truncated: boolean;
+}
+
+/** An aggregate as the page URL holds it: the API's `group_by`, `bucket` and `metrics`, and filters. */
+interface Aggregate {
+  groupBy: string[];
+  bucket: string;
+  metrics: string[];
+}
+
+function readAggregate(search: string): Aggregate {
+  const params = new URLSearchParams(search);
+  const list = (name: string) => (params.get(name) ?? "").split(",").filter(Boolean);
+  return { groupBy: list("group_by"), bucket: params.get("bucket") ?? "", metrics: splitMetrics(params.get("metrics") ?? "") };
+}
+
+/** `percentile(f,0.9)` holds a comma: split on commas outside parentheses. */
+function splitMetrics(text: string): string[] {
+  return text.match(/[^,(]+(\([^)]*\))?/g)?.map((m) => m.trim()).filter(Boolean) ?? [];
+}
+
+export function AggregateView({ dataset, search }: { dataset: Dataset; search: string }) {
+  const spec = readAggregate(search);
+  const filters = readBrowse(dataset, search).filters;
+  const params = filterParams(filters);
+  if (spec.groupBy.length) params.set("group_by", spec.groupBy.join(","));
+  if (spec.bucket) params.set("bucket", spec.bucket);
+  if (spec.metrics.length) params.set("metrics", spec.metrics.join(","));
+  const apiUrl = withQuery(`${datasetPath(dataset.name)}/aggregate`, params);
+  const [groups, setGroups] = useState<Groups | null>(null);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const ready = spec.metrics.length > 0;
+  useEffect(() => {
+    setGroups(null);
+    setProblem(null);
+    if (!ready) return;
+    call<Groups>(apiUrl).then(setGroups, (e) => setProblem(e instanceof Problem ? e : new Problem(0, "Failed", String(e))));
+  }, [apiUrl]);
+  const go = (next: Aggregate, nextFilters = filters) => {
+    const p = filterParams(nextFilters);
+    if (next.groupBy.length) p.set("group_by", next.groupBy.join(","));
+    if (next.bucket) p.set("bucket", next.bucket);
+    if (next.metrics.length) p.set("metrics", next.metrics.join(","));
+    navigate(withQuery(datasetUrl(dataset.name, "aggregate"), p));
+  };
+  const bucketField = spec.bucket.split(":")[0];
+  const keys = [...spec.groupBy.filter((g) => g !== bucketField), ...(bucketField ? [bucketField] : [])];
+  return (
+    <section class="aggregate">
+      <FilterBuilder dataset={dataset} filters={filters} onApply={(f) => go(spec, f)} />
+      <AggregateForm dataset={dataset} spec={spec} onRun={go} />
+      {ready && <Equivalent url={apiUrl} />}
+      <ShowProblem problem={problem} />
+      {groups && (
+        <>
+          <Chart items={groups.items} bucket={bucketField} groups={keys.filter((k) => k !== bucketField)} metric={metricName(spec.metrics[0])} />
+          <div class="toolbar">
+            {groups.truncated && <span class="hint">more groups than shown: narrow the filter or set a limit</span>}
+            <Exports dataset={dataset} params={params} />
+          </div>
+          <table class="groups" data-rows={groups.items.length}>
+            <thead>
+              <tr>{groups.items[0] && Object.keys(groups.items[0]).map((k) => <th key={k}>{k}</th>)}</tr>
+            </thead>
+            <tbody>
+              {groups.items.map((g, i) => (
+                <tr key={i}>{Object.values(g).map((v, j) => <td key={j}>{show(v)}</td>)}</tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
+    </section>
+  );
+}
+
+/** The answer column of a metric, as the API names it: `count`, `sum_oil`, `p90_oil`. */
+function metricName(metric: string | undefined): string {
+  const m = metric?.match(/^(\w+)\(([^,)]*)(?:,\s*([\d.]+))?\)$/);
+  if (!m) return "count";
+  const [, fn, field, p] = m;
+  if (!field) return "count";
+  if (fn === "percentile" && p) return `p${String(Number(p) * 100).replace(".", "_")}_${field}`;
+  return `${fn}_${field}`;
+}
+
+function AggregateForm({ dataset, spec, onRun }: { dataset: Dataset; spec: Aggregate; onRun: (a: Aggregate) => void }) {
+  const [draft, setDraft] = useState<Aggregate>(spec.metrics.length ? spec : { ...spec, metrics: ["count()"] });
+  const [bucketField, bucketUnit] = draft.bucket ? draft.bucket.split(":") : ["", ""];
+  const temporal = dataset.fields.filter((f) => f.buckets.length > 0);
+  const unitsOf = (name: string) => dataset.fields.find((f) => f.name === name)?.buckets ?? [];
+  const metricChoices = [
+    "count()",
+    ...dataset.fields.flatMap((f) => f.metrics.map((fn) => (fn === "percentile" ? `percentile(${f.name},0.9)` : `${fn}(${f.name})`))),
+  ];
+  const toggleGroup = (name: string) =>
+    setDraft({ ...draft, groupBy: draft.groupBy.includes(name) ? draft.groupBy.filter((g) => g !== name) : [...draft.groupBy, name] });
+  return (
+    <form class="aggregate-form" onSubmit={(e) => { e.preventDefault(); onRun(draft); }}>
+      <fieldset>
+        <legend>group by</legend>
+        {dataset.fields.filter((f) => f.type !== "json").map((f) => (
+          <label key={f.name}>
+            <input type="checkbox" name={`group-${f.name}`} checked={draft.groupBy.includes(f.name)} onChange={() => toggleGroup(f.name)} /> {f.name}
+          </label>
+        ))}
+      </fieldset>
+      <fieldset>
+        <legend>time bucket</legend>
+        <select name="bucket-field" value={bucketField} onChange={(e) => {
+          const field = (e.target as HTMLSelectElement).value;
+          setDraft({ ...draft, bucket: field ? `${field}:${unitsOf(field).includes("month") ? "month" : unitsOf(field)[0]}` : "" });
+        }}>
+          <option value="">none</option>
+          {temporal.map((f) => <option key={f.name} value={f.name}>{f.name}</option>)}
+        </select>
+        {bucketField && (
+          <select name="bucket-unit" value={bucketUnit} onChange={(e) => setDraft({ ...draft, bucket: `${bucketField}:${(e.target as HTMLSelectElement).value}` })}>
+            {unitsOf(bucketField).map((u) => <option key={u} value={u}>{u}</option>)}
+          </select>
+        )}
+      </fieldset>
+      <fieldset>
+        <legend>metrics</legend>
+        {draft.metrics.map((m, i) => (
+          <span class="metric" key={i}>
+            <select name="metric" value={m} onChange={(e) => setDraft({ ...draft, metrics: draft.metrics.map((x, j) => (j === i ? (e.target as HTMLSelectElement).value : x)) })}>
+              {metricChoices.map((c) => <option key={c} value={c}>{c}</option>)}
+            </select>
+            {draft.metrics.length > 1 && (
+              <button type="button" class="remove" onClick={() => setDraft({ ...draft, metrics: draft.metrics.filter((_, j) => j !== i) })}>✕</button>
+            )}
+          </span>
+        ))}
+        <button type="button" name="add-metric" onClick={() => setDraft({ ...draft, metrics: [...draft.metrics, "count()"] })}>+ metric</button>
+      </fieldset>
+      <button type="submit" name="run">run</button>
+    </form>
+  );
+}
