@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { call, curlOf, Dataset, datasetPath, Problem, recordPath } from "../api";
 import { Browse, browseParams, filterParams, PAGE_SIZE, readBrowse, withQuery } from "../query";
 import { datasetUrl, navigate } from "../route";
@@ -11,6 +11,12 @@ interface Page {
   next_cursor: string | null;
 }
 
+/** A page as shown: its place in the paging and how long it took, from request to answer. */
+interface Shown extends Page {
+  number: number;
+  took: number;
+}
+
 /** Earlier pages' cursors, kept in the history entry so that "previous" and the browser's back
  *  button both work ("" stands for the first page). */
 const trailOf = (state: unknown): string[] =>
@@ -19,19 +25,16 @@ const trailOf = (state: unknown): string[] =>
 export function BrowseView({ dataset, search, state }: { dataset: Dataset; search: string; state: unknown }) {
   const browse = readBrowse(dataset, search);
   const apiUrl = withQuery(`${datasetPath(dataset.name)}/records`, browseParams(browse));
-  const [page, setPage] = useState<Page | null>(null);
+  const trail = trailOf(state);
+  const [page, setPage] = useState<Shown | null>(null);
   const [problem, setProblem] = useState<Problem | null>(null);
-  const [took, setTook] = useState(0);
-  const started = useRef(0);
   useEffect(() => {
     const abort = new AbortController();
-    started.current = performance.now();
+    const started = performance.now();
+    const number = trail.length + 1;
     setProblem(null);
     call<Page>(apiUrl, { signal: abort.signal }).then(
-      (p) => {
-        setPage(p);
-        setTook(performance.now() - started.current);
-      },
+      (p) => setPage({ ...p, number, took: performance.now() - started }),
       (e) => {
         if (abort.signal.aborted) return;
         setPage(null);
@@ -43,7 +46,6 @@ export function BrowseView({ dataset, search, state }: { dataset: Dataset; searc
 
   const go = (next: Browse, trail: string[] = []) =>
     navigate(withQuery(datasetUrl(dataset.name), browseParams(next)), { trail });
-  const trail = trailOf(state);
   const columns = browse.select.length ? browse.select : dataset.fields.map((f) => f.name);
   const sortBy = (field: string) => {
     const order = browse.order === `${field}.asc` || browse.order === field ? `${field}.desc` : `${field}.asc`;
@@ -77,7 +79,7 @@ export function BrowseView({ dataset, search, state }: { dataset: Dataset; searc
       {page && (
         <>
           <div class="table-wrap">
-            <table class="records" data-rows={page.items.length} data-page={trail.length + 1} data-took-ms={took.toFixed(1)}>
+            <table class="records" data-rows={page.items.length} data-page={page.number} data-took-ms={page.took.toFixed(1)}>
               <thead>
                 <tr>
                   {columns.map((c) => (
@@ -111,7 +113,7 @@ export function BrowseView({ dataset, search, state }: { dataset: Dataset; searc
             <button type="button" name="previous" disabled={trail.length === 0} onClick={() => go({ ...browse, cursor: trail[trail.length - 1] }, trail.slice(0, -1))}>
               ← previous
             </button>
-            <span>page {trail.length + 1} · {page.items.length} rows · {took.toFixed(0)} ms</span>
+            <span>page {page.number} · {page.items.length} rows · {page.took.toFixed(0)} ms</span>
             <button type="button" name="next" disabled={!page.next_cursor} onClick={() => go({ ...browse, cursor: page.next_cursor ?? "" }, [...trail, browse.cursor])}>
               next →
             </button>
