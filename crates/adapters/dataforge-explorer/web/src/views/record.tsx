@@ -54,6 +54,7 @@ export function RecordView({ dataset, keyValues }: { dataset: Dataset; keyValues
   const changed = dataset.fields.filter((f) => stored && draft[f.name] !== asText(stored[f.name]));
   const save = async () => {
     setProblem(null);
+    setNotice("");
     const changes = Object.fromEntries(changed.map((f) => [f.name, asValue(f, draft[f.name])]));
     try {
       const answer = await call<Record_>(path, {
