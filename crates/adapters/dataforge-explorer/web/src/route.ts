@@ -11,7 +11,7 @@ export type Route =
 
 export function parseRoute(pathname: string): Route {
   const parts = pathname.split("/").filter(Boolean).map(decodeURIComponent);
-  if (parts.length === 0) return { view: "datasets" };
+  if (parts.length === 0 || (parts.length === 1 && parts[0] === "datasets")) return { view: "datasets" };
   if (parts[0] !== "datasets" || parts.length < 2) return { view: "missing" };
   const dataset = parts[1];
   if (parts.length === 2) return { view: "browse", dataset };
