@@ -289,12 +289,12 @@ impl OrderedIndex {
         let entries = self
             .db
             .range(tx, &(Bound::Included(start.as_slice()), Bound::Unbounded))
-            .map_err(crate::key_index::index_error)?;
+            .map_err(crate::index::index_error)?;
         for entry in entries {
             if taken == range.limit {
                 break;
             }
-            let (key, ()) = entry.map_err(crate::key_index::index_error)?;
+            let (key, ()) = entry.map_err(crate::index::index_error)?;
             if !key.starts_with(&prefix) {
                 break;
             }
@@ -353,7 +353,7 @@ fn conjunction<'a>(predicate: &'a Predicate, filters: &mut Vec<&'a Filter>) -> b
 
 /// The entries a page reads from an ordered index.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct IndexRange {
+pub struct IndexRange {
     /// Values of the leading key columns, fixed by equalities.
     prefix: Vec<Value>,
     /// Bounds on the key column after them.

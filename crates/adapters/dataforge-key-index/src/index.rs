@@ -27,18 +27,15 @@ use dataforge_domain::ports::StoreError;
 use dataforge_domain::query::RecordQuery;
 use dataforge_domain::schema::{Catalog, DatasetSchema};
 use dataforge_domain::value::Value;
-use duckdb::Connection;
 use heed::PutFlags;
 use heed::byteorder::BE;
 use heed::types::{Bytes, DecodeIgnore, Str, U64};
 
-use crate::batches::for_each_batch;
-use crate::deferred_append::{DeferredWrites, write_deferred};
 use crate::journal::Entry;
 use crate::mapped_pages::MappedPages;
+use crate::mirrored::{DeferredWrites, MirroredStore};
 use crate::ordered_index::{IndexRange, OrderedIndex};
 use crate::row_codec::{decode_rows, decode_values, encode_rows, encode_values, one_value_array};
-use crate::sql::{column_list, quote};
 use crate::{unsynced, verify};
 use stored::{Change, LastBlock, StoredRecords};
 
@@ -57,14 +54,6 @@ const FORMAT_WHOLE_RECORDS: u64 = 5;
 /// The format before each dataset's layout was recorded apart (see [`built_for`]); its log of
 /// deferred writes is still replayed at the first start after an upgrade.
 const FORMAT_WHOLE_LAYOUT: u64 = 4;
-
-/// The DuckDB table holding the sequence number of the last committed write.
-pub(crate) const SEQUENCE_TABLE: &str = "_dataforge_sequence";
-
-/// The statement that records a transaction's sequence number in DuckDB (one parameter).
-pub(crate) fn sequence_update() -> String {
-    format!("UPDATE {} SET seq = ?", quote(SEQUENCE_TABLE))
-}
 
 /// Left in the index's directory when a read found it damaged: the next start rebuilds it.
 const FOUND_DAMAGED: &str = "found-damaged";
@@ -114,7 +103,7 @@ const DAMAGED: &str = "key index damaged";
 
 /// Whether a failed read of the index says it is damaged (rather than, say, busy), so that it
 /// is not used again until a start rebuilds it.
-pub(crate) fn is_damage(e: &StoreError) -> bool {
+pub fn is_damage(e: &StoreError) -> bool {
     matches!(e, StoreError::Internal(message) if message.starts_with(DAMAGED))
 }
 
@@ -141,10 +130,10 @@ pub(crate) fn index_error(e: heed::Error) -> StoreError {
 }
 
 /// Encodes key columns as order-preserving bytes.
-pub(crate) struct KeyEncoder(RowConverter);
+pub struct KeyEncoder(RowConverter);
 
 impl KeyEncoder {
-    pub(crate) fn new(schema: &DatasetSchema) -> Result<Self, StoreError> {
+    pub fn new(schema: &DatasetSchema) -> Result<Self, StoreError> {
         let fields = schema
             .key_fields()
             .map(|f| SortField::new(f.field_type.arrow_type()))
@@ -155,7 +144,7 @@ impl KeyEncoder {
     }
 
     /// The encoded key of every row of `columns` (the key columns, in key order).
-    pub(crate) fn encode(&self, columns: &[ArrayRef]) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub fn encode(&self, columns: &[ArrayRef]) -> Result<Vec<Vec<u8>>, StoreError> {
         let rows = self
             .0
             .convert_columns(columns)
@@ -164,7 +153,7 @@ impl KeyEncoder {
     }
 
     /// Encoded keys as key columns (in key order).
-    pub(crate) fn columns(&self, keys: &[impl AsRef<[u8]>]) -> Result<Vec<ArrayRef>, StoreError> {
+    pub fn columns(&self, keys: &[impl AsRef<[u8]>]) -> Result<Vec<ArrayRef>, StoreError> {
         let parser = self.0.parser();
         let rows: Vec<_> = keys.iter().map(|k| parser.parse(k.as_ref())).collect();
         self.0
@@ -173,7 +162,7 @@ impl KeyEncoder {
     }
 
     /// The values of encoded keys, for answers that name them.
-    pub(crate) fn decode(
+    pub fn decode(
         &self,
         schema: &DatasetSchema,
         keys: &[&[u8]],
@@ -333,7 +322,7 @@ fn whole_layout(catalog: &Catalog) -> String {
         .join(";")
 }
 
-pub(crate) struct KeyIndex {
+pub struct KeyIndex {
     /// The directory of the LMDB environment.
     path: PathBuf,
     env: heed::Env,
@@ -389,15 +378,10 @@ impl<T> std::ops::Deref for Held<'_, T> {
 }
 
 impl KeyIndex {
-    /// Where the index of the database at `db_path` lives.
-    pub(crate) fn path_for(db_path: &Path) -> PathBuf {
-        crate::config::beside(db_path, ".keys")
-    }
-
     /// Opens (or creates) the index for every dataset of `catalog`. LMDB maps `max_bytes` of
     /// address space for it; disk grows only with use. Before use it must catch up with the
     /// tables (`crate::catch_up`), and be brought [`Self::in_step`] with the schemas they end up with.
-    pub(crate) fn open(
+    pub fn open(
         path: &Path,
         max_bytes: usize,
         catalog: &Catalog,
@@ -499,14 +483,14 @@ impl KeyIndex {
     pub(crate) fn replay_legacy_log(
         &self,
         stored: &Catalog,
-        conn: &Connection,
+        store: &impl MirroredStore,
         mut seq: u64,
     ) -> Result<u64, StoreError> {
         let indexed = self.sequence()?;
         if let Some(indexed) = indexed
             && indexed > seq
         {
-            if self.replay_deferred(stored, conn, seq, indexed)? {
+            if self.replay_deferred(stored, store, seq, indexed)? {
                 tracing::info!(
                     from = seq + 1,
                     to = indexed,
@@ -569,19 +553,19 @@ impl KeyIndex {
 
     /// Rebuilds the index from the tables unless it is in step with DuckDB's sequence number `seq`
     /// and was built for `catalog` (its declared indexes and its fields).
-    pub(crate) fn in_step(
+    pub fn in_step(
         &self,
         catalog: &Catalog,
-        conn: &Connection,
+        store: &impl MirroredStore,
         seq: u64,
     ) -> Result<(), StoreError> {
         let (indexed, built_for_catalog) = self.state(catalog)?;
         if indexed != Some(seq) || !built_for_catalog {
             tracing::info!(indexed = ?indexed, stored = seq, "rebuilding the key index from the tables");
-            self.rebuild(catalog, conn, seq)?;
-        } else if let Some(dataset) = self.count_differs(catalog, conn)? {
+            self.rebuild(catalog, store, seq)?;
+        } else if let Some(dataset) = self.count_differs(catalog, store)? {
             tracing::error!(%dataset, "the key index holds another number of records than the table; rebuilding it from the tables");
-            self.rebuild(catalog, conn, seq)?;
+            self.rebuild(catalog, store, seq)?;
         }
         Ok(())
     }
@@ -591,19 +575,12 @@ impl KeyIndex {
     fn count_differs(
         &self,
         catalog: &Catalog,
-        conn: &Connection,
+        store: &impl MirroredStore,
     ) -> Result<Option<String>, StoreError> {
         let tx = self.read_txn()?;
         for schema in catalog.iter() {
             let indexed = self.dataset(&schema.name)?.records.count(&tx)?;
-            let stored: i64 = conn
-                .query_row(
-                    &format!("SELECT count(*) FROM {}", quote(&schema.name)),
-                    [],
-                    |row| row.get(0),
-                )
-                .map_err(crate::store_error)?;
-            if indexed != stored as u64 {
+            if indexed != store.count(schema)? {
                 return Ok(Some(schema.name.clone()));
             }
         }
@@ -613,7 +590,7 @@ impl KeyIndex {
     /// Called when a read of the index failed, which only a damaged index does: it is no longer
     /// used (reads and key checks go through DuckDB) and the next start sets it aside and rebuilds
     /// it.
-    pub(crate) fn found_damaged(&self, e: &StoreError) {
+    pub fn found_damaged(&self, e: &StoreError) {
         tracing::error!(error = %e, index = %self.path.display(), "a read of the key index failed; it is no longer used (reads and key checks go through DuckDB) and the next start rebuilds it");
         self.disable();
         if let Err(io) = std::fs::write(self.path.join(FOUND_DAMAGED), e.to_string()) {
@@ -675,7 +652,7 @@ impl KeyIndex {
     fn replay_deferred(
         &self,
         catalog: &Catalog,
-        conn: &Connection,
+        store: &impl MirroredStore,
         stored: u64,
         indexed: u64,
     ) -> Result<bool, StoreError> {
@@ -754,19 +731,24 @@ impl KeyIndex {
             });
         }
         drop(tx);
-        write_deferred(conn, &deferred, indexed).map(|()| true)
+        store.append(&deferred, indexed).map(|()| true)
     }
 
     /// Flushes every committed transaction to disk (commits skip fsync) when the writer stops, so
     /// that a machine crash before the next start does not have the index rebuilt.
-    pub(crate) fn close_cleanly(&self) {
+    pub fn close_cleanly(&self) {
         match self.env.force_sync() {
             Ok(()) => unsynced::clear(&self.path),
             Err(e) => tracing::warn!(error = %e, "could not sync the key index at shutdown"),
         }
     }
 
-    fn rebuild(&self, catalog: &Catalog, conn: &Connection, seq: u64) -> Result<(), StoreError> {
+    fn rebuild(
+        &self,
+        catalog: &Catalog,
+        store: &impl MirroredStore,
+        seq: u64,
+    ) -> Result<(), StoreError> {
         let mut write = self.write_in_parts()?;
         // until the last part commits, the index is not in step with any sequence number
         self.meta.delete(write.tx()?, "seq").map_err(index_error)?;
@@ -777,14 +759,8 @@ impl KeyIndex {
                 ordered.db.clear(write.tx()?).map_err(index_error)?;
             }
             // in key order, so that records and pages are appended (see [`put_flags`])
-            let columns = column_list(schema.fields.iter().map(|f| f.name.as_str()));
-            let key = column_list(schema.key_fields().map(|f| f.name.as_str()));
-            let sql = format!(
-                "SELECT {columns} FROM {} ORDER BY {key}",
-                quote(&schema.name)
-            );
             let mut count = 0u64;
-            for_each_batch(conn, &sql, [], |batch| {
+            store.scan_in_key_order(schema, &mut |batch| {
                 count += batch.num_rows() as u64;
                 write.put(schema, &batch, false)
             })?;
@@ -809,7 +785,7 @@ impl KeyIndex {
     }
 
     /// Bytes the index's pages take, and bytes its map may grow to.
-    pub(crate) fn space(&self) -> (u64, u64) {
+    pub fn space(&self) -> (u64, u64) {
         let used = self.env.non_free_pages_size().unwrap_or(0);
         (used, self.max_bytes as u64)
     }
@@ -855,21 +831,17 @@ impl KeyIndex {
         }
     }
 
-    pub(crate) fn is_usable(&self) -> bool {
+    pub fn is_usable(&self) -> bool {
         self.usable.load(Ordering::Acquire)
     }
 
     /// Marks the index out of step with the tables until the next start.
-    pub(crate) fn disable(&self) {
+    pub fn disable(&self) {
         self.usable.store(false, Ordering::Release);
     }
 
     /// Which of `keys` are stored, as flags in the same order (looked up in key order).
-    pub(crate) fn contains(
-        &self,
-        dataset: &str,
-        keys: &[Vec<u8>],
-    ) -> Result<Vec<bool>, StoreError> {
+    pub fn contains(&self, dataset: &str, keys: &[Vec<u8>]) -> Result<Vec<bool>, StoreError> {
         let records = self.dataset(dataset)?.records;
         let tx = self.read_txn()?;
         let mut order: Vec<usize> = (0..keys.len()).collect();
@@ -884,7 +856,7 @@ impl KeyIndex {
     }
 
     /// The stored record with this key (values in key order), as a one-row batch.
-    pub(crate) fn get(
+    pub fn get(
         &self,
         schema: &DatasetSchema,
         key: &[Value],
@@ -894,11 +866,7 @@ impl KeyIndex {
     }
 
     /// A key (values in key order) as the index orders it.
-    pub(crate) fn encode_key(
-        &self,
-        schema: &DatasetSchema,
-        key: &[Value],
-    ) -> Result<Vec<u8>, StoreError> {
+    pub fn encode_key(&self, schema: &DatasetSchema, key: &[Value]) -> Result<Vec<u8>, StoreError> {
         let columns: Vec<ArrayRef> = schema
             .key_fields()
             .zip(key)
@@ -912,7 +880,7 @@ impl KeyIndex {
     }
 
     /// The stored record under an encoded key, as a one-row batch.
-    pub(crate) fn record(
+    pub fn record(
         &self,
         schema: &DatasetSchema,
         key: &[u8],
@@ -927,11 +895,7 @@ impl KeyIndex {
 
     /// A declared index that answers `query`, and the entries it reads (see
     /// [`OrderedIndex::plan`]).
-    pub(crate) fn plan(
-        &self,
-        schema: &DatasetSchema,
-        query: &RecordQuery,
-    ) -> Option<(usize, IndexRange)> {
+    pub fn plan(&self, schema: &DatasetSchema, query: &RecordQuery) -> Option<(usize, IndexRange)> {
         let dataset = self.datasets.get(&schema.name)?;
         dataset
             .ordered
@@ -941,7 +905,7 @@ impl KeyIndex {
     }
 
     /// The page a [`Self::plan`] found, with the columns `fields` (positions in the schema).
-    pub(crate) fn page(
+    pub fn page(
         &self,
         schema: &DatasetSchema,
         (index, range): &(usize, IndexRange),
@@ -980,7 +944,7 @@ impl KeyIndex {
 
     /// The keys of `batch` (shaped as the dataset's schema) in the index's encoding, with its whole
     /// records as the journal holds them ([`encode_rows`]).
-    pub(crate) fn encode(
+    pub fn encode(
         &self,
         schema: &DatasetSchema,
         batch: &RecordBatch,
@@ -1006,7 +970,7 @@ impl KeyIndex {
     }
 
     /// Starts writing the records of a committed write group.
-    pub(crate) fn write(&self) -> Result<IndexWrite<'_>, StoreError> {
+    pub fn write(&self) -> Result<IndexWrite<'_>, StoreError> {
         self.grow_if_needed();
         let map = self.map_lock.read_recursive();
         Ok(IndexWrite {
@@ -1022,7 +986,7 @@ impl KeyIndex {
     /// so one transaction for a multi-gigabyte upload held that much. Only the last part records
     /// the sequence number, so a crash between parts leaves the index behind DuckDB and the next
     /// start rebuilds it, as after a crash between DuckDB's commit and the index's.
-    pub(crate) fn write_in_parts(&self) -> Result<IndexWrite<'_>, StoreError> {
+    pub fn write_in_parts(&self) -> Result<IndexWrite<'_>, StoreError> {
         let mut write = self.write()?;
         write.in_parts = true;
         Ok(write)
@@ -1030,13 +994,13 @@ impl KeyIndex {
 }
 
 /// A batch's keys and whole records (the journal's form), encoded, in row order.
-pub(crate) struct Encoded {
+pub struct Encoded {
     pub keys: Vec<Vec<u8>>,
     pub records: Vec<Vec<u8>>,
 }
 
 /// Records being written to the index, visible to lookups once committed.
-pub(crate) struct IndexWrite<'a> {
+pub struct IndexWrite<'a> {
     index: &'a KeyIndex,
     /// The open transaction; `None` only between a part's commit and the next part's start.
     tx: Option<heed::RwTxn<'a>>,
@@ -1072,7 +1036,7 @@ impl<'a> IndexWrite<'a> {
     /// `replacing`, a key may hold a record already, which is replaced and whose declared-index
     /// entries are removed; without, the keys are known to be new (a write checked in mode
     /// `error`, a rebuild) and no lookup is spent on them.
-    pub(crate) fn put(
+    pub fn put(
         &mut self,
         schema: &DatasetSchema,
         batch: &RecordBatch,
@@ -1085,7 +1049,7 @@ impl<'a> IndexWrite<'a> {
     /// [`Self::put`] for a write's batches as one: sorted together, their records follow each other
     /// in key order (appended past the stored keys) instead of each batch splitting the pages the
     /// one before filled.
-    pub(crate) fn put_batches(
+    pub fn put_batches(
         &mut self,
         schema: &DatasetSchema,
         batches: &[RecordBatch],
@@ -1103,7 +1067,7 @@ impl<'a> IndexWrite<'a> {
     }
 
     /// [`Self::put`] with the batch's keys already encoded.
-    pub(crate) fn put_encoded(
+    pub fn put_encoded(
         &mut self,
         schema: &DatasetSchema,
         batch: &RecordBatch,
@@ -1167,7 +1131,7 @@ impl<'a> IndexWrite<'a> {
 
     /// Removes the records whose keys are the rows of `key_columns` (in key order), with their
     /// declared-index entries.
-    pub(crate) fn delete(
+    pub fn delete(
         &mut self,
         schema: &DatasetSchema,
         key_columns: &[ArrayRef],
@@ -1193,7 +1157,7 @@ impl<'a> IndexWrite<'a> {
     }
 
     /// Removes the record under an encoded key, if there is one, with its declared-index entries.
-    pub(crate) fn remove(&mut self, schema: &DatasetSchema, key: &[u8]) -> Result<(), StoreError> {
+    pub fn remove(&mut self, schema: &DatasetSchema, key: &[u8]) -> Result<(), StoreError> {
         self.remove_in(schema, key, &mut LastBlock::default())
     }
 
@@ -1236,7 +1200,7 @@ impl<'a> IndexWrite<'a> {
     }
 
     /// Commits the records with the sequence number of the DuckDB transaction that stored them.
-    pub(crate) fn commit(mut self, seq: u64) -> Result<(), StoreError> {
+    pub fn commit(mut self, seq: u64) -> Result<(), StoreError> {
         for dataset in self.index.datasets.values() {
             let mut cursor = dataset.fold_cursor.lock();
             dataset.records.fold_step(self.tx()?, &mut cursor)?;
