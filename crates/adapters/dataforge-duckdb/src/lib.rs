@@ -110,7 +110,8 @@ pub struct DuckDbStore {
     index_path: PathBuf,
     /// The most bytes the primary-key index may take.
     index_max_bytes: usize,
-    /// The program that verifies the key index before it is opened (see [`verify`]).
+    /// The program that verifies the key index before it is opened (see
+    /// [`dataforge_key_index::walk_key_index`]).
     index_verifier: Option<PathBuf>,
     /// The primary-key index, once `prepare` has opened it; reads by key use it while it is
     /// usable.

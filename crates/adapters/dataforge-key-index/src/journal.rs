@@ -1,9 +1,9 @@
 //! The journal of deferred writes: the durable copy of every write acknowledged before its table
 //! holds it. A deferred group's records (and the latest records of keys changed by key) are
 //! appended here and synced to disk before the answer, then written to the key index, which is
-//! derived data that may be deleted or rebuilt at any time. An append to DuckDB that records the
-//! group's sequence number makes its entries obsolete, and the journal is emptied then; a start
-//! appends to the tables whatever entries DuckDB's sequence number has not reached.
+//! derived data that may be deleted or rebuilt at any time. An append to the store that records
+//! the group's sequence number makes its entries obsolete, and the journal is emptied then; a start
+//! appends to the store whatever entries its sequence number has not reached.
 //!
 //! The file is a sequence of frames: payload length (u32 LE), CRC-32 of the payload (u32 LE),
 //! payload. A payload is the sequence number (u64 LE) then sections, each a dataset name
@@ -198,8 +198,8 @@ impl Journal {
         self.len == 0
     }
 
-    /// Empties the journal once DuckDB holds every entry. Not synced, and a failure only logged:
-    /// entries left are older than DuckDB's sequence number, skipped at start, and the next
+    /// Empties the journal once the store holds every entry. Not synced, and a failure only logged:
+    /// entries left are older than the store's sequence number, skipped at start, and the next
     /// append overwrites them from the start of the file.
     pub fn clear(&mut self) {
         if let Err(e) = self.file.set_len(0) {

@@ -7,6 +7,7 @@
 mod catch_up;
 mod index;
 pub mod journal;
+mod keys;
 mod mapped_pages;
 mod mirrored;
 mod ordered_index;
@@ -16,7 +17,8 @@ mod unsynced;
 mod verify;
 
 pub use catch_up::catch_up;
-pub use index::{Encoded, IndexWrite, KeyEncoder, KeyIndex, is_damage};
+pub use index::{Encoded, IndexWrite, KeyIndex, is_damage};
+pub use keys::KeyEncoder;
 pub use mirrored::{DeferredWrites, MirroredStore};
 pub use ordered_index::IndexRange;
 pub use row_codec::one_value_array;

@@ -22,8 +22,8 @@ use heed::types::{Bytes, Unit};
 
 use crate::row_codec::one_value_array;
 
-/// Pages longer than this are left to DuckDB: past a few thousand rows a scan of the table is no
-/// slower than as many lookups, and exports stream from DuckDB.
+/// Pages longer than this are left to the store: past a few thousand rows a scan of the table is
+/// no slower than as many lookups, and exports stream from the store.
 pub(crate) const MAX_INDEXED_PAGE: usize = 10_000;
 
 /// The order of every key column: as pages sort (nulls last), and with nulls after every value so
@@ -45,7 +45,7 @@ pub(crate) struct OrderedIndex {
     converter: RowConverter,
     schema_fields: Vec<SortField>,
     /// Key columns holding floats: bytes order -0.0 before 0.0 where SQL calls them equal, so
-    /// filters on them are left to DuckDB.
+    /// filters on them are left to the store.
     float_columns: Vec<usize>,
 }
 
@@ -452,7 +452,7 @@ mod tests {
         for params in refused {
             assert!(index.plan(&query(&schema, params)).is_none(), "{params}");
         }
-        // streams are left to DuckDB
+        // streams are left to the store
         let mut unbounded = query(&schema, "field_code=eq.3&order=period");
         unbounded.limit = None;
         assert!(index.plan(&unbounded).is_none());

@@ -13,7 +13,7 @@
 //!
 //! Crash safety is the index's own: all three live in the same LMDB environment and change in the
 //! writer's transactions, so a fold commits with the write it follows or not at all; the index
-//! is derived data, rebuilt from DuckDB or caught up from the journal when it is behind.
+//! is derived data, rebuilt from the store or caught up from the journal when it is behind.
 
 use std::borrow::Cow;
 use std::ops::Bound;
