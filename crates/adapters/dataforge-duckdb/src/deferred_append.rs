@@ -13,7 +13,7 @@ use duckdb::Connection;
 use dataforge_key_index::{DeferredWrites, KeyEncoder};
 
 use crate::batches::append_batches;
-use crate::mirrored::sequence_update;
+use crate::sequence;
 use crate::sql::{column_list, key_matches, quote};
 use crate::store_error;
 
@@ -35,7 +35,7 @@ pub(crate) fn write_deferred(
         .try_for_each(|w| write_dataset(conn, w))
         .and_then(|()| {
             appended = Instant::now();
-            conn.prepare_cached(&sequence_update())
+            conn.prepare_cached(&sequence::update_statement())
                 .and_then(|mut update| update.execute([seq as i64]))
                 .map_err(store_error)
         })

@@ -9,6 +9,7 @@ mod migrate;
 mod mirrored;
 mod read_pool;
 mod select;
+mod sequence;
 mod sql;
 mod tables;
 mod truncated;

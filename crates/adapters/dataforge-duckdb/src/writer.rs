@@ -43,7 +43,7 @@ use duckdb::types::Value as DuckValue;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::batches::{append_batches, for_each_batch};
-use crate::mirrored::sequence_update;
+use crate::sequence;
 use crate::sql::{column_list, create_table_named, key_matches, quote};
 use crate::store_error;
 use policy::{Next, Pending, Settle};

@@ -20,6 +20,7 @@ use dataforge_domain::schema::{Catalog, DatasetSchema};
 use heed::byteorder::BE;
 use heed::types::{Bytes, Str, U64};
 
+use crate::error::index_error;
 use crate::keys::KeyEncoder;
 use crate::mapped_pages::MappedPages;
 use crate::ordered_index::OrderedIndex;
@@ -28,8 +29,6 @@ use crate::unsynced;
 use map::first_map_bytes;
 use stored::StoredRecords;
 
-pub(crate) use damage::index_error;
-pub use damage::is_damage;
 pub(crate) use start::{REPLAY_CHUNK, refuse_replay};
 pub use write::{Encoded, IndexWrite};
 

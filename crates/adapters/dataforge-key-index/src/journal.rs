@@ -210,7 +210,7 @@ impl Journal {
 
     fn error(&self, e: std::io::Error) -> JournalError {
         let path = self.path.display().to_string();
-        if crate::disk_full(&e) {
+        if crate::error::disk_full(&e) {
             JournalError::Full { path }
         } else {
             JournalError::Io { path, source: e }

@@ -5,6 +5,7 @@
 //! this.
 
 mod catch_up;
+mod error;
 mod index;
 pub mod journal;
 mod keys;
@@ -17,14 +18,10 @@ mod unsynced;
 mod verify;
 
 pub use catch_up::catch_up;
-pub use index::{Encoded, IndexWrite, KeyIndex, is_damage};
+pub use error::is_damage;
+pub use index::{Encoded, IndexWrite, KeyIndex};
 pub use keys::KeyEncoder;
 pub use mirrored::{DeferredWrites, MirroredStore};
 pub use ordered_index::IndexRange;
 pub use row_codec::one_value_array;
 pub use verify::walk_key_index;
-
-/// Whether an I/O error says the disk is full.
-pub(crate) fn disk_full(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::StorageFull
-}

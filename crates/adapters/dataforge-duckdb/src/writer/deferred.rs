@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use dataforge_key_index::DeferredWrites;
 
 use crate::deferred_append::write_deferred;
-use crate::mirrored::stored_sequence;
+use crate::sequence;
 
 use super::appending::{AppendBatch, AppendThread, Appended, Outcome};
 use super::pacing::AppendPacing;
@@ -491,7 +491,7 @@ impl WriterState {
     /// Whether DuckDB holds the writes up to `seq` (an append whose outcome was lost, or whose
     /// commit answered an error, may have committed); notes it if so.
     fn holds(&mut self, seq: u64) -> bool {
-        let held = stored_sequence(&self.conn).is_ok_and(|stored| stored >= seq);
+        let held = sequence::stored(&self.conn).is_ok_and(|stored| stored >= seq);
         if held {
             let now = Instant::now();
             self.held(seq, now, now);

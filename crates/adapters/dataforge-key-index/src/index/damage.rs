@@ -6,19 +6,11 @@ use std::path::Path;
 use dataforge_domain::ports::StoreError;
 
 use super::KeyIndex;
+use crate::error::{damaged, index_error};
 use crate::{unsynced, verify};
 
 /// Left in the index's directory when a read found it damaged: the next start rebuilds it.
 const FOUND_DAMAGED: &str = "found-damaged";
-
-/// Whether LMDB refused to open the index because its file is damaged (truncated, overwritten).
-fn damaged(e: &heed::Error) -> bool {
-    use heed::MdbError::{Corrupted, Invalid, PageNotFound, VersionMismatch};
-    matches!(
-        e,
-        heed::Error::Mdb(Invalid | Corrupted | PageNotFound | VersionMismatch)
-    )
-}
 
 /// Moves a damaged index aside (kept for inspection: it may hold writes acknowledged in the last
 /// moments before the damage that the tables do not have yet) so that a new one is built from the
@@ -49,37 +41,6 @@ fn set_aside(path: &Path, e: &dyn std::fmt::Display) -> Result<(), StoreError> {
         "the key index is damaged; it was set aside and is rebuilt from the tables"
     );
     Ok(())
-}
-
-/// How an error from a damaged index begins (see [`is_damage`]).
-const DAMAGED: &str = "key index damaged";
-
-/// Whether a failed read of the index says it is damaged (rather than, say, busy), so that it
-/// is not used again until a start rebuilds it.
-pub fn is_damage(e: &StoreError) -> bool {
-    matches!(e, StoreError::Internal(message) if message.starts_with(DAMAGED))
-}
-
-pub(crate) fn index_error(e: heed::Error) -> StoreError {
-    match e {
-        heed::Error::Io(io) if crate::disk_full(&io) => {
-            StoreError::StorageFull("the key index".into())
-        }
-        // LMDB hands on the errno of a failed write
-        heed::Error::Mdb(heed::MdbError::Other(code))
-            if crate::disk_full(&std::io::Error::from_raw_os_error(code)) =>
-        {
-            StoreError::StorageFull("the key index".into())
-        }
-        ref damage if damaged(damage) => StoreError::Internal(format!("{DAMAGED}: {e}")),
-        heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::Internal(
-            "key index: full (its map reached database.key_index_max_mib, or could not grow in \
-             time); raise database.key_index_max_mib (DATAFORGE_DATABASE__KEY_INDEX_MAX_MIB) if it \
-             is the limit"
-                .into(),
-        ),
-        other => StoreError::Internal(format!("key index: {other}")),
-    }
 }
 
 impl KeyIndex {

@@ -9,7 +9,8 @@ use dataforge_domain::ports::StoreError;
 use dataforge_domain::schema::{Catalog, DatasetSchema};
 
 use super::stored::LastBlock;
-use super::{KeyIndex, REPLAY_CHUNK, index_error, refuse_replay};
+use super::{KeyIndex, REPLAY_CHUNK, refuse_replay};
+use crate::error::index_error;
 use crate::mirrored::{DeferredWrites, MirroredStore};
 use crate::ordered_index::OrderedIndex;
 use crate::row_codec::decode_rows;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use dataforge_domain::ports::StoreError;
 
-use super::{KeyIndex, index_error};
+use super::KeyIndex;
+use crate::error::index_error;
 
 /// The map a new or small index starts with.
 const FIRST_MAP_BYTES: usize = 64 << 20;

@@ -5,7 +5,8 @@
 use dataforge_domain::ports::StoreError;
 use dataforge_domain::schema::{Catalog, DatasetSchema};
 
-use super::{FORMAT, KeyIndex, index_error};
+use super::{FORMAT, KeyIndex};
+use crate::error::index_error;
 use crate::journal::Entry;
 use crate::mirrored::MirroredStore;
 use crate::ordered_index::OrderedIndex;

@@ -10,7 +10,8 @@ use heed::PutFlags;
 use heed::types::{Bytes, DecodeIgnore};
 
 use super::stored::{Change, LastBlock};
-use super::{DatasetIndex, KeyIndex, index_error};
+use super::{DatasetIndex, KeyIndex};
+use crate::error::index_error;
 use crate::ordered_index::OrderedIndex;
 use crate::row_codec::{encode_rows, encode_values};
 
