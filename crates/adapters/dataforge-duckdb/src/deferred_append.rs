@@ -8,37 +8,14 @@ use std::time::Instant;
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow_select::filter::filter_record_batch;
 use dataforge_domain::ports::StoreError;
-use dataforge_domain::schema::DatasetSchema;
 use duckdb::Connection;
 
+use dataforge_key_index::{DeferredWrites, KeyEncoder};
+
 use crate::batches::append_batches;
-use crate::key_index::{KeyEncoder, SEQUENCE_TABLE, sequence_update};
+use crate::sequence;
 use crate::sql::{column_list, key_matches, quote};
 use crate::store_error;
-
-/// Deferred writes of one dataset on their way to its table.
-#[derive(Clone)]
-pub(crate) struct DeferredWrites {
-    pub schema: Arc<DatasetSchema>,
-    /// New records (their keys were not stored when they were written).
-    pub appended: Vec<RecordBatch>,
-    /// Keys whose stored rows are replaced by their latest record in `current`, or removed when it
-    /// has none (updates and deletes by key).
-    pub changed: Vec<Vec<u8>>,
-    /// The latest records of the changed keys that still hold one.
-    pub current: Vec<RecordBatch>,
-}
-
-impl DeferredWrites {
-    /// Records and changed keys.
-    fn rows(&self) -> usize {
-        self.appended
-            .iter()
-            .map(RecordBatch::num_rows)
-            .sum::<usize>()
-            + self.changed.len()
-    }
-}
 
 /// Brings the tables in step with deferred writes, in one DuckDB transaction that records `seq`
 /// as its sequence number and is rolled back if any part fails: the rows of changed keys are
@@ -58,7 +35,7 @@ pub(crate) fn write_deferred(
         .try_for_each(|w| write_dataset(conn, w))
         .and_then(|()| {
             appended = Instant::now();
-            conn.prepare_cached(&sequence_update())
+            conn.prepare_cached(&sequence::update_statement())
                 .and_then(|mut update| update.execute([seq as i64]))
                 .map_err(store_error)
         })
@@ -80,16 +57,6 @@ pub(crate) fn write_deferred(
         "appended deferred writes"
     );
     written
-}
-
-/// The sequence number of the last write the tables hold.
-pub(crate) fn stored_sequence(conn: &Connection) -> Result<u64, StoreError> {
-    conn.query_row(
-        &format!("SELECT max(seq) FROM {}", quote(SEQUENCE_TABLE)),
-        [],
-        |row| row.get(0),
-    )
-    .map_err(store_error)
 }
 
 /// [`write_deferred`] for one dataset, inside the open transaction.

@@ -2,24 +2,17 @@
 //! single writer thread and a pool of read connections.
 
 mod batches;
-mod catch_up;
 mod config;
 mod deferred_append;
 mod health;
-mod journal;
-mod key_index;
-mod mapped_pages;
 mod migrate;
-mod ordered_index;
+mod mirrored;
 mod read_pool;
-mod record_blocks;
-mod row_codec;
 mod select;
+mod sequence;
 mod sql;
 mod tables;
 mod truncated;
-mod unsynced;
-mod verify;
 mod writer;
 
 use std::path::PathBuf;
@@ -43,9 +36,10 @@ use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
 use tokio::sync::{mpsc, oneshot};
 
 pub use config::DuckDbConfig;
-pub use verify::walk_key_index;
+pub use dataforge_key_index::walk_key_index;
 
-use key_index::KeyIndex;
+use dataforge_key_index::KeyIndex;
+use mirrored::MirroredTables;
 use read_pool::ReadPool;
 use writer::{Journals, Writer, WriterJob};
 
@@ -85,11 +79,6 @@ pub enum OpenError {
     Store(#[from] StoreError),
 }
 
-/// Whether an I/O error says the disk is full.
-pub(crate) fn disk_full(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::StorageFull
-}
-
 pub(crate) fn store_error(e: duckdb::Error) -> StoreError {
     let message = e.to_string();
     if message.contains("No space left on device") {
@@ -122,7 +111,8 @@ pub struct DuckDbStore {
     index_path: PathBuf,
     /// The most bytes the primary-key index may take.
     index_max_bytes: usize,
-    /// The program that verifies the key index before it is opened (see [`verify`]).
+    /// The program that verifies the key index before it is opened (see
+    /// [`dataforge_key_index::walk_key_index`]).
     index_verifier: Option<PathBuf>,
     /// The primary-key index, once `prepare` has opened it; reads by key use it while it is
     /// usable.
@@ -220,7 +210,7 @@ impl DuckDbStore {
             write_wait: Duration::from_millis(config.write_wait_ms),
             next_write: AtomicU64::new(0),
             path: config.path.clone(),
-            index_path: KeyIndex::path_for(&config.path),
+            index_path: config::beside(&config.path, ".keys"),
             index_max_bytes: config.key_index_max_bytes(),
             index_verifier: config.key_index_verifier.clone(),
             index: OnceLock::new(),
@@ -295,10 +285,11 @@ impl DatasetStorage for DuckDbStore {
             catalog,
             self.index_verifier.as_deref(),
         )?;
-        let seq = catch_up::catch_up(&index, &planned.stored, &conn, &entries)?;
+        let tables = MirroredTables::new(&conn)?;
+        let seq = dataforge_key_index::catch_up(&index, &planned.stored, &tables, &entries)?;
         journal.clear();
         let versions = migrate::apply(&conn, catalog, &planned, policy)?;
-        index.in_step(catalog, &conn, seq)?;
+        index.in_step(catalog, &tables, seq)?;
         let index = Arc::new(index);
         if self.index.set(Arc::clone(&index)).is_err() {
             return Err(StoreError::Internal(
@@ -516,7 +507,7 @@ impl RecordWriter for DuckDbStore {
 fn answered_by<T>(index: &KeyIndex, read: Result<T, StoreError>) -> Option<T> {
     match read {
         Ok(answer) => Some(answer),
-        Err(e) if key_index::is_damage(&e) => {
+        Err(e) if dataforge_key_index::is_damage(&e) => {
             index.found_damaged(&e);
             None
         }

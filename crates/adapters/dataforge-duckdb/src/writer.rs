@@ -37,12 +37,13 @@ use dataforge_domain::change::{Mutated, Mutation};
 use dataforge_domain::ports::{ConflictReason, ConflictingKey, StoreError};
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::write::{ConflictMode, WriteOutcome};
+use dataforge_key_index::{KeyEncoder, KeyIndex};
 use duckdb::Connection;
 use duckdb::types::Value as DuckValue;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::batches::{append_batches, for_each_batch};
-use crate::key_index::{KeyEncoder, KeyIndex, sequence_update};
+use crate::sequence;
 use crate::sql::{column_list, create_table_named, key_matches, quote};
 use crate::store_error;
 use policy::{Next, Pending, Settle};

@@ -12,9 +12,10 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use dataforge_domain::ports::StoreError;
+use dataforge_key_index::DeferredWrites;
 use duckdb::Connection;
 
-use crate::deferred_append::{DeferredWrites, write_deferred};
+use crate::deferred_append::write_deferred;
 
 /// Deferred writes on their way to DuckDB, up to sequence number `seq`.
 #[derive(Clone)]

@@ -15,11 +15,11 @@ use dataforge_domain::change::{Change, Mutated, Mutation, key_filter};
 use dataforge_domain::ports::StoreError;
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::Value;
+use dataforge_key_index::journal::{EntryBuf, SectionKind};
+use dataforge_key_index::one_value_array;
 use tokio::sync::oneshot;
 
 use super::WriterState;
-use crate::journal::{EntryBuf, SectionKind};
-use crate::row_codec::one_value_array;
 
 /// A change to the record with `key`.
 pub(super) struct KeyChange {

@@ -6,7 +6,7 @@
 //!
 //! The journal holds each deferred group under its sequence number until DuckDB holds it, and a
 //! start that finds DuckDB's sequence behind the journal's appends them from there (see
-//! [`crate::catch_up`]); the key index is derived data only. Reads by key see the records at once
+//! [`dataforge_key_index::catch_up`]); the key index is derived data only. Reads by key see the records at once
 //! (they live in the index); reads through DuckDB first have the writer append what is deferred
 //! ([`DuckDbStore`](crate::DuckDbStore)'s read barrier), so every read after a `201` sees the write.
 //! Any other write, a clustering rewrite and the shutdown append what is deferred first, so DuckDB
@@ -24,11 +24,14 @@ use arrow_select::concat::concat_batches;
 use dataforge_domain::ports::StoreError;
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::write::ConflictMode;
+use dataforge_key_index::IndexWrite;
+use dataforge_key_index::journal::{EntryBuf, SectionKind};
 use tokio::sync::mpsc;
 
-use crate::deferred_append::{DeferredWrites, stored_sequence, write_deferred};
-use crate::journal::{EntryBuf, SectionKind};
-use crate::key_index::IndexWrite;
+use dataforge_key_index::DeferredWrites;
+
+use crate::deferred_append::write_deferred;
+use crate::sequence;
 
 use super::appending::{AppendBatch, AppendThread, Appended, Outcome};
 use super::pacing::AppendPacing;
@@ -488,7 +491,7 @@ impl WriterState {
     /// Whether DuckDB holds the writes up to `seq` (an append whose outcome was lost, or whose
     /// commit answered an error, may have committed); notes it if so.
     fn holds(&mut self, seq: u64) -> bool {
-        let held = stored_sequence(&self.conn).is_ok_and(|stored| stored >= seq);
+        let held = sequence::stored(&self.conn).is_ok_and(|stored| stored >= seq);
         if held {
             let now = Instant::now();
             self.held(seq, now, now);

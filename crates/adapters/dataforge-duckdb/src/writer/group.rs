@@ -191,7 +191,7 @@ impl WriterState {
         let committed = match next {
             Some(seq) => self
                 .conn
-                .prepare_cached(&sequence_update())
+                .prepare_cached(&sequence::update_statement())
                 .and_then(|mut update| update.execute([seq as i64]))
                 .map_err(store_error)
                 .and_then(|_| self.run("COMMIT")),

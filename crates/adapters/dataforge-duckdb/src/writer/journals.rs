@@ -3,13 +3,12 @@
 //! append of every entry up to a sequence number starts beside the job loop ([`super::appending`]),
 //! new entries go to the other file, and the first file is emptied once DuckDB has committed that
 //! sequence number. A start reads both files in sequence order; entries DuckDB already holds are
-//! skipped there ([`crate::catch_up`]), so a file left unemptied by a crash costs nothing.
+//! skipped there ([`dataforge_key_index::catch_up`]), so a file left unemptied by a crash costs nothing.
 
 use std::path::{Path, PathBuf};
 
 use dataforge_domain::ports::StoreError;
-
-use crate::journal::{Entry, EntryBuf, Journal, JournalError};
+use dataforge_key_index::journal::{Entry, EntryBuf, Journal, JournalError};
 
 /// Both journal files, one of them taking new entries.
 pub(crate) struct Journals {
@@ -25,7 +24,7 @@ impl Journals {
     /// journal of databases written before there were two).
     pub(crate) fn paths_for(db_path: &Path) -> [PathBuf; 2] {
         [
-            Journal::path_for(db_path),
+            crate::config::beside(db_path, ".journal"),
             crate::config::beside(db_path, ".journal2"),
         ]
     }
@@ -37,7 +36,7 @@ impl Journals {
         let (second, more) = Journal::open(&second)?;
         entries.extend(more);
         entries.sort_by_key(|e| e.seq);
-        let last = |file: &Journal| (file.len() > 0).then_some(u64::MAX);
+        let last = |file: &Journal| (!file.is_empty()).then_some(u64::MAX);
         let journals = Journals {
             last: [last(&first), last(&second)],
             files: [first, second],
@@ -90,7 +89,7 @@ impl Journals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::SectionKind;
+    use dataforge_key_index::journal::SectionKind;
 
     fn entry(seq: u64) -> EntryBuf {
         let mut buf = EntryBuf::new(seq);

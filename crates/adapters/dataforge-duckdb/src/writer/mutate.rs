@@ -13,11 +13,11 @@ use std::time::Instant;
 use dataforge_domain::change::{Change, Mutation};
 use dataforge_domain::ports::StoreError;
 use dataforge_domain::schema::DatasetSchema;
+use dataforge_key_index::KeyIndex;
 use duckdb::types::Value as DuckValue;
 
 use super::WriterState;
 use crate::batches::for_each_batch;
-use crate::key_index::KeyIndex;
 use crate::select::where_clause;
 use crate::sql::{bind, column_list, key_matches, quote};
 

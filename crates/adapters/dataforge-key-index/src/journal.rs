@@ -1,9 +1,9 @@
 //! The journal of deferred writes: the durable copy of every write acknowledged before its table
 //! holds it. A deferred group's records (and the latest records of keys changed by key) are
 //! appended here and synced to disk before the answer, then written to the key index, which is
-//! derived data that may be deleted or rebuilt at any time. An append to DuckDB that records the
-//! group's sequence number makes its entries obsolete, and the journal is emptied then; a start
-//! appends to the tables whatever entries DuckDB's sequence number has not reached.
+//! derived data that may be deleted or rebuilt at any time. An append to the store that records
+//! the group's sequence number makes its entries obsolete, and the journal is emptied then; a start
+//! appends to the store whatever entries its sequence number has not reached.
 //!
 //! The file is a sequence of frames: payload length (u32 LE), CRC-32 of the payload (u32 LE),
 //! payload. A payload is the sequence number (u64 LE) then sections, each a dataset name
@@ -26,7 +26,7 @@ const FRAME_HEADER: usize = 8;
 
 /// What a section of an entry holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SectionKind {
+pub enum SectionKind {
     /// Records whose keys were not stored.
     New,
     /// Keys updated (their whole latest record) or deleted by key.
@@ -35,7 +35,7 @@ pub(crate) enum SectionKind {
 
 /// One dataset's part of a journal entry: encoded keys and records (`None`: deleted).
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Section {
+pub struct Section {
     pub dataset: String,
     pub kind: SectionKind,
     pub items: Vec<(Vec<u8>, Option<Vec<u8>>)>,
@@ -43,23 +43,23 @@ pub(crate) struct Section {
 
 /// One deferred write group, as read back.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Entry {
+pub struct Entry {
     pub seq: u64,
     pub sections: Vec<Section>,
 }
 
 /// An entry being encoded for [`Journal::append`].
-pub(crate) struct EntryBuf(Vec<u8>);
+pub struct EntryBuf(Vec<u8>);
 
 impl EntryBuf {
-    pub(crate) fn new(seq: u64) -> Self {
+    pub fn new(seq: u64) -> Self {
         let mut payload = Vec::with_capacity(4096);
         payload.extend_from_slice(&seq.to_le_bytes());
         EntryBuf(payload)
     }
 
     /// Adds a section; `items` yields each encoded key with its encoded record.
-    pub(crate) fn section<'a>(
+    pub fn section<'a>(
         &mut self,
         dataset: &str,
         kind: SectionKind,
@@ -89,7 +89,7 @@ impl EntryBuf {
 
 /// Why an append to the journal failed; nothing of the entry counts as written.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum JournalError {
+pub enum JournalError {
     #[error("the disk holding {path} is full")]
     Full { path: String },
     #[error("cannot write the journal {path}: {source}")]
@@ -109,20 +109,15 @@ impl From<JournalError> for StoreError {
 }
 
 /// The open journal file, positioned after its last whole entry.
-pub(crate) struct Journal {
+pub struct Journal {
     file: File,
     path: PathBuf,
     len: u64,
 }
 
 impl Journal {
-    /// Where the journal of the database at `db_path` lives.
-    pub(crate) fn path_for(db_path: &Path) -> PathBuf {
-        crate::config::beside(db_path, ".journal")
-    }
-
     /// Opens (or creates) the journal and reads its whole entries; a torn last frame is cut off.
-    pub(crate) fn open(path: &Path) -> Result<(Journal, Vec<Entry>), StoreError> {
+    pub fn open(path: &Path) -> Result<(Journal, Vec<Entry>), StoreError> {
         let failed = |e: std::io::Error| {
             StoreError::Internal(format!("cannot open the journal {}: {e}", path.display()))
         };
@@ -156,7 +151,7 @@ impl Journal {
     /// Appends an entry and syncs it to disk: once this answers, the entry survives a crash. It is
     /// written at the end of the whole entries, so a frame left torn by a failed append (whose cut
     /// failed too) is overwritten by the next one, and a start stops reading at it.
-    pub(crate) fn append(&mut self, entry: &EntryBuf) -> Result<(), JournalError> {
+    pub fn append(&mut self, entry: &EntryBuf) -> Result<(), JournalError> {
         let payload = &entry.0;
         let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
         frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -184,7 +179,7 @@ impl Journal {
     /// Removes the last appended entry (its group could not be applied to the key index, so it
     /// was not acknowledged), given the length before it. An error means the entry may still be
     /// on disk, where a start would replay it.
-    pub(crate) fn undo_last(&mut self, len_before: u64) -> Result<(), JournalError> {
+    pub fn undo_last(&mut self, len_before: u64) -> Result<(), JournalError> {
         self.file
             .set_len(len_before)
             .and_then(|()| self.file.sync_data())
@@ -194,14 +189,19 @@ impl Journal {
     }
 
     /// The journal's length, to [`Self::undo_last`] back to.
-    pub(crate) fn len(&self) -> u64 {
+    pub fn len(&self) -> u64 {
         self.len
     }
 
-    /// Empties the journal once DuckDB holds every entry. Not synced, and a failure only logged:
-    /// entries left are older than DuckDB's sequence number, skipped at start, and the next
+    /// Whether the journal holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Empties the journal once the store holds every entry. Not synced, and a failure only logged:
+    /// entries left are older than the store's sequence number, skipped at start, and the next
     /// append overwrites them from the start of the file.
-    pub(crate) fn clear(&mut self) {
+    pub fn clear(&mut self) {
         if let Err(e) = self.file.set_len(0) {
             tracing::warn!(journal = %self.path.display(), error = %e, "could not empty the journal");
         }
@@ -210,7 +210,7 @@ impl Journal {
 
     fn error(&self, e: std::io::Error) -> JournalError {
         let path = self.path.display().to_string();
-        if crate::disk_full(&e) {
+        if crate::error::disk_full(&e) {
             JournalError::Full { path }
         } else {
             JournalError::Io { path, source: e }

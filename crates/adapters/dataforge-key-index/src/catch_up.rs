@@ -1,33 +1,30 @@
-//! Start-up after a stop of any kind: the journal's entries that DuckDB's sequence number has not
-//! reached (writes acknowledged before their tables held them) are appended to the tables, in the
-//! shape the tables still have, and the key index follows them or is rebuilt.
+//! Start-up after a stop of any kind: the journal's entries that the store's sequence number has
+//! not reached (writes acknowledged before its tables held them) are appended to the store, in the
+//! shape its tables still have, and the key index follows them or is rebuilt.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use dataforge_domain::ports::StoreError;
 use dataforge_domain::schema::{Catalog, DatasetSchema};
-use duckdb::Connection;
 
-use crate::deferred_append::{DeferredWrites, write_deferred};
+use crate::index::{KeyIndex, REPLAY_CHUNK, refuse_replay};
 use crate::journal::{Entry, SectionKind};
-use crate::key_index::{KeyIndex, REPLAY_CHUNK, SEQUENCE_TABLE, refuse_replay};
+use crate::mirrored::{DeferredWrites, MirroredStore};
 use crate::row_codec::decode_rows;
-use crate::sql::quote;
-use crate::store_error;
 
-/// Brings the tables up to the journal's `entries` (decoded with the `stored` schemas: migrations
-/// run after this), then the index, and answers DuckDB's sequence number.
-pub(crate) fn catch_up(
+/// Brings the store up to the journal's `entries` (decoded with the `stored` schemas: migrations
+/// run after this), then the index, and answers the store's sequence number.
+pub fn catch_up(
     index: &KeyIndex,
     stored: &Catalog,
-    conn: &Connection,
+    store: &impl MirroredStore,
     entries: &[Entry],
 ) -> Result<u64, StoreError> {
-    let before = stored_sequence(conn)?;
+    let before = store.sequence()?;
     let pending: Vec<&Entry> = entries.iter().filter(|e| e.seq > before).collect();
     if pending.is_empty() {
-        return index.replay_legacy_log(stored, conn, before);
+        return index.replay_legacy_log(stored, store, before);
     }
     if let Some((i, gap)) = pending
         .iter()
@@ -42,29 +39,14 @@ pub(crate) fn catch_up(
         )));
     }
     let last = before + pending.len() as u64;
-    write_deferred(conn, &latest_writes(stored, &pending)?, last)?;
+    store.append(&latest_writes(stored, &pending)?, last)?;
     tracing::info!(
         from = before + 1,
         to = last,
         "appended the journal's acknowledged writes to the tables"
     );
     index.follow(stored, &pending, last)?;
-    index.replay_legacy_log(stored, conn, last)
-}
-
-/// DuckDB's sequence number: the last write its tables hold (the table is created at first use).
-fn stored_sequence(conn: &Connection) -> Result<u64, StoreError> {
-    conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {0} (seq BIGINT NOT NULL); INSERT INTO {0} SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM {0})",
-        quote(SEQUENCE_TABLE)
-    ))
-    .map_err(store_error)?;
-    conn.query_row(
-        &format!("SELECT max(seq) FROM {}", quote(SEQUENCE_TABLE)),
-        [],
-        |row| row.get(0),
-    )
-    .map_err(store_error)
+    index.replay_legacy_log(stored, store, last)
 }
 
 /// One dataset's writes over several entries: new records, and the latest record (or deletion)

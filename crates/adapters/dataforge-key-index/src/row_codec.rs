@@ -367,7 +367,7 @@ pub(crate) fn decode_values(
 }
 
 /// A one-row array of `ty` holding `value` (null when it does not fit).
-pub(crate) fn one_value_array(ty: FieldType, value: &Value) -> ArrayRef {
+pub fn one_value_array(ty: FieldType, value: &Value) -> ArrayRef {
     match (ty, value) {
         (FieldType::Integer, Value::Integer(v)) => Arc::new(Int64Array::from(vec![*v])),
         (FieldType::Float, Value::Float(v)) => Arc::new(Float64Array::from(vec![*v])),

@@ -13,7 +13,7 @@
 //!
 //! Crash safety is the index's own: all three live in the same LMDB environment and change in the
 //! writer's transactions, so a fold commits with the write it follows or not at all; the index
-//! is derived data, rebuilt from DuckDB or caught up from the journal when it is behind.
+//! is derived data, rebuilt from the store or caught up from the journal when it is behind.
 
 use std::borrow::Cow;
 use std::ops::Bound;
@@ -23,7 +23,7 @@ use dataforge_domain::ports::StoreError;
 use heed::types::{Bytes, Unit};
 use heed::{Database, PutFlags, RoTxn, RwTxn};
 
-use super::index_error;
+use crate::error::index_error;
 use crate::record_blocks::{BLOCK_BYTES, Block, Decoded, count, decode_cached};
 
 /// Records (recent entries and incoming ones) one fold step takes at most, so that a step stays
@@ -277,48 +277,83 @@ impl StoredRecords {
             Some((k, _)) if range.holds(k) => Some(k.to_vec()),
             _ => range.next.clone(),
         };
-        let below_end = |end: &Option<Vec<u8>>, k: &[u8]| end.as_deref().is_none_or(|e| k < e);
-        let mut recent: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let bounds = (at_or_after(&start), Bound::Unbounded);
-        for entry in self.recent.range(tx, &bounds).map_err(index_error)? {
-            let (k, v) = entry.map_err(index_error)?;
-            if !below_end(&end, k) {
-                break;
-            }
-            if recent.len() == FOLD_TAKES {
-                end = Some(k.to_vec());
-                break;
-            }
-            recent.push((k.to_vec(), v.to_vec()));
-        }
+        let recent = self.recent_below(tx, &start, &mut end)?;
         taken = changes[..taken]
             .iter()
-            .take_while(|(k, _)| below_end(&end, k))
+            .take_while(|(k, _)| below(end.as_deref(), k))
             .count();
-        let mut removed: Vec<Vec<u8>> = Vec::new();
-        for entry in self.removed.range(tx, &bounds).map_err(index_error)? {
-            let (k, ()) = entry.map_err(index_error)?;
-            if !below_end(&end, k) {
-                break;
-            }
-            removed.push(k.to_vec());
-        }
+        let removed = self.removed_below(tx, &start, end.as_deref())?;
         let merged = merge_pending(&recent, &removed, &changes[..taken]);
         let block = match &range.block {
             Some((_, decoded)) => decoded.1.merged(&merged),
             None => Block::default().merged(&merged),
         };
-        let end_bounds = (
-            at_or_after(&start),
-            end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+        let replaced = range.block.as_ref().map(|(first, _)| first.as_slice());
+        self.replace(tx, (&start, end.as_deref()), replaced, block)?;
+        Ok(taken)
+    }
+
+    /// The recent entries from `start` below `end`, at most [`FOLD_TAKES`] of them: when there are
+    /// more, `end` is brought down to the first one left.
+    fn recent_below(
+        &self,
+        tx: &RoTxn<'_>,
+        start: &[u8],
+        end: &mut Option<Vec<u8>>,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut recent = Vec::new();
+        let bounds = (at_or_after(start), Bound::Unbounded);
+        for entry in self.recent.range(tx, &bounds).map_err(index_error)? {
+            let (k, v) = entry.map_err(index_error)?;
+            if !below(end.as_deref(), k) {
+                break;
+            }
+            if recent.len() == FOLD_TAKES {
+                *end = Some(k.to_vec());
+                break;
+            }
+            recent.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(recent)
+    }
+
+    /// The tombstones from `start` below `end`.
+    fn removed_below(
+        &self,
+        tx: &RoTxn<'_>,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut removed = Vec::new();
+        let bounds = (at_or_after(start), Bound::Unbounded);
+        for entry in self.removed.range(tx, &bounds).map_err(index_error)? {
+            let (k, ()) = entry.map_err(index_error)?;
+            if !below(end, k) {
+                break;
+            }
+            removed.push(k.to_vec());
+        }
+        Ok(removed)
+    }
+
+    /// Replaces the recent entries and tombstones from `start` below `end`, and the block that
+    /// began at `replaced`, with `block` (cut into blocks of [`BLOCK_BYTES`]).
+    fn replace(
+        &self,
+        tx: &mut RwTxn<'_>,
+        (start, end): (&[u8], Option<&[u8]>),
+        replaced: Option<&[u8]>,
+        block: Block,
+    ) -> Result<(), StoreError> {
+        let bounds = (
+            at_or_after(start),
+            end.map_or(Bound::Unbounded, Bound::Excluded),
         );
-        self.recent
-            .delete_range(tx, &end_bounds)
-            .map_err(index_error)?;
+        self.recent.delete_range(tx, &bounds).map_err(index_error)?;
         self.removed
-            .delete_range(tx, &end_bounds)
+            .delete_range(tx, &bounds)
             .map_err(index_error)?;
-        if let Some((first, _)) = &range.block {
+        if let Some(first) = replaced {
             self.blocks.delete(tx, first).map_err(index_error)?;
         }
         for part in block.split(BLOCK_BYTES) {
@@ -328,7 +363,7 @@ impl StoredRecords {
                     .map_err(index_error)?;
             }
         }
-        Ok(taken)
+        Ok(())
     }
 
     fn is_first_block(&self, tx: &RoTxn<'_>, first: &[u8]) -> Result<bool, StoreError> {
@@ -369,6 +404,14 @@ impl StoredRecords {
 }
 
 /// The lower bound of keys from `key` on; the empty key (LMDB takes no empty key) for all.
+/// A key and its value, read out of LMDB.
+type Entry = (Vec<u8>, Vec<u8>);
+
+/// Whether `key` lies below `end` (`None`: no end).
+fn below(end: Option<&[u8]>, key: &[u8]) -> bool {
+    end.is_none_or(|e| key < e)
+}
+
 fn at_or_after(key: &[u8]) -> Bound<&[u8]> {
     if key.is_empty() {
         Bound::Unbounded

@@ -20,10 +20,11 @@ use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::{FieldType, Value};
 use heed::types::{Bytes, Unit};
 
+use crate::error::index_error;
 use crate::row_codec::one_value_array;
 
-/// Pages longer than this are left to DuckDB: past a few thousand rows a scan of the table is no
-/// slower than as many lookups, and exports stream from DuckDB.
+/// Pages longer than this are left to the store: past a few thousand rows a scan of the table is
+/// no slower than as many lookups, and exports stream from the store.
 pub(crate) const MAX_INDEXED_PAGE: usize = 10_000;
 
 /// The order of every key column: as pages sort (nulls last), and with nulls after every value so
@@ -45,7 +46,7 @@ pub(crate) struct OrderedIndex {
     converter: RowConverter,
     schema_fields: Vec<SortField>,
     /// Key columns holding floats: bytes order -0.0 before 0.0 where SQL calls them equal, so
-    /// filters on them are left to DuckDB.
+    /// filters on them are left to the store.
     float_columns: Vec<usize>,
 }
 
@@ -168,6 +169,34 @@ impl OrderedIndex {
                 .map(|f| &f.condition)
                 .collect()
         };
+        let prefix = self.fixed_prefix(on);
+        let (lower, upper, ranges) = match self.columns.get(prefix.len()) {
+            Some(&column) => {
+                let conditions = on(column);
+                let (lower, upper) = range_of(&conditions)?;
+                (lower, upper, conditions.len())
+            }
+            None => (Bound::Unbounded, Bound::Unbounded, 0),
+        };
+        if prefix.len() + ranges != filters.len() || !self.ordered_by_rest(query, prefix.len()) {
+            return None;
+        }
+        let after = match &query.after {
+            None => None,
+            Some(values) => Some(self.after_key(query, &prefix, values)?),
+        };
+        Some(IndexRange {
+            prefix,
+            lower,
+            upper,
+            after,
+            limit,
+        })
+    }
+
+    /// The values the leading key columns are fixed to by equalities (`on` gives a column's
+    /// conditions), up to the first column that is not.
+    fn fixed_prefix<'q>(&self, on: impl Fn(usize) -> Vec<&'q Condition>) -> Vec<Value> {
         let mut prefix = Vec::new();
         for &column in &self.columns {
             match on(column).as_slice() {
@@ -177,69 +206,44 @@ impl OrderedIndex {
                 _ => break,
             }
         }
-        let fixed = &self.columns[..prefix.len()];
-        let mut lower = Bound::Unbounded;
-        let mut upper = Bound::Unbounded;
-        let mut used = prefix.len();
-        if let Some(&column) = self.columns.get(prefix.len()) {
-            for condition in on(column) {
-                let (low, high) = range_bounds(condition)?;
-                if let Some(low) = low {
-                    if !matches!(lower, Bound::Unbounded) {
-                        return None;
-                    }
-                    lower = low;
-                }
-                if let Some(high) = high {
-                    if !matches!(upper, Bound::Unbounded) {
-                        return None;
-                    }
-                    upper = high;
-                }
-                used += 1;
-            }
-        }
-        if used != filters.len() {
-            return None;
-        }
-        // the order, past the columns fixed by equalities, must be the rest of the key ascending
+        prefix
+    }
+
+    /// Whether `query`'s order, past the `fixed` leading columns, is the rest of the key ascending.
+    fn ordered_by_rest(&self, query: &RecordQuery, fixed: usize) -> bool {
+        let (fixed, rest) = self.columns.split_at(fixed);
         let order: Vec<_> = query
             .order
             .iter()
             .filter(|k| !fixed.contains(&k.field))
             .collect();
-        let rest = &self.columns[prefix.len()..];
-        if order.len() != rest.len()
-            || order
+        order.len() == rest.len()
+            && order
                 .iter()
                 .zip(rest)
-                .any(|(k, &c)| k.descending || k.field != c)
-        {
-            return None;
-        }
-        let after = match &query.after {
-            None => None,
-            Some(values) => Some(
-                self.columns
+                .all(|(k, &c)| !k.descending && k.field == c)
+    }
+
+    /// The whole key of the entry a page starts after, from the fixed `prefix` and the order's
+    /// `values` of the previous page's last record.
+    fn after_key(
+        &self,
+        query: &RecordQuery,
+        prefix: &[Value],
+        values: &[Value],
+    ) -> Option<Vec<Value>> {
+        let fixed = &self.columns[..prefix.len()];
+        self.columns
+            .iter()
+            .map(|c| match fixed.iter().position(|f| f == c) {
+                Some(i) => Some(prefix[i].clone()),
+                None => query
+                    .order
                     .iter()
-                    .map(|c| match fixed.iter().position(|f| f == c) {
-                        Some(i) => Some(prefix[i].clone()),
-                        None => query
-                            .order
-                            .iter()
-                            .position(|k| k.field == *c)
-                            .and_then(|i| values.get(i).cloned()),
-                    })
-                    .collect::<Option<Vec<Value>>>()?,
-            ),
-        };
-        Some(IndexRange {
-            prefix,
-            lower,
-            upper,
-            after,
-            limit,
-        })
+                    .position(|k| k.field == *c)
+                    .and_then(|i| values.get(i).cloned()),
+            })
+            .collect()
     }
 
     /// The keys of the entries in `range`, in order, passed to `found` until it has taken
@@ -251,6 +255,36 @@ impl OrderedIndex {
         range: &IndexRange,
         mut found: impl FnMut(&'t [u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        let span = self.span(schema, range)?;
+        let mut taken = 0;
+        let entries = self
+            .db
+            .range(
+                tx,
+                &(Bound::Included(span.start.as_slice()), Bound::Unbounded),
+            )
+            .map_err(index_error)?;
+        for entry in entries {
+            if taken == range.limit {
+                break;
+            }
+            let (key, ()) = entry.map_err(index_error)?;
+            if !key.starts_with(&span.prefix) || span.ended_before(key) {
+                break;
+            }
+            if span.after.as_deref() == Some(key)
+                || span.skipped.as_ref().is_some_and(|s| key.starts_with(s))
+            {
+                continue;
+            }
+            found(key)?;
+            taken += 1;
+        }
+        Ok(())
+    }
+
+    /// Where a scan of `range` runs, in encoded keys.
+    fn span(&self, schema: &DatasetSchema, range: &IndexRange) -> Result<Span, StoreError> {
         let prefix = self.encode(schema, &range.prefix)?;
         let with = |value: &Value| {
             let mut values = range.prefix.clone();
@@ -285,34 +319,60 @@ impl OrderedIndex {
         {
             start.clone_from(after);
         }
-        let mut taken = 0;
-        let entries = self
-            .db
-            .range(tx, &(Bound::Included(start.as_slice()), Bound::Unbounded))
-            .map_err(crate::key_index::index_error)?;
-        for entry in entries {
-            if taken == range.limit {
-                break;
-            }
-            let (key, ()) = entry.map_err(crate::key_index::index_error)?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            if let Some((bound, inclusive)) = &end {
-                let head = &key[..bound.len().min(key.len())];
-                if head > bound.as_slice() || (!inclusive && head == bound.as_slice()) {
-                    break;
-                }
-            }
-            if after.as_deref() == Some(key) || skipped.as_ref().is_some_and(|s| key.starts_with(s))
-            {
-                continue;
-            }
-            found(key)?;
-            taken += 1;
-        }
-        Ok(())
+        Ok(Span {
+            prefix,
+            start,
+            skipped,
+            end,
+            after,
+        })
     }
+}
+
+/// Where a scan of an [`IndexRange`] runs, in encoded keys.
+struct Span {
+    /// What every entry of the range begins with: the values fixed by equalities.
+    prefix: Vec<u8>,
+    /// The first key read.
+    start: Vec<u8>,
+    /// Entries beginning with it are skipped (an excluded lower bound).
+    skipped: Option<Vec<u8>>,
+    /// Where the range ends, and whether entries beginning with it are in it.
+    end: Option<(Vec<u8>, bool)>,
+    /// The whole key of the entry the page starts after.
+    after: Option<Vec<u8>>,
+}
+
+impl Span {
+    /// Whether the range ended before `key`.
+    fn ended_before(&self, key: &[u8]) -> bool {
+        self.end.as_ref().is_some_and(|(bound, inclusive)| {
+            let head = &key[..bound.len().min(key.len())];
+            head > bound.as_slice() || (!inclusive && head == bound.as_slice())
+        })
+    }
+}
+
+/// The bounds `conditions` set together on one column, or `None` when one of them is not a range
+/// or two set the same side.
+fn range_of(conditions: &[&Condition]) -> Option<(Bound<Value>, Bound<Value>)> {
+    let (mut lower, mut upper) = (Bound::Unbounded, Bound::Unbounded);
+    for condition in conditions {
+        let (low, high) = range_bounds(condition)?;
+        if let Some(low) = low {
+            if !matches!(lower, Bound::Unbounded) {
+                return None;
+            }
+            lower = low;
+        }
+        if let Some(high) = high {
+            if !matches!(upper, Bound::Unbounded) {
+                return None;
+            }
+            upper = high;
+        }
+    }
+    Some((lower, upper))
 }
 
 /// The lower and upper bounds a condition sets on its column, or `None` for one that is not a
@@ -353,7 +413,7 @@ fn conjunction<'a>(predicate: &'a Predicate, filters: &mut Vec<&'a Filter>) -> b
 
 /// The entries a page reads from an ordered index.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct IndexRange {
+pub struct IndexRange {
     /// Values of the leading key columns, fixed by equalities.
     prefix: Vec<Value>,
     /// Bounds on the key column after them.
@@ -452,7 +512,7 @@ mod tests {
         for params in refused {
             assert!(index.plan(&query(&schema, params)).is_none(), "{params}");
         }
-        // streams are left to DuckDB
+        // streams are left to the store
         let mut unbounded = query(&schema, "field_code=eq.3&order=period");
         unbounded.limit = None;
         assert!(index.plan(&unbounded).is_none());
