@@ -65,7 +65,7 @@ export function AggregateView({ dataset, search }: { dataset: Dataset; search: s
       <ShowProblem problem={problem} />
       {groups && (
         <>
-          <Chart items={groups.items} bucket={bucketField} groups={keys.filter((k) => k !== bucketField)} metric={metricName(spec.metrics[0])} />
+          <Chart items={groups.items} bucket={bucketField} groups={keys.filter((k) => k !== bucketField)} metric={metricColumn(groups.items, keys)} />
           <div class="toolbar">
             {groups.truncated && <span class="hint">more groups than shown: narrow the filter or set a limit</span>}
             <Exports dataset={dataset} params={params} />
@@ -86,14 +86,10 @@ export function AggregateView({ dataset, search }: { dataset: Dataset; search: s
   );
 }
 
-/** The answer column of a metric, as the API names it: `count`, `sum_oil`, `p90_oil`. */
-function metricName(metric: string | undefined): string {
-  const m = metric?.match(/^(\w+)\(([^,)]*)(?:,\s*([\d.]+))?\)$/);
-  if (!m) return "count";
-  const [, fn, field, p] = m;
-  if (!field) return "count";
-  if (fn === "percentile" && p) return `p${String(Number(p) * 100).replace(".", "_")}_${field}`;
-  return `${fn}_${field}`;
+/** The first metric's column: the first of the answer's columns that is not a group key (the
+ *  API names it; the page does not guess how). */
+function metricColumn(items: Record<string, unknown>[], keys: string[]): string {
+  return Object.keys(items[0] ?? {}).find((column) => !keys.includes(column)) ?? "count";
 }
 
 function AggregateForm({ dataset, spec, onRun }: { dataset: Dataset; spec: Aggregate; onRun: (a: Aggregate) => void }) {
