@@ -38,7 +38,7 @@ fn main() {
         let path = out.join(name);
         writeln!(
             table,
-            "    Asset {{ name: {name:?}, content_type: {content_type:?}, etag: \"\\\"{:016x}\\\"\", bytes: include_bytes!({path:?}) }},",
+            "    Asset {{ name: {name:?}, content_type: {content_type:?}, etag: \"W/\\\"{:016x}\\\"\", bytes: include_bytes!({path:?}) }},",
             hasher.finish(),
         )
         .expect("writing to a String");

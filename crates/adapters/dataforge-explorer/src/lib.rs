@@ -5,7 +5,8 @@
 pub struct Asset {
     pub name: &'static str,
     pub content_type: &'static str,
-    /// A strong validator of the bytes (a hash), quoted as the `ETag` header takes it.
+    /// A validator of the bytes (their hash) as the `ETag` header takes it: weak (`W/"..."`),
+    /// since the answer may be compressed and stays the same to a reader.
     pub etag: &'static str,
     pub bytes: &'static [u8],
 }
@@ -19,7 +20,7 @@ pub fn asset(name: &str) -> Option<&'static Asset> {
 
 /// The page's HTML, answered for every explorer address (the page reads its state from the URL).
 pub fn page() -> &'static Asset {
-    &ASSETS[0]
+    asset("index.html").unwrap_or(&ASSETS[0])
 }
 
 #[cfg(test)]
@@ -33,7 +34,7 @@ mod tests {
         for name in ["app.js", "app.css"] {
             let asset = asset(name).expect("built");
             assert!(!asset.bytes.is_empty(), "{name} is empty");
-            assert!(asset.etag.starts_with('"') && asset.etag.len() == 18);
+            assert!(asset.etag.starts_with("W/\"") && asset.etag.len() == 20);
         }
         assert!(asset("../Cargo.toml").is_none());
     }

@@ -34,16 +34,23 @@ pub async fn file(Path(name): Path<String>, headers: HeaderMap) -> Result<Respon
     }
 }
 
+/// Whether an `If-None-Match` list names `etag` (`*` names any), compared weakly (RFC 9110
+/// 13.1.2: `W/` aside).
+fn matches(given: &str, etag: &str) -> bool {
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    given
+        .split(',')
+        .any(|tag| tag.trim() == "*" || opaque(tag) == opaque(etag))
+}
+
 /// The asset, or `304` when the client holds these bytes already; always revalidated, so that a
 /// new binary's page is seen at once.
 fn answer(asset: &'static Asset, request: &HeaderMap) -> Response {
     let etag = HeaderValue::from_static(asset.etag);
-    let held = request.get(header::IF_NONE_MATCH).is_some_and(|given| {
-        given
-            .as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii() == asset.etag.as_bytes())
-    });
+    let held = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|given| given.to_str().ok())
+        .is_some_and(|given| matches(given, asset.etag));
     let common = [
         (header::ETAG, etag),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),

@@ -73,6 +73,14 @@ export function headers(extra: Record<string, string> = {}): Record<string, stri
   return secret ? { ...extra, Authorization: `Bearer ${secret}` } : extra;
 }
 
+/** Any failure as a `Problem` (a thrown non-problem is a client-side failure, status 0). */
+export const asProblem = (e: unknown): Problem => (e instanceof Problem ? e : new Problem(0, "Failed", String(e)));
+
+/** A refusal for want of a credential opens the prompt, wherever it came from. */
+export function noticeRefusal(problem: Problem) {
+  if (problem.status === 401) onUnauthorized(problem);
+}
+
 export async function problemOf(response: Response): Promise<Problem> {
   let body: Record<string, unknown> = {};
   try {
@@ -83,7 +91,7 @@ export async function problemOf(response: Response): Promise<Problem> {
   const title = typeof body.title === "string" ? body.title : response.statusText;
   const detail = typeof body.detail === "string" ? body.detail : `HTTP ${response.status}`;
   const problem = new Problem(response.status, title, detail, body);
-  if (response.status === 401) onUnauthorized(problem);
+  noticeRefusal(problem);
   return problem;
 }
 

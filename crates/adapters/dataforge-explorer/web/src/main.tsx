@@ -70,11 +70,12 @@ function Page({ route, datasets, dataset, search, state }: { route: ReturnType<t
       <h1>{dataset.name}</h1>
       {dataset.description && <p class="description">{dataset.description}</p>}
       {notice && <p class="notice" role="status">{notice}</p>}
-      {route.view === "browse" && <BrowseView dataset={dataset} search={search} state={state} />}
-      {route.view === "aggregate" && <AggregateView dataset={dataset} search={search} />}
+      {/* keyed by the dataset: no view's state outlives a move to another dataset */}
+      {route.view === "browse" && <BrowseView key={dataset.name} dataset={dataset} search={search} state={state} />}
+      {route.view === "aggregate" && <AggregateView key={dataset.name} dataset={dataset} search={search} />}
       {route.view === "schema" && <SchemaView dataset={dataset} />}
-      {route.view === "upload" && <UploadView dataset={dataset} />}
-      {route.view === "record" && <RecordView dataset={dataset} keyValues={route.key} />}
+      {route.view === "upload" && <UploadView key={dataset.name} dataset={dataset} />}
+      {route.view === "record" && <RecordView key={dataset.name} dataset={dataset} keyValues={route.key} />}
     </>
   );
 }

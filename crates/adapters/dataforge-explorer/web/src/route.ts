@@ -10,7 +10,12 @@ export type Route =
   | { view: "missing" };
 
 export function parseRoute(pathname: string): Route {
-  const parts = pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  let parts: string[];
+  try {
+    parts = pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  } catch {
+    return { view: "missing" };
+  }
   if (parts.length === 0 || (parts.length === 1 && parts[0] === "datasets")) return { view: "datasets" };
   if (parts[0] !== "datasets" || parts.length < 2) return { view: "missing" };
   const dataset = parts[1];
@@ -52,7 +57,9 @@ export function onLinkClick(event: MouseEvent) {
   if (!link || link.target || link.hasAttribute("download")) return;
   if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
   const url = new URL(link.href, location.href);
-  if (url.origin !== location.origin || url.pathname.startsWith("/v1/")) return;
+  // only the explorer's own addresses; the API, /docs and the rest load as pages of their own
+  const ours = url.pathname === "/" || url.pathname === "/datasets" || url.pathname.startsWith("/datasets/");
+  if (url.origin !== location.origin || !ours) return;
   event.preventDefault();
   navigate(url.pathname + url.search);
 }

@@ -51,17 +51,23 @@ test.beforeEach(({ page }) => {
 test.afterEach(() => expect(consoleErrors).toEqual([]));
 
 test("the list shows each dataset with its record count, version and permissions", async ({ page }) => {
+  const counts = await Promise.all(
+    ["well_registry", "well_production"].map(async (d) => (await api<{ count: number }>(`/v1/datasets/${d}/count`)).body.count.toLocaleString("en")),
+  );
   await page.goto(open());
   await expect(page.locator("table.datasets tbody tr")).toHaveCount(2);
   const registry = page.locator('tr[data-dataset="well_registry"]');
-  await expect(registry.getByTestId("estimate")).toHaveText(/^(≈ )?12$/);
-  await expect(page.locator('tr[data-dataset="well_production"]').getByTestId("estimate")).toHaveText(/^(≈ )?3,000$/);
+  await expect(registry.getByTestId("estimate")).toHaveText(new RegExp(`^(≈ )?${counts[0]}$`));
+  await expect(page.locator('tr[data-dataset="well_production"]').getByTestId("estimate")).toHaveText(new RegExp(`^(≈ )?${counts[1]}$`));
   await expect(registry).toContainText("read, write, update, delete, admin");
   await screenshot(page, "datasets");
   await registry.getByRole("link", { name: "well_registry" }).click();
   await expect(page).toHaveURL(/\/datasets\/well_registry$/);
   await page.locator('a[data-tab="schema"]').click();
   await expect(page.locator(".schema")).toContainText("one of drilling, producing, shut_in, abandoned");
+  // the API's own pages load as pages, not as views of the explorer
+  await page.getByRole("link", { name: "API docs" }).click();
+  await expect(page).toHaveURL(/\/docs$/);
 });
 
 test("pages forward and back by keyset, as the API pages", async ({ page }) => {
@@ -173,6 +179,11 @@ test("an aggregate over time buckets is a line chart with a point per bucket; ov
   const fields = (await api<{ items: Row[] }>("/v1/datasets/well_production/aggregate?group_by=field_code&metrics=count()")).body.items;
   await page.goto(`${open()}/datasets/well_production/aggregate?group_by=field_code&metrics=count()`);
   await expect(page.locator('svg[data-kind="bar"] rect.point')).toHaveCount(Math.min(fields.length, 100));
+  // the aggregate exports as itself: a row per group
+  const [download] = await Promise.all([page.waitForEvent("download"), page.locator('a.export[data-format="csv"]').click()]);
+  const lines = readFileSync(await download.path(), "utf8").split(/\r?\n/).filter(Boolean);
+  expect(lines[0]).toBe("field_code,count");
+  expect(lines.length).toBe(fields.length + 1);
 });
 
 test("an export downloads the filtered records, which read back as the API's", async ({ page }) => {
@@ -191,34 +202,58 @@ test("an export downloads the filtered records, which read back as the API's", a
   expect(readFileSync(await parquet.path()).subarray(0, 4).toString()).toBe("PAR1");
 });
 
+/** A key no other test (nor an earlier try of this one) has used. */
+const freshKey = () => 10_000 + Math.floor(Math.random() * 1_000_000);
+
 test("a record is edited and deleted from its page, and the API sees both", async ({ page }) => {
-  await page.goto(`${open()}/datasets/well_registry/records/3`);
+  const code = freshKey();
+  const created = await fetch(`${open()}/v1/datasets/well_registry/records`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ well_code: code, well_name: "Well C", field_code: 30, status: "producing", metadata: { rig: "7" } }),
+  });
+  expect(created.status).toBe(201);
+  const path = `/v1/datasets/well_registry/records/${code}`;
+  await page.goto(`${open()}/datasets/well_registry/records/${code}`);
   const name = page.locator('input[name="well_name"]');
   await expect(name).toHaveValue("Well C");
+  // a json field shows JSON: its string values in quotes
+  await expect(page.locator('input[name="metadata"]')).toHaveValue('{"rig":"7"}');
   await expect(page.locator('input[name="well_code"]')).toHaveAttribute("readonly", "");
   await name.fill("Renamed C");
   await page.locator('input[name="depth_m"]').fill("1234.5");
   await page.getByRole("button", { name: "save changes" }).click();
   await expect(page.locator(".notice")).toHaveText("saved 2 fields");
-  const stored = (await api("/v1/datasets/well_registry/records/3")).body;
+  const stored = (await api(path)).body;
   expect([stored.well_name, stored.depth_m]).toEqual(["Renamed C", 1234.5]);
   // a value the schema refuses shows the problem and changes nothing
   await page.locator('input[name="status"]').fill("flying");
   await page.getByRole("button", { name: "save changes" }).click();
   await expect(page.locator(".problem")).toContainText("status");
-  expect((await api("/v1/datasets/well_registry/records/3")).body.status).toBe("producing");
+  expect((await api(path)).body.status).toBe("producing");
+  // a boolean that is not true or false goes to the API as text, and is refused naming the field
+  await page.locator('input[name="status"]').fill("producing");
+  await page.locator('input[name="onshore"]').fill("yes please");
+  await page.getByRole("button", { name: "save changes" }).click();
+  await expect(page.locator(".problem-errors")).toContainText("onshore");
+  expect((await api(path)).body.onshore).toBe(null);
+  await page.locator('input[name="onshore"]').fill("true");
+  await page.getByRole("button", { name: "save changes" }).click();
+  await expect(page.locator(".notice")).toHaveText("saved 1 field");
+  expect((await api(path)).body.onshore).toBe(true);
   await screenshot(page, "record");
   page.once("dialog", (d) => d.accept());
   await page.getByRole("button", { name: "delete…" }).click();
   await expect(page).toHaveURL(/\/datasets\/well_registry$/);
-  await expect(page.locator(".notice")).toContainText("deleted 3");
-  expect((await api("/v1/datasets/well_registry/records/3")).status).toBe(404);
+  await expect(page.locator(".notice")).toContainText(`deleted ${code}`);
+  expect((await api(path)).status).toBe(404);
 });
 
 test("an upload that fails lists its errors and writes nothing; a good one says what it wrote", async ({ page }) => {
   const before = (await api<{ count: number }>("/v1/datasets/well_registry/count")).body.count;
   await page.goto(`${open()}/datasets/well_registry/upload`);
-  const bad = "well_code,well_name,field_code\n100,Fine,10\nx,Broken,10\n101,,10\n";
+  const [one, two] = [freshKey(), freshKey() + 1];
+  const bad = `well_code,well_name,field_code\n${one},Fine,10\nx,Broken,10\n${two},,10\n`;
   await page.locator('input[name="file"]').setInputFiles({ name: "wells.csv", mimeType: "text/csv", buffer: Buffer.from(bad) });
   await page.getByRole("button", { name: "upload" }).click();
   const problem = page.locator(".problem");
@@ -228,7 +263,7 @@ test("an upload that fails lists its errors and writes nothing; a good one says 
   await expect(problem).toContainText("well_name");
   await screenshot(page, "upload");
   expect((await api<{ count: number }>("/v1/datasets/well_registry/count")).body.count).toBe(before);
-  const good = '{"well_code": 100, "well_name": "Fine", "field_code": 10}\n{"well_code": 101, "well_name": "Also", "field_code": 20}\n';
+  const good = `{"well_code": ${one}, "well_name": "Fine", "field_code": 10}\n{"well_code": ${two}, "well_name": "Also", "field_code": 20}\n`;
   await page.locator('input[name="file"]').setInputFiles({ name: "wells.ndjson", mimeType: "application/x-ndjson", buffer: Buffer.from(good) });
   await page.getByRole("button", { name: "upload" }).click();
   await expect(page.getByTestId("upload-summary")).toHaveText("inserted 2, updated 0, skipped 0, rejected 0");

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
-import { call, Dataset, datasetPath, Problem } from "../api";
-import { filterParams, readBrowse, withQuery } from "../query";
+import { asProblem, call, Dataset, datasetPath, Problem } from "../api";
+import { Filter, filterParams, readBrowse, withQuery } from "../query";
 import { datasetUrl, navigate } from "../route";
 import { show, Equivalent } from "./browse";
 import { Chart } from "./chart";
@@ -13,17 +13,36 @@ interface Groups {
   truncated: boolean;
 }
 
-/** An aggregate as the page URL holds it: the API's `group_by`, `bucket` and `metrics`, and filters. */
+/** An aggregate as the page URL holds it: the API's `group_by`, `bucket`, `metrics` and `limit`
+ *  (groups at most, so that a view never loads more than a page of them), and filters. */
 interface Aggregate {
   groupBy: string[];
   bucket: string;
   metrics: string[];
+  limit: number;
 }
+
+const GROUPS_SHOWN = 500;
 
 function readAggregate(search: string): Aggregate {
   const params = new URLSearchParams(search);
   const list = (name: string) => (params.get(name) ?? "").split(",").filter(Boolean);
-  return { groupBy: list("group_by"), bucket: params.get("bucket") ?? "", metrics: splitMetrics(params.get("metrics") ?? "") };
+  return {
+    groupBy: list("group_by"),
+    bucket: params.get("bucket") ?? "",
+    metrics: splitMetrics(params.get("metrics") ?? ""),
+    limit: Number(params.get("limit")) || GROUPS_SHOWN,
+  };
+}
+
+/** The aggregate's query parameters, the page URL's and the API's alike. */
+function aggregateParams(spec: Aggregate, filters: Filter[]): URLSearchParams {
+  const params = filterParams(filters);
+  if (spec.groupBy.length) params.set("group_by", spec.groupBy.join(","));
+  if (spec.bucket) params.set("bucket", spec.bucket);
+  if (spec.metrics.length) params.set("metrics", spec.metrics.join(","));
+  params.set("limit", String(spec.limit));
+  return params;
 }
 
 /** `percentile(f,0.9)` holds a comma: split on commas outside parentheses. */
@@ -34,33 +53,31 @@ function splitMetrics(text: string): string[] {
 export function AggregateView({ dataset, search }: { dataset: Dataset; search: string }) {
   const spec = readAggregate(search);
   const filters = readBrowse(dataset, search).filters;
-  const params = filterParams(filters);
-  if (spec.groupBy.length) params.set("group_by", spec.groupBy.join(","));
-  if (spec.bucket) params.set("bucket", spec.bucket);
-  if (spec.metrics.length) params.set("metrics", spec.metrics.join(","));
+  const params = aggregateParams(spec, filters);
   const apiUrl = withQuery(`${datasetPath(dataset.name)}/aggregate`, params);
   const [groups, setGroups] = useState<Groups | null>(null);
   const [problem, setProblem] = useState<Problem | null>(null);
-  const ready = spec.metrics.length > 0;
+  const ready = spec.metrics.length > 0 || spec.groupBy.length > 0 || spec.bucket !== "";
   useEffect(() => {
     setGroups(null);
     setProblem(null);
     if (!ready) return;
-    call<Groups>(apiUrl).then(setGroups, (e) => setProblem(e instanceof Problem ? e : new Problem(0, "Failed", String(e))));
+    const abort = new AbortController();
+    call<Groups>(apiUrl, { signal: abort.signal }).then(
+      (g) => abort.signal.aborted || setGroups(g),
+      (e) => abort.signal.aborted || setProblem(asProblem(e)),
+    );
+    return () => abort.abort();
   }, [apiUrl]);
-  const go = (next: Aggregate, nextFilters = filters) => {
-    const p = filterParams(nextFilters);
-    if (next.groupBy.length) p.set("group_by", next.groupBy.join(","));
-    if (next.bucket) p.set("bucket", next.bucket);
-    if (next.metrics.length) p.set("metrics", next.metrics.join(","));
-    navigate(withQuery(datasetUrl(dataset.name, "aggregate"), p));
-  };
+  const go = (next: Aggregate, nextFilters = filters) =>
+    navigate(withQuery(datasetUrl(dataset.name, "aggregate"), aggregateParams(next, nextFilters)));
   const bucketField = spec.bucket.split(":")[0];
   const keys = [...spec.groupBy.filter((g) => g !== bucketField), ...(bucketField ? [bucketField] : [])];
   return (
     <section class="aggregate">
       <FilterBuilder dataset={dataset} filters={filters} onApply={(f) => go(spec, f)} />
-      <AggregateForm dataset={dataset} spec={spec} onRun={go} />
+      {/* keyed by the URL: back and forward show the form of the aggregate shown */}
+      <AggregateForm key={search} dataset={dataset} spec={spec} onRun={go} />
       {ready && <Equivalent url={apiUrl} />}
       <ShowProblem problem={problem} />
       {groups && (
@@ -68,7 +85,7 @@ export function AggregateView({ dataset, search }: { dataset: Dataset; search: s
           <Chart items={groups.items} bucket={bucketField} groups={keys.filter((k) => k !== bucketField)} metric={metricColumn(groups.items, keys)} />
           <div class="toolbar">
             {groups.truncated && <span class="hint">more groups than shown: narrow the filter or set a limit</span>}
-            <Exports dataset={dataset} params={params} />
+            <Exports dataset={dataset} path="aggregate" params={withoutLimit(params)} />
           </div>
           <table class="groups" data-rows={groups.items.length}>
             <thead>
@@ -84,6 +101,13 @@ export function AggregateView({ dataset, search }: { dataset: Dataset; search: s
       )}
     </section>
   );
+}
+
+/** A streamed export holds every group. */
+function withoutLimit(params: URLSearchParams): URLSearchParams {
+  const all = new URLSearchParams(params);
+  all.delete("limit");
+  return all;
 }
 
 /** The first metric's column: the first of the answer's columns that is not a group key (the

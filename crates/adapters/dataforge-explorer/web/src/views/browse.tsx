@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { call, curlOf, Dataset, datasetPath, Problem, recordPath } from "../api";
+import { asProblem, call, curlOf, Dataset, datasetPath, Problem, recordPath } from "../api";
 import { Browse, browseParams, filterParams, PAGE_SIZE, readBrowse, withQuery } from "../query";
 import { datasetUrl, navigate } from "../route";
 import { Exports } from "./exports";
@@ -11,8 +11,10 @@ interface Page {
   next_cursor: string | null;
 }
 
-/** A page as shown: its place in the paging and how long it took, from request to answer. */
+/** A page as shown: the request it answers, its place in the paging (0 when opened at a
+ *  cursor without the trail to it) and how long it took, from request to answer. */
 interface Shown extends Page {
+  url: string;
   number: number;
   took: number;
 }
@@ -31,15 +33,11 @@ export function BrowseView({ dataset, search, state }: { dataset: Dataset; searc
   useEffect(() => {
     const abort = new AbortController();
     const started = performance.now();
-    const number = trail.length + 1;
+    const number = browse.cursor && trail.length === 0 ? 0 : trail.length + 1;
     setProblem(null);
     call<Page>(apiUrl, { signal: abort.signal }).then(
-      (p) => setPage({ ...p, number, took: performance.now() - started }),
-      (e) => {
-        if (abort.signal.aborted) return;
-        setPage(null);
-        setProblem(e instanceof Problem ? e : new Problem(0, "Failed", String(e)));
-      },
+      (p) => abort.signal.aborted || setPage({ ...p, url: apiUrl, number, took: performance.now() - started }),
+      (e) => abort.signal.aborted || setProblem(asProblem(e)),
     );
     return () => abort.abort();
   }, [apiUrl]);
@@ -72,11 +70,12 @@ export function BrowseView({ dataset, search, state }: { dataset: Dataset; searc
           </select>
         </label>
         <Count dataset={dataset} filters={filterParams(browse.filters)} />
-        <Exports dataset={dataset} params={browseParams(browse, false)} />
+        <Exports dataset={dataset} path="records" params={browseParams(browse, false)} />
       </div>
       <Equivalent url={apiUrl} />
       <ShowProblem problem={problem} />
-      {page && (
+      {/* only the answer to this view's request: never an earlier one, whose cursor is not this order's */}
+      {page && page.url === apiUrl && (
         <>
           <div class="table-wrap">
             <table class="records" data-rows={page.items.length} data-page={page.number} data-took-ms={page.took.toFixed(1)}>
@@ -110,10 +109,10 @@ export function BrowseView({ dataset, search, state }: { dataset: Dataset; searc
             </table>
           </div>
           <nav class="pager">
-            <button type="button" name="previous" disabled={trail.length === 0} onClick={() => go({ ...browse, cursor: trail[trail.length - 1] }, trail.slice(0, -1))}>
+            <button type="button" name="previous" disabled={!browse.cursor} onClick={() => go({ ...browse, cursor: trail[trail.length - 1] ?? "" }, trail.slice(0, -1))}>
               ← previous
             </button>
-            <span>page {page.number} · {page.items.length} rows · {page.took.toFixed(0)} ms</span>
+            <span>{page.number ? `page ${page.number}` : "a later page"} · {page.items.length} rows · {page.took.toFixed(0)} ms</span>
             <button type="button" name="next" disabled={!page.next_cursor} onClick={() => go({ ...browse, cursor: page.next_cursor ?? "" }, [...trail, browse.cursor])}>
               next →
             </button>
@@ -156,19 +155,26 @@ function Columns({ dataset, selected, onChange }: { dataset: Dataset; selected: 
 
 /** The matching records' count, asked for on demand (exact counts of big filtered sets take time). */
 function Count({ dataset, filters }: { dataset: Dataset; filters: URLSearchParams }) {
-  const [count, setCount] = useState<string>("");
-  const query = filters.toString();
-  useEffect(() => setCount(""), [dataset.name, query]);
+  const url = withQuery(`${datasetPath(dataset.name)}/count`, filters);
+  const [count, setCount] = useState<{ url: string; text: string } | null>(null);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  useEffect(() => {
+    setCount(null);
+    setProblem(null);
+  }, [url]);
   const ask = () => {
-    setCount("counting…");
-    call<{ count: number }>(withQuery(`${datasetPath(dataset.name)}/count`, filters)).then(
-      (c) => setCount(`${c.count.toLocaleString("en")} records`),
-      (e: Problem) => setCount(e.detail),
+    setCount({ url, text: "counting…" });
+    call<{ count: number }>(url).then(
+      (c) => setCount({ url, text: `${c.count.toLocaleString("en")} records` }),
+      (e) => setProblem(asProblem(e)),
     );
   };
   return (
     <span class="count">
-      <button type="button" name="count" onClick={ask}>count</button> <output data-testid="count">{count}</output>
+      <button type="button" name="count" onClick={ask}>count</button>{" "}
+      {/* a count asked for an earlier filter is not shown under this one */}
+      <output data-testid="count">{count?.url === url ? count.text : ""}</output>
+      <ShowProblem problem={problem} />
     </span>
   );
 }

@@ -32,10 +32,13 @@ export function Chart({ items, bucket, groups, metric }: Props) {
       <text x={PAD.left} y={HEIGHT - 4}>{metric}</text>
     </g>
   );
-  return bucket ? lines(valued, bucket, groups, metric, y, axis) : bars(valued.slice(0, MAX_BARS), groups, metric, y, axis, valued.length);
+  // a group whose bucket is null (a null date) has no place on a time axis
+  const timed = valued.filter((i) => !Number.isNaN(Date.parse(String(i[bucket]))));
+  return bucket ? lines(timed, bucket, groups, metric, y, axis) : bars(valued.slice(0, MAX_BARS), groups, metric, y, axis, valued.length);
 }
 
 function lines(items: Record<string, unknown>[], bucket: string, groups: string[], metric: string, y: (v: number) => number, axis: preact.JSX.Element) {
+  if (items.length === 0) return <p class="hint">Nothing to chart: every bucket is null.</p>;
   const times = items.map((i) => Date.parse(String(i[bucket])));
   const first = Math.min(...times);
   const last = Math.max(...times);
@@ -51,7 +54,7 @@ function lines(items: Record<string, unknown>[], bucket: string, groups: string[
     <figure class="chart">
       <svg viewBox={`0 0 ${WIDTH} ${HEIGHT}`} data-kind="line" data-points={points} role="img" aria-label={`${metric} over ${bucket}`}>
         {axis}
-        <text x={WIDTH - PAD.right} y={HEIGHT - 4} text-anchor="end">{`${String(items[0][bucket]).slice(0, 10)} … ${new Date(last).toISOString().slice(0, 10)}`}</text>
+        <text x={WIDTH - PAD.right} y={HEIGHT - 4} text-anchor="end">{`${new Date(first).toISOString().slice(0, 10)} … ${new Date(last).toISOString().slice(0, 10)}`}</text>
         {[...series.entries()].map(([name, s], k) => {
           const sorted = [...s].sort((a, b) => Date.parse(String(a[bucket])) - Date.parse(String(b[bucket])));
           const path = sorted.map((i) => `${x(Date.parse(String(i[bucket]))).toFixed(1)},${y(i[metric] as number).toFixed(1)}`).join(" ");

@@ -13,12 +13,12 @@ const FORMATS = [
 /** The current filter, order and projection as a file. Without a credential the browser's own
  *  download streams it; a credential cannot ride on a plain link, so then the answer is read with
  *  it and handed to the download as a whole. */
-export function Exports({ dataset, params }: { dataset: Dataset; params: URLSearchParams }) {
+export function Exports({ dataset, path, params }: { dataset: Dataset; path: "records" | "aggregate"; params: URLSearchParams }) {
   const [problem, setProblem] = useState<Problem | null>(null);
   const urlOf = (format: string) => {
     const p = new URLSearchParams(params);
     p.set("format", format);
-    return withQuery(`${datasetPath(dataset.name)}/records`, p);
+    return withQuery(`${datasetPath(dataset.name)}/${path}`, p);
   };
   const withCredential = async (event: MouseEvent, url: string, file: string) => {
     if (!credential.get()) return;
@@ -36,7 +36,7 @@ export function Exports({ dataset, params }: { dataset: Dataset; params: URLSear
     <span class="exports">
       export:{" "}
       {FORMATS.map(([format, extension]) => {
-        const file = `${dataset.name}.${extension}`;
+        const file = `${dataset.name}${path === "aggregate" ? "-aggregate" : ""}.${extension}`;
         return (
           <a key={format} class="export" data-format={format} href={urlOf(format)} download={file} onClick={(e) => withCredential(e, urlOf(format), file)}>
             {format}

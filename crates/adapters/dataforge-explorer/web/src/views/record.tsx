@@ -1,33 +1,37 @@
 import { useEffect, useState } from "preact/hooks";
-import { call, Dataset, datasetPath, Field, Problem } from "../api";
+import { asProblem, call, Dataset, datasetPath, Field, Problem } from "../api";
 import { datasetUrl, navigate } from "../route";
 import { Equivalent } from "./browse";
 import { ShowProblem } from "./problem";
 
 type Record_ = Record<string, unknown>;
 
-/** The text an input shows for a stored value. */
-const asText = (value: unknown) =>
-  value === null || value === undefined ? "" : typeof value === "object" ? JSON.stringify(value) : String(value);
+/** The text an input shows for a stored value: a json field's as JSON (a string in quotes), the
+ *  others' as text. */
+const asText = (field: Field, value: unknown) =>
+  value === null || value === undefined ? "" : field.type === "json" || typeof value === "object" ? JSON.stringify(value) : String(value);
 
-/** The JSON value of an input's text for the field's type ("" is null); the API checks the rest. */
-function asValue(field: Field, text: string): unknown {
-  if (text === "") return null;
-  switch (field.type) {
-    case "integer":
-    case "float":
-      return Number.isNaN(Number(text)) ? text : Number(text);
-    case "boolean":
-      return text === "true";
-    case "json":
-      try {
-        return JSON.parse(text);
-      } catch {
-        return text;
-      }
-    default:
-      return text;
+const NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
+
+const isJson = (text: string) => {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
   }
+};
+
+/** The JSON text of an input for its field: "" is null; a number as written (a large integer
+ *  stays exact), `true`/`false` for a boolean, a json field's text as it is; anything else as a
+ *  string, for the API to judge (it refuses a wrong type naming the field). */
+function asJson(field: Field, text: string): string {
+  const trimmed = text.trim();
+  if (text === "") return "null";
+  if ((field.type === "integer" || field.type === "float") && NUMBER.test(trimmed)) return trimmed;
+  if (field.type === "boolean" && (trimmed === "true" || trimmed === "false")) return trimmed;
+  if (field.type === "json") return text;
+  return JSON.stringify(text);
 }
 
 export function RecordView({ dataset, keyValues }: { dataset: Dataset; keyValues: string[] }) {
@@ -36,37 +40,38 @@ export function RecordView({ dataset, keyValues }: { dataset: Dataset; keyValues
   const [draft, setDraft] = useState<Record<string, string>>({});
   const [problem, setProblem] = useState<Problem | null>(null);
   const [notice, setNotice] = useState("");
-  const load = () =>
-    call<Record_>(path).then(
-      (r) => {
-        setStored(r);
-        setDraft(Object.fromEntries(dataset.fields.map((f) => [f.name, asText(r[f.name])])));
-      },
-      (e: Problem) => setProblem(e),
-    );
+  const show = (r: Record_) => {
+    setStored(r);
+    setDraft(Object.fromEntries(dataset.fields.map((f) => [f.name, asText(f, r[f.name])])));
+  };
   useEffect(() => {
     setStored(null);
     setProblem(null);
-    load();
+    const abort = new AbortController();
+    call<Record_>(path, { signal: abort.signal }).then(
+      (r) => abort.signal.aborted || show(r),
+      (e) => abort.signal.aborted || setProblem(asProblem(e)),
+    );
+    return () => abort.abort();
   }, [path]);
   const mayUpdate = dataset.permissions.includes("update");
   const mayDelete = dataset.permissions.includes("delete");
-  const changed = dataset.fields.filter((f) => stored && draft[f.name] !== asText(stored[f.name]));
+  const changed = dataset.fields.filter((f) => stored && draft[f.name] !== asText(f, stored[f.name]));
   const save = async () => {
     setProblem(null);
     setNotice("");
-    const changes = Object.fromEntries(changed.map((f) => [f.name, asValue(f, draft[f.name])]));
+    // a json field's text must be JSON: anything else would be stored as a string without a word
+    const notJson = changed.filter((f) => f.type === "json" && draft[f.name] !== "" && !isJson(draft[f.name]));
+    if (notJson.length) {
+      const errors = notJson.map((f) => ({ row: 1, field: f.name, code: "type", message: `${f.name} is not JSON` }));
+      return setProblem(new Problem(0, "Not JSON", "a json field holds JSON text (a string in double quotes)", { errors }));
+    }
+    const body = `{${changed.map((f) => `${JSON.stringify(f.name)}:${asJson(f, draft[f.name])}`).join(",")}}`;
     try {
-      const answer = await call<Record_>(path, {
-        method: "PATCH",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(changes),
-      });
-      setStored(answer);
-      setDraft(Object.fromEntries(dataset.fields.map((f) => [f.name, asText(answer[f.name])])));
+      show(await call<Record_>(path, { method: "PATCH", headers: { "Content-Type": "application/json" }, body }));
       setNotice(`saved ${changed.length} field${changed.length === 1 ? "" : "s"}`);
     } catch (e) {
-      setProblem(e as Problem);
+      setProblem(asProblem(e));
     }
   };
   const remove = async () => {
@@ -75,7 +80,7 @@ export function RecordView({ dataset, keyValues }: { dataset: Dataset; keyValues
       await call(path, { method: "DELETE" });
       navigate(datasetUrl(dataset.name), { notice: `deleted ${keyValues.join(" / ")}` });
     } catch (e) {
-      setProblem(e as Problem);
+      setProblem(asProblem(e));
     }
   };
   return (

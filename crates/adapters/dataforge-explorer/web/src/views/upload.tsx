@@ -1,5 +1,5 @@
 import { useState } from "preact/hooks";
-import { Dataset, datasetPath, headers, Problem } from "../api";
+import { Dataset, datasetPath, headers, noticeRefusal, Problem } from "../api";
 import { ShowProblem } from "./problem";
 
 /** The body format of a file, by its extension (the API takes these content types). */
@@ -47,7 +47,11 @@ export function UploadView({ dataset }: { dataset: Dataset }) {
         // the status speaks
       }
       if (request.status >= 200 && request.status < 300) setSummary(body as unknown as Summary);
-      else setProblem(new Problem(request.status, String(body.title ?? request.statusText), String(body.detail ?? `HTTP ${request.status}`), body));
+      else {
+        const problem = new Problem(request.status, String(body.title ?? request.statusText), String(body.detail ?? `HTTP ${request.status}`), body);
+        setProblem(problem);
+        noticeRefusal(problem);
+      }
     };
     request.onerror = () => {
       setProgress(null);
