@@ -2,8 +2,11 @@
 // against the API's own answer to the same request.
 
 import { expect, Page, test } from "@playwright/test";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { SCHEMAS } from "./servers";
 
 const open = () => process.env.EXPLORER_OPEN!;
 const locked = () => process.env.EXPLORER_LOCKED!;
@@ -268,6 +271,13 @@ test("an upload that fails lists its errors and writes nothing; a good one says 
   await page.getByRole("button", { name: "upload" }).click();
   await expect(page.getByTestId("upload-summary")).toHaveText("inserted 2, updated 0, skipped 0, rejected 0");
   expect((await api<{ count: number }>("/v1/datasets/well_registry/count")).body.count).toBe(before + 2);
+  // a Parquet file, as `dataforge generate` writes one
+  const parquet = join(mkdtempSync(join(tmpdir(), "explorer-upload-")), "wells.parquet");
+  execFileSync(process.env.DATAFORGE_BIN ?? "dataforge", ["generate", "--schemas", SCHEMAS, "--dataset", "well_registry", "--rows", "5", "--start", String(freshKey() + 10), "--format", "parquet", "-o", parquet]);
+  await page.locator('input[name="file"]').setInputFiles(parquet);
+  await page.getByRole("button", { name: "upload" }).click();
+  await expect(page.getByTestId("upload-summary")).toHaveText("inserted 5, updated 0, skipped 0, rejected 0");
+  expect((await api<{ count: number }>("/v1/datasets/well_registry/count")).body.count).toBe(before + 7);
 });
 
 test("a server that requires a credential refuses without one and works with one", async ({ page }) => {

@@ -9,7 +9,8 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const binary = process.env.DATAFORGE_BIN ?? "dataforge";
-const schemas = resolve(fileURLToPath(new URL("../../../../../schemas", import.meta.url)));
+export const SCHEMAS = resolve(fileURLToPath(new URL("../../../../../schemas", import.meta.url)));
+const schemas = SCHEMAS;
 export const PRODUCTION_ROWS = 3000;
 
 function start(db: string, env: Record<string, string>): Promise<{ child: ChildProcess; base: string }> {
