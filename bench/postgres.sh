@@ -8,7 +8,9 @@
 #  - the aggregate (sum of oil by field, 2000-2010) over HTTP against its SQL in psql;
 #  - exports (Arrow, CSV) against COPY TO of the same rows.
 # Usage: bench/postgres.sh [ROWS] [BIN]   (default 1000000 rows, this tree's release build)
-#   BENCH_POSTGRES=postgres://user@host:port (default postgres://postgres@127.0.0.1:5432)
+#   BENCH_POSTGRES=postgres://user@host:port (default postgres://postgres@127.0.0.1:5432); PORT
+#   (default 8768), BENCH_DIR and DB_PREFIX (databases PREFIX_raw and PREFIX_df, default bench) keep
+#   two runs apart.
 # Needs: curl, wrk, psql, pgbench (/usr/lib/postgresql/15/bin). Prints Markdown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +25,8 @@ if [ -z "$bin" ]; then
 fi
 server=${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}
 work=${BENCH_DIR:-/tmp/dataforge-postgres-bench}
-port=8768
+port=${PORT:-8768}
+DB_PREFIX=${DB_PREFIX:-bench}
 base="http://127.0.0.1:$port"
 wp="$base/v1/datasets/well_production"
 rm -rf "$work" && mkdir -p "$work"
@@ -57,7 +60,7 @@ load() {
 }
 # pgbench: transactions/s of a script at 16 clients
 bench_sql() {
-  pgbench -n -c 16 -j 2 -T 10 -D rows="$rows" -f "$1" "$server/bench_raw" 2>/dev/null |
+  pgbench -n -c 16 -j 2 -T 10 -D rows="$rows" -f "$1" "$server/${DB_PREFIX}_raw" 2>/dev/null |
     awk '/^tps/ {printf "%d\n", $3}'
 }
 
@@ -65,13 +68,13 @@ echo "## PostgreSQL store against raw PostgreSQL: $rows well_production rows, $(
 echo
 
 # raw: the keyed table as dataforge makes it, then COPY
-fresh_database bench_raw
-start_server bench_raw
+fresh_database ${DB_PREFIX}_raw
+start_server ${DB_PREFIX}_raw
 stop_server
 start=$(date +%s%N)
-psql "$server/bench_raw" -qc "\\copy well_production FROM '$work/rows.csv' WITH (FORMAT csv, HEADER true)"
+psql "$server/${DB_PREFIX}_raw" -qc "\\copy well_production FROM '$work/rows.csv' WITH (FORMAT csv, HEADER true)"
 raw_copy_s=$(seconds "$start")
-psql "$server/bench_raw" -qc "ANALYZE well_production"
+psql "$server/${DB_PREFIX}_raw" -qc "ANALYZE well_production"
 
 echo "| ingest | seconds | rows/s | ratio to raw COPY |"
 echo "| --- | ---: | ---: | ---: |"
@@ -84,8 +87,8 @@ for format in csv ndjson parquet arrow; do
     parquet) type=application/vnd.apache.parquet ;;
     arrow) type=application/vnd.apache.arrow.stream ;;
   esac
-  fresh_database bench_df
-  start_server bench_df
+  fresh_database ${DB_PREFIX}_df
+  start_server ${DB_PREFIX}_df
   start=$(date +%s%N)
   curl -sf -o /dev/null -X POST "$wp/records" -H "Content-Type: $type" --data-binary @"$work/rows.$format"
   ingest_s=$(seconds "$start")
@@ -124,17 +127,17 @@ curl -sf -o /dev/null "$aggregate"
 http_aggregate_s=$(for _ in 1 2 3; do curl -sf -o /dev/null -w '%{time_total}\n' "$aggregate"; done | sort -n | sed -n 2p)
 aggregate_sql="SELECT field_code, sum(oil_production_kbd) FROM well_production WHERE production_period BETWEEN '2000-01-01' AND '2010-12-31' GROUP BY 1 ORDER BY 1"
 raw_aggregate_s=$(for _ in 1 2 3; do
-  start=$(date +%s%N); psql "$server/bench_raw" -qc "$aggregate_sql" >/dev/null; seconds "$start"
+  start=$(date +%s%N); psql "$server/${DB_PREFIX}_raw" -qc "$aggregate_sql" >/dev/null; seconds "$start"
 done | sort -n | sed -n 2p)
 echo "Aggregate sum(oil_production_kbd) by field_code, 2000-2010: HTTP $http_aggregate_s s, psql $raw_aggregate_s s (medians of 3)."
 echo
 echo "| export | seconds | raw COPY TO seconds | ratio |"
 echo "| --- | ---: | ---: | ---: |"
 start=$(date +%s%N)
-psql "$server/bench_raw" -qc "\\copy (SELECT * FROM well_production ORDER BY 1, 2, 3) TO '/dev/null' WITH (FORMAT csv, HEADER true)"
+psql "$server/${DB_PREFIX}_raw" -qc "\\copy (SELECT * FROM well_production ORDER BY 1, 2, 3) TO '/dev/null' WITH (FORMAT csv, HEADER true)"
 raw_csv_s=$(seconds "$start")
 start=$(date +%s%N)
-psql "$server/bench_raw" -qc "\\copy (SELECT * FROM well_production ORDER BY 1, 2, 3) TO '/dev/null' WITH (FORMAT binary)"
+psql "$server/${DB_PREFIX}_raw" -qc "\\copy (SELECT * FROM well_production ORDER BY 1, 2, 3) TO '/dev/null' WITH (FORMAT binary)"
 raw_binary_s=$(seconds "$start")
 for format in csv arrow; do
   start=$(date +%s%N)
