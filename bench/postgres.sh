@@ -90,7 +90,7 @@ for format in csv ndjson parquet arrow; do
   fresh_database ${DB_PREFIX}_df
   start_server ${DB_PREFIX}_df
   start=$(date +%s%N)
-  curl -sf -o /dev/null -X POST "$wp/records" -H "Content-Type: $type" --data-binary @"$work/rows.$format"
+  curl -sf -o /dev/null -X POST "$wp/records" -H "Content-Type: $type" -T "$work/rows.$format"
   ingest_s=$(seconds "$start")
   echo "| POST $format through dataforge | $ingest_s | $(echo "$rows / $ingest_s" | bc) | $(ratio "$raw_copy_s" "$ingest_s") |"
   [ "$format" = arrow ] || stop_server
