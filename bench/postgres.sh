@@ -49,7 +49,9 @@ start_server() {
   for _ in $(seq 1 600); do curl -sf "$base/health" >/dev/null && return; sleep 0.1; done
   echo "server did not start" >&2; tail "$work/server.log" >&2; exit 1
 }
-stop_server() { kill -TERM "$server_pid"; wait "$server_pid" || true; }
+stop_server() { kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""; }
+# a failed step leaves no server behind on the port
+trap '[ -z "$server_pid" ] || kill -TERM "$server_pid" 2>/dev/null || true' EXIT
 seconds() { local start=$1; echo "scale=2; ($(date +%s%N) - $start) / 1000000000" | bc; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
 # wrk: "requests/s p99"
