@@ -1,11 +1,13 @@
 //! The PostgreSQL store's own behaviour (run by scripts/test-postgres): connections that
-//! PostgreSQL ends under a running server are replaced, reads going on without an error.
+//! PostgreSQL ends under a running server are replaced, reads going on without an error; small
+//! writes committed in groups each stay whole.
 
 mod support;
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use support::{Server, temp_db, well};
 
 const WR: &str = "/v1/datasets/well_registry";
@@ -78,4 +80,119 @@ fn connections_ended_by_postgresql_are_replaced_and_reads_go_on() {
             204
         );
     }
+}
+
+/// Single-record POSTs from many clients at once, a fifth of them to keys every client posts:
+/// each key is acknowledged to exactly one client and stored once, with that client's record;
+/// every other post of it is answered 409 naming it and stores nothing; and the writes were
+/// committed in groups, conflicting ones rolled back to their savepoints.
+#[test]
+fn concurrent_single_writes_in_groups_are_each_stored_once_or_refused() {
+    if support::postgres_only("group commit of small writes") {
+        return;
+    }
+    const CLIENTS: i64 = 32;
+    const POSTS: i64 = 30;
+    let (_dir, db) = temp_db();
+    let log = [("RUST_LOG", "info,dataforge_postgres=debug")];
+    let server = Server::start_with(&db, &support::shipped_schemas(), &log);
+    let base = server.base.clone();
+    let answers: Vec<(i64, i64, u16, Value)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|client| {
+                let base = &base;
+                scope.spawn(move || {
+                    (0..POSTS)
+                        .map(|post| {
+                            let code = if post % 5 == 0 {
+                                1_000_000 + post
+                            } else {
+                                1 + client * POSTS + post
+                            };
+                            let mut record = well(code, 1);
+                            record["operator"] = json!(format!("Client {client}"));
+                            let answer = support::answer(
+                                ureq::post(&format!("{base}{WR}/records"))
+                                    .set("Content-Type", "application/json")
+                                    .send_string(&record.to_string()),
+                            );
+                            (code, client, answer.status, answer.body)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("a client"))
+            .collect()
+    });
+    let mut winners: HashMap<i64, i64> = HashMap::new();
+    for (code, client, status, body) in &answers {
+        match status {
+            201 => assert!(
+                winners.insert(*code, *client).is_none(),
+                "well {code} acknowledged twice"
+            ),
+            409 => {
+                assert!(
+                    *code >= 1_000_000,
+                    "well {code}, posted once, refused: {body}"
+                );
+                assert_eq!(body["total_conflicts"], 1, "{body}");
+                assert_eq!(
+                    body["conflicts"][0],
+                    json!({"key": {"well_code": code}, "reason": "exists"}),
+                    "{body}"
+                );
+            }
+            _ => panic!("well {code} from client {client}: {status} {body}"),
+        }
+    }
+    let unique = CLIENTS * (POSTS - POSTS / 5);
+    assert_eq!(
+        winners.len() as i64,
+        unique + POSTS / 5,
+        "every key acknowledged once"
+    );
+    assert_eq!(
+        server.get(&format!("{WR}/count")).body["count"],
+        json!(winners.len()),
+        "every acknowledged record stored once, no refused one"
+    );
+    for (code, client) in &winners {
+        let stored = server.get(&format!("{WR}/records/{code}"));
+        assert_eq!(stored.status, 200, "{stored:?}");
+        assert_eq!(stored.body["operator"], json!(format!("Client {client}")));
+    }
+    let metrics = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .expect("metrics")
+        .into_string()
+        .expect("metrics text");
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let (writes, groups) = (
+        metric("dataforge_postgres_group_writes_sum"),
+        metric("dataforge_postgres_group_writes_count"),
+    );
+    assert_eq!(
+        writes as i64,
+        CLIENTS * POSTS,
+        "every write went through a group"
+    );
+    assert!(
+        groups < writes,
+        "some group took more than one write ({groups} groups)"
+    );
+    let rolled_back = server
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("rolled back to its savepoint") && l.contains("23505"))
+        .count();
+    assert!(rolled_back > 0, "no conflict settled within a group");
 }
