@@ -1,10 +1,12 @@
 //! Group commit of small writes, as on DuckDB: writes to a dataset that arrive while one of its
 //! groups commits wait in its queue, and the next group takes them (`policy.rs`) into one
-//! transaction, one savepoint per write, their statements sent together (`pipeline.rs`). A write
-//! that fails (its keys conflict, PostgreSQL refuses a record) is rolled back to its savepoint and
-//! answered alone; the others commit with one WAL flush. Key checks stay the primary key's, so
-//! several nodes on one database stay correct; a write that deadlocks with another node's
-//! transaction runs again after the commit that releases it.
+//! transaction, their statements and its `COMMIT` sent together (`pipeline.rs`): one round trip
+//! and one WAL flush for all. Should a write fail (its keys conflict, PostgreSQL refuses a
+//! record), that transaction ends rolled back, and the group runs again with a savepoint per
+//! write: the one that fails is rolled back to its savepoint and answered alone, the others
+//! commit. Key checks stay the primary key's, so several nodes on one database stay correct; a
+//! write that deadlocks with another node's transaction runs again after the commit that
+//! releases it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -24,6 +26,7 @@ use super::statements::Inserts;
 use super::{Writing, policy};
 use crate::connection;
 use crate::errors::statement_error as failed;
+use crate::values::Param;
 
 /// What a write is answered.
 type Answer = Result<WriteOutcome, StoreError>;
@@ -257,10 +260,53 @@ async fn run_all(
     false
 }
 
-/// One transaction of the writes `runs`: passes over the writes not settled yet, each pass
+/// One transaction of the writes `runs`: all at once, or, should one fail, with a savepoint each.
+async fn transaction(
+    client: &Object,
+    writes: &[Queued],
+    sessions: &[Session<'_>],
+    runs: &[(usize, Statement)],
+) -> Result<Vec<Settled>, StoreError> {
+    match at_once(client, writes, sessions, runs).await? {
+        Some(settled) => Ok(settled),
+        None => with_savepoints(client, writes, sessions, runs).await,
+    }
+}
+
+/// `BEGIN`, the writes and `COMMIT` sent together. `None` when a write failed: the transaction
+/// was aborted there, and its `COMMIT` rolled it back (nothing of the group is stored).
+async fn at_once(
+    client: &Object,
+    writes: &[Queued],
+    sessions: &[Session<'_>],
+    runs: &[(usize, Statement)],
+) -> Result<Option<Vec<Settled>>, StoreError> {
+    let params = bound(sessions, runs);
+    let refs = as_refs(&params);
+    let mut steps = vec![Box::pin(control(client, "BEGIN")) as Step<'_, _>];
+    for ((i, statement), refs) in runs.iter().zip(&refs) {
+        steps.push(store(client, writes[*i].mode, statement, refs));
+    }
+    steps.push(Box::pin(control(client, "COMMIT")));
+    let mut answered = in_order(steps).await;
+    let committed = answered.pop();
+    let mut done = answered.into_iter();
+    done.next().transpose().map_err(failed)?;
+    committed.transpose().map_err(failed)?;
+    let mut settled = Vec::with_capacity(runs.len());
+    for ((i, _), stored) in runs.iter().zip(done) {
+        match stored {
+            Ok(stored) => settled.push(Settled::Answered(Ok(outcome(&writes[*i].writing, stored)))),
+            Err(_) => return Ok(None),
+        }
+    }
+    Ok(Some(settled))
+}
+
+/// Passes over the writes not settled yet, each between `SAVEPOINT` and `RELEASE`, each pass
 /// stopping at the first write that fails, which is rolled back to its savepoint and settled
 /// alone; then the commit.
-async fn transaction(
+async fn with_savepoints(
     client: &Object,
     writes: &[Queued],
     sessions: &[Session<'_>],
@@ -303,20 +349,12 @@ async fn pass(
     sessions: &[Session<'_>],
     runs: &[(usize, Statement)],
 ) -> Result<(Vec<Settled>, Option<tokio_postgres::Error>), StoreError> {
-    let params: Vec<_> = runs.iter().map(|(i, _)| sessions[*i].params()).collect();
-    let refs: Vec<Vec<&(dyn ToSql + Sync)>> = params
-        .iter()
-        .map(|p| p.iter().map(|p| p as &(dyn ToSql + Sync)).collect())
-        .collect();
+    let params = bound(sessions, runs);
+    let refs = as_refs(&params);
     let mut steps: Vec<Step<'_, Result<Done, tokio_postgres::Error>>> = Vec::new();
     for ((i, statement), refs) in runs.iter().zip(&refs) {
         steps.push(Box::pin(control(client, "SAVEPOINT write")));
-        steps.push(match writes[*i].mode {
-            ConflictMode::Upsert => {
-                Box::pin(async move { client.query(statement, refs).await.map(Done::Rows) })
-            }
-            _ => Box::pin(async move { client.execute(statement, refs).await.map(Done::Count) }),
-        });
+        steps.push(store(client, writes[*i].mode, statement, refs));
         steps.push(Box::pin(control(client, "RELEASE SAVEPOINT write")));
     }
     let mut answered = in_order(steps).await.into_iter();
@@ -337,6 +375,34 @@ async fn pass(
         }
     }
     Ok((done, None))
+}
+
+/// The held records of each write of `runs`, as parameters.
+fn bound<'a>(sessions: &'a [Session<'_>], runs: &[(usize, Statement)]) -> Vec<Vec<Param<'a>>> {
+    runs.iter().map(|(i, _)| sessions[*i].params()).collect()
+}
+
+/// Parameters as a statement takes them.
+fn as_refs<'a>(params: &'a [Vec<Param<'a>>]) -> Vec<Vec<&'a (dyn ToSql + Sync)>> {
+    params
+        .iter()
+        .map(|p| p.iter().map(|p| p as &(dyn ToSql + Sync)).collect())
+        .collect()
+}
+
+/// A write's statement, with its held records.
+fn store<'a>(
+    client: &'a Object,
+    mode: ConflictMode,
+    statement: &'a Statement,
+    refs: &'a [&'a (dyn ToSql + Sync)],
+) -> Step<'a, Result<Done, tokio_postgres::Error>> {
+    match mode {
+        ConflictMode::Upsert => {
+            Box::pin(async move { client.query(statement, refs).await.map(Done::Rows) })
+        }
+        _ => Box::pin(async move { client.execute(statement, refs).await.map(Done::Count) }),
+    }
 }
 
 /// A statement without an answer, sent as a simple query (one message).

@@ -10,27 +10,28 @@ use std::task::Poll;
 pub(super) type Step<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Runs `steps` together, each first polled after the one before it, and answers their outputs
-/// in the same order.
-pub(super) async fn in_order<T>(mut steps: Vec<Step<'_, T>>) -> Vec<T> {
-    let mut outputs: Vec<Option<T>> = steps.iter().map(|_| None).collect();
+/// in the same order. Once all are sent, each is awaited in turn: answers come in order, so a
+/// step is polled again only when its own may be there.
+pub(super) async fn in_order<T>(steps: Vec<Step<'_, T>>) -> Vec<T> {
+    let mut started: Vec<(Step<'_, T>, Option<T>)> =
+        steps.into_iter().map(|step| (step, None)).collect();
     std::future::poll_fn(|cx| {
-        let mut waiting = false;
-        for (step, output) in steps.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match step.as_mut().poll(cx) {
-                    Poll::Ready(done) => *output = Some(done),
-                    Poll::Pending => waiting = true,
-                }
+        for (step, output) in started.iter_mut() {
+            if let Poll::Ready(done) = step.as_mut().poll(cx) {
+                *output = Some(done);
             }
         }
-        if waiting {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
+        Poll::Ready(())
     })
     .await;
-    outputs.into_iter().flatten().collect()
+    let mut outputs = Vec::with_capacity(started.len());
+    for (step, output) in started {
+        outputs.push(match output {
+            Some(done) => done,
+            None => step.await,
+        });
+    }
+    outputs
 }
 
 #[cfg(test)]
