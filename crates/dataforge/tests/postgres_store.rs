@@ -1,6 +1,6 @@
 //! The PostgreSQL store's own behaviour (run by scripts/test-postgres): connections that
 //! PostgreSQL ends under a running server are replaced, reads going on without an error; small
-//! writes committed in groups each stay whole.
+//! writes committed in groups each stay whole; a closed store holds no connection.
 
 mod support;
 
@@ -12,20 +12,23 @@ use support::{Server, temp_db, well};
 
 const WR: &str = "/v1/datasets/well_registry";
 
-/// Ends every connection dataforge holds to the test database, as a restart of PostgreSQL or an
-/// administrator would.
-fn end_connections(db: &Path) -> usize {
-    let url = support::engine_env(db)
+/// The URL of the test database of `db`.
+fn database_url(db: &Path) -> String {
+    support::engine_env(db)
         .into_iter()
         .find(|(name, _)| name == "DATAFORGE_DATABASE__URL")
         .map(|(_, url)| url)
-        .expect("a database URL on PostgreSQL");
+        .expect("a database URL on PostgreSQL")
+}
+
+/// `select` (a count) over dataforge's connections to the test database, through psql.
+fn over_connections(db: &Path, select: &str) -> usize {
     let output = std::process::Command::new("psql")
-        .args([&url, "-Atc"])
-        .arg(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE application_name = 'dataforge' AND datname = current_database() AND pid <> pg_backend_pid()",
-        )
+        .args([&database_url(db), "-Atc"])
+        .arg(format!(
+            "SELECT {select} FROM pg_stat_activity \
+             WHERE application_name = 'dataforge' AND datname = current_database() AND pid <> pg_backend_pid()"
+        ))
         .output()
         .expect("run psql");
     assert!(output.status.success(), "{output:?}");
@@ -33,6 +36,12 @@ fn end_connections(db: &Path) -> usize {
         .trim()
         .parse()
         .unwrap_or(0)
+}
+
+/// Ends every connection dataforge holds to the test database, as a restart of PostgreSQL or an
+/// administrator would.
+fn end_connections(db: &Path) -> usize {
+    over_connections(db, "count(pg_terminate_backend(pid))")
 }
 
 #[test]
@@ -195,4 +204,62 @@ fn concurrent_single_writes_in_groups_are_each_stored_once_or_refused() {
         .filter(|l| l.contains("rolled back to its savepoint") && l.contains("23505"))
         .count();
     assert!(rolled_back > 0, "no conflict settled within a group");
+}
+
+/// Waits up to 5 s for the number of dataforge's connections to the test database to satisfy
+/// `enough`; answers the last number seen.
+fn connections_until(db: &Path, enough: impl Fn(usize) -> bool) -> usize {
+    let mut seen = over_connections(db, "count(*)");
+    for _ in 0..50 {
+        if enough(seen) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        seen = over_connections(db, "count(*)");
+    }
+    seen
+}
+
+/// Closing the store closes the replicas' pools and stops their watcher too, not only the
+/// primary's pool: no connection of the store's is left (the "replica" here is the primary's
+/// own database, which the watcher connects to and finds not in recovery).
+#[test]
+fn a_closed_store_holds_no_connection_to_the_primary_or_a_replica() {
+    use dataforge_domain::ports::{RecordReader, Store};
+    use dataforge_postgres::{PostgresConfig, PostgresStore};
+
+    if support::postgres_only("closing the PostgreSQL store") {
+        return;
+    }
+    let (_dir, db) = temp_db();
+    let url = database_url(&db);
+    let store = PostgresStore::open(&PostgresConfig {
+        url: Some(url.clone()),
+        replica_urls: vec![url],
+        ..PostgresConfig::default()
+    })
+    .expect("open the store");
+    // the runtime's workers go on driving the connections and the watcher between the calls
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    // a read (of a table not made: it fails) starts the watcher, which connects to both
+    let key = vec![dataforge_domain::value::Value::Integer(1)];
+    let _ = runtime.block_on(store.get(dataforge_domain::testing::wells(), key));
+    let open = connections_until(&db, |n| n >= 2);
+    assert!(open >= 2, "the primary and the replica connected: {open}");
+    store.close();
+    let left = connections_until(&db, |n| n == 0);
+    let listed = std::process::Command::new("psql")
+        .args([&database_url(&db), "-Atc"])
+        .arg(
+            "SELECT backend_start, state, query FROM pg_stat_activity \
+             WHERE application_name = 'dataforge' AND datname = current_database()",
+        )
+        .output()
+        .expect("run psql");
+    assert_eq!(
+        left,
+        0,
+        "connections left after close: {}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
 }

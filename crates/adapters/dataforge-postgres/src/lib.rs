@@ -361,7 +361,10 @@ fn without_password(url: &str) -> String {
 }
 
 impl Store for PostgresStore {
+    /// Closes the primary's pool and every replica's, and stops watching the replicas: no
+    /// connection of the store's stays open (small writes still queued are answered 503).
     fn close(&self) {
+        self.reads.replicas.close();
         self.primary.close();
     }
 }
