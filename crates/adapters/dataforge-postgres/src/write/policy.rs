@@ -30,8 +30,8 @@ pub(super) fn group_size(queued: impl IntoIterator<Item = usize>) -> usize {
     taken
 }
 
-/// Whether a group of `writes` runs in a transaction with a savepoint per write: a write alone
-/// needs neither, and keeps its single statement (one round trip).
+/// Whether a group of `writes` runs in a transaction of its own (savepoints too, once one of
+/// its writes fails): a write alone needs none, and keeps its single statement.
 pub(super) fn in_transaction(writes: usize) -> bool {
     writes > 1
 }
