@@ -7,7 +7,7 @@ use dataforge_domain::value::{FieldType, Value};
 use dataforge_sql::Dialect;
 use duckdb::types::Value as DuckValue;
 
-use crate::sql::{bind, column_type, literal};
+use crate::sql::{bind, column_type, timestamp_literal};
 
 /// DuckDB's spelling of what engines disagree on.
 pub(crate) struct DuckDbDialect;
@@ -30,8 +30,8 @@ impl Dialect for DuckDbDialect {
         format!("quantile_cont({expression}, {fraction:?})")
     }
 
-    fn literal(&self, value: &Value) -> String {
-        literal(value)
+    fn timestamp_literal(&self, micros: i64) -> String {
+        timestamp_literal(micros)
     }
 
     /// `TRY_CAST`: a value that does not convert becomes null.

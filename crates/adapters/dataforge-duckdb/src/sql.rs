@@ -2,10 +2,12 @@
 //! and are always quoted; values are always bound as parameters.
 
 use dataforge_domain::schema::DatasetSchema;
-use dataforge_domain::value::{FieldType, Value, format_date};
+use dataforge_domain::value::{FieldType, Value};
 use duckdb::types::{TimeUnit, Value as DuckValue};
 
 pub(crate) use dataforge_sql::{column_list, quote};
+
+use crate::select::DuckDbDialect;
 
 /// The DuckDB column type storing a field type.
 pub(crate) fn column_type(ty: FieldType) -> &'static str {
@@ -75,18 +77,14 @@ pub(crate) fn key_matches(schema: &DatasetSchema) -> String {
 }
 
 /// A domain value as an SQL literal, for the few statements that cannot take parameters (a
-/// column's `DEFAULT`, a migration's `SELECT` of defaults). Strings are quoted with `'` doubled.
+/// column's `DEFAULT`, a migration's `SELECT` of defaults): the spelling every SQL store shares.
 pub(crate) fn literal(value: &Value) -> String {
-    let text = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    match value {
-        Value::Null => "NULL".into(),
-        Value::Boolean(b) => b.to_string(),
-        Value::Integer(i) => i.to_string(),
-        Value::Float(f) => format!("{f:?}::DOUBLE"),
-        Value::String(s) | Value::Json(s) => text(s),
-        Value::Date(days) => format!("{}::DATE", text(&format_date(*days))),
-        Value::Timestamp(micros) => format!("make_timestamp({micros}::BIGINT)"),
-    }
+    dataforge_sql::literal(&DuckDbDialect, value)
+}
+
+/// A timestamp literal from its microseconds, exactly (no text to parse).
+pub(crate) fn timestamp_literal(micros: i64) -> String {
+    format!("make_timestamp({micros}::BIGINT)")
 }
 
 /// A domain value as a DuckDB parameter.
@@ -99,5 +97,42 @@ pub(crate) fn bind(value: &Value) -> DuckValue {
         Value::String(s) | Value::Json(s) => DuckValue::Text(s.clone()),
         Value::Date(d) => DuckValue::Date32(*d),
         Value::Timestamp(t) => DuckValue::Timestamp(TimeUnit::Microsecond, *t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// DuckDB reads each literal back as the value it spells.
+    #[test]
+    fn literals_read_back_as_their_values() {
+        let db = duckdb::Connection::open_in_memory().unwrap();
+        let read = |value: Value| -> String {
+            let sql = format!("SELECT CAST({} AS VARCHAR)", literal(&value));
+            db.query_row(&sql, [], |row| row.get(0)).unwrap()
+        };
+        for text in ["O'Brien", r"C:\data\n", "''", r"\'", ""] {
+            assert_eq!(read(Value::String(text.into())), text);
+        }
+        assert_eq!(read(Value::Float(1.5)), "1.5");
+        assert_eq!(read(Value::Float(f64::NEG_INFINITY)), "-inf");
+        assert_eq!(read(Value::Float(f64::NAN)), "nan");
+        assert_eq!(read(Value::Date(18_262)), "2020-01-01");
+        assert_eq!(read(Value::Boolean(false)), "false");
+        for micros in [0, -1, 1_234_567_890_123_456] {
+            let sql = format!("SELECT epoch_us({})", literal(&Value::Timestamp(micros)));
+            let read: i64 = db.query_row(&sql, [], |row| row.get(0)).unwrap();
+            assert_eq!(read, micros);
+        }
+    }
+
+    /// A NUL (which validation refuses before) stays in the literal, and the driver refuses the
+    /// statement rather than cut it short.
+    #[test]
+    fn a_statement_with_a_nul_is_refused_whole() {
+        let db = duckdb::Connection::open_in_memory().unwrap();
+        let sql = format!("SELECT {}", literal(&Value::String("a\0b".into())));
+        assert!(db.prepare(&sql).is_err());
     }
 }

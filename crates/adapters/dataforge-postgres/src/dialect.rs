@@ -1,10 +1,10 @@
 //! PostgreSQL's spelling of what engines disagree on in the SQL of reads.
 
 use dataforge_domain::query::BucketUnit;
-use dataforge_domain::value::{FieldType, Value};
+use dataforge_domain::value::{FieldType, format_timestamp};
 use dataforge_sql::Dialect;
 
-use crate::values::{column_type, literal};
+use crate::values::column_type;
 
 pub(crate) struct PostgresDialect;
 
@@ -42,13 +42,41 @@ impl Dialect for PostgresDialect {
         format!("percentile_cont({fraction:?}) WITHIN GROUP (ORDER BY {expression})")
     }
 
-    fn literal(&self, value: &Value) -> String {
-        literal(value)
+    /// Its UTC text, which a `TIMESTAMP` reads (ignoring the `Z`) to the microsecond.
+    fn timestamp_literal(&self, micros: i64) -> String {
+        format!("TIMESTAMP '{}'", format_timestamp(micros))
     }
 
     /// A plain `CAST` (PostgreSQL has no `TRY_CAST`): a stored value that does not convert fails
     /// the migration with PostgreSQL's message, and nothing is changed.
     fn converted(&self, column: &str, ty: &str) -> String {
         format!("CAST({column} AS {ty})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dataforge_domain::value::Value;
+    use dataforge_sql::literal;
+
+    use super::*;
+
+    #[test]
+    fn literals_are_the_shared_ones_with_postgresql_types_and_timestamps() {
+        let spelled = |value: Value| literal(&PostgresDialect, &value);
+        assert_eq!(spelled(Value::String(r"it's C:\x".into())), r"'it''s C:\x'");
+        assert_eq!(
+            spelled(Value::Float(1.5)),
+            "CAST('1.5' AS DOUBLE PRECISION)"
+        );
+        assert_eq!(spelled(Value::Date(18_262)), "CAST('2020-01-01' AS DATE)");
+        assert_eq!(
+            spelled(Value::Timestamp(0)),
+            "TIMESTAMP '1970-01-01T00:00:00Z'"
+        );
+        assert_eq!(
+            spelled(Value::Timestamp(-1)),
+            "TIMESTAMP '1969-12-31T23:59:59.999999Z'"
+        );
     }
 }

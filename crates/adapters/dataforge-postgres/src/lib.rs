@@ -50,6 +50,8 @@ pub enum OpenError {
 /// The primary, through a pool of connections.
 pub struct PostgresStore {
     primary: Pool,
+    /// Where small writes wait to be committed together.
+    groups: Arc<write::Groups>,
     reads: Arc<Reads>,
     /// How to open a connection of its own (schema changes and history run outside any async
     /// runtime, `dataforge migrate`).
@@ -85,6 +87,7 @@ impl PostgresStore {
             timeout_ms: config.statement_timeout_ms,
         });
         Ok(PostgresStore {
+            groups: Arc::new(write::Groups::new(primary.clone())),
             primary,
             reads,
             connect,
@@ -140,7 +143,8 @@ impl RecordWriter for PostgresStore {
         dataset: Arc<DatasetSchema>,
     ) -> BoxFuture<'_, Result<Box<dyn StagedWrite>, StoreError>> {
         Box::pin(async move {
-            let staged = write::PostgresWrite::begin(self.pool(), dataset);
+            let staged =
+                write::PostgresWrite::begin(self.pool(), Arc::clone(&self.groups), dataset);
             Ok(Box::new(staged) as Box<dyn StagedWrite>)
         })
     }
@@ -357,7 +361,10 @@ fn without_password(url: &str) -> String {
 }
 
 impl Store for PostgresStore {
+    /// Closes the primary's pool and every replica's, and stops watching the replicas: no
+    /// connection of the store's stays open (small writes still queued are answered 503).
     fn close(&self) {
+        self.reads.replicas.close();
         self.primary.close();
     }
 }

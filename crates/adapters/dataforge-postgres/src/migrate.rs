@@ -11,7 +11,7 @@ use dataforge_domain::schema::evolve::{ColumnChange, DatasetPlan, FieldSource};
 use dataforge_domain::schema::stored_check::{
     LISTED_REPEATED_KEYS, StoredRecordsCheck, grouped_key_text, repeated_keys_refusal,
 };
-use dataforge_sql::{column_list, mapped_select, quote, repeated_keys};
+use dataforge_sql::{column_list, literal, mapped_select, quote, repeated_keys};
 use futures_util::{StreamExt, pin_mut};
 use tokio_postgres::Transaction;
 
@@ -19,7 +19,7 @@ use crate::dialect::PostgresDialect;
 use crate::errors::statement_error as failed;
 use crate::partitions;
 use crate::tables::{create_table_named, index_name, index_statements};
-use crate::values::{batch, column_type, literal};
+use crate::values::{batch, column_type};
 
 /// Rows per batch of stored records checked.
 const CHECKED_ROWS: usize = 16 * 1024;
@@ -120,7 +120,7 @@ pub(crate) async fn change_table(
                         let default = field
                             .default
                             .as_ref()
-                            .map(|value| format!(" DEFAULT {}", literal(value)))
+                            .map(|value| format!(" DEFAULT {}", literal(&PostgresDialect, value)))
                             .unwrap_or_default();
                         run(format!(
                             "ALTER TABLE {table} ADD COLUMN {column} {}{default}",

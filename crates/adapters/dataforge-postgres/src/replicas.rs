@@ -5,6 +5,7 @@
 //! token: the primary's WAL position after them) goes to a replica known to have replayed that
 //! far, else to the primary.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -46,7 +47,10 @@ pub(crate) struct Replica {
 pub(crate) struct Replicas {
     list: Vec<Replica>,
     max_lag_ms: u64,
-    watching: OnceLock<()>,
+    /// The watching task, once started.
+    watching: OnceLock<tokio::task::AbortHandle>,
+    /// Set by [`Replicas::close`]: no watching starts or goes on.
+    closed: AtomicBool,
 }
 
 impl Replicas {
@@ -66,6 +70,18 @@ impl Replicas {
                 .collect(),
             max_lag_ms,
             watching: OnceLock::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Stops the watching task and closes every replica's pool (the store is closing).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some(task) = self.watching.get() {
+            task.abort();
+        }
+        for replica in &self.list {
+            replica.pool.close();
         }
     }
 
@@ -99,17 +115,20 @@ impl Replicas {
             .collect()
     }
 
-    /// Starts the watching task once (on the runtime of the first read).
+    /// Starts the watching task once (on the runtime of the first read); it ends when the
+    /// replicas are closed.
     fn watch(self: &Arc<Self>, primary: &Pool) {
         self.watching.get_or_init(|| {
             let replicas = Arc::clone(self);
             let primary = primary.clone();
             tokio::spawn(async move {
-                loop {
+                // a task started as the store closed ends here: close found none to stop
+                while !replicas.closed.load(Ordering::SeqCst) {
                     replicas.look(&primary).await;
                     tokio::time::sleep(WATCH_EVERY).await;
                 }
-            });
+            })
+            .abort_handle()
         });
     }
 

@@ -13,7 +13,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema};
 use bytes::{BufMut, BytesMut};
 use dataforge_domain::query::OutputColumn;
-use dataforge_domain::value::{FieldType, Value, format_date, format_timestamp};
+use dataforge_domain::value::{FieldType, Value};
 use postgres_types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::Row;
 
@@ -33,20 +33,6 @@ pub(crate) fn column_type(ty: FieldType) -> &'static str {
         FieldType::Boolean => "BOOLEAN",
         FieldType::Date => "DATE",
         FieldType::Timestamp => "TIMESTAMP",
-    }
-}
-
-/// A domain value as an SQL literal, for what a statement holds as text (a field's default).
-pub(crate) fn literal(value: &Value) -> String {
-    let text = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    match value {
-        Value::Null => "NULL".into(),
-        Value::Boolean(b) => b.to_string(),
-        Value::Integer(i) => i.to_string(),
-        Value::Float(f) => format!("CAST('{f:?}' AS DOUBLE PRECISION)"),
-        Value::String(s) | Value::Json(s) => text(s),
-        Value::Date(days) => format!("DATE {}", text(&format_date(*days))),
-        Value::Timestamp(micros) => format!("TIMESTAMP {}", text(&format_timestamp(*micros))),
     }
 }
 

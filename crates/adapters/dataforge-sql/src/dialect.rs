@@ -1,7 +1,7 @@
 //! What an engine spells its own way in the SQL of reads.
 
 use dataforge_domain::query::BucketUnit;
-use dataforge_domain::value::{FieldType, Value};
+use dataforge_domain::value::FieldType;
 
 /// An engine's spelling of the few things SQL engines disagree on.
 pub trait Dialect: Sync {
@@ -20,9 +20,9 @@ pub trait Dialect: Sync {
     /// The `fraction` quantile of a double expression, interpolated between values.
     fn quantile(&self, expression: &str, fraction: f64) -> String;
 
-    /// A value as an SQL literal, for the few statements that cannot take parameters (a field's
-    /// default in a migration).
-    fn literal(&self, value: &Value) -> String;
+    /// A timestamp (microseconds from 1970-01-01 UTC) as an SQL literal: the one literal engines
+    /// spell their own way (the others are [`literal`](crate::literal()), for every engine).
+    fn timestamp_literal(&self, micros: i64) -> String;
 
     /// A stored column converted to the column type `ty` in a migration that changes its type.
     fn converted(&self, column: &str, ty: &str) -> String;

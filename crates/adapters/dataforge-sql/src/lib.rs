@@ -4,10 +4,12 @@
 //! [`Dialect`]; each store binds the domain values of a [`Statement`] to its driver's types.
 
 mod dialect;
+mod literal;
 mod migrate;
 mod select;
 
 pub use dialect::Dialect;
+pub use literal::literal;
 pub use migrate::{mapped_select, repeated_keys};
 pub use select::{Statement, by_key, count, plan, where_clause};
 

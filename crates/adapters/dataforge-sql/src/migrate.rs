@@ -5,7 +5,7 @@ use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::schema::evolve::{DatasetPlan, FieldSource};
 use dataforge_domain::value::Value;
 
-use crate::{Dialect, column_list, quote};
+use crate::{Dialect, column_list, literal, quote};
 
 /// `SELECT` of the stored rows as the declared fields: kept columns (converted where the type
 /// changed, see [`Dialect::converted`]), new fields as their default or null.
@@ -29,7 +29,7 @@ pub fn mapped_select(
                 FieldSource::Stored { column, .. } => dialect.converted(&quote(column), ty),
                 FieldSource::New => format!(
                     "CAST({} AS {ty})",
-                    dialect.literal(field.default.as_ref().unwrap_or(&Value::Null))
+                    literal(dialect, field.default.as_ref().unwrap_or(&Value::Null))
                 ),
             };
             format!("{value} AS {}", quote(&field.name))

@@ -3,8 +3,12 @@
 //! (`statements.rs`), so that a write is all or nothing. Key checks are the primary key's: two
 //! writes of one key through any nodes cannot both insert it, and the loser's answer lists the
 //! keys (409). Records keep their position in the request (`_dataforge_row`), which decides which
-//! of two records with one key wins. A merge, two statements, holds the dataset's lock.
+//! of two records with one key wins. A merge, two statements, holds the dataset's lock. Small
+//! writes that arrive together are committed together (`group.rs`).
 
+mod group;
+mod pipeline;
+mod policy;
 mod session;
 mod statements;
 
@@ -20,6 +24,7 @@ use dataforge_sql::quote;
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::error::SqlState;
 
+pub(crate) use self::group::Groups;
 use self::session::{Session, copy_batch, create_staged, holds};
 use self::statements::{Inserts, key_values, key_values_from};
 use crate::connection;
@@ -40,42 +45,51 @@ enum Staged {
 /// One write in progress.
 pub(crate) struct PostgresWrite {
     pool: Pool,
-    schema: Arc<DatasetSchema>,
+    /// Where small writes queue for their group.
+    groups: Arc<Groups>,
+    writing: Writing,
     /// `None` once committed or rolled back.
     staged: Option<Staged>,
+}
+
+/// A write's dataset and the records it staged: what its statements and its answer need.
+#[derive(Clone)]
+struct Writing {
+    schema: Arc<DatasetSchema>,
     rows: i64,
 }
 
 impl PostgresWrite {
-    pub(crate) fn begin(pool: Pool, schema: Arc<DatasetSchema>) -> Self {
+    pub(crate) fn begin(pool: Pool, groups: Arc<Groups>, schema: Arc<DatasetSchema>) -> Self {
         PostgresWrite {
             pool,
-            schema,
+            groups,
+            writing: Writing { schema, rows: 0 },
             staged: Some(Staged::Held(Vec::new())),
-            rows: 0,
         }
     }
 
     async fn stage_batch(&mut self, batch: RecordBatch) -> Result<(), StoreError> {
-        let first_row = self.rows;
-        self.rows += batch.num_rows() as i64;
+        let first_row = self.writing.rows;
+        self.writing.rows += batch.num_rows() as i64;
+        let schema = &self.writing.schema;
         match self.staged.take() {
-            Some(Staged::Held(mut batches)) if holds(&self.schema, self.rows as usize) => {
+            Some(Staged::Held(mut batches)) if holds(schema, self.writing.rows as usize) => {
                 batches.push(batch);
                 self.staged = Some(Staged::Held(batches));
             }
             Some(Staged::Held(batches)) => {
                 let client = connection(&self.pool).await?;
-                create_staged(&client, &self.schema).await?;
+                create_staged(&client, schema).await?;
                 let mut row = 0;
                 for held in batches.iter().chain(std::iter::once(&batch)) {
-                    copy_batch(&client, &self.schema, held, row).await?;
+                    copy_batch(&client, schema, held, row).await?;
                     row += held.num_rows() as i64;
                 }
                 self.staged = Some(Staged::Copied(Box::new(client)));
             }
             Some(Staged::Copied(client)) => {
-                let copied = copy_batch(&client, &self.schema, &batch, first_row).await;
+                let copied = copy_batch(&client, schema, &batch, first_row).await;
                 self.staged = Some(Staged::Copied(client));
                 copied?;
             }
@@ -89,28 +103,28 @@ impl PostgresWrite {
     }
 
     async fn finish(mut self, mode: ConflictMode) -> Result<WriteOutcome, StoreError> {
+        let writing = &self.writing;
         match self.staged.take() {
+            Some(Staged::Held(batches)) if policy::joins_group(mode) => {
+                self.groups.commit(writing.clone(), batches, mode).await
+            }
             Some(Staged::Held(batches)) => {
                 let client = connection(&self.pool).await?;
-                let session = Session::held(&client, &self.schema, &batches);
+                let session =
+                    Session::held(&client, &writing.schema, &batches).in_open_transaction();
                 // a merge is two statements, and takes the dataset's lock: a transaction
-                let own = mode == ConflictMode::Merge;
-                if own {
-                    client.batch_execute("BEGIN").await.map_err(failed)?;
-                }
-                let outcome = self.store(&session, mode).await;
-                if own {
-                    end(&client, outcome.is_ok()).await?;
-                }
+                client.batch_execute("BEGIN").await.map_err(failed)?;
+                let outcome = writing.store(&session, mode).await;
+                end(&client, outcome.is_ok()).await?;
                 outcome
             }
             Some(Staged::Copied(client)) => {
-                let outcome = self.store(&Session::copied(&client), mode).await;
+                let outcome = writing.store(&Session::copied(&client), mode).await;
                 end(&client, outcome.is_ok()).await?;
-                if outcome.is_ok() && self.rows >= ANALYZED_WRITE {
-                    let analyze = format!("ANALYZE {}", quote(&self.schema.name));
+                if outcome.is_ok() && writing.rows >= ANALYZED_WRITE {
+                    let analyze = format!("ANALYZE {}", quote(&writing.schema.name));
                     if let Err(e) = client.batch_execute(&analyze).await {
-                        tracing::warn!(dataset = %self.schema.name, error = %e, "statistics not refreshed after a large write");
+                        tracing::warn!(dataset = %writing.schema.name, error = %e, "statistics not refreshed after a large write");
                     }
                 }
                 outcome
@@ -118,7 +132,11 @@ impl PostgresWrite {
             None => Err(StoreError::Internal("a write was committed twice".into())),
         }
     }
+}
 
+impl Writing {
+    /// Stores the staged records in `mode`, in the session's transaction if it has one (held
+    /// records alone but in a merge have none: their one statement is its own transaction).
     async fn store(
         &self,
         session: &Session<'_>,

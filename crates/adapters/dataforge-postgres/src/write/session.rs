@@ -35,12 +35,18 @@ pub(super) struct Session<'a> {
     pub client: &'a Object,
     /// For held records: the `WITH` item naming them, and its parameters.
     held: Option<(String, Vec<Value>)>,
+    /// Whether a transaction is open on the client (else each statement is its own).
+    transaction: bool,
 }
 
 impl<'a> Session<'a> {
     /// Statements over records copied to the temporary table, in the open transaction.
     pub(super) fn copied(client: &'a Object) -> Self {
-        Session { client, held: None }
+        Session {
+            client,
+            held: None,
+            transaction: true,
+        }
     }
 
     /// Statements that carry the held records themselves.
@@ -76,12 +82,22 @@ impl<'a> Session<'a> {
         Session {
             client,
             held: Some((staged, values)),
+            transaction: false,
         }
     }
 
-    /// Whether the statements run in a transaction of the write's own (the copied records').
+    /// The session, its statements run in the transaction open on its client.
+    pub(super) fn in_open_transaction(self) -> Self {
+        Session {
+            transaction: true,
+            ..self
+        }
+    }
+
+    /// Whether the statements run in an open transaction (the copied records', a merge's, a
+    /// group's), which a failed statement aborts.
     pub(super) fn in_transaction(&self) -> bool {
-        self.held.is_none()
+        self.transaction
     }
 
     /// `statement` with the held records in front (as the first `WITH` item).
@@ -95,11 +111,20 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn params(&self) -> Vec<Param<'_>> {
+    pub(super) fn params(&self) -> Vec<Param<'_>> {
         self.held
             .as_ref()
             .map(|(_, values)| values.iter().map(Param).collect())
             .unwrap_or_default()
+    }
+
+    /// `statement` prepared on the client (once per connection) with the held records in front:
+    /// for a group, which sends it with the others in one go.
+    pub(super) async fn prepare(
+        &self,
+        statement: &str,
+    ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        prepared(self.client, &self.text(statement)).await
     }
 
     pub(super) async fn execute(&self, statement: &str) -> Result<u64, tokio_postgres::Error> {

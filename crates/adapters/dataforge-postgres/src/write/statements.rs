@@ -5,9 +5,10 @@
 
 use dataforge_domain::schema::DatasetSchema;
 use dataforge_domain::value::Value;
-use dataforge_sql::{column_list, quote};
+use dataforge_sql::{column_list, literal, quote};
 
-use crate::values::{Cell, column_type, literal};
+use crate::dialect::PostgresDialect;
+use crate::values::{Cell, column_type};
 
 /// The staged records, as every statement names them.
 pub(super) const STAGED: &str = "_dataforge_staged";
@@ -126,7 +127,7 @@ impl Inserts {
                     Some(default) => format!(
                         "COALESCE(s.{0}, CAST({1} AS {2}))",
                         quote(&f.name),
-                        literal(default),
+                        literal(&PostgresDialect, default),
                         column_type(f.field_type)
                     ),
                     None => format!("s.{}", quote(&f.name)),
