@@ -5,7 +5,7 @@
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const binary = process.env.DATAFORGE_BIN ?? "dataforge";
@@ -13,9 +13,19 @@ export const SCHEMAS = resolve(fileURLToPath(new URL("../../../../../schemas", i
 const schemas = SCHEMAS;
 export const PRODUCTION_ROWS = 3000;
 
+/** With DATAFORGE_TEST_ENGINE=postgres (scripts/test-postgres), the settings of a database of
+ *  its own on DATAFORGE_TEST_POSTGRES for the server of `db`; none on DuckDB (the file). */
+function engineEnv(db: string): Record<string, string> {
+  if (process.env.DATAFORGE_TEST_ENGINE !== "postgres") return {};
+  const server = process.env.DATAFORGE_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432";
+  const name = `dataforge_test_explorer_${basename(db, ".duckdb")}_${process.pid}`;
+  execFileSync("psql", [`${server}/postgres`, "-qc", `CREATE DATABASE ${name}`]);
+  return { DATAFORGE_DATABASE__ENGINE: "postgres", DATAFORGE_DATABASE__URL: `${server}/${name}` };
+}
+
 function start(db: string, env: Record<string, string>): Promise<{ child: ChildProcess; base: string }> {
   const child = spawn(binary, ["serve", "--listen", "127.0.0.1:0", "--db", db, "--schemas", schemas], {
-    env: { ...process.env, RUST_LOG: "info", ...env },
+    env: { ...process.env, RUST_LOG: "info", ...engineEnv(db), ...env },
     stdio: ["ignore", "ignore", "pipe"],
   });
   return new Promise((done, fail) => {
