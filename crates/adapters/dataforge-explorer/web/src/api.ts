@@ -95,6 +95,14 @@ export async function problemOf(response: Response): Promise<Problem> {
   return problem;
 }
 
+/** JSON with integers past 2^53 kept exact as their text (JSON.parse alone would round them,
+ *  and a rounded key would open another record). */
+export function parseExact(text: string): unknown {
+  const exact = (_key: string, value: unknown, context?: { source?: string }) =>
+    typeof value === "number" && !Number.isSafeInteger(value) && /^-?\d+$/.test(context?.source ?? "") ? context?.source : value;
+  return JSON.parse(text, exact as (key: string, value: unknown) => unknown);
+}
+
 /** Sends a request to the API; a JSON answer is returned, any error thrown as a `Problem`. */
 export async function call<T>(path: string, init: RequestInit = {}): Promise<T> {
   let response: Response;
@@ -108,7 +116,7 @@ export async function call<T>(path: string, init: RequestInit = {}): Promise<T> 
   }
   if (!response.ok) throw await problemOf(response);
   if (response.status === 204) return undefined as T;
-  return (await response.json()) as T;
+  return parseExact(await response.text()) as T;
 }
 
 export const datasetPath = (dataset: string) => `/v1/datasets/${encodeURIComponent(dataset)}`;

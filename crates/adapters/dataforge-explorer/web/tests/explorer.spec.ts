@@ -189,6 +189,28 @@ test("an aggregate over time buckets is a line chart with a point per bucket; ov
   expect(lines.length).toBe(fields.length + 1);
 });
 
+test("integers past 2^53 are shown and followed exactly", async ({ page }) => {
+  const big = "9007199254740993"; // 2^53 + 1: a double would make it ...992
+  const created = await fetch(`${open()}/v1/datasets/well_registry/records`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: `{"well_code": ${big}, "well_name": "Deep", "field_code": ${big}}`,
+  });
+  expect(created.status).toBe(201);
+  await page.goto(`${open()}/datasets/well_registry?well_code=eq.${big}`);
+  await expect(page.locator("table.records")).toHaveAttribute("data-rows", "1");
+  await expect(page.locator("table.records tbody tr").first()).toContainText(`${big}Deep${big}`);
+  await page.locator("table.records tbody tr").first().getByRole("link").click();
+  await expect(page.locator('input[name="field_code"]')).toHaveValue(big);
+  await page.locator('input[name="well_name"]').fill("Deeper");
+  await page.getByRole("button", { name: "save changes" }).click();
+  await expect(page.locator(".notice")).toHaveText("saved 1 field");
+  const stored = await (await fetch(`${open()}/v1/datasets/well_registry/records/${big}`)).text();
+  expect(stored).toContain(`"well_code":${big}`);
+  expect(stored).toContain(`"field_code":${big}`);
+  expect(stored).toContain('"well_name":"Deeper"');
+});
+
 test("an export downloads the filtered records, which read back as the API's", async ({ page }) => {
   const sample = (await api<{ items: Row[] }>("/v1/datasets/well_production/records?limit=1")).body.items[0];
   const filter = `field_code=eq.${sample.field_code}`;
