@@ -7,21 +7,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use dataforge_domain::ports::{MigrationPolicy, MigrationReport, SchemaVersion, StoreError};
-use dataforge_domain::schema::evolve::{self, ColumnChange, DatasetPlan, FieldSource};
+use dataforge_domain::schema::evolve::{self, ColumnChange, DatasetPlan};
 use dataforge_domain::schema::stored_check::{
     LISTED_REPEATED_KEYS, StoredRecordsCheck, grouped_key_text, repeated_keys_refusal,
 };
 use dataforge_domain::schema::{Catalog, DatasetSchema, from_document, to_document};
-use dataforge_sql::repeated_keys;
+use dataforge_sql::{column_changes, repeated_keys};
 
 use crate::select::DuckDbDialect;
 use dataforge_domain::value::FieldType;
 use duckdb::Connection;
 
 use crate::batches::for_each_batch;
-use crate::sql::{
-    column_type, create_table, create_table_named, drop_legacy_indexes, literal, quote,
-};
+use crate::sql::{column_type, create_table, create_table_named, drop_legacy_indexes, quote};
 use crate::store_error;
 use crate::tables::{self, StoredColumn};
 
@@ -245,30 +243,8 @@ fn change_table(
             ))?;
         }
         ColumnChange::Append | ColumnChange::None => {
-            for (field, source) in declared.fields.iter().zip(&plan.sources) {
-                let column = quote(&field.name);
-                let was_required = match source {
-                    FieldSource::New => {
-                        let default = match &field.default {
-                            Some(value) => format!(" DEFAULT {}", literal(value)),
-                            None => String::new(),
-                        };
-                        run(format!(
-                            "ALTER TABLE {table} ADD COLUMN {column} {}{default}",
-                            column_type(field.field_type)
-                        ))?;
-                        false
-                    }
-                    FieldSource::Stored { column, .. } => {
-                        stored.field(column).is_some_and(|f| f.required)
-                    }
-                };
-                if was_required != field.required {
-                    let null = if field.required { "SET" } else { "DROP" };
-                    run(format!(
-                        "ALTER TABLE {table} ALTER COLUMN {column} {null} NOT NULL"
-                    ))?;
-                }
+            for statement in column_changes(&DuckDbDialect, stored, declared, plan) {
+                run(statement)?;
             }
         }
     }

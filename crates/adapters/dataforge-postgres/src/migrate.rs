@@ -7,11 +7,11 @@
 use dataforge_domain::ports::StoreError;
 use dataforge_domain::query::OutputColumn;
 use dataforge_domain::schema::DatasetSchema;
-use dataforge_domain::schema::evolve::{ColumnChange, DatasetPlan, FieldSource};
+use dataforge_domain::schema::evolve::{ColumnChange, DatasetPlan};
 use dataforge_domain::schema::stored_check::{
     LISTED_REPEATED_KEYS, StoredRecordsCheck, grouped_key_text, repeated_keys_refusal,
 };
-use dataforge_sql::{column_list, literal, mapped_select, quote, repeated_keys};
+use dataforge_sql::{column_changes, column_list, mapped_select, quote, repeated_keys};
 use futures_util::{StreamExt, pin_mut};
 use tokio_postgres::Transaction;
 
@@ -19,7 +19,7 @@ use crate::dialect::PostgresDialect;
 use crate::errors::statement_error as failed;
 use crate::partitions;
 use crate::tables::{create_table_named, index_name, index_statements};
-use crate::values::{batch, column_type};
+use crate::values::batch;
 
 /// Rows per batch of stored records checked.
 const CHECKED_ROWS: usize = 16 * 1024;
@@ -113,33 +113,8 @@ pub(crate) async fn change_table(
         _ if repartitioned => rewrite(tx, declared, plan).await?,
         ColumnChange::Rewrite => rewrite(tx, declared, plan).await?,
         ColumnChange::Append | ColumnChange::None => {
-            for (field, source) in declared.fields.iter().zip(&plan.sources) {
-                let column = quote(&field.name);
-                let was_required = match source {
-                    FieldSource::New => {
-                        let default = field
-                            .default
-                            .as_ref()
-                            .map(|value| format!(" DEFAULT {}", literal(&PostgresDialect, value)))
-                            .unwrap_or_default();
-                        run(format!(
-                            "ALTER TABLE {table} ADD COLUMN {column} {}{default}",
-                            column_type(field.field_type)
-                        ))
-                        .await?;
-                        false
-                    }
-                    FieldSource::Stored { column, .. } => {
-                        stored.field(column).is_some_and(|f| f.required)
-                    }
-                };
-                if was_required != field.required {
-                    let null = if field.required { "SET" } else { "DROP" };
-                    run(format!(
-                        "ALTER TABLE {table} ALTER COLUMN {column} {null} NOT NULL"
-                    ))
-                    .await?;
-                }
+            for statement in column_changes(&PostgresDialect, stored, declared, plan) {
+                run(statement).await?;
             }
             if plan.key_changed {
                 let key = column_list(declared.key_fields().map(|f| f.name.as_str()));

@@ -10,7 +10,7 @@ mod select;
 
 pub use dialect::Dialect;
 pub use literal::literal;
-pub use migrate::{mapped_select, repeated_keys};
+pub use migrate::{column_changes, mapped_select, repeated_keys};
 pub use select::{Statement, by_key, count, plan, where_clause};
 
 /// Quotes an identifier. Schema names are already restricted to `[a-z0-9_]`, so this never needs
